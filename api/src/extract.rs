@@ -1,0 +1,201 @@
+//! Extractors: JSON bodies with problem+json rejections, the request context that becomes event
+//! metadata, and the signed-in platform user.
+
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use domain::{Actor, EventMetadata};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+/// A JSON body. Syntax errors answer 400, type and field errors 422 naming the field, a
+/// missing content type 415, an oversize body 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest {
+            code: "malformed_json",
+            detail: format!(
+                "the body is not valid JSON: {}",
+                inner_message(&e.body_text())
+            ),
+        },
+        JsonRejection::JsonDataError(e) => {
+            // axum reports `path: message` via serde_path_to_error.
+            let text = inner_message(&e.body_text());
+            let (field, message) = match text.split_once(": ") {
+                Some((path, msg)) if !path.contains(' ') => (path.to_owned(), msg.to_owned()),
+                _ => (field_from_message(&text), text.clone()),
+            };
+            ApiError::Validation(vec![FieldError { field, message }])
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::BytesRejection(e) => {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    detail: "the request body could not be read".to_owned(),
+                }
+            }
+        }
+        _ => ApiError::BadRequest {
+            code: "bad_request",
+            detail: "the request body could not be read".to_owned(),
+        },
+    }
+}
+
+/// axum prefixes its own sentence; keep serde's part.
+fn inner_message(text: &str) -> String {
+    text.split_once("target type: ")
+        .map(|(_, rest)| rest)
+        .or_else(|| text.split_once("JSON: ").map(|(_, rest)| rest))
+        .unwrap_or(text)
+        .to_owned()
+}
+
+/// serde names the field in "missing field `x`" / "unknown field `x`" messages.
+fn field_from_message(text: &str) -> String {
+    text.split('`').nth(1).unwrap_or("body").to_owned()
+}
+
+/// Who is asking and from where: becomes the metadata of the events a request appends.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, actor: Actor) -> EventMetadata {
+        EventMetadata {
+            request_id: Some(self.request_id.clone()),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            correlation_id: None,
+            causation_id: None,
+            ..EventMetadata::by(actor)
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Ok(Self {
+            request_id,
+            client_ip,
+            user_agent,
+        })
+    }
+}
+
+/// A platform user authenticated by a bearer access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub email: String,
+}
+
+impl AuthUser {
+    pub fn actor(&self) -> Actor {
+        Actor::PlatformUser { id: self.user_id }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized {
+                code: "missing_token",
+                detail: "send `Authorization: Bearer <access_token>`".to_owned(),
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "the Authorization header must be `Bearer <access_token>`".to_owned(),
+            })?;
+        let claims = state.tokens.verify_access(token.trim())?;
+        Ok(AuthUser {
+            user_id: claims.sub,
+            email: claims.email,
+        })
+    }
+}
+
+/// Query parameters; a malformed one answers 400 problem+json naming it.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str::<T>(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::BadRequest {
+                code: "invalid_query",
+                detail: format!("invalid query parameter: {e}"),
+            })
+    }
+}
+
+/// Every `(name, value)` pair of the query string, for repeated parameters like `type=a&type=b`.
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map(QueryPairs)
+            .map_err(|e| ApiError::BadRequest {
+                code: "invalid_query",
+                detail: format!("invalid query string: {e}"),
+            })
+    }
+}

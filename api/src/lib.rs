@@ -1,0 +1,108 @@
+//! The REST edge: `/api/v1` for the dashboard and analysts, plus health and metrics.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use crate::error::ApiError;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+pub use state::{ApiConfig, AppState};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    use routes::*;
+    let api = Router::new()
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/orgs", get(orgs::list).post(orgs::create))
+        .route("/orgs/{org}", get(orgs::get))
+        .route(
+            "/orgs/{org}/members",
+            get(orgs::members).post(orgs::add_member),
+        )
+        .route(
+            "/orgs/{org}/members/{member}",
+            axum::routing::patch(orgs::change_role).delete(orgs::remove_member),
+        )
+        .route(
+            "/orgs/{org}/servers",
+            get(servers::list).post(servers::create),
+        )
+        .route(
+            "/orgs/{org}/servers/{server}",
+            get(servers::get)
+                .patch(servers::update)
+                .delete(servers::archive),
+        )
+        .route("/orgs/{org}/dashboard", get(dashboard::overview))
+        .route("/orgs/{org}/audit", get(dashboard::audit_log))
+        .route("/orgs/{org}/events", get(events::page))
+        .route("/orgs/{org}/events/stream", get(events::stream));
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "route_not_found",
+        detail: "no such route".to_owned(),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = axum::response::IntoResponse::into_response(ApiError::BadRequest {
+        code: "method_not_allowed",
+        detail: "this route does not accept that method".to_owned(),
+    });
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// A span per request (method, path, request id) and response metrics.
+async fn observe(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    );
+    let started = std::time::Instant::now();
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status().as_u16();
+    metrics::record_response(status);
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
+    });
+    response
+}

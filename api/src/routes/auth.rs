@@ -1,0 +1,313 @@
+//! `/api/v1/auth/*`: signup, login, refresh, logout, and `/api/v1/me`.
+
+use crate::auth::{passwords, tokens};
+use crate::error::ApiError;
+use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::Utc;
+use commands::services::accounts::{self, NewRefreshFamily, Rotation};
+use domain::login::{LoginCommand, LoginFailure};
+use domain::refresh_token::RefreshTokenError;
+use domain::user::UserError;
+use domain::values::{check_password_strength, Email, Name};
+use domain::{Actor, Aggregate};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    password: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct TokenPair {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_token_expires_in: i64,
+}
+
+fn validation(errors: Vec<(&str, String)>) -> ApiError {
+    ApiError::Validation(
+        errors
+            .into_iter()
+            .map(|(field, message)| crate::error::FieldError {
+                field: field.to_owned(),
+                message,
+            })
+            .collect(),
+    )
+}
+
+/// A new refresh family and its first token.
+fn new_family() -> (NewRefreshFamily, String) {
+    let family_id = Uuid::new_v4();
+    let token = tokens::new_refresh_token(family_id);
+    (
+        NewRefreshFamily {
+            family_id,
+            token_hash: token.hash,
+            expires_at: Utc::now() + chrono::Duration::seconds(tokens::REFRESH_TTL_SECS),
+        },
+        token.token,
+    )
+}
+
+fn pair(
+    state: &AppState,
+    user_id: Uuid,
+    email: &str,
+    refresh_token: String,
+) -> Result<TokenPair, ApiError> {
+    let (access_token, expires_in) = state.tokens.issue_access(user_id, email, Utc::now())?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token,
+        refresh_token_expires_in: tokens::REFRESH_TTL_SECS,
+    })
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(body): JsonBody<SignupBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errors = Vec::new();
+    let email = Email::parse(&body.email)
+        .map_err(|e| errors.push(("email", e.to_string())))
+        .ok();
+    let name = Name::parse(&body.name)
+        .map_err(|e| errors.push(("name", e.to_string())))
+        .ok();
+    if let Err(e) = check_password_strength(&body.password) {
+        errors.push(("password", e.to_string()));
+    }
+    let (Some(email), Some(name), true) = (email, name, errors.is_empty()) else {
+        return Err(validation(errors));
+    };
+    if accounts::find_user_by_email(&state.store, &email)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict {
+            code: "email_taken",
+            detail: "an account with this email already exists".to_owned(),
+        });
+    }
+    let password_hash = passwords::hash(body.password).await?;
+    let user_id = Uuid::new_v4();
+    let (family, refresh_token) = new_family();
+    let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
+    let joined = accounts::sign_up(
+        &state.store,
+        user_id,
+        email.clone(),
+        name.clone(),
+        password_hash,
+        family,
+        &metadata,
+    )
+    .await
+    .map_err(|e| {
+        crate::error::from_execute(e, |d: UserError| ApiError::Conflict {
+            code: "email_taken",
+            detail: d.to_string(),
+        })
+    })?;
+    if !joined.is_empty() {
+        // Joined orgs by invitation: let the membership read model catch up.
+        if let Ok(head) = state.store.head().await {
+            state
+                .settle(domain::organization::Organization::TYPE, Some(head))
+                .await;
+        }
+    }
+    let tokens = pair(&state, user_id, email.as_str(), refresh_token)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "user": { "id": user_id, "email": email, "name": name },
+            "joined_orgs": joined,
+            "access_token": tokens.access_token,
+            "token_type": tokens.token_type,
+            "expires_in": tokens.expires_in,
+            "refresh_token": tokens.refresh_token,
+            "refresh_token_expires_in": tokens.refresh_token_expires_in,
+        })),
+    ))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let typed_email = body.email.trim().to_lowercase();
+    if let Err(wait) = state.limiter.check(&typed_email, ctx.client_ip.as_deref()) {
+        tracing::warn!(client_ip = ?ctx.client_ip, "login rate limited");
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let user = match Email::parse(&body.email) {
+        Ok(email) => accounts::find_user_by_email(&state.store, &email).await?,
+        Err(_) => None,
+    };
+    let stored_hash = user.as_ref().and_then(|(_, u)| u.password_hash.clone());
+    let ok = passwords::verify(body.password, stored_hash).await?;
+    match (ok, user) {
+        (true, Some((user_id, user))) => {
+            let email = user
+                .email
+                .ok_or_else(|| ApiError::internal("user without email"))?;
+            let (family, refresh_token) = new_family();
+            let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
+            accounts::record_login_success(&state.store, user_id, email.clone(), family, &metadata)
+                .await?;
+            Ok(Json(pair(&state, user_id, email.as_str(), refresh_token)?))
+        }
+        (_, user) => {
+            let user_id = user.as_ref().map(|(id, _)| *id);
+            let reason = if user_id.is_some() {
+                LoginFailure::WrongPassword
+            } else {
+                LoginFailure::UnknownEmail
+            };
+            let metadata = ctx.metadata(Actor::Anonymous);
+            accounts::record_login_failure(
+                &state.store,
+                LoginCommand::RecordFailure {
+                    user_id,
+                    email: typed_email,
+                    reason,
+                },
+                &metadata,
+            )
+            .await?;
+            Err(ApiError::Unauthorized {
+                code: "invalid_credentials",
+                detail: "email or password is wrong".to_owned(),
+            })
+        }
+    }
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_refresh_token",
+        detail: "the refresh token is not valid; log in again".to_owned(),
+    }
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let family_id = tokens::refresh_family(&body.refresh_token).ok_or_else(invalid_refresh)?;
+    let presented = tokens::hash_refresh_token(&body.refresh_token);
+    let next = tokens::new_refresh_token(family_id);
+    let now = Utc::now();
+    let metadata = ctx.metadata(Actor::Anonymous);
+    let outcome = accounts::rotate_refresh_token(
+        &state.store,
+        family_id,
+        &presented,
+        &next.hash,
+        now,
+        now + chrono::Duration::seconds(tokens::REFRESH_TTL_SECS),
+        &metadata,
+    )
+    .await
+    .map_err(|e| {
+        crate::error::from_execute(e, |d| match d {
+            RefreshTokenError::Expired => ApiError::Unauthorized {
+                code: "refresh_token_expired",
+                detail: "the refresh token has expired; log in again".to_owned(),
+            },
+            RefreshTokenError::Revoked => ApiError::Unauthorized {
+                code: "refresh_token_revoked",
+                detail: "the refresh token has been revoked; log in again".to_owned(),
+            },
+            RefreshTokenError::Unknown | RefreshTokenError::AlreadyIssued => invalid_refresh(),
+        })
+    })?;
+    match outcome {
+        Rotation::Rotated { user_id } => {
+            let user = accounts::load_user(&state.store, user_id)
+                .await?
+                .ok_or_else(invalid_refresh)?;
+            let email = user
+                .email
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default();
+            Ok(Json(pair(&state, user_id, &email, next.token)?))
+        }
+        Rotation::ReuseDetected => Err(ApiError::Unauthorized {
+            code: "refresh_token_reused",
+            detail: "this refresh token was already used; all tokens of this login are revoked"
+                .to_owned(),
+        }),
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> Result<StatusCode, ApiError> {
+    let family_id = tokens::refresh_family(&body.refresh_token).ok_or_else(invalid_refresh)?;
+    let presented = tokens::hash_refresh_token(&body.refresh_token);
+    accounts::revoke_refresh_family(
+        &state.store,
+        family_id,
+        &presented,
+        &ctx.metadata(Actor::Anonymous),
+    )
+    .await
+    .map_err(|e| crate::error::from_execute(e, |_| invalid_refresh()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<impl IntoResponse, ApiError> {
+    let profile = accounts::load_user(&state.store, user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized {
+            code: "invalid_token",
+            detail: "the account no longer exists".to_owned(),
+        })?;
+    let orgs = projections::models::organizations::orgs_of(&state.pool, user.user_id).await?;
+    Ok(Json(json!({
+        "id": user.user_id,
+        "email": profile.email,
+        "name": profile.name,
+        "orgs": orgs,
+    })))
+}

@@ -1,0 +1,93 @@
+//! `/api/v1/orgs/{org}/dashboard` and `/api/v1/orgs/{org}/audit`.
+
+use crate::error::ApiError;
+use crate::extract::{AuthUser, QueryParams};
+use crate::routes::orgs::resolve;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use commands::Cursor;
+use projections::models::{audit, dashboard, organizations, servers};
+use serde::Deserialize;
+use serde_json::json;
+
+pub async fn overview(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(org_ref): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, role) = resolve(&state, &user, &org_ref).await?;
+    let org_row = organizations::org(&state.pool, org, user.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    let counters = dashboard::counters(&state.pool, org).await?;
+    let server_rows = servers::list(&state.pool, org, false).await?;
+    let servers: Vec<_> = server_rows
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "slug": s.slug, "auth_mode": s.auth_mode,
+                "urls": state.server_urls(&s.slug),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "org": { "id": org_row.id, "name": org_row.name, "slug": org_row.slug, "created_at": org_row.created_at },
+        "role": role.as_str(),
+        "servers": servers,
+        "counters": {
+            "servers": counters.servers_active,
+            "servers_archived": counters.servers_archived,
+            "members": counters.members,
+            "invitations_pending": counters.invitations_pending,
+            "events": counters.events_total,
+            "last_activity_at": counters.last_event_at,
+            // Filled by the MCP edge (end users, sessions, tool calls, tickets).
+            "end_users": 0,
+            "sessions": 0,
+            "tool_calls_24h": 0,
+            "tool_calls_7d": 0,
+            "open_tickets": 0,
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(org_ref): Path<String>,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let before = q
+        .before
+        .as_deref()
+        .map(|c| c.parse::<Cursor>())
+        .transpose()
+        .map_err(|e| ApiError::BadRequest {
+            code: "invalid_cursor",
+            detail: e.to_string(),
+        })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_limit",
+            detail: "limit must be between 1 and 500".to_owned(),
+        });
+    }
+    let items = audit::page(&state.pool, org, before, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.cursor.to_string()))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+}

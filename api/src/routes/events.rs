@@ -1,0 +1,216 @@
+//! `/api/v1/orgs/{org}/events`: the org's raw event stream for analysts, as cursor pages (JSON
+//! or NDJSON by `Accept`) and live as server-sent events.
+
+use crate::error::ApiError;
+use crate::extract::{AuthUser, QueryPairs};
+use crate::routes::orgs::resolve;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use commands::{Cursor, EventFilter, StoredEvent};
+use futures::{Stream, StreamExt};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+const NDJSON: &str = "application/x-ndjson";
+
+struct EventQuery {
+    after: Option<Cursor>,
+    limit: i64,
+    types: Vec<String>,
+}
+
+fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
+    let mut q = EventQuery {
+        after: None,
+        limit: 100,
+        types: Vec::new(),
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "after" if !value.is_empty() => {
+                q.after = Some(value.parse().map_err(|e: commands::cursor::BadCursor| {
+                    ApiError::BadRequest {
+                        code: "invalid_cursor",
+                        detail: e.to_string(),
+                    }
+                })?)
+            }
+            "after" => {}
+            "limit" => {
+                q.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or(ApiError::BadRequest {
+                        code: "invalid_limit",
+                        detail: "limit must be an integer between 1 and 1000".to_owned(),
+                    })?;
+            }
+            "type" => q.types.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            ),
+            other => {
+                return Err(ApiError::BadRequest {
+                    code: "invalid_query",
+                    detail: format!("unknown query parameter `{other}`; use after, limit, type"),
+                })
+            }
+        }
+    }
+    Ok(q)
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(org_ref): Path<String>,
+    QueryPairs(pairs): QueryPairs,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let q = parse_query(&pairs)?;
+    let filter = EventFilter {
+        org_id: Some(org.0),
+        event_types: q.types,
+        ..EventFilter::default()
+    };
+    let after = q.after.unwrap_or(Cursor::START);
+    let items = state.store.read_after(&filter, after, q.limit).await?;
+    let next_cursor = items.last().map(|e| e.cursor).unwrap_or(after);
+    let has_more = items.len() as i64 == q.limit;
+    let wants_ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(NDJSON));
+    if wants_ndjson {
+        let mut body = String::new();
+        for event in &items {
+            body.push_str(&serde_json::to_string(event).map_err(ApiError::internal)?);
+            body.push('\n');
+        }
+        let mut response = body.into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+        if let Ok(v) = HeaderValue::from_str(&next_cursor.to_string()) {
+            h.insert("x-next-cursor", v);
+        }
+        h.insert(
+            "x-has-more",
+            HeaderValue::from_static(if has_more { "true" } else { "false" }),
+        );
+        return Ok(response);
+    }
+    Ok(
+        Json(json!({ "items": items, "next_cursor": next_cursor, "has_more": has_more }))
+            .into_response(),
+    )
+}
+
+/// Live tail. Postgres is the source (ordered, no gaps); NATS only wakes the stream early. A
+/// client reconnecting with `Last-Event-ID` resumes exactly after the last event it got. With
+/// no cursor the stream starts at the current head.
+pub async fn stream(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(org_ref): Path<String>,
+    QueryPairs(pairs): QueryPairs,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let q = parse_query(&pairs)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Cursor>().ok());
+    let start = match last_event_id.or(q.after) {
+        Some(c) => c,
+        None => state.store.head().await?,
+    };
+    let wake = match &state.nats {
+        Some(client) => client
+            .subscribe(state.topology.org_subjects(org.0))
+            .await
+            .ok(),
+        None => None,
+    };
+    let tail = Tail {
+        state,
+        filter: EventFilter {
+            org_id: Some(org.0),
+            event_types: q.types,
+            ..EventFilter::default()
+        },
+        cursor: start,
+        buffer: VecDeque::new(),
+        wake,
+    };
+    let events = futures::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next().await;
+        Some((Ok::<_, Infallible>(event), tail))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct Tail {
+    state: AppState,
+    filter: EventFilter,
+    cursor: Cursor,
+    buffer: VecDeque<StoredEvent>,
+    wake: Option<async_nats::Subscriber>,
+}
+
+impl Tail {
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return sse_event(&event);
+            }
+            match self
+                .state
+                .store
+                .read_after(&self.filter, self.cursor, 200)
+                .await
+            {
+                Ok(page) if !page.is_empty() => {
+                    if let Some(last) = page.last() {
+                        self.cursor = last.cursor;
+                    }
+                    self.buffer.extend(page);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "event stream: read failed; retrying"),
+            }
+            // Nothing new: sleep until NATS says something happened in this org, or poll.
+            match self.wake.as_mut() {
+                Some(sub) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
+                    // Drain what else arrived; one read covers them all.
+                    while let Ok(Some(_)) =
+                        tokio::time::timeout(Duration::from_millis(1), sub.next()).await
+                    {
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+}
+
+fn sse_event(event: &StoredEvent) -> Event {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
+    Event::default()
+        .id(event.cursor.to_string())
+        .event(event.event_type.clone())
+        .data(data)
+}

@@ -1,0 +1,186 @@
+//! `/api/v1/orgs/{org}/servers`: hosted MCP servers.
+
+use crate::error::ApiError;
+use crate::extract::QueryParams;
+use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::routes::orgs::resolve;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use commands::services::servers;
+use domain::server::{Server, ServerChanges, ServerConfig};
+use domain::values::{AuthMode, Name, OrgId, Slug};
+use domain::Aggregate;
+use projections::models::servers::{self as rm, ServerRow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerBody {
+    name: String,
+    slug: String,
+    #[serde(default)]
+    auth_mode: Option<String>,
+    #[serde(default)]
+    support_tool: Option<bool>,
+    #[serde(default)]
+    walkthrough_tools: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServerBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    auth_mode: Option<String>,
+    #[serde(default)]
+    support_tool: Option<bool>,
+    #[serde(default)]
+    walkthrough_tools: Option<bool>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    include_archived: bool,
+}
+
+fn render(state: &AppState, row: &ServerRow) -> Value {
+    let mut value = json!(row);
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("urls".to_owned(), state.server_urls(&row.slug));
+    }
+    value
+}
+
+fn parse_auth_mode(input: Option<&str>) -> Result<Option<AuthMode>, ApiError> {
+    input
+        .map(|m| AuthMode::parse(m).map_err(|e| ApiError::value("auth_mode", e)))
+        .transpose()
+}
+
+async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerRow, ApiError> {
+    rm::get(&state.pool, org, server_ref)
+        .await?
+        .ok_or_else(|| ApiError::not_found("server"))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(org_ref): Path<String>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let rows = rm::list(&state.pool, org, q.include_archived).await?;
+    let items: Vec<Value> = rows.iter().map(|r| render(&state, r)).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ctx: RequestContext,
+    Path(org_ref): Path<String>,
+    JsonBody(body): JsonBody<CreateServerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let config = ServerConfig {
+        name: Name::parse(&body.name).map_err(|e| ApiError::value("name", e))?,
+        slug: Slug::parse(&body.slug).map_err(|e| ApiError::value("slug", e))?,
+        auth_mode: parse_auth_mode(body.auth_mode.as_deref())?.unwrap_or_default(),
+        support_tool: body.support_tool.unwrap_or(true),
+        walkthrough_tools: body.walkthrough_tools.unwrap_or(true),
+    };
+    let server_id = Uuid::new_v4();
+    let done = servers::create(
+        &state.store,
+        org.0,
+        server_id,
+        user.user_id,
+        config,
+        &ctx.metadata(user.actor()),
+    )
+    .await?;
+    state.settle(Server::TYPE, done.last_cursor()).await;
+    let row = fetch(&state, org, &server_id.to_string()).await?;
+    Ok((StatusCode::CREATED, Json(render(&state, &row))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((org_ref, server_ref)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let row = fetch(&state, org, &server_ref).await?;
+    Ok(Json(render(&state, &row)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ctx: RequestContext,
+    Path((org_ref, server_ref)): Path<(String, String)>,
+    JsonBody(body): JsonBody<UpdateServerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let changes = ServerChanges {
+        name: body
+            .name
+            .as_deref()
+            .map(Name::parse)
+            .transpose()
+            .map_err(|e| ApiError::value("name", e))?,
+        slug: body
+            .slug
+            .as_deref()
+            .map(Slug::parse)
+            .transpose()
+            .map_err(|e| ApiError::value("slug", e))?,
+        auth_mode: parse_auth_mode(body.auth_mode.as_deref())?,
+        support_tool: body.support_tool,
+        walkthrough_tools: body.walkthrough_tools,
+    };
+    let current = fetch(&state, org, &server_ref).await?;
+    let done = servers::update(
+        &state.store,
+        org.0,
+        current.id,
+        user.user_id,
+        changes,
+        &ctx.metadata(user.actor()),
+    )
+    .await?;
+    state.settle(Server::TYPE, done.last_cursor()).await;
+    let row = fetch(&state, org, &current.id.to_string()).await?;
+    Ok(Json(render(&state, &row)))
+}
+
+pub async fn archive(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ctx: RequestContext,
+    Path((org_ref, server_ref)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (org, _) = resolve(&state, &user, &org_ref).await?;
+    let current = fetch(&state, org, &server_ref).await?;
+    let done = servers::archive(
+        &state.store,
+        org.0,
+        current.id,
+        user.user_id,
+        &ctx.metadata(user.actor()),
+    )
+    .await?;
+    state.settle(Server::TYPE, done.last_cursor()).await;
+    let row = fetch(&state, org, &current.id.to_string()).await?;
+    Ok(Json(render(&state, &row)))
+}

@@ -1,0 +1,72 @@
+//! Shared state of the REST edge.
+
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::tokens::TokenKeys;
+use commands::nats::Topology;
+use commands::{Cursor, EventStore};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `{slug}.{base_domain}` hosts the servers.
+    pub base_domain: String,
+    /// The port the process listens on, used in the URLs shown to users.
+    pub public_port: u16,
+    /// How long a write waits for its read models before answering anyway.
+    pub consistency_wait: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: EventStore,
+    pub pool: PgPool,
+    pub nats: Option<async_nats::Client>,
+    pub topology: Topology,
+    pub tokens: Arc<TokenKeys>,
+    pub limiter: Arc<LoginLimiter>,
+    pub config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    /// Read-your-writes: wait until the read models reading `aggregate_type` include `cursor`.
+    /// Skipped when NATS is disconnected (they cannot catch up until it is back).
+    pub async fn settle(&self, aggregate_type: &str, cursor: Option<Cursor>) {
+        let Some(cursor) = cursor else { return };
+        let connected = self
+            .nats
+            .as_ref()
+            .is_some_and(|n| n.connection_state() == async_nats::connection::State::Connected);
+        if !connected {
+            return;
+        }
+        let caught_up = projections::wait::until_projected(
+            &self.pool,
+            aggregate_type,
+            cursor,
+            self.config.consistency_wait,
+        )
+        .await;
+        if !caught_up {
+            tracing::debug!(%cursor, aggregate_type, "read models still catching up");
+        }
+    }
+
+    /// The MCP URLs of a server.
+    pub fn server_urls(&self, slug: &str) -> serde_json::Value {
+        let base = &self.config.base_domain;
+        let port = self.config.public_port;
+        let local = matches!(base.as_str(), "localhost") || base.ends_with(".localhost");
+        let (scheme, port_part) = if local {
+            ("http", format!(":{port}"))
+        } else {
+            ("https", String::new())
+        };
+        serde_json::json!({
+            "mcp": format!("{scheme}://{slug}.{base}{port_part}/mcp"),
+            "mcp_with_tracking": format!("{scheme}://{slug}.{base}{port_part}/t/{{tracking_id}}/mcp"),
+            "mcp_path": format!("{scheme}://{base}{port_part}/s/{slug}/mcp"),
+        })
+    }
+}

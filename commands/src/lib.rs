@@ -1,0 +1,15 @@
+//! The write side: the Postgres event store (with group commit), the command services that run
+//! domain aggregates against it, and the relay that publishes committed events to NATS.
+
+pub mod cursor;
+pub mod keys;
+pub mod nats;
+pub mod relay;
+pub mod services;
+pub mod store;
+
+pub use cursor::Cursor;
+pub use store::{
+    CommitError, EventFilter, EventStore, ExecuteError, PendingEvent, StoreError, StoredEvent,
+    UnitOfWork,
+};

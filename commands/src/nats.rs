@@ -1,0 +1,90 @@
+//! How events travel over NATS: stream and subject names, message headers.
+
+use crate::store::StoredEvent;
+use std::time::Duration;
+
+pub const HEADER_STORE_ID: &str = "Mcpl-Store-Id";
+pub const HEADER_CURSOR: &str = "Mcpl-Cursor";
+pub const HEADER_EVENT_TYPE: &str = "Mcpl-Event-Type";
+pub const HEADER_EVENT_VERSION: &str = "Mcpl-Event-Version";
+pub const HEADER_ORG_ID: &str = "Mcpl-Org-Id";
+
+/// Names derived from the deployment's prefix (`MCPLATFORM_NATS_PREFIX`), so deployments and
+/// test runs sharing one NATS server never mix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `{PREFIX}_EVENTS`.
+    pub fn stream_name(&self) -> String {
+        format!(
+            "{}_EVENTS",
+            self.prefix
+                .to_uppercase()
+                .replace(['.', ' ', '*', '>'], "_")
+        )
+    }
+
+    /// Every event subject: `{prefix}.events.>`.
+    pub fn all_subjects(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
+    /// `{prefix}.events.{org_id|platform}.{aggregate_type}.{event_type}`.
+    pub fn subject_for(&self, event: &StoredEvent) -> String {
+        let org = event
+            .org_id
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| "platform".to_owned());
+        format!(
+            "{}.events.{}.{}.{}",
+            self.prefix, org, event.aggregate_type, event.event_type
+        )
+    }
+
+    /// Subjects of one org, for live tails.
+    pub fn org_subjects(&self, org_id: uuid::Uuid) -> String {
+        format!("{}.events.{}.>", self.prefix, org_id)
+    }
+
+    /// The durable consumer of a projection.
+    pub fn consumer_name(&self, projection: &str) -> String {
+        format!(
+            "{}_{}",
+            self.prefix.replace(['.', ' ', '*', '>'], "_"),
+            projection
+        )
+    }
+
+    /// The stream configuration. Postgres is the source of truth, so the stream keeps a window
+    /// long enough for consumers to ride out outages, not forever.
+    pub fn stream_config(&self) -> async_nats::jetstream::stream::Config {
+        async_nats::jetstream::stream::Config {
+            name: self.stream_name(),
+            subjects: vec![self.all_subjects()],
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        }
+    }
+}
+
+/// Connects to NATS, retrying in the background when it is not up yet: nothing in mcplatform
+/// waits for NATS to accept a write.
+pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .name("mcplatform")
+        .connect(url)
+        .await
+}

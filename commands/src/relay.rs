@@ -1,0 +1,205 @@
+//! The relay: publishes committed events, in cursor order, to the JetStream stream.
+//!
+//! One leader at a time (Postgres advisory lock); other instances stand by. It reads after its
+//! checkpoint, publishes each event with `Nats-Msg-Id = event_id` (JetStream drops
+//! re-publishes), awaits the acks in order, then stores the checkpoint. LISTEN/NOTIFY wakes it
+//! on append; polling is the fallback. When NATS is away it retries with backoff while appends
+//! keep succeeding; it catches up when NATS is back.
+
+use crate::cursor::Cursor;
+use crate::nats::{
+    Topology, HEADER_CURSOR, HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_ORG_ID,
+    HEADER_STORE_ID,
+};
+use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
+use async_nats::jetstream::{self, context::Publish};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Advisory-lock key of the relay leader ("mcplrely").
+const RELAY_LOCK: i64 = 0x6d63_706c_7265_6c79;
+const PAGE: i64 = 2000;
+const NOTIFY_CHANNEL: &str = "mcplatform_events";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    topology: Topology,
+    store_id: Uuid,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, js: jetstream::Context, topology: Topology, store_id: Uuid) -> Self {
+        Self {
+            pool,
+            js,
+            topology,
+            store_id,
+        }
+    }
+
+    /// Runs forever: stands by until it holds the leader lock, then relays. Errors are logged
+    /// and retried with backoff.
+    pub async fn run(self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.lead().await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay interrupted; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn lead(&self) -> Result<(), RelayError> {
+        // The lock lives on a connection of its own: if that connection dies the lock is
+        // released and a standby takes over.
+        let mut lock_conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(RELAY_LOCK)
+                .fetch_one(&mut lock_conn)
+                .await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!("relay: leader");
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        self.ensure_stream().await;
+        let mut cursor = load_checkpoint(&self.pool).await?;
+        let mut idle_rounds = 0u32;
+        loop {
+            let events = read_after(&self.pool, &EventFilter::default(), cursor, PAGE).await?;
+            let Some(last) = events.last().map(|e| e.cursor) else {
+                // Nothing new: wait for a notification, or poll after a while.
+                match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+                    Ok(Err(e)) => return Err(e.into()),
+                    Ok(Ok(_)) => {}
+                    Err(_) => {
+                        idle_rounds += 1;
+                        if idle_rounds.is_multiple_of(10) {
+                            // Make sure we still hold the lock's connection.
+                            sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                        }
+                    }
+                }
+                continue;
+            };
+            self.publish_until_acked(&events).await;
+            store_checkpoint(&self.pool, last).await?;
+            cursor = last;
+        }
+    }
+
+    /// Creates or updates the stream; retried until NATS answers.
+    async fn ensure_stream(&self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self
+                .js
+                .get_or_create_stream(self.topology.stream_config())
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: cannot reach the JetStream stream yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn publish_until_acked(&self, events: &[StoredEvent]) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.publish(events).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, pending = events.len(), "relay: publish failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if e.to_string().contains("no responders") {
+                        self.ensure_stream().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes a page and awaits every ack, in order.
+    async fn publish(&self, events: &[StoredEvent]) -> Result<(), RelayError> {
+        let store_id = self.store_id.to_string();
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            acks.push(
+                self.js
+                    .send_publish(self.topology.subject_for(event), message(event, &store_id)?)
+                    .await
+                    .map_err(|e| RelayError::Nats(e.to_string()))?,
+            );
+        }
+        for ack in acks {
+            ack.await.map_err(|e| RelayError::Nats(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The JetStream message of one event: the whole stored event as JSON, with the headers a
+/// consumer needs to route or skip it without parsing the body.
+pub fn message(event: &StoredEvent, store_id: &str) -> Result<Publish, RelayError> {
+    let body = serde_json::to_vec(event).map_err(StoreError::Encode)?;
+    let cursor = event.cursor.to_string();
+    let org = event.org_id.map(|o| o.to_string()).unwrap_or_default();
+    Ok(Publish::build()
+        .payload(body.into())
+        .message_id(event.event_id.to_string())
+        .header(HEADER_STORE_ID, store_id)
+        .header(HEADER_CURSOR, cursor.as_str())
+        .header(HEADER_EVENT_TYPE, event.event_type.as_str())
+        .header(HEADER_EVENT_VERSION, event.event_version.as_str())
+        .header(HEADER_ORG_ID, org.as_str()))
+}
+
+pub async fn load_checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT transaction_id::text::bigint AS tx, global_position FROM relay_checkpoint",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Cursor::new(
+        row.try_get("tx")?,
+        row.try_get("global_position")?,
+    ))
+}
+
+async fn store_checkpoint(pool: &PgPool, cursor: Cursor) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2, \
+         updated_at = now()",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.global_position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Platform accounts: signup (joining every org that invited the email), login facts, and
+//! rotating refresh-token families.
+
+use crate::keys;
+use crate::store::{CommitError, EventStore, ExecuteError, Executed, StoreError, UnitOfWork};
+use chrono::{DateTime, Utc};
+use domain::login::{LoginAttempt, LoginCommand, LoginEvent};
+use domain::organization::{Organization, OrganizationCommand};
+use domain::refresh_token::{
+    RefreshTokenCommand, RefreshTokenError, RefreshTokenEvent, RefreshTokenFamily, RevokeReason,
+};
+use domain::user::{User, UserCommand, UserError};
+use domain::values::{Email, Name};
+use domain::{Aggregate, EventMetadata};
+use uuid::Uuid;
+
+const MAX_RETRIES: usize = 5;
+
+/// A new refresh-token family to start with a successful signup or login.
+#[derive(Debug, Clone)]
+pub struct NewRefreshFamily {
+    pub family_id: Uuid,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs a user up, accepts their pending invitations, and starts a refresh family, atomically.
+/// Returns the orgs joined.
+pub async fn sign_up(
+    store: &EventStore,
+    user_id: Uuid,
+    email: Email,
+    name: Name,
+    password_hash: String,
+    refresh: NewRefreshFamily,
+    metadata: &EventMetadata,
+) -> Result<Vec<Uuid>, ExecuteError<UserError>> {
+    for _ in 0..MAX_RETRIES {
+        let mut uow = UnitOfWork::new();
+        let events = User::default()
+            .handle(UserCommand::SignUp {
+                email: email.clone(),
+                name: name.clone(),
+                password_hash: password_hash.clone(),
+            })
+            .map_err(ExecuteError::Domain)?;
+        uow.append(User::TYPE, user_id.to_string(), 0, &events, metadata)?;
+        uow.claim(keys::EMAIL, email.as_str(), user_id);
+        append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
+
+        let mut joined = Vec::new();
+        for org_id in keys::orgs_inviting(store.pool(), email.as_str()).await? {
+            let (org, version) = store.load::<Organization>(&org_id.to_string()).await?;
+            let Ok(events) = org.handle(OrganizationCommand::AcceptInvitation {
+                user_id,
+                email: email.clone(),
+            }) else {
+                continue;
+            };
+            let org_meta = metadata.clone().for_org(org_id);
+            uow.append(
+                Organization::TYPE,
+                org_id.to_string(),
+                version,
+                &events,
+                &org_meta,
+            )?;
+            uow.invitations_removed
+                .push((email.as_str().to_owned(), org_id));
+            joined.push(org_id);
+        }
+        match store.commit(uow).await {
+            Ok(_) => return Ok(joined),
+            Err(CommitError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ExecuteError::Conflict)
+}
+
+fn append_refresh_issue(
+    uow: &mut UnitOfWork,
+    user_id: Uuid,
+    refresh: &NewRefreshFamily,
+    metadata: &EventMetadata,
+) -> Result<(), StoreError> {
+    let events = [RefreshTokenEvent::RefreshTokenIssued {
+        user_id,
+        token_hash: refresh.token_hash.clone(),
+        expires_at: refresh.expires_at,
+    }];
+    uow.append(
+        RefreshTokenFamily::TYPE,
+        refresh.family_id.to_string(),
+        0,
+        &events,
+        metadata,
+    )?;
+    Ok(())
+}
+
+/// The user an email belongs to, loaded.
+pub async fn find_user_by_email(
+    store: &EventStore,
+    email: &Email,
+) -> Result<Option<(Uuid, User)>, StoreError> {
+    let Some(user_id) = keys::owner_of(store.pool(), keys::EMAIL, email.as_str()).await? else {
+        return Ok(None);
+    };
+    let (user, _) = store.load::<User>(&user_id.to_string()).await?;
+    Ok(user.signed_up.then_some((user_id, user)))
+}
+
+/// Loads a user by id.
+pub async fn load_user(store: &EventStore, user_id: Uuid) -> Result<Option<User>, StoreError> {
+    let (user, _) = store.load::<User>(&user_id.to_string()).await?;
+    Ok(user.signed_up.then_some(user))
+}
+
+/// Records a successful login and starts its refresh family in one commit.
+pub async fn record_login_success(
+    store: &EventStore,
+    user_id: Uuid,
+    email: Email,
+    refresh: NewRefreshFamily,
+    metadata: &EventMetadata,
+) -> Result<(), CommitError> {
+    let mut uow = UnitOfWork::new();
+    let events = [LoginEvent::LoginSucceeded { user_id, email }];
+    uow.append(
+        LoginAttempt::TYPE,
+        Uuid::new_v4().to_string(),
+        0,
+        &events,
+        metadata,
+    )?;
+    append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
+    store.commit(uow).await?;
+    Ok(())
+}
+
+/// Records a failed login (its own one-event stream).
+pub async fn record_login_failure(
+    store: &EventStore,
+    command: LoginCommand,
+    metadata: &EventMetadata,
+) -> Result<(), CommitError> {
+    let events = LoginAttempt::default()
+        .handle(command)
+        .map_err(|_| CommitError::Conflict)?;
+    let mut uow = UnitOfWork::new();
+    uow.append(
+        LoginAttempt::TYPE,
+        Uuid::new_v4().to_string(),
+        0,
+        &events,
+        metadata,
+    )?;
+    store.commit(uow).await?;
+    Ok(())
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: here is the user it belongs to.
+    Rotated { user_id: Uuid },
+    /// The token had already been rotated away: the family is now revoked.
+    ReuseDetected,
+}
+
+/// Rotates the family's token if `presented_hash` is current.
+pub async fn rotate_refresh_token(
+    store: &EventStore,
+    family_id: Uuid,
+    presented_hash: &str,
+    new_hash: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    metadata: &EventMetadata,
+) -> Result<Rotation, ExecuteError<RefreshTokenError>> {
+    let executed = store
+        .run::<RefreshTokenFamily>(&family_id.to_string(), metadata, |_| {
+            RefreshTokenCommand::Rotate {
+                presented_hash: presented_hash.to_owned(),
+                new_hash: new_hash.to_owned(),
+                now,
+                expires_at,
+            }
+        })
+        .await?;
+    rotation_outcome(store, family_id, &executed).await
+}
+
+async fn rotation_outcome(
+    store: &EventStore,
+    family_id: Uuid,
+    executed: &Executed<RefreshTokenEvent>,
+) -> Result<Rotation, ExecuteError<RefreshTokenError>> {
+    match executed.events.first() {
+        Some(RefreshTokenEvent::RefreshTokenRotated { .. }) => {
+            let (family, _) = store
+                .load::<RefreshTokenFamily>(&family_id.to_string())
+                .await?;
+            family
+                .user_id
+                .map(|user_id| Rotation::Rotated { user_id })
+                .ok_or(ExecuteError::Domain(RefreshTokenError::Unknown))
+        }
+        _ => Ok(Rotation::ReuseDetected),
+    }
+}
+
+/// Revokes a family (logout). The presented token must be the family's current one.
+pub async fn revoke_refresh_family(
+    store: &EventStore,
+    family_id: Uuid,
+    presented_hash: &str,
+    metadata: &EventMetadata,
+) -> Result<(), ExecuteError<RefreshTokenError>> {
+    store
+        .execute::<RefreshTokenFamily, _, _>(
+            &family_id.to_string(),
+            metadata,
+            |family| {
+                if family.current_hash.as_deref() != Some(presented_hash) && !family.revoked {
+                    return Err(RefreshTokenError::Unknown);
+                }
+                family.handle(RefreshTokenCommand::Revoke {
+                    reason: RevokeReason::Logout,
+                })
+            },
+            |_, _, _| {},
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Command services: each looks up what its command needs (key index, other aggregates), runs
+//! the aggregate, and commits everything it writes as one unit of work.
+
+pub mod accounts;
+pub mod organizations;
+pub mod servers;

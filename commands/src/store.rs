@@ -1,0 +1,792 @@
+//! The Postgres event store.
+//!
+//! Appends go through a group committer: concurrent units of work are written in one
+//! transaction, so the durable-commit cost is paid once per batch. Each unit still succeeds or
+//! fails on its own (optimistic concurrency per aggregate, unique-key claims).
+
+use crate::cursor::Cursor;
+use chrono::{DateTime, Utc};
+use domain::{Aggregate, DomainEvent, EventMetadata};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+/// Largest number of units of work committed in one transaction.
+const MAX_GROUP: usize = 256;
+/// Committer tasks: two let one batch be collected while the other waits for its fsync.
+const COMMITTERS: usize = 2;
+/// Optimistic-concurrency retries for `execute` before answering conflict.
+const MAX_RETRIES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored event {aggregate_type}/{aggregate_id}#{sequence} cannot be decoded: {source}")]
+    Decode {
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        source: serde_json::Error,
+    },
+    #[error("event cannot be encoded: {0}")]
+    Encode(serde_json::Error),
+    #[error("the event store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    /// True when the database could not be reached (the edge answers 503).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => is_unavailable(e),
+            StoreError::Closed => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error means "cannot reach Postgres" rather than a bug.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another writer appended to one of the streams first.
+    #[error("concurrent modification")]
+    Conflict,
+    /// A unique key (an email, a slug) already belongs to someone else.
+    #[error("{kind} is already taken")]
+    KeyTaken { kind: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    #[error(transparent)]
+    Domain(E),
+    #[error("concurrent modification, retries exhausted")]
+    Conflict,
+    #[error("{kind} is already taken")]
+    KeyTaken { kind: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<E> From<CommitError> for ExecuteError<E> {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Conflict => ExecuteError::Conflict,
+            CommitError::KeyTaken { kind } => ExecuteError::KeyTaken { kind },
+            CommitError::Store(s) => ExecuteError::Store(s),
+        }
+    }
+}
+
+/// An event ready to append.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: &'static str,
+    pub event_version: &'static str,
+    pub payload: Value,
+    pub metadata: Value,
+    pub org_id: Option<Uuid>,
+}
+
+/// A write-side unique key: `(kind, key)` owned by one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub kind: &'static str,
+    pub key: String,
+    pub owner_id: Uuid,
+}
+
+/// Everything one command writes, committed atomically.
+#[derive(Debug, Default, Clone)]
+pub struct UnitOfWork {
+    pub events: Vec<PendingEvent>,
+    pub claims: Vec<KeyClaim>,
+    pub releases: Vec<KeyClaim>,
+    pub invitations_added: Vec<(String, Uuid)>,
+    pub invitations_removed: Vec<(String, Uuid)>,
+}
+
+impl UnitOfWork {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the events a command produced on an aggregate loaded at `version`.
+    pub fn append<E: DomainEvent>(
+        &mut self,
+        aggregate_type: &'static str,
+        aggregate_id: impl Into<String>,
+        version: i64,
+        events: &[E],
+        metadata: &EventMetadata,
+    ) -> Result<&mut Self, StoreError> {
+        let aggregate_id = aggregate_id.into();
+        let metadata_json = serde_json::to_value(metadata).map_err(StoreError::Encode)?;
+        for (i, event) in events.iter().enumerate() {
+            self.events.push(PendingEvent {
+                aggregate_type,
+                aggregate_id: aggregate_id.clone(),
+                sequence: version + 1 + i as i64,
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: encode_payload(event)?,
+                metadata: metadata_json.clone(),
+                org_id: metadata.org_id,
+            });
+        }
+        Ok(self)
+    }
+
+    pub fn claim(
+        &mut self,
+        kind: &'static str,
+        key: impl Into<String>,
+        owner_id: Uuid,
+    ) -> &mut Self {
+        self.claims.push(KeyClaim {
+            kind,
+            key: key.into(),
+            owner_id,
+        });
+        self
+    }
+
+    pub fn release(
+        &mut self,
+        kind: &'static str,
+        key: impl Into<String>,
+        owner_id: Uuid,
+    ) -> &mut Self {
+        self.releases.push(KeyClaim {
+            kind,
+            key: key.into(),
+            owner_id,
+        });
+        self
+    }
+
+    fn has_index_writes(&self) -> bool {
+        !(self.claims.is_empty()
+            && self.releases.is_empty()
+            && self.invitations_added.is_empty()
+            && self.invitations_removed.is_empty())
+    }
+}
+
+/// Splits `{"Variant": {...}}` into the payload object; the variant is the event type.
+fn encode_payload<E: DomainEvent>(event: &E) -> Result<Value, StoreError> {
+    match serde_json::to_value(event).map_err(StoreError::Encode)? {
+        Value::Object(mut map) if map.len() == 1 => {
+            Ok(map.remove(event.event_type()).unwrap_or(Value::Null))
+        }
+        // Unit variants serialize as a bare string.
+        Value::String(_) => Ok(Value::Null),
+        other => Ok(other),
+    }
+}
+
+/// An event as stored, with its position in the committed order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: Uuid,
+    pub cursor: Cursor,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub org_id: Option<Uuid>,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+impl StoredEvent {
+    /// Decodes the payload as a domain event of the matching aggregate.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, StoreError> {
+        let mut tagged = serde_json::Map::with_capacity(1);
+        tagged.insert(self.event_type.clone(), self.payload.clone());
+        let value = if self.payload.is_null() {
+            Value::String(self.event_type.clone())
+        } else {
+            Value::Object(tagged)
+        };
+        serde_json::from_value(value).map_err(|source| StoreError::Decode {
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            sequence: self.sequence,
+            source,
+        })
+    }
+
+    /// The metadata, typed. Malformed metadata (never written by us) reads as a system actor.
+    pub fn typed_metadata(&self) -> EventMetadata {
+        serde_json::from_value(self.metadata.clone()).unwrap_or_else(|_| EventMetadata::system())
+    }
+}
+
+/// What a committed event got from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub event_id: Uuid,
+    pub cursor: Cursor,
+}
+
+/// The result of a successful command: its events and where they landed.
+#[derive(Debug, Clone)]
+pub struct Executed<E> {
+    pub events: Vec<E>,
+    pub appended: Vec<Appended>,
+}
+
+impl<E> Executed<E> {
+    /// The cursor of the last event written, if any.
+    pub fn last_cursor(&self) -> Option<Cursor> {
+        self.appended.iter().map(|a| a.cursor).max()
+    }
+}
+
+/// Which events a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub org_id: Option<Uuid>,
+    pub event_types: Vec<String>,
+    pub aggregate_types: Vec<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+struct Job {
+    uow: UnitOfWork,
+    reply: oneshot::Sender<Result<Vec<Appended>, CommitError>>,
+}
+
+/// Handle to the event store. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    store_id: Uuid,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl EventStore {
+    /// Opens the store on a migrated database and starts its group committers.
+    pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
+        let store_id: Uuid = sqlx::query_scalar("SELECT store_id FROM event_store_identity")
+            .fetch_one(&pool)
+            .await?;
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..COMMITTERS {
+            tokio::spawn(run_committer(pool.clone(), rx.clone()));
+        }
+        Ok(Self {
+            pool,
+            store_id,
+            jobs: tx,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The id of this event store, carried by every message the relay publishes.
+    pub fn store_id(&self) -> Uuid {
+        self.store_id
+    }
+
+    /// Loads an aggregate and the version (last sequence) it was built from.
+    pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<(A, i64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT sequence, event_type, payload FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for row in rows {
+            let sequence: i64 = row.try_get("sequence")?;
+            let event_type: String = row.try_get("event_type")?;
+            let payload: Value = row.try_get("payload")?;
+            let mut tagged = serde_json::Map::with_capacity(1);
+            let is_unit = payload.is_null();
+            tagged.insert(event_type.clone(), payload);
+            let value = if is_unit {
+                Value::String(event_type)
+            } else {
+                Value::Object(tagged)
+            };
+            let event: A::Event =
+                serde_json::from_value(value).map_err(|source| StoreError::Decode {
+                    aggregate_type: A::TYPE.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence,
+                    source,
+                })?;
+            aggregate.apply(&event);
+            version = sequence;
+        }
+        Ok((aggregate, version))
+    }
+
+    /// Commits a unit of work through the group committer.
+    pub async fn commit(&self, uow: UnitOfWork) -> Result<Vec<Appended>, CommitError> {
+        if uow.events.is_empty() && !uow.has_index_writes() {
+            return Ok(vec![]);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { uow, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Loads an aggregate, decides a command with `decide`, and commits the events together
+    /// with whatever `extend` adds to the unit of work. On a concurrency conflict the whole
+    /// cycle runs again against the fresh state (the command is re-validated, so a retry never
+    /// applies a stale decision), a bounded number of times.
+    pub async fn execute<A, D, X>(
+        &self,
+        aggregate_id: &str,
+        metadata: &EventMetadata,
+        mut decide: D,
+        mut extend: X,
+    ) -> Result<Executed<A::Event>, ExecuteError<A::Error>>
+    where
+        A: Aggregate,
+        D: FnMut(&A) -> Result<Vec<A::Event>, A::Error>,
+        X: FnMut(&A, &[A::Event], &mut UnitOfWork),
+    {
+        for _ in 0..MAX_RETRIES {
+            let (aggregate, version) = self.load::<A>(aggregate_id).await?;
+            let events = decide(&aggregate).map_err(ExecuteError::Domain)?;
+            let mut uow = UnitOfWork::new();
+            uow.append(A::TYPE, aggregate_id, version, &events, metadata)?;
+            extend(&aggregate, &events, &mut uow);
+            match self.commit(uow).await {
+                Ok(appended) => return Ok(Executed { events, appended }),
+                Err(CommitError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ExecuteError::Conflict)
+    }
+
+    /// Runs a command on an aggregate with nothing else in the unit of work.
+    pub async fn run<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        metadata: &EventMetadata,
+        command: impl Fn(&A) -> A::Command,
+    ) -> Result<Executed<A::Event>, ExecuteError<A::Error>> {
+        self.execute::<A, _, _>(
+            aggregate_id,
+            metadata,
+            |a| a.handle(command(a)),
+            |_, _, _| {},
+        )
+        .await
+    }
+
+    /// Reads up to `limit` committed events after `after`, in cursor order. Never returns an
+    /// event while an older transaction that could still append before it is running.
+    pub async fn read_after(
+        &self,
+        filter: &EventFilter,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        read_after(&self.pool, filter, after, limit).await
+    }
+
+    /// The cursor of the newest readable event (for "events behind head").
+    pub async fn head(&self) -> Result<Cursor, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text::bigint AS tx, global_position FROM events \
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
+            None => Cursor::START,
+        })
+    }
+}
+
+pub const EVENT_COLUMNS: &str = "event_id, transaction_id::text::bigint AS tx, \
+    global_position, aggregate_type, aggregate_id, sequence, event_type, event_version, org_id, \
+    recorded_at, payload, metadata";
+
+/// See [`EventStore::read_after`]. Free so readers without a committer (CLI, relay) use it.
+pub async fn read_after(
+    pool: &PgPool,
+    filter: &EventFilter,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+    q.push(EVENT_COLUMNS);
+    q.push(" FROM events WHERE (transaction_id, global_position) > (");
+    q.push_bind(after.transaction_id.to_string());
+    q.push("::xid8, ");
+    q.push_bind(after.global_position);
+    q.push(") AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
+    if let Some(org_id) = filter.org_id {
+        q.push(" AND org_id = ").push_bind(org_id);
+    }
+    if !filter.event_types.is_empty() {
+        q.push(" AND event_type = ANY(")
+            .push_bind(filter.event_types.clone())
+            .push(")");
+    }
+    if !filter.aggregate_types.is_empty() {
+        q.push(" AND aggregate_type = ANY(")
+            .push_bind(filter.aggregate_types.clone())
+            .push(")");
+    }
+    if let Some(since) = filter.since {
+        q.push(" AND recorded_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND recorded_at < ").push_bind(until);
+    }
+    if filter.org_id.is_some() {
+        q.push(" ORDER BY org_id, transaction_id, global_position LIMIT ");
+    } else {
+        q.push(" ORDER BY transaction_id, global_position LIMIT ");
+    }
+    q.push_bind(limit);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(row_to_event).collect()
+}
+
+pub fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        event_id: row.try_get("event_id")?,
+        cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        org_id: row.try_get("org_id")?,
+        recorded_at: row.try_get("recorded_at")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+    })
+}
+
+async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = jobs.lock().await;
+            match rx.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
+        match commit_group(&pool, &uows).await {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(error = %message, units = batch.len(), "event store commit failed");
+                let unavailable = is_unavailable(&e);
+                for job in batch {
+                    let err = if unavailable {
+                        sqlx::Error::PoolTimedOut
+                    } else {
+                        sqlx::Error::Protocol(message.clone())
+                    };
+                    let _ = job
+                        .reply
+                        .send(Err(CommitError::Store(StoreError::Database(err))));
+                }
+            }
+        }
+    }
+}
+
+type Key = (&'static str, String, i64);
+
+/// Writes a group of units of work in one transaction. Units with index writes (rare) each run
+/// under a savepoint; plain appends (the hot path) go in one multi-row insert, and a unit that
+/// lost a sequence race has its partial rows removed before commit.
+async fn commit_group(
+    pool: &PgPool,
+    uows: &[&UnitOfWork],
+) -> Result<Vec<Result<Vec<Appended>, CommitError>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut results: Vec<Option<Result<Vec<Appended>, CommitError>>> =
+        (0..uows.len()).map(|_| None).collect();
+
+    for (i, uow) in uows.iter().enumerate() {
+        if uow.has_index_writes() {
+            results[i] = Some(commit_with_savepoint(&mut tx, uow).await?);
+        }
+    }
+
+    let plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
+    if !plain.is_empty() {
+        let events: Vec<&PendingEvent> =
+            plain.iter().flat_map(|i| uows[*i].events.iter()).collect();
+        let inserted = insert_events(&mut tx, &events, true).await?;
+        let mut to_delete: Vec<&PendingEvent> = Vec::new();
+        for i in plain {
+            let uow = uows[i];
+            let got: Vec<Option<Appended>> = uow
+                .events
+                .iter()
+                .map(|e| {
+                    inserted
+                        .get(&(e.aggregate_type, e.aggregate_id.clone(), e.sequence))
+                        .copied()
+                })
+                .collect();
+            if got.iter().all(Option::is_some) {
+                results[i] = Some(Ok(got.into_iter().flatten().collect()));
+            } else {
+                to_delete.extend(
+                    uow.events
+                        .iter()
+                        .zip(&got)
+                        .filter(|(_, g)| g.is_some())
+                        .map(|(e, _)| e),
+                );
+                results[i] = Some(Err(CommitError::Conflict));
+            }
+        }
+        if !to_delete.is_empty() {
+            delete_events(&mut tx, &to_delete).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
+        .collect())
+}
+
+async fn commit_with_savepoint(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    uow: &UnitOfWork,
+) -> Result<Result<Vec<Appended>, CommitError>, sqlx::Error> {
+    sqlx::query("SAVEPOINT unit_of_work")
+        .execute(&mut **tx)
+        .await?;
+    match write_unit(tx, uow).await {
+        Ok(appended) => {
+            sqlx::query("RELEASE SAVEPOINT unit_of_work")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Ok(appended))
+        }
+        Err(UnitFailure::Refused(e)) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT unit_of_work")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Err(e))
+        }
+        Err(UnitFailure::Db(e)) => Err(e),
+    }
+}
+
+enum UnitFailure {
+    Refused(CommitError),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for UnitFailure {
+    fn from(e: sqlx::Error) -> Self {
+        UnitFailure::Db(e)
+    }
+}
+
+async fn write_unit(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    uow: &UnitOfWork,
+) -> Result<Vec<Appended>, UnitFailure> {
+    for claim in &uow.releases {
+        sqlx::query("DELETE FROM unique_keys WHERE kind = $1 AND key = $2 AND owner_id = $3")
+            .bind(claim.kind)
+            .bind(&claim.key)
+            .bind(claim.owner_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for claim in &uow.claims {
+        let inserted = sqlx::query(
+            "INSERT INTO unique_keys (kind, key, owner_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (kind, key) DO UPDATE SET owner_id = EXCLUDED.owner_id \
+             WHERE unique_keys.owner_id = EXCLUDED.owner_id",
+        )
+        .bind(claim.kind)
+        .bind(&claim.key)
+        .bind(claim.owner_id)
+        .execute(&mut **tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(UnitFailure::Refused(CommitError::KeyTaken {
+                kind: claim.kind.to_owned(),
+            }));
+        }
+    }
+    for (email, org_id) in &uow.invitations_added {
+        sqlx::query("INSERT INTO pending_invitations (email, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(email)
+            .bind(org_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (email, org_id) in &uow.invitations_removed {
+        sqlx::query("DELETE FROM pending_invitations WHERE email = $1 AND org_id = $2")
+            .bind(email)
+            .bind(org_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let events: Vec<&PendingEvent> = uow.events.iter().collect();
+    let inserted = insert_events(tx, &events, true).await?;
+    let mut appended = Vec::with_capacity(events.len());
+    for e in &events {
+        match inserted.get(&(e.aggregate_type, e.aggregate_id.clone(), e.sequence)) {
+            Some(a) => appended.push(*a),
+            None => return Err(UnitFailure::Refused(CommitError::Conflict)),
+        }
+    }
+    Ok(appended)
+}
+
+/// One multi-row insert. With `skip_conflicts`, rows whose (aggregate, sequence) exists are
+/// skipped and simply missing from the result.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: &[&PendingEvent],
+    skip_conflicts: bool,
+) -> Result<HashMap<Key, Appended>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let n = events.len();
+    let mut aggregate_types = Vec::with_capacity(n);
+    let mut aggregate_ids = Vec::with_capacity(n);
+    let mut sequences = Vec::with_capacity(n);
+    let mut event_types = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut metadatas = Vec::with_capacity(n);
+    let mut org_ids: Vec<Option<Uuid>> = Vec::with_capacity(n);
+    for e in events {
+        aggregate_types.push(e.aggregate_type);
+        aggregate_ids.push(e.aggregate_id.as_str());
+        sequences.push(e.sequence);
+        event_types.push(e.event_type);
+        versions.push(e.event_version);
+        payloads.push(sqlx::types::Json(&e.payload));
+        metadatas.push(sqlx::types::Json(&e.metadata));
+        org_ids.push(e.org_id);
+    }
+    let sql = format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, org_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+         $6::jsonb[], $7::jsonb[], $8::uuid[]) {} \
+         RETURNING aggregate_type, aggregate_id, sequence, event_id, \
+         transaction_id::text::bigint AS tx, global_position",
+        if skip_conflicts {
+            "ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING"
+        } else {
+            ""
+        }
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&aggregate_types)
+        .bind(&aggregate_ids)
+        .bind(&sequences)
+        .bind(&event_types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadatas)
+        .bind(&org_ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    let type_names: HashSet<&'static str> = events.iter().map(|e| e.aggregate_type).collect();
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let aggregate_type: String = row.try_get("aggregate_type")?;
+        let Some(aggregate_type) = type_names.get(aggregate_type.as_str()).copied() else {
+            continue;
+        };
+        out.insert(
+            (
+                aggregate_type,
+                row.try_get("aggregate_id")?,
+                row.try_get("sequence")?,
+            ),
+            Appended {
+                event_id: row.try_get("event_id")?,
+                cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
+            },
+        );
+    }
+    Ok(out)
+}
+
+async fn delete_events(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: &[&PendingEvent],
+) -> Result<(), sqlx::Error> {
+    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    sqlx::query(
+        "DELETE FROM events WHERE (aggregate_type, aggregate_id, sequence) IN \
+         (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]))",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&seqs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

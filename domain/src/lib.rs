@@ -1,0 +1,16 @@
+//! The mcplatform domain: aggregates, their commands and events, and validated value types.
+//!
+//! Nothing here performs I/O or reads the clock: time, ids and secrets (such as password hashes)
+//! arrive as command fields, so every rule is a plain, deterministic function.
+
+pub mod aggregate;
+pub mod login;
+pub mod metadata;
+pub mod organization;
+pub mod refresh_token;
+pub mod server;
+pub mod user;
+pub mod values;
+
+pub use aggregate::{Aggregate, DomainEvent};
+pub use metadata::{Actor, EventMetadata};

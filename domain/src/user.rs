@@ -1,0 +1,111 @@
+//! A platform user (a customer who signs in to the dashboard).
+
+use crate::values::{Email, Name};
+use crate::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Clone)]
+pub struct User {
+    pub signed_up: bool,
+    pub email: Option<Email>,
+    pub name: Option<Name>,
+    /// The argon2 PHC string; the plain password is never seen here.
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum UserCommand {
+    SignUp {
+        email: Email,
+        name: Name,
+        password_hash: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    UserSignedUp {
+        email: Email,
+        name: Name,
+        password_hash: String,
+    },
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            UserEvent::UserSignedUp { .. } => "UserSignedUp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("this user has already signed up")]
+    AlreadySignedUp,
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = "user";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+
+    fn handle(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        match command {
+            UserCommand::SignUp {
+                email,
+                name,
+                password_hash,
+            } => {
+                if self.signed_up {
+                    return Err(UserError::AlreadySignedUp);
+                }
+                Ok(vec![UserEvent::UserSignedUp {
+                    email,
+                    name,
+                    password_hash,
+                }])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &UserEvent) {
+        match event {
+            UserEvent::UserSignedUp {
+                email,
+                name,
+                password_hash,
+            } => {
+                self.signed_up = true;
+                self.email = Some(email.clone());
+                self.name = Some(name.clone());
+                self.password_hash = Some(password_hash.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::given_when;
+
+    fn signup() -> UserCommand {
+        UserCommand::SignUp {
+            email: Email::parse("ada@example.com").unwrap_or_else(|_| unreachable!()),
+            name: Name::parse("Ada").unwrap_or_else(|_| unreachable!()),
+            password_hash: "$argon2id$stub".into(),
+        }
+    }
+
+    #[test]
+    fn signs_up_once() {
+        let events = given_when::<User>(&[], signup()).unwrap_or_default();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            given_when::<User>(&events, signup()).err(),
+            Some(UserError::AlreadySignedUp)
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The projector worker: feeds one projection from its durable JetStream pull consumer.
+//!
+//! One active worker per projection (advisory lock); more instances are hot standbys. A batch
+//! is applied and its checkpoint stored in one Postgres transaction, then acknowledged. Events at
+//! or below the checkpoint are skipped, so redelivery is harmless. On a failed batch the consumer
+//! is recreated from the last committed stream sequence, so nothing is applied out of order.
+
+use crate::checkpoint;
+use crate::projection::{Projection, ProjectionError, Tables};
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
+use commands::{Cursor, StoredEvent};
+use futures::StreamExt;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const BATCH: usize = 500;
+
+pub struct Worker {
+    pool: PgPool,
+    js: jetstream::Context,
+    topology: Topology,
+    store_id: Uuid,
+    projection: Arc<dyn Projection>,
+}
+
+/// One consumed message, routed by its headers before its body is parsed.
+struct Incoming {
+    message: jetstream::Message,
+    stream_sequence: u64,
+    ours: bool,
+    cursor: Option<Cursor>,
+}
+
+impl Worker {
+    pub fn new(
+        pool: PgPool,
+        js: jetstream::Context,
+        topology: Topology,
+        store_id: Uuid,
+        projection: Arc<dyn Projection>,
+    ) -> Self {
+        Self {
+            pool,
+            js,
+            topology,
+            store_id,
+            projection,
+        }
+    }
+
+    /// Runs forever; errors are recorded on the checkpoint and retried with backoff.
+    pub async fn run(self) {
+        let name = self.projection.name();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.lead().await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "projector interrupted; retrying");
+                    let _ = checkpoint::record_error(&self.pool, name, &e.to_string()).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn lead(&self) -> Result<(), ProjectionError> {
+        let name = self.projection.name();
+        let mut lock_conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(checkpoint::worker_lock_key(name))
+                .fetch_one(&mut lock_conn)
+                .await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        checkpoint::ensure(&self.pool, name).await?;
+        let start = checkpoint::read(&self.pool, name)
+            .await?
+            .map(|c| c.stream_sequence)
+            .unwrap_or(0);
+        let consumer = self.consumer(start).await?;
+        tracing::info!(projection = name, "projector: active");
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| ProjectionError::Nats(e.to_string()))?
+            .ready_chunks(BATCH);
+        let mut last_ping = tokio::time::Instant::now();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+            if last_ping.elapsed() > Duration::from_secs(5) {
+                // Still holding the lock's connection?
+                sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                last_ping = tokio::time::Instant::now();
+            }
+            let chunk = match next {
+                Err(_) => continue,
+                Ok(None) => return Err(ProjectionError::Nats("consumer stream ended".into())),
+                Ok(Some(chunk)) => chunk,
+            };
+            let mut batch = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let message = message.map_err(|e| ProjectionError::Nats(e.to_string()))?;
+                batch.push(self.route(message));
+            }
+            if let Err(e) = self.apply(&batch).await {
+                // Start over from the last committed message, in order.
+                if let Ok(stream) = self.js.get_stream(self.topology.stream_name()).await {
+                    let _ = stream
+                        .delete_consumer(&self.topology.consumer_name(name))
+                        .await;
+                }
+                return Err(e);
+            }
+            if let Some(last) = batch.last() {
+                last.message
+                    .ack()
+                    .await
+                    .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+            }
+        }
+    }
+
+    async fn consumer(
+        &self,
+        after_sequence: i64,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, ProjectionError> {
+        let stream = self
+            .js
+            .get_or_create_stream(self.topology.stream_config())
+            .await
+            .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+        let types = self.projection.aggregate_types();
+        let filter_subject = match types {
+            [only] => format!("{}.events.*.{}.>", self.topology.prefix, only),
+            _ => self.topology.all_subjects(),
+        };
+        let deliver_policy = if after_sequence > 0 {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: after_sequence as u64 + 1,
+            }
+        } else {
+            DeliverPolicy::All
+        };
+        let name = self.topology.consumer_name(self.projection.name());
+        stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject,
+                    deliver_policy,
+                    ack_policy: AckPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 20_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ProjectionError::Nats(e.to_string()))
+    }
+
+    fn route(&self, message: jetstream::Message) -> Incoming {
+        let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let headers = message.headers.as_ref();
+        let header = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        let ours = header(HEADER_STORE_ID).as_deref() == Some(self.store_id.to_string().as_str());
+        let cursor = header(HEADER_CURSOR).and_then(|c| c.parse().ok());
+        Incoming {
+            message,
+            stream_sequence,
+            ours,
+            cursor,
+        }
+    }
+
+    /// Applies one batch and advances the checkpoint, in one transaction.
+    async fn apply(&self, batch: &[Incoming]) -> Result<(), ProjectionError> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        let current = checkpoint::lock(&mut tx, name).await?;
+        let mut next = current;
+        let mut events: Vec<StoredEvent> = Vec::new();
+        for incoming in batch {
+            next.stream_sequence = next.stream_sequence.max(incoming.stream_sequence as i64);
+            let (true, Some(cursor)) = (incoming.ours, incoming.cursor) else {
+                continue; // another event store's message: not ours to apply
+            };
+            if cursor <= current.cursor {
+                continue; // already applied (redelivery, or covered by a rebuild)
+            }
+            next.cursor = next.cursor.max(cursor);
+            let event: StoredEvent = serde_json::from_slice(&incoming.message.payload)
+                .map_err(commands::StoreError::Encode)?;
+            if self.projection.wants(&event.aggregate_type) {
+                events.push(event);
+            }
+        }
+        if !events.is_empty() {
+            self.projection
+                .apply(&mut tx, Tables::LIVE, &events)
+                .await?;
+        }
+        if next != current {
+            checkpoint::store(&mut tx, name, next).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! The verbs of the `mcplatform` binary.
+
+pub mod events;
+pub mod projections;
+pub mod run;
