@@ -31,15 +31,17 @@ pub struct AppState {
 
 impl AppState {
     /// Read-your-writes: wait until the read models reading `aggregate_type` include `cursor`.
-    /// Skipped when NATS is disconnected (they cannot catch up until it is back).
-    pub async fn settle(&self, aggregate_type: &str, cursor: Option<Cursor>) {
-        let Some(cursor) = cursor else { return };
+    /// Skipped when NATS is disconnected (they cannot catch up until it is back). Returns
+    /// whether the read models include the write, so a handler knows whether to answer from
+    /// them or from the write model.
+    pub async fn settle(&self, aggregate_type: &str, cursor: Option<Cursor>) -> bool {
+        let Some(cursor) = cursor else { return true };
         let connected = self
             .nats
             .as_ref()
             .is_some_and(|n| n.connection_state() == async_nats::connection::State::Connected);
         if !connected {
-            return;
+            return false;
         }
         let caught_up = projections::wait::until_projected(
             &self.pool,
@@ -51,6 +53,7 @@ impl AppState {
         if !caught_up {
             tracing::debug!(%cursor, aggregate_type, "read models still catching up");
         }
+        caught_up
     }
 
     /// The MCP URLs of a server.

@@ -10,7 +10,7 @@ use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
@@ -20,7 +20,7 @@ const MAX_GROUP: usize = 256;
 /// Committer tasks: two let one batch be collected while the other waits for its fsync.
 const COMMITTERS: usize = 2;
 /// Optimistic-concurrency retries for `execute` before answering conflict.
-const MAX_RETRIES: usize = 5;
+const MAX_RETRIES: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +100,8 @@ impl<E> From<CommitError> for ExecuteError<E> {
 /// An event ready to append.
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
+    /// Chosen here, not by the database, so each unit of a group commit can tell its own rows.
+    pub event_id: Uuid,
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
     pub sequence: i64,
@@ -146,6 +148,7 @@ impl UnitOfWork {
         let metadata_json = serde_json::to_value(metadata).map_err(StoreError::Encode)?;
         for (i, event) in events.iter().enumerate() {
             self.events.push(PendingEvent {
+                event_id: Uuid::new_v4(),
                 aggregate_type,
                 aggregate_id: aggregate_id.clone(),
                 sequence: version + 1 + i as i64,
@@ -392,7 +395,7 @@ impl EventStore {
             extend(&aggregate, &events, &mut uow);
             match self.commit(uow).await {
                 Ok(appended) => return Ok(Executed { events, appended }),
-                Err(CommitError::Conflict) => continue,
+                Err(CommitError::Conflict) => conflict_backoff().await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -440,6 +443,12 @@ impl EventStore {
             None => Cursor::START,
         })
     }
+}
+
+/// A short random pause before retrying a conflicted command, so contenders spread out.
+pub async fn conflict_backoff() {
+    let jitter = Uuid::new_v4().as_u128() % 4000;
+    tokio::time::sleep(std::time::Duration::from_micros(500 + jitter as u64)).await;
 }
 
 pub const EVENT_COLUMNS: &str = "event_id, transaction_id::text::bigint AS tx, \
@@ -547,8 +556,6 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-type Key = (&'static str, String, i64);
-
 /// Writes a group of units of work in one transaction. Units with index writes (rare) each run
 /// under a savepoint; plain appends (the hot path) go in one multi-row insert, and a unit that
 /// lost a sequence race has its partial rows removed before commit.
@@ -577,11 +584,7 @@ async fn commit_group(
             let got: Vec<Option<Appended>> = uow
                 .events
                 .iter()
-                .map(|e| {
-                    inserted
-                        .get(&(e.aggregate_type, e.aggregate_id.clone(), e.sequence))
-                        .copied()
-                })
+                .map(|e| inserted.get(&e.event_id).copied())
                 .collect();
             if got.iter().all(Option::is_some) {
                 results[i] = Some(Ok(got.into_iter().flatten().collect()));
@@ -689,7 +692,7 @@ async fn write_unit(
     let inserted = insert_events(tx, &events, true).await?;
     let mut appended = Vec::with_capacity(events.len());
     for e in &events {
-        match inserted.get(&(e.aggregate_type, e.aggregate_id.clone(), e.sequence)) {
+        match inserted.get(&e.event_id) {
             Some(a) => appended.push(*a),
             None => return Err(UnitFailure::Refused(CommitError::Conflict)),
         }
@@ -703,11 +706,12 @@ async fn insert_events(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     events: &[&PendingEvent],
     skip_conflicts: bool,
-) -> Result<HashMap<Key, Appended>, sqlx::Error> {
+) -> Result<HashMap<Uuid, Appended>, sqlx::Error> {
     if events.is_empty() {
         return Ok(HashMap::new());
     }
     let n = events.len();
+    let mut event_ids = Vec::with_capacity(n);
     let mut aggregate_types = Vec::with_capacity(n);
     let mut aggregate_ids = Vec::with_capacity(n);
     let mut sequences = Vec::with_capacity(n);
@@ -717,6 +721,7 @@ async fn insert_events(
     let mut metadatas = Vec::with_capacity(n);
     let mut org_ids: Vec<Option<Uuid>> = Vec::with_capacity(n);
     for e in events {
+        event_ids.push(e.event_id);
         aggregate_types.push(e.aggregate_type);
         aggregate_ids.push(e.aggregate_id.as_str());
         sequences.push(e.sequence);
@@ -728,11 +733,10 @@ async fn insert_events(
     }
     let sql = format!(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-         payload, metadata, org_id) \
+         payload, metadata, org_id, event_id) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-         $6::jsonb[], $7::jsonb[], $8::uuid[]) {} \
-         RETURNING aggregate_type, aggregate_id, sequence, event_id, \
-         transaction_id::text::bigint AS tx, global_position",
+         $6::jsonb[], $7::jsonb[], $8::uuid[], $9::uuid[]) {} \
+         RETURNING event_id, transaction_id::text::bigint AS tx, global_position",
         if skip_conflicts {
             "ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING"
         } else {
@@ -748,23 +752,16 @@ async fn insert_events(
         .bind(&payloads)
         .bind(&metadatas)
         .bind(&org_ids)
+        .bind(&event_ids)
         .fetch_all(&mut **tx)
         .await?;
-    let type_names: HashSet<&'static str> = events.iter().map(|e| e.aggregate_type).collect();
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let aggregate_type: String = row.try_get("aggregate_type")?;
-        let Some(aggregate_type) = type_names.get(aggregate_type.as_str()).copied() else {
-            continue;
-        };
+        let event_id: Uuid = row.try_get("event_id")?;
         out.insert(
-            (
-                aggregate_type,
-                row.try_get("aggregate_id")?,
-                row.try_get("sequence")?,
-            ),
+            event_id,
             Appended {
-                event_id: row.try_get("event_id")?,
+                event_id,
                 cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
             },
         );
@@ -776,17 +773,10 @@ async fn delete_events(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     events: &[&PendingEvent],
 ) -> Result<(), sqlx::Error> {
-    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
-    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-    let seqs: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    sqlx::query(
-        "DELETE FROM events WHERE (aggregate_type, aggregate_id, sequence) IN \
-         (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]))",
-    )
-    .bind(&types)
-    .bind(&ids)
-    .bind(&seqs)
-    .execute(&mut **tx)
-    .await?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    sqlx::query("DELETE FROM events WHERE event_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

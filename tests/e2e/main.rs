@@ -1,1 +1,15 @@
+//! End-to-end tests: the real `mcplatform` binary against the real Postgres and NATS on
+//! 127.0.0.1. Each test gets its own database and its own NATS prefix (so its own stream), and
+//! removes both when it ends. One test binary keeps link time down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod api_auth;
+mod api_isolation;
+mod api_orgs_servers;
+mod cli;
+mod event_store;
+mod faults;
+mod projections;

@@ -141,6 +141,13 @@ pub fn refresh_family(token: &str) -> Option<Uuid> {
     Uuid::parse_str(family).ok()
 }
 
+/// 256 random bits, hex: a fresh `MCPLATFORM_SECRET` for development.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,11 +180,4 @@ mod tests {
         assert_eq!(hash_refresh_token(&t.token), t.hash);
         assert_eq!(refresh_family("mcpr_nope"), None);
     }
-}
-
-/// 256 random bits, hex: a fresh `MCPLATFORM_SECRET` for development.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -122,7 +122,7 @@ pub async fn signup(
     let user_id = Uuid::new_v4();
     let (family, refresh_token) = new_family();
     let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
-    let joined = accounts::sign_up(
+    let signed_up = accounts::sign_up(
         &state.store,
         user_id,
         email.clone(),
@@ -138,13 +138,15 @@ pub async fn signup(
             detail: d.to_string(),
         })
     })?;
+    let joined = signed_up.joined_orgs;
     if !joined.is_empty() {
         // Joined orgs by invitation: let the membership read model catch up.
-        if let Ok(head) = state.store.head().await {
-            state
-                .settle(domain::organization::Organization::TYPE, Some(head))
-                .await;
-        }
+        state
+            .settle(
+                domain::organization::Organization::TYPE,
+                signed_up.last_cursor,
+            )
+            .await;
     }
     let tokens = pair(&state, user_id, email.as_str(), refresh_token)?;
     Ok((

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use commands::services::{accounts, organizations};
-use domain::organization::Organization;
+use domain::organization::{Organization, OrganizationEvent};
 use domain::values::{Email, Name, OrgId, Role, Slug};
 use domain::Aggregate;
 use projections::models::organizations as rm;
@@ -139,9 +139,23 @@ pub async fn add_member(
         &ctx.metadata(user.actor()),
     )
     .await?;
-    state.settle(Organization::TYPE, done.last_cursor()).await;
-    let member = rm::member(&state.pool, org, email.as_str()).await?;
-    Ok((StatusCode::CREATED, Json(json!(member))))
+    let projected = state.settle(Organization::TYPE, done.last_cursor()).await;
+    let member = match projected {
+        true => rm::member(&state.pool, org, email.as_str()).await?,
+        false => None,
+    };
+    let body = match member {
+        Some(m) => json!(m),
+        None => {
+            // Read model behind (NATS away): answer from what the command decided.
+            let (user_id, status) = match done.events.first() {
+                Some(OrganizationEvent::MemberAdded { user_id, .. }) => (Some(*user_id), "active"),
+                _ => (None, "invited"),
+            };
+            json!({ "user_id": user_id, "email": email, "name": null, "role": role.as_str(), "status": status, "joined_at": null })
+        }
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 /// The member a path segment names (user id or email), from the write model.
@@ -200,9 +214,14 @@ pub async fn change_role(
         &ctx.metadata(user.actor()),
     )
     .await?;
-    state.settle(Organization::TYPE, done.last_cursor()).await;
-    let member = rm::member(&state.pool, org, &target.to_string()).await?;
-    Ok(Json(json!(member)))
+    let projected = state.settle(Organization::TYPE, done.last_cursor()).await;
+    let member = match projected {
+        true => rm::member(&state.pool, org, &target.to_string()).await?,
+        false => None,
+    };
+    Ok(Json(member.map(|m| json!(m)).unwrap_or_else(
+        || json!({ "user_id": target, "role": role.as_str(), "status": "active" }),
+    )))
 }
 
 pub async fn remove_member(

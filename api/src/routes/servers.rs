@@ -66,6 +66,36 @@ fn parse_auth_mode(input: Option<&str>) -> Result<Option<AuthMode>, ApiError> {
         .transpose()
 }
 
+/// The server after a write: from the read model when it has caught up, otherwise from the
+/// write model (NATS away), so a successful write never answers 404.
+async fn written(
+    state: &AppState,
+    org: OrgId,
+    server_id: Uuid,
+    projected: bool,
+) -> Result<Value, ApiError> {
+    if projected {
+        if let Some(row) = rm::get(&state.pool, org, &server_id.to_string()).await? {
+            return Ok(render(state, &row));
+        }
+    }
+    let (server, _) = state.store.load::<Server>(&server_id.to_string()).await?;
+    let config = server.config.ok_or_else(|| ApiError::not_found("server"))?;
+    Ok(json!({
+        "id": server_id,
+        "org_id": server.org_id,
+        "name": config.name,
+        "slug": config.slug,
+        "auth_mode": config.auth_mode,
+        "support_tool": config.support_tool,
+        "walkthrough_tools": config.walkthrough_tools,
+        "status": if server.archived { "archived" } else { "active" },
+        "created_at": null,
+        "updated_at": null,
+        "urls": state.server_urls(config.slug.as_str()),
+    }))
+}
+
 async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerRow, ApiError> {
     rm::get(&state.pool, org, server_ref)
         .await?
@@ -109,9 +139,11 @@ pub async fn create(
         &ctx.metadata(user.actor()),
     )
     .await?;
-    state.settle(Server::TYPE, done.last_cursor()).await;
-    let row = fetch(&state, org, &server_id.to_string()).await?;
-    Ok((StatusCode::CREATED, Json(render(&state, &row))))
+    let projected = state.settle(Server::TYPE, done.last_cursor()).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(written(&state, org, server_id, projected).await?),
+    ))
 }
 
 pub async fn get(
@@ -159,9 +191,8 @@ pub async fn update(
         &ctx.metadata(user.actor()),
     )
     .await?;
-    state.settle(Server::TYPE, done.last_cursor()).await;
-    let row = fetch(&state, org, &current.id.to_string()).await?;
-    Ok(Json(render(&state, &row)))
+    let projected = state.settle(Server::TYPE, done.last_cursor()).await;
+    Ok(Json(written(&state, org, current.id, projected).await?))
 }
 
 pub async fn archive(
@@ -180,7 +211,6 @@ pub async fn archive(
         &ctx.metadata(user.actor()),
     )
     .await?;
-    state.settle(Server::TYPE, done.last_cursor()).await;
-    let row = fetch(&state, org, &current.id.to_string()).await?;
-    Ok(Json(render(&state, &row)))
+    let projected = state.settle(Server::TYPE, done.last_cursor()).await;
+    Ok(Json(written(&state, org, current.id, projected).await?))
 }

@@ -14,7 +14,7 @@ use domain::values::{Email, Name};
 use domain::{Aggregate, EventMetadata};
 use uuid::Uuid;
 
-const MAX_RETRIES: usize = 5;
+const MAX_RETRIES: usize = 20;
 
 /// A new refresh-token family to start with a successful signup or login.
 #[derive(Debug, Clone)]
@@ -24,8 +24,14 @@ pub struct NewRefreshFamily {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a signup wrote: the orgs joined by invitation, and where its events landed.
+#[derive(Debug, Clone)]
+pub struct SignedUp {
+    pub joined_orgs: Vec<Uuid>,
+    pub last_cursor: Option<crate::Cursor>,
+}
+
 /// Signs a user up, accepts their pending invitations, and starts a refresh family, atomically.
-/// Returns the orgs joined.
 pub async fn sign_up(
     store: &EventStore,
     user_id: Uuid,
@@ -34,7 +40,7 @@ pub async fn sign_up(
     password_hash: String,
     refresh: NewRefreshFamily,
     metadata: &EventMetadata,
-) -> Result<Vec<Uuid>, ExecuteError<UserError>> {
+) -> Result<SignedUp, ExecuteError<UserError>> {
     for _ in 0..MAX_RETRIES {
         let mut uow = UnitOfWork::new();
         let events = User::default()
@@ -70,8 +76,13 @@ pub async fn sign_up(
             joined.push(org_id);
         }
         match store.commit(uow).await {
-            Ok(_) => return Ok(joined),
-            Err(CommitError::Conflict) => continue,
+            Ok(appended) => {
+                return Ok(SignedUp {
+                    joined_orgs: joined,
+                    last_cursor: appended.iter().map(|a| a.cursor).max(),
+                })
+            }
+            Err(CommitError::Conflict) => crate::store::conflict_backoff().await,
             Err(e) => return Err(e.into()),
         }
     }

@@ -1,0 +1,263 @@
+//! The event store and the relay: optimistic concurrency, late commits, re-publishing.
+
+use crate::helpers::*;
+use commands::{CommitError, Cursor, EventFilter, EventStore, UnitOfWork};
+use domain::organization::OrganizationEvent;
+use domain::values::{Email, Name, Role, Slug};
+use domain::EventMetadata;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn migrated_store(env: &TestEnv) -> EventStore {
+    let out = env.cli(&["migrate"]);
+    assert!(
+        out.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    EventStore::open(env.pool().await).await.unwrap()
+}
+
+fn created(org: Uuid) -> Vec<OrganizationEvent> {
+    vec![OrganizationEvent::OrganizationCreated {
+        name: Name::parse("Acme").unwrap(),
+        slug: Slug::parse("acme").unwrap(),
+        owner_id: org,
+        owner_email: Email::parse("o@acme.dev").unwrap(),
+    }]
+}
+
+fn member(n: u8) -> Vec<OrganizationEvent> {
+    vec![OrganizationEvent::MemberAdded {
+        user_id: Uuid::from_u128(n as u128),
+        email: Email::parse(&format!("m{n}@acme.dev")).unwrap(),
+        role: Role::Member,
+    }]
+}
+
+fn unit(org: Uuid, version: i64, events: &[OrganizationEvent]) -> UnitOfWork {
+    let mut uow = UnitOfWork::new();
+    uow.append(
+        "organization",
+        org.to_string(),
+        version,
+        events,
+        &EventMetadata::system().for_org(org),
+    )
+    .unwrap();
+    uow
+}
+
+#[tokio::test]
+async fn concurrent_appends_at_one_version_conflict_and_lose_nothing() {
+    let env = TestEnv::new();
+    let store = migrated_store(&env).await;
+    let org = Uuid::new_v4();
+    store.commit(unit(org, 0, &created(org))).await.unwrap();
+
+    // Two writers both saw version 1: exactly one wins, the other is told it conflicted.
+    let (a, b) = tokio::join!(
+        store.commit(unit(org, 1, &member(1))),
+        store.commit(unit(org, 1, &member(2)))
+    );
+    let outcomes = [a.is_ok(), b.is_ok()];
+    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
+    assert!(matches!(a.err().or(b.err()), Some(CommitError::Conflict)));
+    // Readers wait for every older transaction in the cluster (other tests' too): poll.
+    let events = eventually("both events readable", Duration::from_secs(10), || async {
+        let events = store
+            .read_after(&EventFilter::default(), Cursor::START, 100)
+            .await
+            .unwrap();
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
+    assert_eq!(events.len(), 2, "the loser left no partial write");
+    assert_eq!(
+        events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+
+    // Many concurrent units in one group commit: conflicts are per unit, not per batch.
+    let other = Uuid::new_v4();
+    let mut handles = Vec::new();
+    for i in 0..32u8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            if i == 0 {
+                store.commit(unit(other, 0, &created(other))).await
+            } else {
+                store.commit(unit(other, 0, &member(i))).await
+            }
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        if h.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "only one writer may take sequence 1 of a stream");
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_org_are_all_applied_via_retry() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    let mut calls = Vec::new();
+    let (app_ref, token) = (&app, owner.token.as_str());
+    for i in 0..12 {
+        let path = format!("/api/v1/orgs/{org}/members");
+        let body = json!({ "email": format!("invitee{i}@acme.dev"), "role": "member" });
+        calls.push(async move { app_ref.post(&path, token, body).await });
+    }
+    let results = futures::future::join_all(calls).await;
+    for (status, body) in &results {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::CONFLICT,
+            "{status} {body}"
+        );
+    }
+    // Conflicts are retried inside the command, so with 12 distinct invitees none is lost.
+    assert!(results.iter().all(|(s, _)| *s == StatusCode::CREATED));
+    let (_, members) = app
+        .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+        .await;
+    assert_eq!(members["items"].as_array().unwrap().len(), 13);
+}
+
+#[tokio::test]
+async fn an_event_committed_late_by_a_long_transaction_is_still_delivered() {
+    let env = TestEnv::new();
+    let store = migrated_store(&env).await;
+    let pool = env.pool().await;
+    let early_org = Uuid::new_v4();
+    let late_org = Uuid::new_v4();
+
+    // A transaction takes its xid and appends, but does not commit yet.
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, org_id) VALUES ('organization', $1, 1, 'OrganizationCreated', '1', \
+         $2, '{\"actor\":{\"kind\":\"system\"}}', $3)",
+    )
+    .bind(late_org.to_string())
+    .bind(json!({"name":"Late","slug":"late","owner_id": late_org,"owner_email":"l@late.dev"}))
+    .bind(late_org)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+
+    // Meanwhile a later transaction commits.
+    store
+        .commit(unit(early_org, 0, &created(early_org)))
+        .await
+        .unwrap();
+
+    // Readers must not pass the open transaction: nothing is readable yet.
+    let before = store
+        .read_after(&EventFilter::default(), Cursor::START, 10)
+        .await
+        .unwrap();
+    assert!(
+        before.is_empty(),
+        "a reader skipped past a running transaction: {before:?}"
+    );
+
+    // Relay them through NATS as well.
+    let mut relay = env.start(&["relay"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.commit().await.unwrap();
+
+    let after = store
+        .read_after(&EventFilter::default(), Cursor::START, 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        after[0].aggregate_id,
+        late_org.to_string(),
+        "the late event sorts first"
+    );
+
+    // The relay published both, the late one first.
+    let js =
+        async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    let subjects = eventually(
+        "both events in the stream",
+        Duration::from_secs(20),
+        || async {
+            let msgs = stream_messages(&js, &env.stream_name()).await;
+            (msgs.len() == 2).then_some(msgs)
+        },
+    )
+    .await;
+    assert!(subjects[0].contains(&late_org.to_string()));
+    assert!(subjects[1].contains(&early_org.to_string()));
+    relay.kill();
+}
+
+/// Subjects of every message in a stream, in stream order.
+async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> Vec<String> {
+    let Ok(stream) = js.get_stream(name).await else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    let mut seq = 1;
+    loop {
+        match stream.get_raw_message(seq).await {
+            Ok(m) => out.push(m.subject.to_string()),
+            Err(_) => break,
+        }
+        seq += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_relay_that_republishes_after_a_crash_creates_no_duplicates() {
+    let env = TestEnv::new();
+    let store = migrated_store(&env).await;
+    for _ in 0..25 {
+        let org = Uuid::new_v4();
+        store.commit(unit(org, 0, &created(org))).await.unwrap();
+    }
+    let js =
+        async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    let mut relay = env.start(&["relay"]);
+    eventually("25 messages", Duration::from_secs(20), || async {
+        (stream_messages(&js, &env.stream_name()).await.len() == 25).then_some(())
+    })
+    .await;
+    relay.kill();
+
+    // Simulate a crash between publishing and storing the checkpoint: the next leader starts
+    // from scratch and publishes everything again.
+    let pool = env.pool().await;
+    sqlx::query("UPDATE relay_checkpoint SET transaction_id = '0', global_position = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut relay = env.start(&["relay"]);
+    eventually(
+        "the relay to catch up again",
+        Duration::from_secs(20),
+        || async {
+            let pos: i64 = sqlx::query_scalar("SELECT global_position FROM relay_checkpoint")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (pos > 0).then_some(())
+        },
+    )
+    .await;
+    relay.kill();
+    assert_eq!(
+        stream_messages(&js, &env.stream_name()).await.len(),
+        25,
+        "JetStream de-duplicated the re-published events"
+    );
+}

@@ -1,0 +1,220 @@
+//! Faults: NATS away (writes succeed, read models converge when it is back) and Postgres away
+//! (503 while down, recovery without a restart). The outage is a TCP proxy in front of the real
+//! server that the test cuts and restores, so the shared servers keep running for other tests.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// A TCP proxy that can be cut (all connections dropped, new ones refused) and restored on the
+/// same port.
+struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut proxy = Proxy {
+            addr,
+            upstream: upstream.parse().unwrap(),
+            tasks: Arc::default(),
+            acceptor: None,
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let upstream = self.upstream;
+        let tasks = self.tasks.clone();
+        self.acceptor = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().await.push(task);
+            }
+        }));
+    }
+
+    async fn cut(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            a.abort();
+            let _ = a.await;
+        }
+        for t in self.tasks.lock().await.drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+fn spawn_with(env: &TestEnv, vars: &[(&str, String)]) -> Proc {
+    let mut cmd = env.command();
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    // Same as TestEnv::start, with extra variables.
+    let mut child = cmd
+        .arg("up")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut base = None;
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(rest) = line.trim().strip_prefix("mcplatform listening on ") {
+            base = Some(rest.to_owned());
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Proc { child, base }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_succeed_while_nats_is_away_and_read_models_converge_after() {
+    let env = TestEnv::new();
+    let mut nats = Proxy::start("127.0.0.1:4222").await;
+    let proc = spawn_with(&env, &[("NATS_URL", format!("nats://{}", nats.addr))]);
+    let app = TestApp {
+        proc,
+        env,
+        http: client(),
+    };
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+
+    nats.cut().await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/orgs/{org}/servers"),
+                &owner.token,
+                json!({"name": "s", "slug": format!("during-outage-{i}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, _) = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "writes must not hang on NATS"
+    );
+
+    nats.restore().await;
+    eventually(
+        "read models to converge after NATS is back",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = app
+                .get(&format!("/api/v1/orgs/{org}/servers"), &owner.token)
+                .await;
+            (body["items"].as_array()?.len() == 5).then_some(())
+        },
+    )
+    .await;
+    let (_, dash) = app
+        .get(&format!("/api/v1/orgs/{org}/dashboard"), &owner.token)
+        .await;
+    assert_eq!(dash["counters"]["servers"], 5);
+    let (status, _) = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_away_answers_503_and_recovers_without_a_restart() {
+    let env = TestEnv::new();
+    // Create and migrate the database directly first; the app then connects through the proxy.
+    assert!(env.cli(&["migrate"]).status.success());
+    let mut pg = Proxy::start("127.0.0.1:5432").await;
+    let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
+    let proc = spawn_with(&env, &[("DATABASE_URL", db_url)]);
+    let app = TestApp {
+        proc,
+        env,
+        http: client(),
+    };
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+
+    pg.cut().await;
+    let (status, body) = app.get("/api/v1/orgs", &owner.token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "unavailable");
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/servers"),
+            &owner.token,
+            json!({"name": "s", "slug": "while-down"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _) = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    pg.restore().await;
+    eventually(
+        "requests to succeed again",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = app.get("/api/v1/orgs", &owner.token).await;
+            (status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/servers"),
+            &owner.token,
+            json!({"name": "s", "slug": "after-recovery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    eventually("projectors to resume", Duration::from_secs(30), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/servers"), &owner.token)
+            .await;
+        (body["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+}

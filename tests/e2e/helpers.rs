@@ -1,0 +1,293 @@
+//! `spawn_app()` and friends: start the binary like a user would and talk HTTP to it.
+
+#![allow(dead_code)]
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+const SECRET: &str = "e2e-test-secret-0123456789abcdef";
+
+pub fn admin_url(db: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{db}")
+}
+
+/// A database and NATS prefix of one test; dropped (database and stream) on drop.
+pub struct TestEnv {
+    pub db_name: String,
+    pub db_url: String,
+    pub prefix: String,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        let db_name = format!("mcpl_test_{}", &id[..16]);
+        Self {
+            db_url: admin_url(&db_name),
+            db_name,
+            prefix: format!("t{}", &id[..12]),
+        }
+    }
+
+    /// The binary as a command with this environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcplatform"));
+        cmd.env("DATABASE_URL", &self.db_url)
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("MCPLATFORM_NATS_PREFIX", &self.prefix)
+            .env("MCPLATFORM_SECRET", SECRET)
+            .env("MCPLATFORM_BIND", "127.0.0.1:0")
+            .env("MCPLATFORM_DB_POOL", "8")
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Runs a CLI verb to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mcplatform")
+    }
+
+    /// Starts a long-running verb (`up`, `serve`, ...) and waits for its listening line if it
+    /// serves HTTP.
+    pub fn start(&self, args: &[&str]) -> Proc {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mcplatform");
+        let mut base = None;
+        if args.first().is_some_and(|a| *a == "up" || *a == "serve") {
+            let stdout = child.stdout.take().expect("stdout");
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(rest) = line.trim().strip_prefix("mcplatform listening on ") {
+                    base = Some(rest.to_owned());
+                    break;
+                }
+            }
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in reader.lines() {});
+            assert!(
+                base.is_some(),
+                "mcplatform {args:?} did not start listening"
+            );
+        }
+        Proc { child, base }
+    }
+
+    /// A pool on this test's database (after the binary created and migrated it).
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.db_url)
+            .await
+            .expect("connect test database")
+    }
+
+    pub fn stream_name(&self) -> String {
+        format!("{}_EVENTS", self.prefix.to_uppercase())
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let db = self.db_name.clone();
+        let stream = self.stream_name();
+        // Drop runs outside async; clean up on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = js.delete_stream(&stream).await;
+                }
+                if let Ok(pool) = sqlx::PgPool::connect(&admin_url("postgres")).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                        .execute(&pool)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running `mcplatform` process; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub base: Option<String>,
+}
+
+impl Proc {
+    pub fn base(&self) -> &str {
+        self.base.as_deref().expect("process serves HTTP")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `mcplatform up` on a fresh database, and an HTTP client for it. Field order matters: the
+/// process is killed before the environment (database, stream) is dropped.
+pub struct TestApp {
+    pub proc: Proc,
+    pub env: TestEnv,
+    pub http: Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let env = TestEnv::new();
+    let proc = env.start(&["up"]);
+    TestApp {
+        proc,
+        env,
+        http: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+    }
+}
+
+/// A signed-up platform user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.proc.base(), path)
+    }
+
+    /// Sends a request; returns status and JSON body (Null when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn signup(&self, email: &str) -> User {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/signup",
+                None,
+                Some(json!({ "email": email, "password": PASSWORD, "name": email.split('@').next() })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "signup {email}: {body}");
+        User {
+            id: body["user"]["id"].as_str().expect("id").to_owned(),
+            email: email.to_owned(),
+            token: body["access_token"].as_str().expect("token").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
+        }
+    }
+
+    /// Creates an org owned by `user`; returns its id.
+    pub async fn create_org(&self, user: &User, slug: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/orgs",
+                &user.token,
+                json!({ "name": slug, "slug": slug }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create org {slug}: {body}");
+        body["id"].as_str().expect("org id").to_owned()
+    }
+
+    /// Creates a server; returns its body.
+    pub async fn create_server(&self, user: &User, org: &str, slug: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org}/servers"),
+                &user.token,
+                json!({ "name": slug, "slug": slug }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create server {slug}: {body}");
+        body
+    }
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,194 @@
+//! Projections: redelivery changes nothing, rebuilds reproduce the live model exactly.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const TABLES: &[(&str, &str)] = &[
+    ("rm_platform_users", "user_id"),
+    ("rm_orgs", "org_id"),
+    ("rm_org_members", "org_id, email"),
+    ("rm_servers", "server_id"),
+    ("rm_dashboard", "org_id"),
+    ("rm_audit_log", "org_id, transaction_id, global_position"),
+];
+
+/// Every read-model row, as JSON, in a stable order.
+async fn dump(pool: &sqlx::PgPool) -> Value {
+    let mut out = serde_json::Map::new();
+    for (table, order) in TABLES {
+        let rows: Vec<Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t) FROM {table} t ORDER BY {order}"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        out.insert((*table).to_owned(), Value::Array(rows));
+    }
+    Value::Object(out)
+}
+
+/// Builds some history: users, an org with members and invitations, servers changed and
+/// archived.
+async fn some_history(app: &TestApp) {
+    let owner = app.signup("owner@acme.dev").await;
+    let admin = app.signup("admin@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    let _ = app.create_org(&admin, "other").await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/members"),
+        &owner.token,
+        json!({"email": admin.email, "role": "admin"}),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/members"),
+        &owner.token,
+        json!({"email": "later@acme.dev", "role": "member"}),
+    )
+    .await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    app.create_server(&owner, &org, "acme-api").await;
+    app.patch(
+        &format!("/api/v1/orgs/{org}/servers/acme-api"),
+        &admin.token,
+        json!({"auth_mode": "tracking"}),
+    )
+    .await;
+    app.delete(
+        &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+        &admin.token,
+    )
+    .await;
+    app.signup("later@acme.dev").await;
+    app.patch(
+        &format!("/api/v1/orgs/{org}/members/later@acme.dev"),
+        &owner.token,
+        json!({"role": "admin"}),
+    )
+    .await;
+}
+
+/// Waits until every projection has caught up with the event store head.
+async fn settled(app: &TestApp) {
+    let env = &app.env;
+    eventually(
+        "projections to catch up",
+        Duration::from_secs(20),
+        || async {
+            let out = env.cli(&["projections", "status", "--json"]);
+            let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+            rows.as_array()?
+                .iter()
+                .all(|r| r["events_behind"] == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_rebuild_produces_exactly_the_live_read_model() {
+    let app = spawn_app().await;
+    some_history(&app).await;
+    settled(&app).await;
+    let pool = app.env.pool().await;
+    let live = dump(&pool).await;
+    assert!(!live["rm_audit_log"].as_array().unwrap().is_empty());
+
+    let out = app.env.cli(&["projections", "rebuild", "--all"]);
+    assert!(
+        out.status.success(),
+        "rebuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["organizations", "servers", "dashboard", "audit_log"] {
+        assert!(text.contains(&format!("{name}: rebuilt")), "{text}");
+    }
+    assert_eq!(
+        dump(&pool).await,
+        live,
+        "rebuilt tables differ from the live ones"
+    );
+
+    // The running process keeps serving and projecting after the swap.
+    let owner = app.signup("new@acme.dev").await;
+    let org = app.create_org(&owner, "after-rebuild").await;
+    app.create_server(&owner, &org, "after-rebuild-srv").await;
+    let (_, dash) = app
+        .get(&format!("/api/v1/orgs/{org}/dashboard"), &owner.token)
+        .await;
+    assert_eq!(dash["counters"]["servers"], 1);
+}
+
+#[tokio::test]
+async fn redelivered_and_foreign_messages_change_nothing() {
+    let app = spawn_app().await;
+    some_history(&app).await;
+    settled(&app).await;
+    let pool = app.env.pool().await;
+    let before = dump(&pool).await;
+
+    // Lose every consumer and every stream position: the workers recreate their consumers
+    // from the start of the stream and receive every event a second time.
+    let js =
+        async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    let mut stream = js.get_stream(app.env.stream_name()).await.unwrap();
+    sqlx::query("UPDATE projection_checkpoints SET stream_sequence = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for name in ["organizations", "servers", "dashboard", "audit_log"] {
+        let _ = stream
+            .delete_consumer(&format!("{}_{name}", app.env.prefix))
+            .await;
+    }
+
+    // And a message that claims to come from another event store sharing the server.
+    let first = stream.get_raw_message(1).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", uuid::Uuid::new_v4().to_string().as_str());
+    headers.insert("Mcpl-Store-Id", uuid::Uuid::new_v4().to_string().as_str());
+    headers.insert("Mcpl-Cursor", "999999999-999999999");
+    let ack = js
+        .publish_with_headers(first.subject.clone(), headers, first.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+    let last_seq = stream.info().await.unwrap().state.last_sequence as i64;
+    eventually(
+        "projectors to consume everything again",
+        Duration::from_secs(30),
+        || async {
+            let min: Option<i64> = sqlx::query_scalar(
+                "SELECT min(stream_sequence) FROM projection_checkpoints \
+             WHERE name IN ('dashboard', 'audit_log', 'organizations')",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (min? >= last_seq).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(dump(&pool).await, before, "duplicates changed a read model");
+
+    // The foreign message's far-future cursor did not move any checkpoint: new events still
+    // project.
+    let owner = app.signup("fresh@acme.dev").await;
+    let org = app.create_org(&owner, "fresh").await;
+    app.create_server(&owner, &org, "fresh-srv").await;
+    let (_, list) = app
+        .get(&format!("/api/v1/orgs/{org}/servers"), &owner.token)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let status = app.env.cli(&["projections", "status", "--json"]);
+    let rows: Value = serde_json::from_slice(&status.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        assert!(row["last_error"].is_null(), "{row}");
+        assert_eq!(row["worker_active"], true, "{row}");
+    }
+}
