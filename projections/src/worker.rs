@@ -9,7 +9,7 @@ use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
-use commands::{Cursor, StoredEvent};
+use commands::{Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 const BATCH: usize = 500;
+const CATCH_UP_PAGE: i64 = 2000;
 
 pub struct Worker {
     pool: PgPool,
@@ -82,6 +83,10 @@ impl Worker {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         checkpoint::ensure(&self.pool, name).await?;
+        let caught_up = self.catch_up_from_store().await?;
+        if caught_up > 0 {
+            tracing::info!(projection = name, events = caught_up, "projector: caught up from the event store");
+        }
         let start = checkpoint::read(&self.pool, name)
             .await?
             .map(|c| c.stream_sequence)
@@ -126,6 +131,45 @@ impl Worker {
                     .await
                     .map_err(|e| ProjectionError::Nats(e.to_string()))?;
             }
+        }
+    }
+
+    /// Applies whatever the event store has beyond the checkpoint before consuming live: a new
+    /// projection, or one whose messages aged out of the stream, starts from Postgres, the
+    /// source of truth. Messages for events it applied here are then skipped by cursor.
+    async fn catch_up_from_store(&self) -> Result<u64, ProjectionError> {
+        let name = self.projection.name();
+        let filter = EventFilter {
+            aggregate_types: self
+                .projection
+                .aggregate_types()
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+            ..EventFilter::default()
+        };
+        let mut applied = 0u64;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let current = checkpoint::lock(&mut tx, name).await?;
+            let page =
+                commands::store::read_after(&self.pool, &filter, current.cursor, CATCH_UP_PAGE)
+                    .await?;
+            let Some(last) = page.last().map(|e| e.cursor) else {
+                return Ok(applied);
+            };
+            self.projection.apply(&mut tx, Tables::LIVE, &page).await?;
+            checkpoint::store(
+                &mut tx,
+                name,
+                checkpoint::Checkpoint {
+                    cursor: last,
+                    stream_sequence: current.stream_sequence,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            applied += page.len() as u64;
         }
     }
 
