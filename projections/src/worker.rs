@@ -85,7 +85,11 @@ impl Worker {
         checkpoint::ensure(&self.pool, name).await?;
         let caught_up = self.catch_up_from_store().await?;
         if caught_up > 0 {
-            tracing::info!(projection = name, events = caught_up, "projector: caught up from the event store");
+            tracing::info!(
+                projection = name,
+                events = caught_up,
+                "projector: caught up from the event store"
+            );
         }
         let start = checkpoint::read(&self.pool, name)
             .await?

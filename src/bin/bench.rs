@@ -26,7 +26,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[command(about = "mcplatform benchmarks")]
 struct Cli {
     /// Postgres server (a scratch database is created on it and dropped afterwards).
-    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
     postgres: String,
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -90,7 +94,17 @@ async fn main() -> anyhow::Result<()> {
             rebuild_events,
             relay_events,
             keep,
-        } => store(&cli.postgres, &cli.nats_url, seconds, rebuild_events, relay_events, keep).await,
+        } => {
+            store(
+                &cli.postgres,
+                &cli.nats_url,
+                seconds,
+                rebuild_events,
+                relay_events,
+                keep,
+            )
+            .await
+        }
     }
 }
 
@@ -107,7 +121,9 @@ async fn scratch_database(server: &str, pool_size: u32) -> anyhow::Result<Scratc
         .await
         .context("connecting to Postgres")?;
     let name = format!("mcpl_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
         .connect(&format!("{server}/{name}"))
@@ -181,7 +197,12 @@ async fn store(
     let pool = scratch.pool.clone();
     let store = EventStore::open(pool.clone()).await?;
     println!("mcplatform store benchmark (database {})", scratch.name);
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
 
     // 1. Appends vs raw inserts.
     sqlx::query(
@@ -208,7 +229,13 @@ async fn store(
             let m = m.clone();
             async move {
                 let mut uow = UnitOfWork::new();
-                uow.append("bench_call", Uuid::new_v4().to_string(), 0, &[sample_event()], &m)?;
+                uow.append(
+                    "bench_call",
+                    Uuid::new_v4().to_string(),
+                    0,
+                    &[sample_event()],
+                    &m,
+                )?;
                 s.commit(uow).await?;
                 Ok(())
             }
@@ -220,13 +247,15 @@ async fn store(
             let p = p.clone();
             let (pl, ml) = (pl.clone(), ml.clone());
             async move {
-                sqlx::query("INSERT INTO bench_raw (id, kind, payload, metadata) VALUES ($1, $2, $3, $4)")
-                    .bind(Uuid::new_v4())
-                    .bind("BenchToolCalled")
-                    .bind(pl)
-                    .bind(ml)
-                    .execute(&p)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO bench_raw (id, kind, payload, metadata) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(Uuid::new_v4())
+                .bind("BenchToolCalled")
+                .bind(pl)
+                .bind(ml)
+                .execute(&p)
+                .await?;
                 Ok(())
             }
         })
@@ -245,7 +274,10 @@ async fn store(
     }
 
     // 2. Relay throughput: a backlog of events, then time the relay through it.
-    let topology = Topology::new(format!("bench{}", &Uuid::new_v4().simple().to_string()[..8]));
+    let topology = Topology::new(format!(
+        "bench{}",
+        &Uuid::new_v4().simple().to_string()[..8]
+    ));
     let nats = commands::nats::connect(nats_url).await?;
     let js = async_nats::jetstream::new(nats.clone());
     js.get_or_create_stream(topology.stream_config()).await?;
@@ -293,10 +325,24 @@ async fn store(
         .bind(audit.name())
         .execute(&pool)
         .await?;
-    let worker = projections::worker::Worker::new(pool.clone(), js.clone(), topology.clone(), store.store_id(), audit.clone());
+    let worker = projections::worker::Worker::new(
+        pool.clone(),
+        js.clone(),
+        topology.clone(),
+        store.store_id(),
+        audit.clone(),
+    );
     let worker_task = tokio::spawn(worker.run());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let lag = steady_lag(&store, &pool, &metadata, audit.name(), 1000, seconds.max(5) * 2).await?;
+    let lag = steady_lag(
+        &store,
+        &pool,
+        &metadata,
+        audit.name(),
+        1000,
+        seconds.max(5) * 2,
+    )
+    .await?;
     println!(
         "append-to-read-model lag at 1,000 events/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events)",
         ms(lag.0),
@@ -308,11 +354,15 @@ async fn store(
     worker_task.abort();
 
     // 4. Rebuild of one projection over `rebuild_events` stored events.
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await?;
     if have < rebuild_events {
         insert_synthetic(&pool, org, rebuild_events - have).await?;
     }
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await?;
     let report = projections::rebuild::rebuild(&pool, audit, |_| {}).await?;
     println!(
         "rebuild of audit_log over {} events: {:.2} s = {:.0} events/s",
@@ -332,11 +382,13 @@ async fn store(
 }
 
 async fn set_relay_checkpoint(pool: &PgPool, cursor: Cursor) -> anyhow::Result<()> {
-    sqlx::query("UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2")
-        .bind(cursor.transaction_id.to_string())
-        .bind(cursor.global_position)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.global_position)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -382,7 +434,8 @@ async fn steady_lag(
 
     // Watcher: polls the checkpoint every millisecond.
     let watcher = {
-        let (pending, lags, done, pool) = (pending.clone(), lags.clone(), done.clone(), pool.clone());
+        let (pending, lags, done, pool) =
+            (pending.clone(), lags.clone(), done.clone(), pool.clone());
         let name = projection.to_owned();
         tokio::spawn(async move {
             loop {
@@ -420,13 +473,20 @@ async fn steady_lag(
     for _ in 0..tasks {
         let (store, metadata, pending) = (store.clone(), metadata.clone(), pending.clone());
         handles.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(tasks as f64 / rate as f64));
+            let mut tick =
+                tokio::time::interval(Duration::from_secs_f64(tasks as f64 / rate as f64));
             let end = Instant::now() + Duration::from_secs(seconds);
             while Instant::now() < end {
                 tick.tick().await;
                 let mut uow = UnitOfWork::new();
                 if uow
-                    .append("bench_call", Uuid::new_v4().to_string(), 0, &[sample_event()], &metadata)
+                    .append(
+                        "bench_call",
+                        Uuid::new_v4().to_string(),
+                        0,
+                        &[sample_event()],
+                        &metadata,
+                    )
                     .is_err()
                 {
                     continue;

@@ -12,4 +12,5 @@ mod api_orgs_servers;
 mod cli;
 mod event_store;
 mod faults;
+mod openapi;
 mod projections;

@@ -3,6 +3,7 @@
 use crate::auth::{passwords, tokens};
 use crate::error::ApiError;
 use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     email: String,
@@ -27,14 +28,14 @@ pub struct SignupBody {
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh_token: String,
@@ -91,6 +92,8 @@ fn pair(
     })
 }
 
+#[utoipa::path(operation_id = "auth_signup", post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
+    responses((status = 201, description = "Signed up; tokens issued"), (status = 409, description = "Email taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -163,6 +166,8 @@ pub async fn signup(
     ))
 }
 
+#[utoipa::path(operation_id = "auth_login", post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "Tokens"), (status = 401, description = "Wrong email or password", body = Problem), (status = 429, description = "Too many attempts", body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -225,6 +230,8 @@ fn invalid_refresh() -> ApiError {
     }
 }
 
+#[utoipa::path(operation_id = "auth_refresh", post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, description = "New token pair"), (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -277,6 +284,8 @@ pub async fn refresh(
     }
 }
 
+#[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshBody,
+    responses((status = 204, description = "Token family revoked"), (status = 401, description = "Invalid refresh token", body = Problem)))]
 pub async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -295,6 +304,8 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The signed-in user and their orgs"), (status = 401, description = "Not signed in", body = Problem)))]
 pub async fn me(
     State(state): State<AppState>,
     user: AuthUser,

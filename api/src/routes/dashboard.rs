@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{AuthUser, QueryParams};
+use crate::openapi::Problem;
 use crate::routes::orgs::resolve;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -12,6 +13,8 @@ use projections::models::{audit, dashboard, organizations, servers};
 use serde::Deserialize;
 use serde_json::json;
 
+#[utoipa::path(operation_id = "dashboard_overview", get, path = "/api/v1/orgs/{org}/dashboard", tag = "dashboard", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
+    responses((status = 200, description = "Overview and counters"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn overview(
     State(state): State<AppState>,
     user: AuthUser,
@@ -62,6 +65,8 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(operation_id = "dashboard_audit_log", get, path = "/api/v1/orgs/{org}/audit", tag = "dashboard", params(("org" = String, Path, description = "Org id or slug"), ("before" = Option<String>, Query, description = "Cursor of the last entry seen"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), security(("bearer" = [])),
+    responses((status = 200, description = "Audit entries, newest first, and the next cursor"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn audit_log(
     State(state): State<AppState>,
     user: AuthUser,

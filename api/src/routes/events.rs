@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{AuthUser, QueryPairs};
+use crate::openapi::Problem;
 use crate::routes::orgs::resolve;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -70,6 +71,8 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     Ok(q)
 }
 
+#[utoipa::path(operation_id = "events_page", get, path = "/api/v1/orgs/{org}/events", tag = "events", params(("org" = String, Path, description = "Org id or slug"), ("after" = Option<String>, Query, description = "Cursor"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"), ("type" = Option<Vec<String>>, Query, description = "Event types, repeatable or comma-separated")), security(("bearer" = [])),
+    responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson)"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn page(
     State(state): State<AppState>,
     user: AuthUser,
@@ -119,6 +122,8 @@ pub async fn page(
 /// Live tail. Postgres is the source (ordered, no gaps); NATS only wakes the stream early. A
 /// client reconnecting with `Last-Event-ID` resumes exactly after the last event it got. With
 /// no cursor the stream starts at the current head.
+#[utoipa::path(operation_id = "events_stream", get, path = "/api/v1/orgs/{org}/events/stream", tag = "events", params(("org" = String, Path, description = "Org id or slug"), ("after" = Option<String>, Query, description = "Cursor; default the current head"), ("type" = Option<Vec<String>>, Query, description = "Event types")), security(("bearer" = [])),
+    responses((status = 200, description = "Server-sent events; id is the cursor, event the type", content_type = "text/event-stream"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn stream(
     State(state): State<AppState>,
     user: AuthUser,

@@ -8,10 +8,14 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+#[utoipa::path(operation_id = "health_healthz", get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(operation_id = "health_readyz", get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Postgres and NATS reachable"), (status = 503, description = "A dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let nats = state

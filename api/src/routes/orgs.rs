@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -30,13 +31,15 @@ pub async fn resolve(
     Ok((org, role))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgBody {
     name: String,
     slug: String,
 }
 
+#[utoipa::path(operation_id = "orgs_create", post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgBody, security(("bearer" = [])),
+    responses((status = 201, description = "Org created; caller is owner"), (status = 409, description = "Slug taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -72,6 +75,8 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(operation_id = "orgs_list", get, path = "/api/v1/orgs", tag = "orgs", security(("bearer" = [])),
+    responses((status = 200, description = "Orgs of the caller")))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -80,6 +85,8 @@ pub async fn list(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(operation_id = "orgs_get", get, path = "/api/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
+    responses((status = 200, description = "The org"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -92,7 +99,7 @@ pub async fn get(
     Ok(Json(row))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMemberBody {
     email: String,
@@ -104,12 +111,14 @@ fn default_role() -> String {
     "member".to_owned()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRoleBody {
     role: String,
 }
 
+#[utoipa::path(operation_id = "orgs_members", get, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
+    responses((status = 200, description = "Members and invitations"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn members(
     State(state): State<AppState>,
     user: AuthUser,
@@ -120,6 +129,8 @@ pub async fn members(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(operation_id = "orgs_add_member", post, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org id or slug")), request_body = AddMemberBody, security(("bearer" = [])),
+    responses((status = 201, description = "Added, or invited when the email has no account"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Already a member or invited", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn add_member(
     State(state): State<AppState>,
     user: AuthUser,
@@ -189,6 +200,8 @@ enum MemberRef {
     Invitation(Email),
 }
 
+#[utoipa::path(operation_id = "orgs_change_role", patch, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(("org" = String, Path, description = "Org id or slug"), ("member" = String, Path, description = "Member user id or email")), request_body = ChangeRoleBody, security(("bearer" = [])),
+    responses((status = 200, description = "Role changed"), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn change_role(
     State(state): State<AppState>,
     user: AuthUser,
@@ -224,6 +237,8 @@ pub async fn change_role(
     )))
 }
 
+#[utoipa::path(operation_id = "orgs_remove_member", delete, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(("org" = String, Path, description = "Org id or slug"), ("member" = String, Path, description = "Member user id or email")), security(("bearer" = [])),
+    responses((status = 204, description = "Removed (or invitation revoked)"), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,

@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::extract::QueryParams;
 use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::openapi::Problem;
 use crate::routes::orgs::resolve;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServerBody {
     name: String,
@@ -31,7 +32,7 @@ pub struct CreateServerBody {
     walkthrough_tools: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServerBody {
     #[serde(default)]
@@ -102,6 +103,8 @@ async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerR
         .ok_or_else(|| ApiError::not_found("server"))
 }
 
+#[utoipa::path(operation_id = "servers_list", get, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("include_archived" = Option<bool>, Query, description = "Also list archived servers")), security(("bearer" = [])),
+    responses((status = 200, description = "Servers of the org"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -114,6 +117,8 @@ pub async fn list(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(operation_id = "servers_create", post, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(("org" = String, Path, description = "Org id or slug")), request_body = CreateServerBody, security(("bearer" = [])),
+    responses((status = 201, description = "Server created, with its MCP URLs"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -146,6 +151,8 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(operation_id = "servers_get", get, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), security(("bearer" = [])),
+    responses((status = 200, description = "The server"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -156,6 +163,8 @@ pub async fn get(
     Ok(Json(render(&state, &row)))
 }
 
+#[utoipa::path(operation_id = "servers_update", patch, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), request_body = UpdateServerBody, security(("bearer" = [])),
+    responses((status = 200, description = "Updated"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken or server archived", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -195,6 +204,8 @@ pub async fn update(
     Ok(Json(written(&state, org, current.id, projected).await?))
 }
 
+#[utoipa::path(operation_id = "servers_archive", delete, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), security(("bearer" = [])),
+    responses((status = 200, description = "Archived; the slug is free again"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn archive(
     State(state): State<AppState>,
     user: AuthUser,
