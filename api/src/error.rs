@@ -187,10 +187,27 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if commands::store::is_unavailable(&e) {
             ApiError::Unavailable
+        } else if is_data_exception(&e) {
+            // Postgres refused a value (class 22: data exception), so the input was bad. The
+            // edges validate first; this is the safety net that keeps it a 400, never a 500.
+            ApiError::BadRequest {
+                code: "invalid_input",
+                detail: "a value in the request cannot be stored or searched".to_owned(),
+            }
         } else {
             ApiError::Internal(e.to_string())
         }
     }
+}
+
+fn is_data_exception(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+}
+
+/// Whether a path segment can name anything at all (an id, slug or email): no control
+/// characters, bounded length. Anything else is simply not found.
+pub fn plausible_ref(segment: &str) -> bool {
+    !segment.is_empty() && segment.len() <= 254 && !segment.chars().any(char::is_control)
 }
 
 impl From<commands::StoreError> for ApiError {

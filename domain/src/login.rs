@@ -82,7 +82,12 @@ impl Aggregate for LoginAttempt {
                 reason,
             } => LoginEvent::LoginFailed {
                 user_id,
-                email: email.chars().take(254).collect(),
+                // As typed, but storable: no control characters, bounded.
+                email: email
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(254)
+                    .collect(),
                 reason,
             },
         }])

@@ -153,3 +153,28 @@ async fn migrate_is_idempotent() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("migrations applied"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_relay_and_project_run_as_separate_processes() {
+    let env = TestEnv::new();
+    assert!(env.cli(&["migrate"]).status.success());
+    let _relay = env.start(&["relay"]);
+    let _orgs = env.start(&["project", "--only", "organizations"]);
+    let _rest = env.start(&["project"]); // all, including a hot standby for organizations
+    let serve = env.start(&["serve"]);
+    let app = TestApp {
+        proc: serve,
+        env,
+        http: reqwest::Client::new(),
+    };
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let (_, dash) = app
+        .get(&format!("/api/v1/orgs/{org}/dashboard"), &owner.token)
+        .await;
+    assert_eq!(dash["counters"]["servers"], 1, "{dash}");
+    let bad = app.env.cli(&["project", "--only", "nope"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown projection"));
+}

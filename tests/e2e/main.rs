@@ -12,5 +12,6 @@ mod api_orgs_servers;
 mod cli;
 mod event_store;
 mod faults;
+mod hostile_inputs;
 mod openapi;
 mod projections;

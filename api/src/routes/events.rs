@@ -53,13 +53,20 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
                         detail: "limit must be an integer between 1 and 1000".to_owned(),
                     })?;
             }
-            "type" => q.types.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            ),
+            "type" => {
+                for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    let valid =
+                        t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !valid {
+                        return Err(ApiError::BadRequest {
+                            code: "invalid_type",
+                            detail: "an event type is letters, digits and '_' (e.g. ServerCreated)"
+                                .to_owned(),
+                        });
+                    }
+                    q.types.push(t.to_owned());
+                }
+            }
             other => {
                 return Err(ApiError::BadRequest {
                     code: "invalid_query",

@@ -24,6 +24,9 @@ pub async fn resolve(
     user: &AuthUser,
     org_ref: &str,
 ) -> Result<(OrgId, Role), ApiError> {
+    if !crate::error::plausible_ref(org_ref) {
+        return Err(ApiError::not_found("organization"));
+    }
     let (org, role) = rm::membership(&state.pool, user.user_id, org_ref)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;

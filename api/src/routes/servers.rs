@@ -98,6 +98,9 @@ async fn written(
 }
 
 async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerRow, ApiError> {
+    if !crate::error::plausible_ref(server_ref) {
+        return Err(ApiError::not_found("server"));
+    }
     rm::get(&state.pool, org, server_ref)
         .await?
         .ok_or_else(|| ApiError::not_found("server"))
