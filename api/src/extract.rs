@@ -131,6 +131,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 pub struct AuthUser {
     pub user_id: Uuid,
     pub email: String,
+    /// When the access token expires (unix seconds); long-lived responses end then.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -162,6 +164,7 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(AuthUser {
             user_id: claims.sub,
             email: claims.email,
+            expires_at: claims.exp,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod keys;
+pub mod leader;
 pub mod nats;
 pub mod relay;
 pub mod services;
@@ -10,6 +11,6 @@ pub mod store;
 
 pub use cursor::Cursor;
 pub use store::{
-    CommitError, EventFilter, EventStore, ExecuteError, PendingEvent, StoreError, StoredEvent,
-    UnitOfWork,
+    CommitError, EmailGuard, EventFilter, EventStore, ExecuteError, PendingEvent, StoreError,
+    StoredEvent, UnitOfWork,
 };

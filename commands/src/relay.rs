@@ -7,6 +7,7 @@
 //! keep succeeding; it catches up when NATS is back.
 
 use crate::cursor::Cursor;
+use crate::leader::LeaderLock;
 use crate::nats::{
     Topology, HEADER_CURSOR, HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_ORG_ID,
     HEADER_STORE_ID,
@@ -14,7 +15,7 @@ use crate::nats::{
 use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
 use async_nats::jetstream::{self, context::Publish};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -31,6 +32,8 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("nats: {0}")]
     Nats(String),
+    #[error("another relay became leader")]
+    LostLeadership,
 }
 
 pub struct Relay {
@@ -67,19 +70,11 @@ impl Relay {
     }
 
     async fn lead(&self) -> Result<(), RelayError> {
-        // The lock lives on a connection of its own: if that connection dies the lock is
-        // released and a standby takes over.
-        let mut lock_conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
-        loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(RELAY_LOCK)
-                .fetch_one(&mut lock_conn)
-                .await?;
-            if got {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        let mut lock = LeaderLock::acquire(&self.pool, RELAY_LOCK).await?;
+        sqlx::query("UPDATE relay_checkpoint SET owner = $1")
+            .bind(lock.owner)
+            .execute(&self.pool)
+            .await?;
         tracing::info!("relay: leader");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
@@ -96,15 +91,14 @@ impl Relay {
                     Err(_) => {
                         idle_rounds += 1;
                         if idle_rounds.is_multiple_of(10) {
-                            // Make sure we still hold the lock's connection.
-                            sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                            lock.check().await?;
                         }
                     }
                 }
                 continue;
             };
             self.publish_until_acked(&events).await;
-            store_checkpoint(&self.pool, last).await?;
+            store_checkpoint(&self.pool, last, lock.owner).await?;
             cursor = last;
         }
     }
@@ -192,14 +186,19 @@ pub async fn load_checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
     ))
 }
 
-async fn store_checkpoint(pool: &PgPool, cursor: Cursor) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Stores the checkpoint if this relay is still the leader of record (fencing).
+async fn store_checkpoint(pool: &PgPool, cursor: Cursor, owner: Uuid) -> Result<(), RelayError> {
+    let stored = sqlx::query(
         "UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2, \
-         updated_at = now()",
+         updated_at = now() WHERE owner = $3",
     )
     .bind(cursor.transaction_id.to_string())
     .bind(cursor.global_position)
+    .bind(owner)
     .execute(pool)
     .await?;
+    if stored.rows_affected() == 0 {
+        return Err(RelayError::LostLeadership);
+    }
     Ok(())
 }

@@ -128,6 +128,22 @@ pub struct UnitOfWork {
     pub releases: Vec<KeyClaim>,
     pub invitations_added: Vec<(String, Uuid)>,
     pub invitations_removed: Vec<(String, Uuid)>,
+    /// Password hashes by user: credentials never travel in events.
+    pub credentials: Vec<(Uuid, String)>,
+    /// What must still hold about an email when this unit commits (see [`EmailGuard`]).
+    pub email_guard: Option<EmailGuard>,
+}
+
+/// Serializes signups and invitations of one email: both take a transaction-scoped lock on the
+/// email and re-check what they decided on, so an invitation is never left pending for an
+/// account that signed up at the same moment. A failed check is a conflict: the command runs
+/// again with fresh look-ups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailGuard {
+    /// Inviting: the email must still have no account.
+    NoAccount(String),
+    /// Signing up: the email's pending invitations must be exactly these orgs (sorted).
+    Invitations(String, Vec<Uuid>),
 }
 
 impl UnitOfWork {
@@ -194,7 +210,9 @@ impl UnitOfWork {
         !(self.claims.is_empty()
             && self.releases.is_empty()
             && self.invitations_added.is_empty()
-            && self.invitations_removed.is_empty())
+            && self.invitations_removed.is_empty()
+            && self.credentials.is_empty()
+            && self.email_guard.is_none())
     }
 }
 
@@ -208,6 +226,22 @@ fn encode_payload<E: DomainEvent>(event: &E) -> Result<Value, StoreError> {
         Value::String(_) => Ok(Value::Null),
         other => Ok(other),
     }
+}
+
+/// The inverse of [`encode_payload`]: rebuilds `{"Variant": payload}` (or the bare variant name
+/// for a unit variant) and deserializes the domain event.
+fn decode_payload<E: DomainEvent>(
+    event_type: &str,
+    payload: Value,
+) -> Result<E, serde_json::Error> {
+    let value = if payload.is_null() {
+        Value::String(event_type.to_owned())
+    } else {
+        let mut tagged = serde_json::Map::with_capacity(1);
+        tagged.insert(event_type.to_owned(), payload);
+        Value::Object(tagged)
+    };
+    serde_json::from_value(value)
 }
 
 /// An event as stored, with its position in the committed order.
@@ -229,18 +263,13 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// Decodes the payload as a domain event of the matching aggregate.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, StoreError> {
-        let mut tagged = serde_json::Map::with_capacity(1);
-        tagged.insert(self.event_type.clone(), self.payload.clone());
-        let value = if self.payload.is_null() {
-            Value::String(self.event_type.clone())
-        } else {
-            Value::Object(tagged)
-        };
-        serde_json::from_value(value).map_err(|source| StoreError::Decode {
-            aggregate_type: self.aggregate_type.clone(),
-            aggregate_id: self.aggregate_id.clone(),
-            sequence: self.sequence,
-            source,
+        decode_payload(&self.event_type, self.payload.clone()).map_err(|source| {
+            StoreError::Decode {
+                aggregate_type: self.aggregate_type.clone(),
+                aggregate_id: self.aggregate_id.clone(),
+                sequence: self.sequence,
+                source,
+            }
         })
     }
 
@@ -337,16 +366,8 @@ impl EventStore {
             let sequence: i64 = row.try_get("sequence")?;
             let event_type: String = row.try_get("event_type")?;
             let payload: Value = row.try_get("payload")?;
-            let mut tagged = serde_json::Map::with_capacity(1);
-            let is_unit = payload.is_null();
-            tagged.insert(event_type.clone(), payload);
-            let value = if is_unit {
-                Value::String(event_type)
-            } else {
-                Value::Object(tagged)
-            };
             let event: A::Event =
-                serde_json::from_value(value).map_err(|source| StoreError::Decode {
+                decode_payload(&event_type, payload).map_err(|source| StoreError::Decode {
                     aggregate_type: A::TYPE.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
                     sequence,
@@ -537,23 +558,35 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                     let _ = job.reply.send(result);
                 }
             }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::warn!(error = %message, units = batch.len(), "event store commit failed");
-                let unavailable = is_unavailable(&e);
+            Err(e) if is_unavailable(&e) => {
+                tracing::warn!(error = %e, units = batch.len(), "event store unreachable");
                 for job in batch {
-                    let err = if unavailable {
-                        sqlx::Error::PoolTimedOut
-                    } else {
-                        sqlx::Error::Protocol(message.clone())
+                    let _ = job.reply.send(Err(CommitError::Store(StoreError::Database(
+                        sqlx::Error::PoolTimedOut,
+                    ))));
+                }
+            }
+            Err(e) => {
+                // Something in the group failed the shared transaction (a deadlock, a value
+                // Postgres refused). Commit each unit alone, so only the culprit fails, with
+                // its own error.
+                tracing::debug!(error = %e, units = batch.len(), "group commit failed; committing units one by one");
+                for job in batch {
+                    let result = match commit_group(&pool, &[&job.uow]).await {
+                        Ok(mut results) => results.pop().unwrap_or(Err(CommitError::Conflict)),
+                        Err(e) if is_retryable(&e) => Err(CommitError::Conflict),
+                        Err(e) => Err(CommitError::Store(StoreError::Database(e))),
                     };
-                    let _ = job
-                        .reply
-                        .send(Err(CommitError::Store(StoreError::Database(err))));
+                    let _ = job.reply.send(result);
                 }
             }
         }
     }
+}
+
+/// Deadlocks and serialization failures: the unit may simply be tried again.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
 }
 
 /// Writes a group of units of work in one transaction. Units with index writes (rare) each run
@@ -575,8 +608,16 @@ async fn commit_group(
 
     let plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
     if !plain.is_empty() {
-        let events: Vec<&PendingEvent> =
+        let mut events: Vec<&PendingEvent> =
             plain.iter().flat_map(|i| uows[*i].events.iter()).collect();
+        // One lock order for every group, so two committers never deadlock on each other.
+        events.sort_by(|a, b| {
+            (a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+                b.aggregate_type,
+                &b.aggregate_id,
+                b.sequence,
+            ))
+        });
         let inserted = insert_events(&mut tx, &events, true).await?;
         let mut to_delete: Vec<&PendingEvent> = Vec::new();
         for i in plain {
@@ -649,6 +690,38 @@ async fn write_unit(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     uow: &UnitOfWork,
 ) -> Result<Vec<Appended>, UnitFailure> {
+    if let Some(guard) = &uow.email_guard {
+        let email = match guard {
+            EmailGuard::NoAccount(e) | EmailGuard::Invitations(e, _) => e,
+        };
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mcplatform:email:' || $1, 0))")
+            .bind(email)
+            .execute(&mut **tx)
+            .await?;
+        let holds = match guard {
+            EmailGuard::NoAccount(email) => {
+                !sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM unique_keys WHERE kind = $1 AND key = $2)",
+                )
+                .bind(crate::keys::EMAIL)
+                .bind(email)
+                .fetch_one(&mut **tx)
+                .await?
+            }
+            EmailGuard::Invitations(email, expected) => {
+                let pending: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT org_id FROM pending_invitations WHERE email = $1 ORDER BY org_id",
+                )
+                .bind(email)
+                .fetch_all(&mut **tx)
+                .await?;
+                &pending == expected
+            }
+        };
+        if !holds {
+            return Err(UnitFailure::Refused(CommitError::Conflict));
+        }
+    }
     for claim in &uow.releases {
         sqlx::query("DELETE FROM unique_keys WHERE kind = $1 AND key = $2 AND owner_id = $3")
             .bind(claim.kind)
@@ -687,6 +760,17 @@ async fn write_unit(
             .bind(org_id)
             .execute(&mut **tx)
             .await?;
+    }
+    for (user_id, password_hash) in &uow.credentials {
+        sqlx::query(
+            "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
+             updated_at = now()",
+        )
+        .bind(user_id)
+        .bind(password_hash)
+        .execute(&mut **tx)
+        .await?;
     }
     let events: Vec<&PendingEvent> = uow.events.iter().collect();
     let inserted = insert_events(tx, &events, true).await?;
@@ -779,4 +863,26 @@ async fn delete_events(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::organization::OrganizationEvent;
+    use domain::values::{Email, Role};
+
+    #[test]
+    fn payloads_round_trip_without_the_variant_tag() {
+        let event = OrganizationEvent::MemberAdded {
+            user_id: Uuid::nil(),
+            email: Email::parse("a@b.co").unwrap(),
+            role: Role::Admin,
+        };
+        let payload = encode_payload(&event).unwrap();
+        assert_eq!(payload["role"], "admin");
+        assert!(payload.get("MemberAdded").is_none());
+        let back: OrganizationEvent = decode_payload("MemberAdded", payload).unwrap();
+        assert_eq!(back, event);
+        assert!(decode_payload::<OrganizationEvent>("NoSuchEvent", serde_json::json!({})).is_err());
+    }
 }

@@ -9,26 +9,18 @@ pub struct User {
     pub signed_up: bool,
     pub email: Option<Email>,
     pub name: Option<Name>,
-    /// The argon2 PHC string; the plain password is never seen here.
-    pub password_hash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum UserCommand {
-    SignUp {
-        email: Email,
-        name: Name,
-        password_hash: String,
-    },
+    SignUp { email: Email, name: Name },
 }
 
+/// Events carry no credential: they are published to NATS and exported to analysts. The
+/// password hash lives in a write-side table, written in the same commit as the signup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
-    UserSignedUp {
-        email: Email,
-        name: Name,
-        password_hash: String,
-    },
+    UserSignedUp { email: Email, name: Name },
 }
 
 impl DomainEvent for UserEvent {
@@ -53,34 +45,21 @@ impl Aggregate for User {
 
     fn handle(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         match command {
-            UserCommand::SignUp {
-                email,
-                name,
-                password_hash,
-            } => {
+            UserCommand::SignUp { email, name } => {
                 if self.signed_up {
                     return Err(UserError::AlreadySignedUp);
                 }
-                Ok(vec![UserEvent::UserSignedUp {
-                    email,
-                    name,
-                    password_hash,
-                }])
+                Ok(vec![UserEvent::UserSignedUp { email, name }])
             }
         }
     }
 
     fn apply(&mut self, event: &UserEvent) {
         match event {
-            UserEvent::UserSignedUp {
-                email,
-                name,
-                password_hash,
-            } => {
+            UserEvent::UserSignedUp { email, name } => {
                 self.signed_up = true;
                 self.email = Some(email.clone());
                 self.name = Some(name.clone());
-                self.password_hash = Some(password_hash.clone());
             }
         }
     }
@@ -95,7 +74,6 @@ mod tests {
         UserCommand::SignUp {
             email: Email::parse("ada@example.com").unwrap_or_else(|_| unreachable!()),
             name: Name::parse("Ada").unwrap_or_else(|_| unreachable!()),
-            password_hash: "$argon2id$stub".into(),
         }
     }
 

@@ -70,7 +70,8 @@ impl Slug {
         if s.is_empty() || s.len() > 63 || !valid_chars || s.starts_with('-') || s.ends_with('-') {
             return Err(ValueError::SlugFormat);
         }
-        if RESERVED_SLUGS.contains(&s) {
+        // A slug shaped like a UUID could shadow an id in `{org}` / `{server}` path segments.
+        if RESERVED_SLUGS.contains(&s) || uuid::Uuid::parse_str(s).is_ok() {
             return Err(ValueError::SlugReserved);
         }
         Ok(Self(s.to_owned()))
@@ -264,6 +265,10 @@ mod tests {
         assert_eq!(Slug::parse("www"), Err(ValueError::SlugReserved));
         assert_eq!(Slug::parse("api"), Err(ValueError::SlugReserved));
         assert_eq!(Slug::parse("admin"), Err(ValueError::SlugReserved));
+        assert_eq!(
+            Slug::parse("67e55044-10b1-426f-9247-bb680e5fe0c8"),
+            Err(ValueError::SlugReserved)
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ use sqlx::{PgConnection, PgPool, Row};
 pub struct Checkpoint {
     pub cursor: Cursor,
     pub stream_sequence: i64,
+    /// The fencing token of the worker that leads this projection (see `commands::leader`).
+    pub owner: Option<uuid::Uuid>,
 }
 
 pub async fn ensure(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
@@ -22,7 +24,7 @@ pub async fn ensure(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
 /// so a batch and a swap never interleave.
 pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<Checkpoint, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT transaction_id::text::bigint AS tx, global_position, stream_sequence \
+        "SELECT transaction_id::text::bigint AS tx, global_position, stream_sequence, owner \
          FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
     )
     .bind(name)
@@ -31,12 +33,13 @@ pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<Checkpoint, sql
     Ok(Checkpoint {
         cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
         stream_sequence: row.try_get("stream_sequence")?,
+        owner: row.try_get("owner")?,
     })
 }
 
 pub async fn read(pool: &PgPool, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT transaction_id::text::bigint AS tx, global_position, stream_sequence \
+        "SELECT transaction_id::text::bigint AS tx, global_position, stream_sequence, owner \
          FROM projection_checkpoints WHERE name = $1",
     )
     .bind(name)
@@ -46,6 +49,7 @@ pub async fn read(pool: &PgPool, name: &str) -> Result<Option<Checkpoint>, sqlx:
         Ok(Checkpoint {
             cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
             stream_sequence: row.try_get("stream_sequence")?,
+            owner: row.try_get("owner")?,
         })
     })
     .transpose()
@@ -67,6 +71,16 @@ pub async fn store(
     .bind(checkpoint.stream_sequence)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Stamps the fencing token of a newly elected worker.
+pub async fn claim(pool: &PgPool, name: &str, owner: uuid::Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE projection_checkpoints SET owner = $2 WHERE name = $1")
+        .bind(name)
+        .bind(owner)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -17,6 +17,10 @@ pub enum ProjectionError {
     Nats(String),
     #[error("unknown projection {0:?}")]
     Unknown(String),
+    #[error("another worker became leader of this projection")]
+    LostLeadership,
+    #[error("another rebuild of {0} is running")]
+    RebuildRunning(String),
 }
 
 /// Table names for one run: the live tables, or their shadows during a rebuild.

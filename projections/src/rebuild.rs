@@ -46,9 +46,7 @@ pub async fn rebuild(
         .fetch_one(&mut lock_conn)
         .await?;
     if !got {
-        return Err(ProjectionError::Nats(format!(
-            "another rebuild of {name} is running"
-        )));
+        return Err(ProjectionError::RebuildRunning(name.to_owned()));
     }
     checkpoint::ensure(pool, name).await?;
 
@@ -122,6 +120,14 @@ pub async fn rebuild(
     }
     let _ = reader.await;
 
+    // Make the shadows durable before taking any lock: this rewrites them whole, and nothing
+    // (the live worker, readers of the event store) should wait for that.
+    for table in projection.tables() {
+        sqlx::query(&format!("ALTER TABLE {} SET LOGGED", shadow_name(table)))
+            .execute(&mut *conn)
+            .await?;
+    }
+
     // Swap, under the checkpoint lock.
     let mut swap = conn.begin().await?;
     let live = checkpoint::lock(&mut swap, name).await?;
@@ -137,9 +143,6 @@ pub async fn rebuild(
     for table in projection.tables() {
         let shadow = shadow_name(table);
         let old = format!("{table}__old");
-        sqlx::query(&format!("ALTER TABLE {shadow} SET LOGGED"))
-            .execute(&mut *swap)
-            .await?;
         sqlx::query(&format!("ALTER TABLE {table} RENAME TO {old}"))
             .execute(&mut *swap)
             .await?;
@@ -156,7 +159,7 @@ pub async fn rebuild(
         name,
         checkpoint::Checkpoint {
             cursor: checkpoint,
-            stream_sequence: live.stream_sequence,
+            ..live
         },
     )
     .await?;

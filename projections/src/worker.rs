@@ -8,10 +8,11 @@
 use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use commands::leader::LeaderLock;
 use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
 use commands::{Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -71,19 +72,11 @@ impl Worker {
 
     async fn lead(&self) -> Result<(), ProjectionError> {
         let name = self.projection.name();
-        let mut lock_conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
-        loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(checkpoint::worker_lock_key(name))
-                .fetch_one(&mut lock_conn)
-                .await?;
-            if got {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        let mut lock = LeaderLock::acquire(&self.pool, checkpoint::worker_lock_key(name)).await?;
         checkpoint::ensure(&self.pool, name).await?;
-        let caught_up = self.catch_up_from_store().await?;
+        checkpoint::claim(&self.pool, name, lock.owner).await?;
+        let owner = lock.owner;
+        let caught_up = self.catch_up_from_store(owner).await?;
         if caught_up > 0 {
             tracing::info!(
                 projection = name,
@@ -107,7 +100,7 @@ impl Worker {
             let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
             if last_ping.elapsed() > Duration::from_secs(5) {
                 // Still holding the lock's connection?
-                sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+                lock.check().await?;
                 last_ping = tokio::time::Instant::now();
             }
             let chunk = match next {
@@ -120,7 +113,7 @@ impl Worker {
                 let message = message.map_err(|e| ProjectionError::Nats(e.to_string()))?;
                 batch.push(self.route(message));
             }
-            if let Err(e) = self.apply(&batch).await {
+            if let Err(e) = self.apply(&batch, owner).await {
                 // Start over from the last committed message, in order.
                 if let Ok(stream) = self.js.get_stream(self.topology.stream_name()).await {
                     let _ = stream
@@ -141,7 +134,7 @@ impl Worker {
     /// Applies whatever the event store has beyond the checkpoint before consuming live: a new
     /// projection, or one whose messages aged out of the stream, starts from Postgres, the
     /// source of truth. Messages for events it applied here are then skipped by cursor.
-    async fn catch_up_from_store(&self) -> Result<u64, ProjectionError> {
+    async fn catch_up_from_store(&self, owner: Uuid) -> Result<u64, ProjectionError> {
         let name = self.projection.name();
         let filter = EventFilter {
             aggregate_types: self
@@ -156,6 +149,7 @@ impl Worker {
         loop {
             let mut tx = self.pool.begin().await?;
             let current = checkpoint::lock(&mut tx, name).await?;
+            fence(&current, owner)?;
             let page =
                 commands::store::read_after(&self.pool, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
@@ -168,7 +162,7 @@ impl Worker {
                 name,
                 checkpoint::Checkpoint {
                     cursor: last,
-                    stream_sequence: current.stream_sequence,
+                    ..current
                 },
             )
             .await?;
@@ -235,10 +229,11 @@ impl Worker {
     }
 
     /// Applies one batch and advances the checkpoint, in one transaction.
-    async fn apply(&self, batch: &[Incoming]) -> Result<(), ProjectionError> {
+    async fn apply(&self, batch: &[Incoming], owner: Uuid) -> Result<(), ProjectionError> {
         let name = self.projection.name();
         let mut tx = self.pool.begin().await?;
         let current = checkpoint::lock(&mut tx, name).await?;
+        fence(&current, owner)?;
         let mut next = current;
         let mut events: Vec<StoredEvent> = Vec::new();
         for incoming in batch {
@@ -246,10 +241,12 @@ impl Worker {
             let (true, Some(cursor)) = (incoming.ours, incoming.cursor) else {
                 continue; // another event store's message: not ours to apply
             };
-            if cursor <= current.cursor {
+            // Compare with what this batch has reached, not only the stored checkpoint: the same
+            // event twice in one batch (a re-publish after the de-duplication window) applies once.
+            if cursor <= next.cursor {
                 continue; // already applied (redelivery, or covered by a rebuild)
             }
-            next.cursor = next.cursor.max(cursor);
+            next.cursor = cursor;
             let event: StoredEvent = serde_json::from_slice(&incoming.message.payload)
                 .map_err(commands::StoreError::Encode)?;
             if self.projection.wants(&event.aggregate_type) {
@@ -267,4 +264,12 @@ impl Worker {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Refuses to write when another worker has become leader of record since we were elected.
+fn fence(current: &checkpoint::Checkpoint, owner: Uuid) -> Result<(), ProjectionError> {
+    if current.owner != Some(owner) {
+        return Err(ProjectionError::LostLeadership);
+    }
+    Ok(())
 }

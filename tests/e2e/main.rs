@@ -15,3 +15,4 @@ mod faults;
 mod hostile_inputs;
 mod openapi;
 mod projections;
+mod review_fixes;

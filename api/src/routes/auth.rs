@@ -184,7 +184,10 @@ pub async fn login(
         Ok(email) => accounts::find_user_by_email(&state.store, &email).await?,
         Err(_) => None,
     };
-    let stored_hash = user.as_ref().and_then(|(_, u)| u.password_hash.clone());
+    let stored_hash = match &user {
+        Some((user_id, _)) => accounts::password_hash(&state.store, *user_id).await?,
+        None => None,
+    };
     let ok = passwords::verify(body.password, stored_hash).await?;
     match (ok, user) {
         (true, Some((user_id, user))) => {

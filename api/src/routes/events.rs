@@ -157,6 +157,10 @@ pub async fn stream(
     };
     let tail = Tail {
         state,
+        user_id: user.user_id,
+        org,
+        expires_at: user.expires_at,
+        last_access_check: tokio::time::Instant::now(),
         filter: EventFilter {
             org_id: Some(org.0),
             event_types: q.types,
@@ -167,7 +171,7 @@ pub async fn stream(
         wake,
     };
     let events = futures::stream::unfold(tail, |mut tail| async move {
-        let event = tail.next().await;
+        let event = tail.next().await?;
         Some((Ok::<_, Infallible>(event), tail))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -175,6 +179,10 @@ pub async fn stream(
 
 struct Tail {
     state: AppState,
+    user_id: uuid::Uuid,
+    org: domain::values::OrgId,
+    expires_at: i64,
+    last_access_check: tokio::time::Instant,
     filter: EventFilter,
     cursor: Cursor,
     buffer: VecDeque<StoredEvent>,
@@ -182,10 +190,15 @@ struct Tail {
 }
 
 impl Tail {
-    async fn next(&mut self) -> Event {
+    /// The next event, or `None` when the caller may no longer read this org: the stream ends
+    /// when their access token expires or they stop being a member.
+    async fn next(&mut self) -> Option<Event> {
         loop {
+            if !self.still_allowed(false).await {
+                return None;
+            }
             if let Some(event) = self.buffer.pop_front() {
-                return sse_event(&event);
+                return Some(sse_event(&event));
             }
             match self
                 .state
@@ -194,6 +207,11 @@ impl Tail {
                 .await
             {
                 Ok(page) if !page.is_empty() => {
+                    // New events: confirm access before handing them out, not only every
+                    // few seconds.
+                    if !self.still_allowed(true).await {
+                        return None;
+                    }
                     if let Some(last) = page.last() {
                         self.cursor = last.cursor;
                     }
@@ -215,6 +233,29 @@ impl Tail {
                 }
                 None => tokio::time::sleep(Duration::from_millis(500)).await,
             }
+        }
+    }
+}
+
+impl Tail {
+    async fn still_allowed(&mut self, now: bool) -> bool {
+        if chrono::Utc::now().timestamp() >= self.expires_at {
+            return false;
+        }
+        if !now && self.last_access_check.elapsed() < Duration::from_secs(5) {
+            return true;
+        }
+        self.last_access_check = tokio::time::Instant::now();
+        match projections::models::organizations::membership(
+            &self.state.pool,
+            self.user_id,
+            &self.org.to_string(),
+        )
+        .await
+        {
+            Ok(found) => found.is_some(),
+            // Database away: keep the stream; reads resume when it is back.
+            Err(_) => true,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! rotating refresh-token families.
 
 use crate::keys;
-use crate::store::{CommitError, EventStore, ExecuteError, Executed, StoreError, UnitOfWork};
+use crate::store::{
+    CommitError, EmailGuard, EventStore, ExecuteError, Executed, StoreError, UnitOfWork,
+};
 use chrono::{DateTime, Utc};
 use domain::login::{LoginAttempt, LoginCommand, LoginEvent};
 use domain::organization::{Organization, OrganizationCommand};
@@ -47,15 +49,20 @@ pub async fn sign_up(
             .handle(UserCommand::SignUp {
                 email: email.clone(),
                 name: name.clone(),
-                password_hash: password_hash.clone(),
             })
             .map_err(ExecuteError::Domain)?;
         uow.append(User::TYPE, user_id.to_string(), 0, &events, metadata)?;
         uow.claim(keys::EMAIL, email.as_str(), user_id);
+        uow.credentials.push((user_id, password_hash.clone()));
         append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
 
         let mut joined = Vec::new();
-        for org_id in keys::orgs_inviting(store.pool(), email.as_str()).await? {
+        let inviting = keys::orgs_inviting(store.pool(), email.as_str()).await?;
+        uow.email_guard = Some(EmailGuard::Invitations(
+            email.as_str().to_owned(),
+            inviting.clone(),
+        ));
+        for org_id in inviting {
             let (org, version) = store.load::<Organization>(&org_id.to_string()).await?;
             let Ok(events) = org.handle(OrganizationCommand::AcceptInvitation {
                 user_id,
@@ -120,6 +127,19 @@ pub async fn find_user_by_email(
     };
     let (user, _) = store.load::<User>(&user_id.to_string()).await?;
     Ok(user.signed_up.then_some((user_id, user)))
+}
+
+/// The stored argon2 hash of a user's password.
+pub async fn password_hash(
+    store: &EventStore,
+    user_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM user_credentials WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(store.pool())
+            .await?,
+    )
 }
 
 /// Loads a user by id.

@@ -1,7 +1,7 @@
 //! Organizations and their members.
 
 use crate::keys;
-use crate::store::{EventStore, ExecuteError, Executed, StoreError};
+use crate::store::{EmailGuard, EventStore, ExecuteError, Executed, StoreError};
 use domain::organization::{
     Organization, OrganizationCommand, OrganizationError, OrganizationEvent,
 };
@@ -42,7 +42,9 @@ pub async fn create(
         .await
 }
 
-/// Adds a signed-up user as member, or invites an email that has no account yet.
+/// Adds a signed-up user as member, or invites an email that has no account yet. If the email
+/// signs up meanwhile, the invitation's guard fails and the command runs again, now adding the
+/// new account directly.
 pub async fn add_member(
     store: &EventStore,
     org_id: Uuid,
@@ -52,30 +54,38 @@ pub async fn add_member(
     metadata: &EventMetadata,
 ) -> Result<OrganizationError> {
     let metadata = metadata.clone().for_org(org_id);
-    let user_id = keys::owner_of(store.pool(), keys::EMAIL, email.as_str()).await?;
     let invite_key = email.as_str().to_owned();
-    store
-        .execute::<Organization, _, _>(
-            &org_id.to_string(),
-            &metadata,
-            |org| {
-                org.handle(OrganizationCommand::AddMember {
-                    actor_id,
-                    user_id,
-                    email: email.clone(),
-                    role,
-                })
-            },
-            |_, events, uow| {
-                if events
-                    .iter()
-                    .any(|e| matches!(e, OrganizationEvent::MemberInvited { .. }))
-                {
-                    uow.invitations_added.push((invite_key.clone(), org_id));
-                }
-            },
-        )
-        .await
+    let mut outcome = Err(ExecuteError::Conflict);
+    for _ in 0..3 {
+        let user_id = keys::owner_of(store.pool(), keys::EMAIL, email.as_str()).await?;
+        outcome = store
+            .execute::<Organization, _, _>(
+                &org_id.to_string(),
+                &metadata,
+                |org| {
+                    org.handle(OrganizationCommand::AddMember {
+                        actor_id,
+                        user_id,
+                        email: email.clone(),
+                        role,
+                    })
+                },
+                |_, events, uow| {
+                    if events
+                        .iter()
+                        .any(|e| matches!(e, OrganizationEvent::MemberInvited { .. }))
+                    {
+                        uow.invitations_added.push((invite_key.clone(), org_id));
+                        uow.email_guard = Some(EmailGuard::NoAccount(invite_key.clone()));
+                    }
+                },
+            )
+            .await;
+        if !matches!(outcome, Err(ExecuteError::Conflict)) {
+            break;
+        }
+    }
+    outcome
 }
 
 pub async fn change_role(

@@ -208,15 +208,17 @@ pub async fn membership(
     user_id: Uuid,
     org_ref: &str,
 ) -> Result<Option<(OrgId, String)>, sqlx::Error> {
+    // An id when it parses as one, otherwise a slug (slugs are never UUID-shaped).
     let by_id: Option<Uuid> = org_ref.parse().ok();
+    let by_slug = by_id.is_none().then_some(org_ref);
     let row: Option<(Uuid, String)> = sqlx::query_as(
         "SELECT o.org_id, m.role FROM rm_orgs o \
          JOIN rm_org_members m ON m.org_id = o.org_id AND m.user_id = $1 AND m.status = 'active' \
-         WHERE (o.org_id = $2 OR o.slug = $3) LIMIT 1",
+         WHERE (o.org_id = $2 OR o.slug = $3)",
     )
     .bind(user_id)
     .bind(by_id)
-    .bind(org_ref)
+    .bind(by_slug)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(id, role)| (OrgId(id), role)))

@@ -133,14 +133,16 @@ pub async fn get(
     org: OrgId,
     server_ref: &str,
 ) -> Result<Option<ServerRow>, sqlx::Error> {
+    // An id when it parses as one, otherwise a slug (slugs are never UUID-shaped).
     let by_id: Option<Uuid> = server_ref.parse().ok();
+    let by_slug = by_id.is_none().then_some(server_ref);
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM rm_servers WHERE org_id = $1 AND (server_id = $2 OR slug = $3) \
          ORDER BY (status = 'active') DESC, created_at DESC LIMIT 1"
     ))
     .bind(org.0)
     .bind(by_id)
-    .bind(server_ref)
+    .bind(by_slug)
     .fetch_optional(pool)
     .await
 }

@@ -1,0 +1,41 @@
+//! Leader election for singleton workers (the relay, each projector): a Postgres advisory lock
+//! held on a connection of its own. If that connection dies the lock is released and a standby
+//! takes over. The leader also stamps its `owner` id on the checkpoint it writes and every
+//! checkpoint write checks it (fencing), so a leader that lost its lock without noticing cannot
+//! write behind its successor's back.
+
+use sqlx::{Connection, PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
+
+pub struct LeaderLock {
+    conn: PgConnection,
+    /// This leadership's fencing token.
+    pub owner: Uuid,
+}
+
+impl LeaderLock {
+    /// Waits (as a standby) until the lock `key` is ours.
+    pub async fn acquire(pool: &PgPool, key: i64) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await?;
+            if got {
+                return Ok(Self {
+                    conn,
+                    owner: Uuid::new_v4(),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Fails if the lock's connection is gone (and with it the lock).
+    pub async fn check(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
+        Ok(())
+    }
+}
