@@ -37,8 +37,10 @@ pub enum RefreshTokenCommand {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
+    /// Logout: only the family's current token may end it.
     Revoke {
         reason: RevokeReason,
+        presented_hash: String,
     },
 }
 
@@ -135,12 +137,18 @@ impl Aggregate for RefreshTokenFamily {
                 }
                 Err(RefreshTokenError::Unknown)
             }
-            RefreshTokenCommand::Revoke { reason } => {
+            RefreshTokenCommand::Revoke {
+                reason,
+                presented_hash,
+            } => {
                 if self.user_id.is_none() {
                     return Err(RefreshTokenError::Unknown);
                 }
                 if self.revoked {
-                    return Ok(vec![]);
+                    return Err(RefreshTokenError::Revoked);
+                }
+                if self.current_hash.as_deref() != Some(presented_hash.as_str()) {
+                    return Err(RefreshTokenError::Unknown);
                 }
                 Ok(vec![RefreshTokenEvent::RefreshTokenFamilyRevoked {
                     reason,
@@ -231,6 +239,31 @@ mod tests {
             given_when::<RefreshTokenFamily>(&given, rotate("h2", 10)).err(),
             Some(RefreshTokenError::Revoked)
         );
+    }
+
+    #[test]
+    fn only_the_current_token_logs_out() {
+        let logout = |hash: &str| RefreshTokenCommand::Revoke {
+            reason: RevokeReason::Logout,
+            presented_hash: hash.into(),
+        };
+        assert_eq!(
+            given_when::<RefreshTokenFamily>(&issued(), logout("other")).err(),
+            Some(RefreshTokenError::Unknown)
+        );
+        let events = given_when::<RefreshTokenFamily>(&issued(), logout("h1")).unwrap();
+        assert_eq!(
+            given_when::<RefreshTokenFamily>(&events_after(issued(), events), logout("h1")).err(),
+            Some(RefreshTokenError::Revoked)
+        );
+    }
+
+    fn events_after(
+        mut given: Vec<RefreshTokenEvent>,
+        more: Vec<RefreshTokenEvent>,
+    ) -> Vec<RefreshTokenEvent> {
+        given.extend(more);
+        given
     }
 
     #[test]

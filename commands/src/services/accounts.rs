@@ -6,7 +6,7 @@ use crate::store::{
     CommitError, EmailGuard, EventStore, ExecuteError, Executed, StoreError, UnitOfWork,
 };
 use chrono::{DateTime, Utc};
-use domain::login::{LoginAttempt, LoginCommand, LoginEvent};
+use domain::login::{LoginAttempt, LoginCommand};
 use domain::organization::{Organization, OrganizationCommand};
 use domain::refresh_token::{
     RefreshTokenCommand, RefreshTokenError, RefreshTokenEvent, RefreshTokenFamily, RevokeReason,
@@ -101,12 +101,15 @@ fn append_refresh_issue(
     user_id: Uuid,
     refresh: &NewRefreshFamily,
     metadata: &EventMetadata,
-) -> Result<(), StoreError> {
-    let events = [RefreshTokenEvent::RefreshTokenIssued {
-        user_id,
-        token_hash: refresh.token_hash.clone(),
-        expires_at: refresh.expires_at,
-    }];
+) -> Result<(), CommitError> {
+    // A brand-new stream: the aggregate decides on its empty state.
+    let events = RefreshTokenFamily::default()
+        .handle(RefreshTokenCommand::Issue {
+            user_id,
+            token_hash: refresh.token_hash.clone(),
+            expires_at: refresh.expires_at,
+        })
+        .map_err(|_| CommitError::Conflict)?;
     uow.append(
         RefreshTokenFamily::TYPE,
         refresh.family_id.to_string(),
@@ -157,7 +160,9 @@ pub async fn record_login_success(
     metadata: &EventMetadata,
 ) -> Result<(), CommitError> {
     let mut uow = UnitOfWork::new();
-    let events = [LoginEvent::LoginSucceeded { user_id, email }];
+    let events = LoginAttempt::default()
+        .handle(LoginCommand::RecordSuccess { user_id, email })
+        .map_err(|_| CommitError::Conflict)?;
     uow.append(
         LoginAttempt::TYPE,
         Uuid::new_v4().to_string(),
@@ -254,11 +259,9 @@ pub async fn revoke_refresh_family(
             &family_id.to_string(),
             metadata,
             |family| {
-                if family.current_hash.as_deref() != Some(presented_hash) && !family.revoked {
-                    return Err(RefreshTokenError::Unknown);
-                }
                 family.handle(RefreshTokenCommand::Revoke {
                     reason: RevokeReason::Logout,
+                    presented_hash: presented_hash.to_owned(),
                 })
             },
             |_, _, _| {},
