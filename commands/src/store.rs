@@ -452,18 +452,23 @@ impl EventStore {
 
     /// The cursor of the newest readable event (for "events behind head").
     pub async fn head(&self) -> Result<Cursor, StoreError> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS tx, global_position FROM events \
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(row) => Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
-            None => Cursor::START,
-        })
+        head(&self.pool).await
     }
+}
+
+/// See [`EventStore::head`]; free for readers without a committer (CLI).
+pub async fn head(pool: &PgPool) -> Result<Cursor, StoreError> {
+    let row = sqlx::query(
+        "SELECT transaction_id::text::bigint AS tx, global_position FROM events \
+         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some(row) => Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
+        None => Cursor::START,
+    })
 }
 
 /// A short random pause before retrying a conflicted command, so contenders spread out.

@@ -150,11 +150,7 @@ pub async fn tail(config: Config, org: Option<String>, types: Vec<String>) -> an
     };
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen("mcplatform_events").await?;
-    let store_head = {
-        let store = commands::EventStore::open(pool.clone()).await?;
-        store.head().await?
-    };
-    let mut cursor = store_head;
+    let mut cursor = commands::store::head(&pool).await?;
     eprintln!("following new events from {cursor}; Ctrl-C to stop");
     let stdout = std::io::stdout();
     loop {

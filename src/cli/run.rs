@@ -30,7 +30,12 @@ impl Runtime {
         let store = EventStore::open(pool.clone()).await?;
         let nats = commands::nats::connect(&config.nats_url)
             .await
-            .with_context(|| format!("NATS_URL {} is not usable", config.nats_url))?;
+            .with_context(|| {
+                format!(
+                    "NATS_URL {} is not usable",
+                    database::redact(&config.nats_url)
+                )
+            })?;
         let topology = Topology::new(config.nats_prefix.clone());
         Ok(Self {
             config,
