@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod organization;
 pub mod refresh_token;
 pub mod server;
+pub mod ticket;
 pub mod user;
 pub mod values;
 

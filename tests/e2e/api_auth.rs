@@ -699,3 +699,32 @@ async fn unreadable_bodies_get_400_413_415_422_and_never_500() {
             .expect("count");
     assert_eq!(signed_up, 1, "no bad body created an account");
 }
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_client_ip_across_accounts() {
+    let app = spawn_app().await;
+    // 30 attempts at once per ip (each for a different account, so the per-account budget
+    // never binds), then 429.
+    let mut limited = None;
+    for i in 0..40 {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({ "email": format!("nobody{i}@example.com"), "password": "not the password" })),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["code"], "rate_limited");
+            limited = Some(i);
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let limited = limited.expect("the per-ip limit applied");
+    assert!(
+        (30..=32).contains(&limited),
+        "limited after {limited} attempts"
+    );
+}
