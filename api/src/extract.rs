@@ -81,6 +81,8 @@ fn field_from_message(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    /// Groups every event one request causes, across streams.
+    pub correlation_id: Uuid,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -91,7 +93,7 @@ impl RequestContext {
             request_id: Some(self.request_id.clone()),
             client_ip: self.client_ip.clone(),
             user_agent: self.user_agent.clone(),
-            correlation_id: None,
+            correlation_id: Some(self.correlation_id),
             causation_id: None,
             ..EventMetadata::by(actor)
         }
@@ -119,6 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
         Ok(Self {
+            correlation_id: Uuid::parse_str(&request_id).unwrap_or_else(|_| Uuid::new_v4()),
             request_id,
             client_ip,
             user_agent,

@@ -175,11 +175,24 @@ impl Worker {
         &self,
         after_sequence: i64,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, ProjectionError> {
-        let stream = self
+        let mut stream = self
             .js
             .get_or_create_stream(self.topology.stream_config())
             .await
             .map_err(|e| ProjectionError::Nats(e.to_string()))?;
+        // A stream that was recreated starts its sequences again: a remembered position past
+        // its end means "from the beginning" (what is already applied is skipped by cursor).
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| ProjectionError::Nats(e.to_string()))?
+            .state
+            .last_sequence;
+        let after_sequence = if after_sequence as u64 > last {
+            0
+        } else {
+            after_sequence
+        };
         let types = self.projection.aggregate_types();
         let filter_subject = match types {
             [only] => format!("{}.events.*.{}.>", self.topology.prefix, only),

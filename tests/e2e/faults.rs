@@ -226,3 +226,46 @@ async fn postgres_away_answers_503_and_recovers_without_a_restart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_recreated_and_projection_resumes() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "before").await;
+
+    let js =
+        async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    js.delete_stream(app.env.stream_name()).await.unwrap();
+
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/servers"),
+            &owner.token,
+            json!({"name": "s", "slug": "after"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    eventually(
+        "the new server to be projected",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = app
+                .get(&format!("/api/v1/orgs/{org}/servers"), &owner.token)
+                .await;
+            (body["items"].as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the dashboard to count it",
+        Duration::from_secs(30),
+        || async {
+            let (_, dash) = app
+                .get(&format!("/api/v1/orgs/{org}/dashboard"), &owner.token)
+                .await;
+            (dash["counters"]["servers"] == 2).then_some(())
+        },
+    )
+    .await;
+}
