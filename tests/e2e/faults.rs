@@ -74,34 +74,6 @@ impl Proxy {
     }
 }
 
-fn spawn_with(env: &TestEnv, vars: &[(&str, String)]) -> Proc {
-    let mut cmd = env.command();
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    // Same as TestEnv::start, with extra variables.
-    let mut child = cmd
-        .arg("up")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let mut base = None;
-    while reader.read_line(&mut line).unwrap_or(0) > 0 {
-        if let Some(rest) = line.trim().strip_prefix("mcplatform listening on ") {
-            base = Some(rest.to_owned());
-            break;
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in reader.lines() {});
-    Proc { child, base }
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -113,7 +85,8 @@ fn client() -> reqwest::Client {
 async fn writes_succeed_while_nats_is_away_and_read_models_converge_after() {
     let env = TestEnv::new();
     let mut nats = Proxy::start("127.0.0.1:4222").await;
-    let proc = spawn_with(&env, &[("NATS_URL", format!("nats://{}", nats.addr))]);
+    let nats_url = format!("nats://{}", nats.addr);
+    let proc = env.start_with(&["up"], &[("NATS_URL", &nats_url)]);
     let app = TestApp {
         proc,
         env,
@@ -176,7 +149,7 @@ async fn postgres_away_answers_503_and_recovers_without_a_restart() {
     assert!(env.cli(&["migrate"]).status.success());
     let mut pg = Proxy::start("127.0.0.1:5432").await;
     let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
-    let proc = spawn_with(&env, &[("DATABASE_URL", db_url)]);
+    let proc = env.start_with(&["up"], &[("DATABASE_URL", &db_url)]);
     let app = TestApp {
         proc,
         env,

@@ -59,8 +59,16 @@ impl TestEnv {
     /// Starts a long-running verb (`up`, `serve`, ...) and waits for its listening line if it
     /// serves HTTP.
     pub fn start(&self, args: &[&str]) -> Proc {
-        let mut child = self
-            .command()
+        self.start_with(args, &[])
+    }
+
+    /// Like [`TestEnv::start`], with extra environment variables (another secret, a proxy).
+    pub fn start_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Proc {
+        let mut cmd = self.command();
+        for (key, value) in vars {
+            cmd.env(key, value);
+        }
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
