@@ -13,7 +13,8 @@ use crate::nats::{
     HEADER_STORE_ID,
 };
 use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
-use async_nats::jetstream::{self, context::Publish};
+use async_nats::jetstream;
+use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub enum RelayError {
     Nats(String),
     #[error("another relay became leader")]
     LostLeadership,
+    #[error("the JetStream stream does not exist")]
+    StreamMissing,
 }
 
 pub struct Relay {
@@ -131,7 +134,7 @@ impl Relay {
                     tracing::warn!(error = %e, pending = events.len(), "relay: publish failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if e.to_string().contains("no responders") {
+                    if matches!(e, RelayError::StreamMissing) {
                         self.ensure_stream().await;
                     }
                 }
@@ -148,13 +151,20 @@ impl Relay {
                 self.js
                     .send_publish(self.topology.subject_for(event), message(event, &store_id)?)
                     .await
-                    .map_err(|e| RelayError::Nats(e.to_string()))?,
+                    .map_err(publish_error)?,
             );
         }
         for ack in acks {
-            ack.await.map_err(|e| RelayError::Nats(e.to_string()))?;
+            ack.await.map_err(publish_error)?;
         }
         Ok(())
+    }
+}
+
+fn publish_error(e: async_nats::jetstream::context::PublishError) -> RelayError {
+    match e.kind() {
+        PublishErrorKind::StreamNotFound => RelayError::StreamMissing,
+        _ => RelayError::Nats(e.to_string()),
     }
 }
 
