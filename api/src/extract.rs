@@ -164,6 +164,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 detail: "the Authorization header must be `Bearer <access_token>`".to_owned(),
             })?;
         let claims = state.tokens.verify_access(token.trim())?;
+        tracing::Span::current().record("actor", tracing::field::display(claims.sub));
         Ok(AuthUser {
             user_id: claims.sub,
             email: claims.email,

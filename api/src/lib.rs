@@ -81,30 +81,37 @@ async fn method_not_allowed() -> Response {
     response
 }
 
-/// A span per request (method, path, request id) and response metrics.
-async fn observe(request: Request, next: Next) -> Response {
+/// A span per request (method, path, request id; actor and org once known) and response
+/// metrics. A request without `x-request-id` gets one, and every response echoes it.
+async fn observe(mut request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let header = axum::http::HeaderValue::from_str(&request_id).ok();
+    if let Some(value) = &header {
+        request.headers_mut().insert("x-request-id", value.clone());
+    }
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
+        actor = tracing::field::Empty,
+        org = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
-    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status().as_u16();
     metrics::record_response(status);
+    if let Some(value) = header {
+        response.headers_mut().insert("x-request-id", value);
+    }
     span.in_scope(|| {
-        tracing::debug!(
-            status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "response"
-        );
+        tracing::debug!(status, elapsed_ms = started.elapsed().as_millis() as u64, "response");
     });
     response
 }

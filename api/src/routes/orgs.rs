@@ -31,6 +31,7 @@ pub async fn resolve(
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     let role = Role::parse(&role).map_err(ApiError::internal)?;
+    tracing::Span::current().record("org", tracing::field::display(org));
     Ok((org, role))
 }
 
