@@ -111,7 +111,11 @@ async fn observe(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     span.in_scope(|| {
-        tracing::debug!(status, elapsed_ms = started.elapsed().as_millis() as u64, "response");
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "response"
+        );
     });
     response
 }

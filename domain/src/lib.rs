@@ -10,6 +10,7 @@ pub mod organization;
 pub mod refresh_token;
 pub mod server;
 pub mod ticket;
+pub mod tool_call;
 pub mod user;
 pub mod values;
 

@@ -1,0 +1,219 @@
+//! A tool call on a hosted MCP server: a fact with no invariant to protect, so each call is its
+//! own one-event stream (aggregate id = call id) and recording it never contends with anything.
+//! (The MCP edge that records it comes with issue 3.)
+
+use crate::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Largest serialized size of the arguments kept with a call.
+pub const ARGUMENTS_CAP_BYTES: usize = 8 * 1024;
+
+/// Keys whose values are never stored (matched case-insensitively, as a substring, so
+/// `client_secret`, `X-Api-Key` and `access_token` are caught too).
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "cookie",
+];
+
+const REDACTED: &str = "[redacted]";
+
+fn is_secret_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| lower.contains(s))
+}
+
+fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The arguments as stored: secret-looking values redacted at any depth, then capped. Over the
+/// cap, the stored value says so and keeps a prefix of the serialized (already redacted) text.
+pub fn stored_arguments(arguments: &Value) -> Value {
+    let redacted = redact(arguments);
+    let text = redacted.to_string();
+    if text.len() <= ARGUMENTS_CAP_BYTES {
+        return redacted;
+    }
+    let mut end = ARGUMENTS_CAP_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut truncated = Map::new();
+    truncated.insert("truncated".to_owned(), Value::Bool(true));
+    truncated.insert("original_bytes".to_owned(), Value::from(text.len()));
+    truncated.insert("prefix".to_owned(), Value::String(text[..end].to_owned()));
+    Value::Object(truncated)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+/// Everything the tool-call read models and analytics need, carried by the event itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub server_id: Uuid,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub end_user_id: Option<Uuid>,
+    #[serde(default)]
+    pub tracking_id: Option<String>,
+    pub tool: String,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub client_version: Option<String>,
+    /// Already passed through [`stored_arguments`].
+    pub arguments: Value,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ToolCall {
+    pub recorded: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ToolCallCommand {
+    /// `arguments` as received; the aggregate redacts and caps them.
+    Record(ToolCallRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToolCallEvent {
+    ToolCalled(ToolCallRecord),
+}
+
+impl DomainEvent for ToolCallEvent {
+    fn event_type(&self) -> &'static str {
+        "ToolCalled"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolCallError {
+    #[error("this tool call is already recorded")]
+    AlreadyRecorded,
+}
+
+impl Aggregate for ToolCall {
+    const TYPE: &'static str = "tool_call";
+    type Command = ToolCallCommand;
+    type Event = ToolCallEvent;
+    type Error = ToolCallError;
+
+    fn handle(&self, command: ToolCallCommand) -> Result<Vec<ToolCallEvent>, ToolCallError> {
+        if self.recorded {
+            return Err(ToolCallError::AlreadyRecorded);
+        }
+        let ToolCallCommand::Record(mut record) = command;
+        record.arguments = stored_arguments(&record.arguments);
+        record.error = record.error.map(|e| e.chars().take(2000).collect());
+        record.tool = record.tool.chars().take(200).collect();
+        Ok(vec![ToolCallEvent::ToolCalled(record)])
+    }
+
+    fn apply(&mut self, _event: &ToolCallEvent) {
+        self.recorded = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::given_when;
+    use serde_json::json;
+
+    #[test]
+    fn secret_looking_values_are_redacted_at_any_depth() {
+        let stored = stored_arguments(&json!({
+            "query": "webhooks",
+            "password": "hunter2",
+            "nested": { "Authorization": "Bearer x", "list": [{ "client_secret": "s" }] },
+            "X-Api-Key": "k",
+            "access_token": "t",
+            "cookie": "c",
+        }));
+        assert_eq!(stored["query"], "webhooks");
+        for pointer in [
+            "/password",
+            "/nested/Authorization",
+            "/nested/list/0/client_secret",
+            "/X-Api-Key",
+            "/access_token",
+            "/cookie",
+        ] {
+            assert_eq!(stored.pointer(pointer), Some(&json!(REDACTED)), "{pointer}");
+        }
+        assert!(!stored.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn large_arguments_are_capped_after_redaction() {
+        let big = "é".repeat(10_000);
+        let stored = stored_arguments(&json!({ "text": big, "token": "t0p-s3cret" }));
+        assert_eq!(stored["truncated"], true);
+        let prefix = stored["prefix"].as_str().unwrap_or_default();
+        assert!(prefix.len() <= ARGUMENTS_CAP_BYTES);
+        assert!(!stored.to_string().contains("t0p-s3cret"));
+        assert!(stored_arguments(&json!({ "small": 1 }))["small"] == 1);
+    }
+
+    #[test]
+    fn a_call_is_recorded_once_with_its_arguments_stored_safely() {
+        let record = ToolCallRecord {
+            server_id: Uuid::nil(),
+            session_id: None,
+            end_user_id: None,
+            tracking_id: None,
+            tool: "get_support".into(),
+            outcome: Outcome::Ok,
+            error: None,
+            duration_ms: 3,
+            client_name: None,
+            client_version: None,
+            arguments: json!({ "api_key": "k" }),
+        };
+        let events = given_when::<ToolCall>(&[], ToolCallCommand::Record(record.clone()));
+        let Ok([ToolCallEvent::ToolCalled(stored)]) = events.as_deref() else {
+            panic!("expected one ToolCalled event: {events:?}");
+        };
+        assert_eq!(stored.arguments["api_key"], REDACTED);
+        let again = given_when::<ToolCall>(
+            &[ToolCallEvent::ToolCalled(stored.clone())],
+            ToolCallCommand::Record(record),
+        );
+        assert_eq!(again.err(), Some(ToolCallError::AlreadyRecorded));
+    }
+}
