@@ -38,10 +38,7 @@ pub async fn render(state: &AppState) -> String {
             head.global_position
         );
     }
-    let rows: Result<Vec<(String, i64)>, _> =
-        sqlx::query_as("SELECT name, global_position FROM projection_checkpoints ORDER BY name")
-            .fetch_all(&state.pool)
-            .await;
+    let rows = projections::checkpoint::positions(&state.pool).await;
     if let Ok(rows) = rows {
         let _ = writeln!(
             out,

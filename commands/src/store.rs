@@ -19,8 +19,8 @@ use uuid::Uuid;
 const MAX_GROUP: usize = 256;
 /// Committer tasks: two let one batch be collected while the other waits for its fsync.
 const COMMITTERS: usize = 2;
-/// Optimistic-concurrency retries for `execute` before answering conflict.
-const MAX_RETRIES: usize = 20;
+/// Optimistic-concurrency retries of a command before answering conflict.
+pub const MAX_RETRIES: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -113,3 +113,10 @@ fn lock_key(kind: &str, name: &str) -> i64 {
     }
     hash as i64
 }
+
+/// Every projection's checkpoint position, by name (for metrics).
+pub async fn positions(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, global_position FROM projection_checkpoints ORDER BY name")
+        .fetch_all(pool)
+        .await
+}

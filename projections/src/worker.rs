@@ -231,7 +231,9 @@ impl Worker {
                 .and_then(|h| h.get(name))
                 .map(|v| v.as_str().to_owned())
         };
-        let ours = header(HEADER_STORE_ID).as_deref() == Some(self.store_id.to_string().as_str());
+        let ours = header(HEADER_STORE_ID)
+            .and_then(|id| id.parse::<Uuid>().ok())
+            .is_some_and(|id| id == self.store_id);
         let cursor = header(HEADER_CURSOR).and_then(|c| c.parse().ok());
         Incoming {
             message,

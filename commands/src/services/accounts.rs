@@ -16,8 +16,6 @@ use domain::values::{Email, Name};
 use domain::{Aggregate, EventMetadata};
 use uuid::Uuid;
 
-const MAX_RETRIES: usize = 20;
-
 /// A new refresh-token family to start with a successful signup or login.
 #[derive(Debug, Clone)]
 pub struct NewRefreshFamily {
@@ -43,7 +41,7 @@ pub async fn sign_up(
     refresh: NewRefreshFamily,
     metadata: &EventMetadata,
 ) -> Result<SignedUp, ExecuteError<UserError>> {
-    for _ in 0..MAX_RETRIES {
+    for _ in 0..crate::store::MAX_RETRIES {
         let mut uow = UnitOfWork::new();
         let events = User::default()
             .handle(UserCommand::SignUp {
