@@ -70,6 +70,21 @@ pub struct Config {
     )]
     pub base_domain: String,
 
+    /// Browser origins allowed to call MCP servers besides each server's own (comma-separated,
+    /// for example a web-based MCP inspector). Clients that send no Origin are not affected.
+    #[arg(
+        long,
+        env = "MCPLATFORM_MCP_ALLOWED_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_origins: Vec<String>,
+
+    /// Further host names (besides the base domain, its subdomains and loopback) that MCP
+    /// requests may name, comma-separated.
+    #[arg(long, env = "MCPLATFORM_EXTRA_HOSTS", global = true, value_delimiter = ',')]
+    pub extra_hosts: Vec<String>,
+
     /// Names this deployment's JetStream stream (`{PREFIX}_EVENTS`) and subjects.
     #[arg(
         long,

@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub const EMAIL: &str = "user_email";
 pub const ORG_SLUG: &str = "org_slug";
 pub const SERVER_SLUG: &str = "server_slug";
+/// `{org id}/{tracking id}`: tracking ids are unique per org, not platform-wide.
+pub const END_USER_TRACKING: &str = "end_user_tracking";
 
 /// The owner of a unique key, if claimed.
 pub async fn owner_of(pool: &PgPool, kind: &str, key: &str) -> Result<Option<Uuid>, StoreError> {

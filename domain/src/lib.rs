@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod end_user;
 pub mod login;
+pub mod mcp_session;
 pub mod metadata;
 pub mod organization;
 pub mod refresh_token;

@@ -14,6 +14,10 @@ pub struct ServerConfig {
     pub auth_mode: AuthMode,
     pub support_tool: bool,
     pub walkthrough_tools: bool,
+    /// Serves the fixtures the official MCP conformance suite expects, so that suite can run
+    /// against a real tenant. Off unless an admin switches it on.
+    #[serde(default)]
+    pub conformance_fixtures: bool,
 }
 
 /// The fields a client asked to change; `None` leaves a field as it is.
@@ -24,6 +28,7 @@ pub struct ServerChanges {
     pub auth_mode: Option<AuthMode>,
     pub support_tool: Option<bool>,
     pub walkthrough_tools: Option<bool>,
+    pub conformance_fixtures: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -121,6 +126,9 @@ impl Aggregate for Server {
                     walkthrough_tools: changes
                         .walkthrough_tools
                         .unwrap_or(current.walkthrough_tools),
+                    conformance_fixtures: changes
+                        .conformance_fixtures
+                        .unwrap_or(current.conformance_fixtures),
                 };
                 if &next == current {
                     return Ok(vec![]);
@@ -173,6 +181,7 @@ mod tests {
             auth_mode: AuthMode::None,
             support_tool: true,
             walkthrough_tools: true,
+            conformance_fixtures: false,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::models::{
     audit::AuditProjection, dashboard::DashboardProjection, organizations::OrganizationsProjection,
-    servers::ServersProjection,
+    servers::ServersProjection, tickets::TicketsProjection, usage::UsageProjection,
 };
 use crate::projection::Projection;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(ServersProjection),
         Arc::new(DashboardProjection),
         Arc::new(AuditProjection),
+        Arc::new(UsageProjection),
+        Arc::new(TicketsProjection),
     ]
 }
 

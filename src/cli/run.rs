@@ -112,7 +112,15 @@ impl Runtime {
                 consistency_wait: Duration::from_secs(2),
             }),
         };
-        let app = api::router(state);
+        let edge = mcp::McpEdge::new(
+            self.store.clone(),
+            mcp::McpConfig {
+                base_domain: self.config.base_domain.to_ascii_lowercase(),
+                extra_hosts: self.config.extra_hosts.clone(),
+                allowed_origins: self.config.mcp_allowed_origins.clone(),
+            },
+        );
+        let app = api::router(state).merge(mcp::router(edge.clone()));
         // Printed on stdout, so scripts and tests can find the port.
         println!("mcplatform listening on http://{addr}");
         println!(
@@ -124,7 +132,11 @@ impl Runtime {
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open SSE streams would otherwise hold the shutdown forever.
+            edge.shutdown();
+        })
         .await
         .context("HTTP server failed")
     }

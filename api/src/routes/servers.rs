@@ -30,6 +30,8 @@ pub struct CreateServerBody {
     support_tool: Option<bool>,
     #[serde(default)]
     walkthrough_tools: Option<bool>,
+    #[serde(default)]
+    conformance_fixtures: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -45,6 +47,8 @@ pub struct UpdateServerBody {
     support_tool: Option<bool>,
     #[serde(default)]
     walkthrough_tools: Option<bool>,
+    #[serde(default)]
+    conformance_fixtures: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +94,7 @@ async fn written(
         "auth_mode": config.auth_mode,
         "support_tool": config.support_tool,
         "walkthrough_tools": config.walkthrough_tools,
+        "conformance_fixtures": config.conformance_fixtures,
         "status": if server.archived { "archived" } else { "active" },
         "created_at": null,
         "updated_at": null,
@@ -136,6 +141,7 @@ pub async fn create(
         auth_mode: parse_auth_mode(body.auth_mode.as_deref())?.unwrap_or_default(),
         support_tool: body.support_tool.unwrap_or(true),
         walkthrough_tools: body.walkthrough_tools.unwrap_or(true),
+        conformance_fixtures: body.conformance_fixtures.unwrap_or(false),
     };
     let server_id = Uuid::new_v4();
     let done = servers::create(
@@ -192,6 +198,7 @@ pub async fn update(
         auth_mode: parse_auth_mode(body.auth_mode.as_deref())?,
         support_tool: body.support_tool,
         walkthrough_tools: body.walkthrough_tools,
+        conformance_fixtures: body.conformance_fixtures,
     };
     let current = fetch(&state, org, &server_ref).await?;
     let done = servers::update(

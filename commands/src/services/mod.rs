@@ -2,5 +2,9 @@
 //! the aggregate, and commits everything it writes as one unit of work.
 
 pub mod accounts;
+pub mod end_users;
+pub mod mcp_sessions;
 pub mod organizations;
 pub mod servers;
+pub mod tickets;
+pub mod tool_calls;

@@ -12,6 +12,9 @@ use uuid::Uuid;
 
 pub struct AuditProjection;
 
+/// Aggregates whose events stay out of the audit log.
+const NOT_AUDITED: &[&str] = &["tool_call", "mcp_session"];
+
 impl Projection for AuditProjection {
     fn name(&self) -> &'static str {
         "audit_log"
@@ -32,7 +35,12 @@ impl Projection for AuditProjection {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let rows: Vec<&StoredEvent> = events.iter().filter(|e| e.org_id.is_some()).collect();
+            // End users' own activity (tool calls, protocol sessions) has its own views; the
+            // audit log is what people and the platform did to the org.
+            let rows: Vec<&StoredEvent> = events
+                .iter()
+                .filter(|e| e.org_id.is_some() && !NOT_AUDITED.contains(&e.aggregate_type.as_str()))
+                .collect();
             if rows.is_empty() {
                 return Ok(());
             }

@@ -4,3 +4,5 @@ pub mod audit;
 pub mod dashboard;
 pub mod organizations;
 pub mod servers;
+pub mod tickets;
+pub mod usage;

@@ -44,11 +44,12 @@ impl Projection for ServersProjection {
                             auth_mode,
                             support_tool,
                             walkthrough_tools,
+                            conformance_fixtures,
                         } = config;
                         sqlx::query(&format!(
                             "INSERT INTO {servers} (server_id, org_id, name, slug, auth_mode, \
-                             support_tool, walkthrough_tools, status, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8) \
+                             support_tool, walkthrough_tools, conformance_fixtures, status, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', $8, $8) \
                              ON CONFLICT DO NOTHING"
                         ))
                         .bind(server_id)
@@ -59,13 +60,15 @@ impl Projection for ServersProjection {
                         .bind(support_tool)
                         .bind(walkthrough_tools)
                         .bind(at)
+                        .bind(conformance_fixtures)
                         .execute(&mut *conn)
                         .await?;
                     }
                     ServerEvent::ServerUpdated { config } => {
                         sqlx::query(&format!(
                             "UPDATE {servers} SET name = $2, slug = $3, auth_mode = $4, \
-                             support_tool = $5, walkthrough_tools = $6, updated_at = $7 \
+                             support_tool = $5, walkthrough_tools = $6, updated_at = $7, \
+                             conformance_fixtures = $8 \
                              WHERE server_id = $1"
                         ))
                         .bind(server_id)
@@ -75,6 +78,7 @@ impl Projection for ServersProjection {
                         .bind(config.support_tool)
                         .bind(config.walkthrough_tools)
                         .bind(at)
+                        .bind(config.conformance_fixtures)
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -103,13 +107,14 @@ pub struct ServerRow {
     pub auth_mode: String,
     pub support_tool: bool,
     pub walkthrough_tools: bool,
+    pub conformance_fixtures: bool,
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "server_id AS id, org_id, name, slug, auth_mode, support_tool, \
-    walkthrough_tools, status, created_at, updated_at";
+    walkthrough_tools, conformance_fixtures, status, created_at, updated_at";
 
 /// An org's servers, oldest first; archived ones only when asked.
 pub async fn list(

@@ -1,0 +1,97 @@
+//! End users of an org's servers, known by tracking id.
+
+use crate::keys;
+use crate::store::{EventStore, ExecuteError, Executed, StoreError};
+use domain::end_user::{EndUser, EndUserCommand, EndUserError, EndUserEvent, TrackingId};
+use domain::values::Email;
+use domain::{Aggregate, EventMetadata};
+use uuid::Uuid;
+
+/// The unique-key value of a tracking id: tracking ids are unique per org.
+pub fn tracking_key(org_id: Uuid, tracking_id: &TrackingId) -> String {
+    format!("{org_id}/{}", tracking_id.as_str())
+}
+
+/// The end user a tracking id names in an org, created on first sight. Two first calls racing
+/// with one new tracking id agree on one end user: the key claim lets one win, and the loser
+/// reads the winner's id.
+pub async fn identify(
+    store: &EventStore,
+    org_id: Uuid,
+    server_id: Uuid,
+    tracking_id: &TrackingId,
+    metadata: &EventMetadata,
+) -> Result<Uuid, ExecuteError<EndUserError>> {
+    let key = tracking_key(org_id, tracking_id);
+    for _ in 0..3 {
+        if let Some(owner) = keys::owner_of(store.pool(), keys::END_USER_TRACKING, &key).await? {
+            return Ok(owner);
+        }
+        let end_user_id = Uuid::new_v4();
+        let mut metadata = metadata.clone().for_org(org_id);
+        metadata.actor = domain::Actor::EndUser { id: end_user_id };
+        let outcome = store
+            .execute::<EndUser, _, _>(
+                &end_user_id.to_string(),
+                &metadata,
+                |user| {
+                    user.handle(EndUserCommand::Identify {
+                        org_id,
+                        server_id,
+                        tracking_id: tracking_id.clone(),
+                    })
+                },
+                |_, _, uow| {
+                    uow.claim(keys::END_USER_TRACKING, key.clone(), end_user_id);
+                },
+            )
+            .await;
+        match outcome {
+            Ok(_) => return Ok(end_user_id),
+            Err(ExecuteError::KeyTaken { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ExecuteError::Conflict)
+}
+
+/// Looks up an end user by tracking id without creating one.
+pub async fn find(
+    store: &EventStore,
+    org_id: Uuid,
+    tracking_id: &TrackingId,
+) -> Result<Option<Uuid>, StoreError> {
+    keys::owner_of(
+        store.pool(),
+        keys::END_USER_TRACKING,
+        &tracking_key(org_id, tracking_id),
+    )
+    .await
+}
+
+/// Records an email the end user gave; already-known emails change nothing.
+pub async fn record_email(
+    store: &EventStore,
+    org_id: Uuid,
+    end_user_id: Uuid,
+    email: Email,
+    metadata: &EventMetadata,
+) -> Result<Executed<EndUserEvent>, ExecuteError<EndUserError>> {
+    let metadata = metadata.clone().for_org(org_id);
+    store
+        .execute::<EndUser, _, _>(
+            &end_user_id.to_string(),
+            &metadata,
+            |user| {
+                // A command never writes into another org's stream.
+                if user.org_id.is_some_and(|o| o != org_id) {
+                    return Err(EndUserError::OtherOrg);
+                }
+                user.handle(EndUserCommand::RecordEmail {
+                    email: email.clone(),
+                })
+            },
+            |_, _, _| {},
+        )
+        .await
+}

@@ -1,0 +1,269 @@
+//! The MCP server behind every tenant: one handler type whose answers depend on the server the
+//! edge resolved for the current request (carried in the request's HTTP parts), so a config
+//! change reaches even sessions that are already open.
+
+use crate::identity::Caller;
+use crate::recording;
+use crate::tenant::Tenant;
+use crate::tools::{self, conformance, CallContext};
+use crate::Core;
+use domain::EventMetadata;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, UnsubscribeRequestParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct McpHandler {
+    pub core: Arc<Core>,
+}
+
+/// The tenant and caller the edge attached to this request.
+pub struct Served {
+    pub tenant: Arc<Tenant>,
+    pub caller: Caller,
+    pub metadata: Arc<EventMetadata>,
+    pub session_id: Option<String>,
+}
+
+fn served(context: &RequestContext<RoleServer>) -> Result<Served, ErrorData> {
+    let parts = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("request arrived without HTTP context", None))?;
+    let tenant = parts
+        .extensions
+        .get::<Arc<Tenant>>()
+        .cloned()
+        .ok_or_else(|| ErrorData::internal_error("request arrived without a tenant", None))?;
+    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
+    let metadata = parts
+        .extensions
+        .get::<Arc<EventMetadata>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(EventMetadata::by(domain::Actor::Anonymous)));
+    let session_id = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Served {
+        tenant,
+        caller,
+        metadata,
+        session_id,
+    })
+}
+
+/// What a server advertises: tools always; the rest only with the conformance fixtures.
+fn capabilities(tenant: &Tenant) -> ServerCapabilities {
+    if tenant.conformance_fixtures {
+        conformance::capabilities()
+    } else {
+        ServerCapabilities::builder().enable_tools().build()
+    }
+}
+
+fn server_info(tenant: &Tenant) -> Implementation {
+    let mut info = Implementation::new(tenant.slug.clone(), env!("CARGO_PKG_VERSION"));
+    info.title = Some(tenant.name.clone());
+    info
+}
+
+fn instructions(tenant: &Tenant) -> Option<String> {
+    tenant.support_tool.then(|| {
+        format!(
+            "{} support: when the user is stuck or asks for a human, call get_support to open \
+             a ticket with the team.",
+            tenant.name
+        )
+    })
+}
+
+fn fixtures_only(served: &Served) -> Result<(), ErrorData> {
+    if served.tenant.conformance_fixtures {
+        Ok(())
+    } else {
+        Err(ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            "this server offers tools only",
+            None,
+        ))
+    }
+}
+
+impl ServerHandler for McpHandler {
+    /// Used by rmcp where no request is at hand; per-request answers come from `initialize`
+    /// and `discover`, which see the tenant.
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(conformance::capabilities())
+            .with_server_info(Implementation::new("mcplatform", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        let served = served(&context)?;
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        result.capabilities = capabilities(&served.tenant);
+        result.server_info = server_info(&served.tenant);
+        result.instructions = instructions(&served.tenant);
+        Ok(result)
+    }
+
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, ErrorData> {
+        let served = served(&context)?;
+        let mut config = ServerConfig::new(capabilities(&served.tenant))
+            .with_server_info(server_info(&served.tenant));
+        config.instructions = instructions(&served.tenant);
+        // Each tenant's answer is its own: never shared between authorization contexts.
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            config,
+        )
+        .with_cache_scope(rmcp::model::CacheScope::Private))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let served = served(&context)?;
+        let mut result = ListToolsResult::with_all_items(tools::list(&served.tenant));
+        result.cache_scope = Some(rmcp::model::CacheScope::Private);
+        Ok(result)
+    }
+
+    fn get_tool(&self, _name: &str) -> Option<rmcp::model::Tool> {
+        // Tools differ per tenant and this hook sees no request; rmcp then skips the optional
+        // `Mcp-Param-*` header checks, which our tools do not declare.
+        None
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let served = served(&context)?;
+        let started = Instant::now();
+        let arguments = request.arguments.clone().unwrap_or_default();
+        let cx = CallContext {
+            core: &self.core,
+            tenant: &served.tenant,
+            caller: &served.caller,
+            metadata: &served.metadata,
+            peer: &context.peer,
+            request: &context,
+        };
+        let outcome = tools::call(&cx, &request.name, &arguments).await;
+        let client = context.client_info();
+        recording::record(
+            &self.core,
+            &served,
+            &request.name,
+            &arguments,
+            &outcome,
+            started.elapsed(),
+            client.as_ref(),
+        )
+        .await?;
+        outcome.map(CallToolResponse::from)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        Ok(conformance::list_prompts())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        conformance::get_prompt(request).map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        Ok(conformance::list_resources())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        Ok(conformance::list_resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        conformance::read_resource(request).map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        conformance::subscribe(&request.uri)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        conformance::subscribe(&request.uri)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        fixtures_only(&served(&context)?)?;
+        conformance::complete(request)
+    }
+
+    #[allow(deprecated)] // logging/setLevel is still part of the 2025 revisions
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        fixtures_only(&served(&context)?)
+    }
+}

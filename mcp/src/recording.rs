@@ -1,0 +1,72 @@
+//! Every `tools/call` becomes a `ToolCalled` event — successes, tool errors, unknown tools —
+//! before the client hears the result. A call whose event cannot be stored fails.
+
+use crate::handler::Served;
+use crate::Core;
+use commands::services::tool_calls;
+use domain::tool_call::{Outcome, ToolCallRecord};
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject};
+use rmcp::ErrorData;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The first text of a failed result: what the caller was told went wrong.
+fn error_text(result: &CallToolResult) -> Option<String> {
+    result.content.iter().find_map(|block| match block {
+        ContentBlock::Text(text) => Some(text.text.clone()),
+        _ => None,
+    })
+}
+
+pub async fn record(
+    core: &Core,
+    served: &Served,
+    tool: &str,
+    arguments: &JsonObject,
+    outcome: &Result<CallToolResult, ErrorData>,
+    duration: Duration,
+    client: Option<&Implementation>,
+) -> Result<(), ErrorData> {
+    let (outcome, error) = match outcome {
+        Ok(result) if result.is_error == Some(true) => (
+            Outcome::Error,
+            Some(error_text(result).unwrap_or_else(|| "tool error".to_owned())),
+        ),
+        Ok(_) => (Outcome::Ok, None),
+        Err(e) => (Outcome::Error, Some(e.message.to_string())),
+    };
+    let record = ToolCallRecord {
+        server_id: served.tenant.server_id,
+        session_id: served.session_id.clone(),
+        end_user_id: served.caller.end_user_id,
+        tracking_id: served
+            .caller
+            .tracking_id
+            .as_ref()
+            .map(|t| t.as_str().to_owned()),
+        tool: tool.to_owned(),
+        outcome,
+        error,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        client_name: client.map(|c| c.name.clone()),
+        client_version: client.map(|c| c.version.clone()),
+        arguments: Value::Object(arguments.clone()),
+    };
+    tool_calls::record(
+        &core.store,
+        Uuid::new_v4(),
+        served.tenant.org_id,
+        record,
+        &served.metadata,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, tool, "recording a tool call failed");
+        ErrorData::internal_error(
+            "this call could not be recorded, so it is reported as failed; please retry",
+            None,
+        )
+    })?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Which hosted server a request is for: `{slug}.{base}` in the Host header, or `/s/{slug}/…`
+//! in the path. Servers are read from the write model (slug index + server stream), so a server
+//! answers the moment it is created, and cached briefly so the hot path does no look-up.
+
+use commands::{keys, EventStore, StoreError};
+use domain::server::Server;
+use domain::values::AuthMode;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A hosted server as the MCP edge needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub server_id: Uuid,
+    pub org_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub auth_mode: AuthMode,
+    pub support_tool: bool,
+    pub walkthrough_tools: bool,
+    pub conformance_fixtures: bool,
+}
+
+/// How long a resolved (or unknown) slug is trusted. Configuration changes reach running
+/// clients within this time; it keeps the per-call cost of tenant resolution at a map read.
+pub const TENANT_TTL: Duration = Duration::from_secs(1);
+
+/// Bound on cached slugs, so a client probing random hosts cannot grow memory without limit.
+const MAX_CACHED: usize = 10_000;
+
+#[derive(Default)]
+pub struct TenantCache {
+    entries: RwLock<HashMap<String, (Instant, Option<Arc<Tenant>>)>>,
+}
+
+impl TenantCache {
+    /// The active server with this slug, if any (archived servers have released their slug).
+    pub async fn resolve(
+        &self,
+        store: &EventStore,
+        slug: &str,
+    ) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if let Ok(entries) = self.entries.read() {
+            if let Some((at, tenant)) = entries.get(slug) {
+                if at.elapsed() < TENANT_TTL {
+                    return Ok(tenant.clone());
+                }
+            }
+        }
+        let tenant = load(store, slug).await?.map(Arc::new);
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= MAX_CACHED {
+                entries.retain(|_, (at, _)| at.elapsed() < TENANT_TTL);
+                if entries.len() >= MAX_CACHED {
+                    entries.clear();
+                }
+            }
+            entries.insert(slug.to_owned(), (Instant::now(), tenant.clone()));
+        }
+        Ok(tenant)
+    }
+}
+
+async fn load(store: &EventStore, slug: &str) -> Result<Option<Tenant>, StoreError> {
+    let Some(server_id) = keys::owner_of(store.pool(), keys::SERVER_SLUG, slug).await? else {
+        return Ok(None);
+    };
+    let (server, _) = store.load::<Server>(&server_id.to_string()).await?;
+    let (Some(org_id), Some(config)) = (server.org_id, server.config) else {
+        return Ok(None);
+    };
+    if server.archived {
+        return Ok(None);
+    }
+    Ok(Some(Tenant {
+        server_id,
+        org_id,
+        slug: config.slug.as_str().to_owned(),
+        name: config.name.as_str().to_owned(),
+        auth_mode: config.auth_mode,
+        support_tool: config.support_tool,
+        walkthrough_tools: config.walkthrough_tools,
+        conformance_fixtures: config.conformance_fixtures,
+    }))
+}
+
+/// The host part of a `Host` header value, lowercased, without port or IPv6 brackets.
+pub fn host_name(host_header: &str) -> String {
+    let host = host_header.trim();
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(name, _)| name)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The slug a host names: `acme.localhost` → `acme` when the base domain is `localhost`.
+/// Only one label below the base counts; anything else names no server.
+pub fn slug_from_host<'a>(host: &'a str, base_domain: &str) -> Option<&'a str> {
+    let label = host.strip_suffix(base_domain)?.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then_some(label)
+}
+
+/// Whether a host is one of ours: the base domain, a subdomain of it, or loopback. Requests
+/// naming any other host are refused, which is what defeats DNS rebinding: a browser page on
+/// `evil.example` that resolves to this machine still sends `Host: evil.example`.
+pub fn is_platform_host(host: &str, base_domain: &str, extra_hosts: &[String]) -> bool {
+    host == base_domain
+        || slug_from_host(host, base_domain).is_some()
+        || matches!(host, "localhost" | "127.0.0.1" | "::1")
+        || host.ends_with(".localhost") && base_domain == "localhost"
+        || extra_hosts.iter().any(|h| h == host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized_and_slugs_found_one_label_below_the_base() {
+        assert_eq!(host_name("Acme.Localhost:8080"), "acme.localhost");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("example.com."), "example.com");
+        assert_eq!(slug_from_host("acme.localhost", "localhost"), Some("acme"));
+        assert_eq!(slug_from_host("a.b.localhost", "localhost"), None);
+        assert_eq!(slug_from_host("localhost", "localhost"), None);
+        assert_eq!(slug_from_host("acme.mcp.example.com", "mcp.example.com"), Some("acme"));
+        assert_eq!(slug_from_host("acmemcp.example.com", "mcp.example.com"), None);
+    }
+
+    #[test]
+    fn only_our_hosts_are_accepted() {
+        let none: Vec<String> = vec![];
+        assert!(is_platform_host("acme.localhost", "localhost", &none));
+        assert!(is_platform_host("127.0.0.1", "mcp.example.com", &none));
+        assert!(is_platform_host("acme.mcp.example.com", "mcp.example.com", &none));
+        assert!(!is_platform_host("evil.example", "mcp.example.com", &none));
+        assert!(is_platform_host("evil.example", "x", &["evil.example".to_owned()]));
+    }
+}

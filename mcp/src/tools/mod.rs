@@ -1,0 +1,101 @@
+//! The tools a hosted server offers, chosen by its configuration.
+
+pub mod conformance;
+pub mod support;
+
+use crate::identity::Caller;
+use crate::tenant::Tenant;
+use crate::Core;
+use domain::EventMetadata;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
+use rmcp::ErrorData;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Everything a tool may use while serving one call.
+pub struct CallContext<'a> {
+    pub core: &'a Core,
+    pub tenant: &'a Tenant,
+    pub caller: &'a Caller,
+    pub metadata: &'a EventMetadata,
+    pub peer: &'a rmcp::Peer<rmcp::RoleServer>,
+    pub request: &'a rmcp::service::RequestContext<rmcp::RoleServer>,
+}
+
+/// The tools of a server, in a stable order.
+pub fn list(tenant: &Tenant) -> Vec<Tool> {
+    let mut tools = Vec::new();
+    if tenant.support_tool {
+        tools.push(support::tool());
+    }
+    if tenant.conformance_fixtures {
+        tools.extend(conformance::tools());
+    }
+    tools
+}
+
+/// Runs a tool. `Err` is a protocol error (unknown tool); a tool that ran and failed, including
+/// on arguments of the wrong shape, answers `Ok` with `is_error` so the model can correct
+/// itself.
+pub async fn call(
+    cx: &CallContext<'_>,
+    name: &str,
+    arguments: &JsonObject,
+) -> Result<CallToolResult, ErrorData> {
+    match name {
+        support::NAME if cx.tenant.support_tool => support::call(cx, arguments).await,
+        _ if cx.tenant.conformance_fixtures && conformance::has_tool(name) => {
+            conformance::call(cx, name, arguments).await
+        }
+        _ => Err(ErrorData::invalid_params(
+            format!("unknown tool: {name}"),
+            Some(serde_json::json!({ "tool": name })),
+        )),
+    }
+}
+
+/// A JSON Schema object for a tool's input.
+pub fn schema(value: Value) -> Arc<JsonObject> {
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// A tool error the caller (a model) can read and act on.
+pub fn tool_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// Reads a string argument: `Ok(None)` when absent or null, `Err` naming the field when it is
+/// there with another type.
+pub fn optional_string<'a>(
+    arguments: &'a JsonObject,
+    field: &str,
+) -> Result<Option<&'a str>, CallToolResult> {
+    match arguments.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(tool_error(format!(
+            "`{field}` must be a string, not {}",
+            json_type(other)
+        ))),
+    }
+}
+
+pub fn required_string<'a>(arguments: &'a JsonObject, field: &str) -> Result<&'a str, CallToolResult> {
+    optional_string(arguments, field)?
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| tool_error(format!("`{field}` is required")))
+}
+
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,126 @@
+//! `get_support`: an end user asks the customer's team for help; a ticket is opened.
+
+use super::{optional_string, required_string, schema, tool_error, CallContext};
+use commands::services::{end_users, tickets};
+use domain::values::Email;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
+use rmcp::ErrorData;
+use serde_json::json;
+use uuid::Uuid;
+
+pub const NAME: &str = "get_support";
+
+pub fn tool() -> Tool {
+    let mut tool = Tool::new(
+        NAME,
+        "Ask this product's support team for help. Opens a support ticket and returns its \
+         reference. Use it when the user is stuck, hits an error you cannot resolve, or asks to \
+         talk to a human.",
+        schema(json!({
+            "type": "object",
+            "properties": {
+                "title": { "type": "string", "description": "One line: what the problem is", "maxLength": 200 },
+                "description": { "type": "string", "description": "What happened, what was expected, steps taken" },
+                "email": { "type": "string", "format": "email", "description": "Where the support team can reply (optional)" },
+                "context": { "type": "string", "description": "Anything else useful: versions, error output, code (optional)" }
+            },
+            "required": ["title", "description"],
+            "additionalProperties": false
+        })),
+    );
+    tool.title = Some("Get support".to_owned());
+    tool.annotations = Some(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(false)
+            .idempotent(false)
+            .open_world(false),
+    );
+    tool
+}
+
+/// A short reference the user can quote, derived from the ticket id.
+pub fn reference(ticket_id: Uuid) -> String {
+    let simple = ticket_id.simple().to_string();
+    format!("TCK-{}", simple[..8].to_ascii_uppercase())
+}
+
+pub async fn call(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolResult, ErrorData> {
+    let parsed = (|| {
+        let title = required_string(arguments, "title")?;
+        let description = required_string(arguments, "description")?;
+        let email = optional_string(arguments, "email")?
+            .map(|e| Email::parse(e).map_err(|err| tool_error(format!("`email`: {err}"))))
+            .transpose()?;
+        let context = optional_string(arguments, "context")?;
+        if let Some(unknown) = arguments
+            .keys()
+            .find(|k| !matches!(k.as_str(), "title" | "description" | "email" | "context"))
+        {
+            return Err(tool_error(format!(
+                "unknown argument `{unknown}`; expected title, description, email, context"
+            )));
+        }
+        Ok((title, description, email, context))
+    })();
+    let (title, description, email, context) = match parsed {
+        Ok(p) => p,
+        Err(result) => return Ok(result),
+    };
+    let ticket_id = Uuid::new_v4();
+    let opened = tickets::open(
+        &cx.core.store,
+        ticket_id,
+        tickets::NewTicket {
+            org_id: cx.tenant.org_id,
+            server_id: cx.tenant.server_id,
+            end_user_id: cx.caller.end_user_id,
+            title: title.to_owned(),
+            description: description.to_owned(),
+            email: email.as_ref().map(|e| e.as_str().to_owned()),
+            context: context.map(str::to_owned),
+        },
+        cx.metadata,
+    )
+    .await;
+    match opened {
+        Ok(_) => {}
+        Err(commands::ExecuteError::Domain(e)) => return Ok(tool_error(e.to_string())),
+        Err(e) => {
+            tracing::error!(error = %e, "opening a ticket failed");
+            return Err(ErrorData::internal_error(
+                "the ticket could not be stored; nothing was opened, please retry",
+                None,
+            ));
+        }
+    }
+    if let (Some(email), Some(end_user_id)) = (&email, cx.caller.end_user_id) {
+        if let Err(e) = end_users::record_email(
+            &cx.core.store,
+            cx.tenant.org_id,
+            end_user_id,
+            email.clone(),
+            cx.metadata,
+        )
+        .await
+        {
+            // The ticket carries the email too, so the team can still reply.
+            tracing::warn!(error = %e, "recording the end user's email failed");
+        }
+    }
+    let reference = reference(ticket_id);
+    let reply_to = email
+        .as_ref()
+        .map(|e| format!(" They will reply to {}.", e.as_str()))
+        .unwrap_or_default();
+    let mut result = CallToolResult::success(vec![ContentBlock::text(format!(
+        "Opened support ticket {reference} with the {} team.{reply_to}",
+        cx.tenant.name
+    ))]);
+    result.structured_content = Some(json!({
+        "ticket_id": ticket_id,
+        "reference": reference,
+        "status": "new",
+    }));
+    Ok(result)
+}

@@ -1,0 +1,657 @@
+//! What end users do on an org's servers: end users, sessions (both protocol eras), tool calls
+//! and hourly usage. One projection, because its tables are updated together by the same
+//! events (a tool call touches its session, its end user and the hourly rollup), and batched,
+//! because tool calls arrive by the thousand per second.
+//!
+//! 2026-era clients have no protocol session, so their calls are grouped: per server, end user
+//! (or tracking id, or anonymous) and client, a new session starts after 30 minutes without a
+//! call. The grouped session's id derives from its first call's event id, so a rebuild yields
+//! the same ids.
+
+use crate::projection::{Projection, ProjectionError, Tables};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use commands::StoredEvent;
+use domain::end_user::EndUserEvent;
+use domain::mcp_session::McpSessionEvent;
+use domain::tool_call::{Outcome, ToolCallEvent, ToolCallRecord};
+use domain::values::OrgId;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// Inactivity after which a 2026-era client's next call starts a new session.
+pub const GROUPED_SESSION_GAP_MINUTES: i64 = 30;
+
+pub struct UsageProjection;
+
+#[derive(Default)]
+struct SessionDelta {
+    org_id: Uuid,
+    calls: i64,
+    errors: i64,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct EndUserDelta {
+    calls: i64,
+    sessions: i64,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+/// A grouped session being extended within this batch.
+#[derive(Clone)]
+struct OpenGroup {
+    session_id: String,
+    last_seen: DateTime<Utc>,
+}
+
+/// A new grouped session to insert.
+struct NewGroup {
+    org_id: Uuid,
+    session_id: String,
+    key: String,
+    record: ToolCallRecord,
+    at: DateTime<Utc>,
+}
+
+fn group_key(record: &ToolCallRecord) -> String {
+    let who = match (&record.end_user_id, &record.tracking_id) {
+        (Some(id), _) => format!("user:{id}"),
+        (None, Some(t)) => format!("tracking:{t}"),
+        (None, None) => "anonymous".to_owned(),
+    };
+    format!(
+        "{}/{who}/{}",
+        record.server_id,
+        record.client_name.as_deref().unwrap_or("unknown client")
+    )
+}
+
+impl Projection for UsageProjection {
+    fn name(&self) -> &'static str {
+        "usage"
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["end_user", "mcp_session", "tool_call"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_end_users", "rm_sessions", "rm_tool_calls", "rm_usage_hourly"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        t: Tables,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let end_users = t.name("rm_end_users");
+            let sessions = t.name("rm_sessions");
+            let tool_calls = t.name("rm_tool_calls");
+            let hourly = t.name("rm_usage_hourly");
+
+            let mut calls: Vec<(Uuid, Uuid, DateTime<Utc>, ToolCallRecord)> = Vec::new();
+            let mut session_deltas: HashMap<String, SessionDelta> = HashMap::new();
+            let mut user_deltas: HashMap<(Uuid, Uuid), EndUserDelta> = HashMap::new();
+            let mut hourly_deltas: BTreeMap<(Uuid, DateTime<Utc>, Uuid, String), (i64, i64)> =
+                BTreeMap::new();
+            let mut groups: HashMap<String, Option<OpenGroup>> = HashMap::new();
+            let mut new_groups: Vec<NewGroup> = Vec::new();
+
+            // Identity and protocol-session events are rare: applied in order, one by one.
+            // Tool calls are folded and written in bulk after the loop; rows they update were
+            // created by events earlier in the stream, so applying them last keeps the order.
+            for event in events {
+                let Some(org_id) = event.org_id else { continue };
+                let at = event.recorded_at;
+                match event.aggregate_type.as_str() {
+                    "end_user" => {
+                        let end_user_id: Uuid = event.aggregate_id.parse().unwrap_or_default();
+                        match event.decode::<EndUserEvent>()? {
+                            EndUserEvent::EndUserIdentified { tracking_id, .. } => {
+                                sqlx::query(&format!(
+                                    "INSERT INTO {end_users} AS u (org_id, end_user_id, first_seen, \
+                                     last_seen, tracking_ids) VALUES ($1, $2, $3, $3, ARRAY[$4]) \
+                                     ON CONFLICT (org_id, end_user_id) DO UPDATE SET tracking_ids = \
+                                     CASE WHEN $4 = ANY(u.tracking_ids) THEN u.tracking_ids \
+                                     ELSE array_append(u.tracking_ids, $4) END"
+                                ))
+                                .bind(org_id)
+                                .bind(end_user_id)
+                                .bind(at)
+                                .bind(tracking_id.as_str())
+                                .execute(&mut *conn)
+                                .await?;
+                            }
+                            EndUserEvent::EndUserEmailRecorded { email } => {
+                                sqlx::query(&format!(
+                                    "UPDATE {end_users} SET emails = array_append(emails, $3) \
+                                     WHERE org_id = $1 AND end_user_id = $2 AND NOT ($3 = ANY(emails))"
+                                ))
+                                .bind(org_id)
+                                .bind(end_user_id)
+                                .bind(email.as_str())
+                                .execute(&mut *conn)
+                                .await?;
+                            }
+                        }
+                    }
+                    "mcp_session" => match event.decode::<McpSessionEvent>()? {
+                        McpSessionEvent::McpSessionStarted(start) => {
+                            let inserted = sqlx::query(&format!(
+                                "INSERT INTO {sessions} (org_id, session_id, server_id, end_user_id, \
+                                 tracking_id, era, protocol_version, client_name, client_version, \
+                                 started_at, last_seen) \
+                                 VALUES ($1, $2, $3, $4, $5, 'protocol', $6, $7, $8, $9, $9) \
+                                 ON CONFLICT DO NOTHING"
+                            ))
+                            .bind(org_id)
+                            .bind(&event.aggregate_id)
+                            .bind(start.server_id)
+                            .bind(start.end_user_id)
+                            .bind(&start.tracking_id)
+                            .bind(&start.protocol_version)
+                            .bind(&start.client_name)
+                            .bind(&start.client_version)
+                            .bind(at)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                            if let (Some(user), 1) = (start.end_user_id, inserted) {
+                                let d = user_deltas.entry((org_id, user)).or_default();
+                                d.sessions += 1;
+                                d.last_seen = d.last_seen.max(Some(at));
+                            }
+                        }
+                        McpSessionEvent::McpSessionEnded { .. } => {
+                            sqlx::query(&format!(
+                                "UPDATE {sessions} SET ended_at = $3 \
+                                 WHERE org_id = $1 AND session_id = $2"
+                            ))
+                            .bind(org_id)
+                            .bind(&event.aggregate_id)
+                            .bind(at)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                    },
+                    "tool_call" => {
+                        let ToolCallEvent::ToolCalled(record) = event.decode::<ToolCallEvent>()?;
+                        let failed = record.outcome == Outcome::Error;
+                        let session_id = match &record.session_id {
+                            Some(id) => id.clone(),
+                            None => {
+                                let key = group_key(&record);
+                                if !groups.contains_key(&key) {
+                                    let open: Option<(String, DateTime<Utc>)> =
+                                        sqlx::query_as(&format!(
+                                            "SELECT session_id, last_seen FROM {sessions} \
+                                             WHERE group_key = $1 ORDER BY last_seen DESC LIMIT 1"
+                                        ))
+                                        .bind(&key)
+                                        .fetch_optional(&mut *conn)
+                                        .await?;
+                                    groups.insert(
+                                        key.clone(),
+                                        open.map(|(session_id, last_seen)| OpenGroup {
+                                            session_id,
+                                            last_seen,
+                                        }),
+                                    );
+                                }
+                                let gap = Duration::minutes(GROUPED_SESSION_GAP_MINUTES);
+                                let current = groups.get(&key).cloned().flatten();
+                                match current {
+                                    Some(open) if at - open.last_seen <= gap => {
+                                        groups.insert(
+                                            key,
+                                            Some(OpenGroup {
+                                                session_id: open.session_id.clone(),
+                                                last_seen: at.max(open.last_seen),
+                                            }),
+                                        );
+                                        open.session_id
+                                    }
+                                    _ => {
+                                        let session_id = format!("grouped-{}", event.event_id);
+                                        new_groups.push(NewGroup {
+                                            org_id,
+                                            session_id: session_id.clone(),
+                                            key: key.clone(),
+                                            record: record.clone(),
+                                            at,
+                                        });
+                                        if let Some(user) = record.end_user_id {
+                                            user_deltas.entry((org_id, user)).or_default().sessions +=
+                                                1;
+                                        }
+                                        groups.insert(
+                                            key,
+                                            Some(OpenGroup {
+                                                session_id: session_id.clone(),
+                                                last_seen: at,
+                                            }),
+                                        );
+                                        session_id
+                                    }
+                                }
+                            }
+                        };
+                        let s = session_deltas.entry(session_id.clone()).or_default();
+                        s.org_id = org_id;
+                        s.calls += 1;
+                        s.errors += i64::from(failed);
+                        s.last_seen = s.last_seen.max(Some(at));
+                        if let Some(user) = record.end_user_id {
+                            let d = user_deltas.entry((org_id, user)).or_default();
+                            d.calls += 1;
+                            d.last_seen = d.last_seen.max(Some(at));
+                        }
+                        let hour = at.duration_trunc(Duration::hours(1)).unwrap_or(at);
+                        let h = hourly_deltas
+                            .entry((org_id, hour, record.server_id, record.tool.clone()))
+                            .or_default();
+                        h.0 += 1;
+                        h.1 += i64::from(failed);
+                        let call_id: Uuid = event.aggregate_id.parse().unwrap_or_default();
+                        let mut record = record;
+                        record.session_id = Some(session_id);
+                        calls.push((org_id, call_id, at, record));
+                    }
+                    _ => {}
+                }
+            }
+
+            for g in &new_groups {
+                sqlx::query(&format!(
+                    "INSERT INTO {sessions} (org_id, session_id, server_id, end_user_id, tracking_id, \
+                     era, protocol_version, client_name, client_version, started_at, last_seen, \
+                     group_key) VALUES ($1, $2, $3, $4, $5, 'grouped', NULL, $6, $7, $8, $8, $9) \
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(g.org_id)
+                .bind(&g.session_id)
+                .bind(g.record.server_id)
+                .bind(g.record.end_user_id)
+                .bind(&g.record.tracking_id)
+                .bind(&g.record.client_name)
+                .bind(&g.record.client_version)
+                .bind(g.at)
+                .bind(&g.key)
+                .execute(&mut *conn)
+                .await?;
+            }
+
+            if !calls.is_empty() {
+                insert_calls(conn, &tool_calls, &calls).await?;
+            }
+            for (session_id, d) in &session_deltas {
+                sqlx::query(&format!(
+                    "UPDATE {sessions} SET tool_calls = tool_calls + $3, errors = errors + $4, \
+                     last_seen = GREATEST(last_seen, $5) WHERE org_id = $1 AND session_id = $2"
+                ))
+                .bind(d.org_id)
+                .bind(session_id)
+                .bind(d.calls)
+                .bind(d.errors)
+                .bind(d.last_seen)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for ((org_id, user), d) in &user_deltas {
+                sqlx::query(&format!(
+                    "UPDATE {end_users} SET tool_calls = tool_calls + $3, sessions = sessions + $4, \
+                     last_seen = GREATEST(last_seen, COALESCE($5, last_seen)) \
+                     WHERE org_id = $1 AND end_user_id = $2"
+                ))
+                .bind(org_id)
+                .bind(user)
+                .bind(d.calls)
+                .bind(d.sessions)
+                .bind(d.last_seen)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for ((org_id, hour, server_id, tool), (n, errors)) in &hourly_deltas {
+                sqlx::query(&format!(
+                    "INSERT INTO {hourly} AS h (org_id, hour, server_id, tool, calls, errors) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, hour, server_id, tool) \
+                     DO UPDATE SET calls = h.calls + EXCLUDED.calls, errors = h.errors + EXCLUDED.errors"
+                ))
+                .bind(org_id)
+                .bind(hour)
+                .bind(server_id)
+                .bind(tool)
+                .bind(n)
+                .bind(errors)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn insert_calls(
+    conn: &mut PgConnection,
+    table: &str,
+    calls: &[(Uuid, Uuid, DateTime<Utc>, ToolCallRecord)],
+) -> Result<(), sqlx::Error> {
+    let n = calls.len();
+    let mut orgs = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut servers = Vec::with_capacity(n);
+    let mut sessions: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut users: Vec<Option<Uuid>> = Vec::with_capacity(n);
+    let mut trackings: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut tools = Vec::with_capacity(n);
+    let mut outcomes = Vec::with_capacity(n);
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut client_names: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut client_versions: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut arguments = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for (org_id, call_id, at, r) in calls {
+        orgs.push(*org_id);
+        ids.push(*call_id);
+        servers.push(r.server_id);
+        sessions.push(r.session_id.clone());
+        users.push(r.end_user_id);
+        trackings.push(r.tracking_id.clone());
+        tools.push(r.tool.clone());
+        outcomes.push(match r.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        });
+        errors.push(r.error.clone());
+        durations.push(i64::try_from(r.duration_ms).unwrap_or(i64::MAX));
+        client_names.push(r.client_name.clone());
+        client_versions.push(r.client_version.clone());
+        arguments.push(r.arguments.clone());
+        times.push(*at);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {table} (org_id, call_id, server_id, session_id, end_user_id, tracking_id, \
+         tool, outcome, error, duration_ms, client_name, client_version, arguments, called_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], \
+         $13::jsonb[], $14::timestamptz[]) ON CONFLICT DO NOTHING"
+    ))
+    .bind(&orgs)
+    .bind(&ids)
+    .bind(&servers)
+    .bind(&sessions)
+    .bind(&users)
+    .bind(&trackings)
+    .bind(&tools)
+    .bind(&outcomes)
+    .bind(&errors)
+    .bind(&durations)
+    .bind(&client_names)
+    .bind(&client_versions)
+    .bind(&arguments)
+    .bind(&times)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- Queries (every one takes the org) ----
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EndUserRow {
+    pub id: Uuid,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub tracking_ids: Vec<String>,
+    pub emails: Vec<String>,
+    pub sessions: i64,
+    pub tool_calls: i64,
+}
+
+const END_USER_COLUMNS: &str =
+    "end_user_id AS id, first_seen, last_seen, tracking_ids, emails, sessions, tool_calls";
+
+/// An org's end users, most recently seen first; `before` is the last row of the previous page.
+pub async fn end_users(
+    pool: &PgPool,
+    org: OrgId,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<EndUserRow>, sqlx::Error> {
+    let (at, id) = before.unzip();
+    sqlx::query_as(&format!(
+        "SELECT {END_USER_COLUMNS} FROM rm_end_users WHERE org_id = $1 \
+         AND ($2::timestamptz IS NULL OR (last_seen, end_user_id) < ($2, $3)) \
+         ORDER BY last_seen DESC, end_user_id DESC LIMIT $4"
+    ))
+    .bind(org.0)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn end_user(
+    pool: &PgPool,
+    org: OrgId,
+    end_user_id: Uuid,
+) -> Result<Option<EndUserRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {END_USER_COLUMNS} FROM rm_end_users WHERE org_id = $1 AND end_user_id = $2"
+    ))
+    .bind(org.0)
+    .bind(end_user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn count_end_users(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM rm_end_users WHERE org_id = $1")
+        .bind(org.0)
+        .fetch_one(pool)
+        .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub server_id: Uuid,
+    pub end_user_id: Option<Uuid>,
+    pub tracking_id: Option<String>,
+    /// `protocol` (an `Mcp-Session-Id` session) or `grouped` (2026-era calls grouped by end
+    /// user and client with a 30-minute inactivity window).
+    pub era: String,
+    pub protocol_version: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub tool_calls: i64,
+    pub errors: i64,
+}
+
+const SESSION_COLUMNS: &str = "session_id AS id, server_id, end_user_id, tracking_id, era, \
+    protocol_version, client_name, client_version, started_at, last_seen, ended_at, tool_calls, errors";
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub server_id: Option<Uuid>,
+    pub end_user_id: Option<Uuid>,
+}
+
+/// An org's sessions, newest first.
+pub async fn sessions(
+    pool: &PgPool,
+    org: OrgId,
+    filter: &SessionFilter,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: i64,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    let (at, id) = before.unzip();
+    sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM rm_sessions WHERE org_id = $1 \
+         AND ($2::uuid IS NULL OR server_id = $2) AND ($3::uuid IS NULL OR end_user_id = $3) \
+         AND ($4::timestamptz IS NULL OR (started_at, session_id) < ($4, $5)) \
+         ORDER BY started_at DESC, session_id DESC LIMIT $6"
+    ))
+    .bind(org.0)
+    .bind(filter.server_id)
+    .bind(filter.end_user_id)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn session(
+    pool: &PgPool,
+    org: OrgId,
+    session_id: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM rm_sessions WHERE org_id = $1 AND session_id = $2"
+    ))
+    .bind(org.0)
+    .bind(session_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn count_sessions(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM rm_sessions WHERE org_id = $1")
+        .bind(org.0)
+        .fetch_one(pool)
+        .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ToolCallRow {
+    pub id: Uuid,
+    pub server_id: Uuid,
+    pub session_id: Option<String>,
+    pub end_user_id: Option<Uuid>,
+    pub tracking_id: Option<String>,
+    pub tool: String,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub arguments: serde_json::Value,
+    pub called_at: DateTime<Utc>,
+}
+
+const CALL_COLUMNS: &str = "call_id AS id, server_id, session_id, end_user_id, tracking_id, tool, \
+    outcome, error, duration_ms, client_name, client_version, arguments, called_at";
+
+#[derive(Debug, Clone, Default)]
+pub struct ToolCallFilter {
+    pub server_id: Option<Uuid>,
+    pub tool: Option<String>,
+    pub end_user_id: Option<Uuid>,
+    pub session_id: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// An org's tool calls, newest first.
+pub async fn tool_calls(
+    pool: &PgPool,
+    org: OrgId,
+    filter: &ToolCallFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ToolCallRow>, sqlx::Error> {
+    let (at, id) = before.unzip();
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM rm_tool_calls WHERE org_id = $1 \
+         AND ($2::uuid IS NULL OR server_id = $2) AND ($3::text IS NULL OR tool = $3) \
+         AND ($4::uuid IS NULL OR end_user_id = $4) AND ($5::text IS NULL OR session_id = $5) \
+         AND ($6::text IS NULL OR outcome = $6) \
+         AND ($7::timestamptz IS NULL OR called_at >= $7) AND ($8::timestamptz IS NULL OR called_at < $8) \
+         AND ($9::timestamptz IS NULL OR (called_at, call_id) < ($9, $10)) \
+         ORDER BY called_at DESC, call_id DESC LIMIT $11"
+    ))
+    .bind(org.0)
+    .bind(filter.server_id)
+    .bind(&filter.tool)
+    .bind(filter.end_user_id)
+    .bind(&filter.session_id)
+    .bind(&filter.outcome)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Tool calls of the org since `since` (from the hourly rollup, so hour-granular).
+pub async fn calls_since(
+    pool: &PgPool,
+    org: OrgId,
+    since: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let since = since.duration_trunc(Duration::hours(1)).unwrap_or(since);
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(calls), 0)::bigint FROM rm_usage_hourly WHERE org_id = $1 AND hour >= $2",
+    )
+    .bind(org.0)
+    .bind(since)
+    .fetch_one(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ToolBucket {
+    pub tool: String,
+    pub bucket: DateTime<Utc>,
+    pub calls: i64,
+    pub errors: i64,
+    pub error_rate: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Per tool and time bucket (`minute`, `hour` or `day`): calls, errors, error rate and duration
+/// percentiles, over `[from, to)`.
+pub async fn tool_analytics(
+    pool: &PgPool,
+    org: OrgId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: &str,
+    server_id: Option<Uuid>,
+) -> Result<Vec<ToolBucket>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tool, date_trunc($4, called_at) AS bucket, count(*) AS calls, \
+         count(*) FILTER (WHERE outcome = 'error') AS errors, \
+         (count(*) FILTER (WHERE outcome = 'error'))::float8 / count(*) AS error_rate, \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms, \
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) AS p99_ms \
+         FROM rm_tool_calls WHERE org_id = $1 AND called_at >= $2 AND called_at < $3 \
+         AND ($5::uuid IS NULL OR server_id = $5) \
+         GROUP BY tool, bucket ORDER BY bucket, tool",
+    )
+    .bind(org.0)
+    .bind(from)
+    .bind(to)
+    .bind(bucket)
+    .bind(server_id)
+    .fetch_all(pool)
+    .await
+}
