@@ -67,6 +67,9 @@ impl ApiError {
             "organization" => "org_not_found",
             "server" => "server_not_found",
             "member" => "member_not_found",
+            "ticket" => "ticket_not_found",
+            "end user" => "end_user_not_found",
+            "session" => "session_not_found",
             _ => "not_found",
         };
         ApiError::NotFound {

@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod paging;
 pub mod routes;
 pub mod state;
 
@@ -48,6 +49,20 @@ pub fn router(state: AppState) -> Router {
                 .patch(servers::update)
                 .delete(servers::archive),
         )
+        .route("/orgs/{org}/tickets", get(tickets::list))
+        .route("/orgs/{org}/tickets/{ticket}", get(tickets::get))
+        .route(
+            "/orgs/{org}/tickets/{ticket}/status",
+            post(tickets::change_status),
+        )
+        .route("/orgs/{org}/tickets/{ticket}/comments", post(tickets::comment))
+        .route("/orgs/{org}/tickets/{ticket}/assign", post(tickets::assign))
+        .route("/orgs/{org}/users", get(end_users::list))
+        .route("/orgs/{org}/users/{user}", get(end_users::get))
+        .route("/orgs/{org}/sessions", get(sessions::list))
+        .route("/orgs/{org}/sessions/{session}", get(sessions::get))
+        .route("/orgs/{org}/tool-calls", get(tool_calls::list))
+        .route("/orgs/{org}/analytics/tools", get(tool_calls::tools))
         .route("/orgs/{org}/dashboard", get(dashboard::overview))
         .route("/orgs/{org}/audit", get(dashboard::audit_log))
         .route("/orgs/{org}/events", get(events::page))

@@ -158,6 +158,7 @@ fn refuse(status: StatusCode, code: i32, message: impl Into<String>) -> Response
     (status, axum::Json(body)).into_response()
 }
 
+const PARSE_ERROR: i32 = -32700;
 const INVALID_REQUEST: i32 = -32600;
 const INTERNAL_ERROR: i32 = -32603;
 
@@ -351,6 +352,11 @@ impl McpEdge {
             }
         }
 
+        let sent_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
         let metadata = Arc::new(metadata);
         let scope = Arc::new(RequestScope {
             tenant: tenant.clone(),
@@ -379,6 +385,15 @@ impl McpEdge {
                     .await;
             }
             return unavailable("session store write failed");
+        }
+        if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && sent_json {
+            // rmcp answers a JSON body it cannot parse with 415; JSON-RPC calls that a parse
+            // error, which is the client's mistake: 400 with code -32700.
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                "Parse error: the body is not a JSON-RPC message",
+            );
         }
         response.map(Body::new)
     }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use commands::Cursor;
-use projections::models::{audit, dashboard, organizations, servers};
+use projections::models::{audit, dashboard, organizations, servers, tickets, usage};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,6 +25,12 @@ pub async fn overview(
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     let counters = dashboard::counters(&state.pool, org).await?;
+    let now = chrono::Utc::now();
+    let end_users = usage::count_end_users(&state.pool, org).await?;
+    let sessions = usage::count_sessions(&state.pool, org).await?;
+    let calls_24h = usage::calls_since(&state.pool, org, now - chrono::Duration::hours(24)).await?;
+    let calls_7d = usage::calls_since(&state.pool, org, now - chrono::Duration::days(7)).await?;
+    let open_tickets = tickets::count_open(&state.pool, org).await?;
     let server_rows = servers::list(&state.pool, org, false).await?;
     let servers: Vec<_> = server_rows
         .iter()
@@ -46,12 +52,12 @@ pub async fn overview(
             "invitations_pending": counters.invitations_pending,
             "events": counters.events_total,
             "last_activity_at": counters.last_event_at,
-            // Filled by the MCP edge (end users, sessions, tool calls, tickets).
-            "end_users": 0,
-            "sessions": 0,
-            "tool_calls_24h": 0,
-            "tool_calls_7d": 0,
-            "open_tickets": 0,
+            "end_users": end_users,
+            "sessions": sessions,
+            // Hour-granular windows (from the hourly rollup).
+            "tool_calls_24h": calls_24h,
+            "tool_calls_7d": calls_7d,
+            "open_tickets": open_tickets,
         },
     })))
 }
