@@ -82,7 +82,12 @@ pub struct Config {
 
     /// Further host names (besides the base domain, its subdomains and loopback) that MCP
     /// requests may name, comma-separated.
-    #[arg(long, env = "MCPLATFORM_EXTRA_HOSTS", global = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "MCPLATFORM_EXTRA_HOSTS",
+        global = true,
+        value_delimiter = ','
+    )]
     pub extra_hosts: Vec<String>,
 
     /// Names this deployment's JetStream stream (`{PREFIX}_EVENTS`) and subjects.

@@ -55,7 +55,10 @@ pub fn router(state: AppState) -> Router {
             "/orgs/{org}/tickets/{ticket}/status",
             post(tickets::change_status),
         )
-        .route("/orgs/{org}/tickets/{ticket}/comments", post(tickets::comment))
+        .route(
+            "/orgs/{org}/tickets/{ticket}/comments",
+            post(tickets::comment),
+        )
         .route("/orgs/{org}/tickets/{ticket}/assign", post(tickets::assign))
         .route("/orgs/{org}/users", get(end_users::list))
         .route("/orgs/{org}/users/{user}", get(end_users::get))

@@ -11,6 +11,6 @@ pub mod store;
 
 pub use cursor::Cursor;
 pub use store::{
-    CommitError, EmailGuard, EventFilter, EventStore, ExecuteError, Executed, PendingEvent, StoreError,
-    StoredEvent, UnitOfWork,
+    CommitError, EmailGuard, EventFilter, EventStore, ExecuteError, Executed, PendingEvent,
+    StoreError, StoredEvent, UnitOfWork,
 };

@@ -9,12 +9,11 @@ use crate::tools::{self, conformance, CallContext};
 use crate::Core;
 use domain::EventMetadata;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation,
-    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, DiscoverResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -44,7 +43,11 @@ fn served(context: &RequestContext<RoleServer>) -> Result<Served, ErrorData> {
         .get::<Arc<Tenant>>()
         .cloned()
         .ok_or_else(|| ErrorData::internal_error("request arrived without a tenant", None))?;
-    let caller = parts.extensions.get::<Caller>().cloned().unwrap_or_default();
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
     let metadata = parts
         .extensions
         .get::<Arc<EventMetadata>>()

@@ -200,6 +200,19 @@ impl McpEdge {
         mut request: Request,
     ) -> Response {
         let config = &self.core.config;
+        // Refuse a declared oversize body before reading any of it.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
         let host_header = request
             .headers()
             .get(header::HOST)
@@ -282,17 +295,15 @@ impl McpEdge {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
-            AuthMode::Tracking if tracking_id.is_none() => {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    INVALID_REQUEST,
-                    format!(
-                        "{} identifies its users by tracking id: connect to .../t/{{tracking_id}}/mcp \
+            AuthMode::Tracking if tracking_id.is_none() => return refuse(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                format!(
+                    "{} identifies its users by tracking id: connect to .../t/{{tracking_id}}/mcp \
                          with the id the product gave you",
-                        tenant.name
-                    ),
-                )
-            }
+                    tenant.name
+                ),
+            ),
             _ => {}
         }
 
@@ -332,7 +343,10 @@ impl McpEdge {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if let Some(session_id) = session_id.as_deref().filter(|_| !is_stateless_era(&request)) {
+        if let Some(session_id) = session_id
+            .as_deref()
+            .filter(|_| !is_stateless_era(&request))
+        {
             match self
                 .core
                 .sessions
@@ -356,7 +370,11 @@ impl McpEdge {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
         let metadata = Arc::new(metadata);
         let scope = Arc::new(RequestScope {
             tenant: tenant.clone(),
@@ -436,7 +454,11 @@ mod tests {
             "acme.localhost",
             &allowed
         ));
-        assert!(!origin_allowed("https://evil.example", "acme.localhost", &allowed));
+        assert!(!origin_allowed(
+            "https://evil.example",
+            "acme.localhost",
+            &allowed
+        ));
         assert!(!origin_allowed("null", "acme.localhost", &allowed));
     }
 }

@@ -150,8 +150,7 @@ impl SessionStore for EventSourcedSessionStore {
         mcp_sessions::start(&self.store, session_id, start, &scope.metadata)
             .await
             .map_err(|e| fail(&scope, e))?;
-        self.sessions
-            .remember(session_id, scope.tenant.server_id);
+        self.sessions.remember(session_id, scope.tenant.server_id);
         Ok(())
     }
 

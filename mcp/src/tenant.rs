@@ -129,8 +129,14 @@ mod tests {
         assert_eq!(slug_from_host("acme.localhost", "localhost"), Some("acme"));
         assert_eq!(slug_from_host("a.b.localhost", "localhost"), None);
         assert_eq!(slug_from_host("localhost", "localhost"), None);
-        assert_eq!(slug_from_host("acme.mcp.example.com", "mcp.example.com"), Some("acme"));
-        assert_eq!(slug_from_host("acmemcp.example.com", "mcp.example.com"), None);
+        assert_eq!(
+            slug_from_host("acme.mcp.example.com", "mcp.example.com"),
+            Some("acme")
+        );
+        assert_eq!(
+            slug_from_host("acmemcp.example.com", "mcp.example.com"),
+            None
+        );
     }
 
     #[test]
@@ -138,8 +144,16 @@ mod tests {
         let none: Vec<String> = vec![];
         assert!(is_platform_host("acme.localhost", "localhost", &none));
         assert!(is_platform_host("127.0.0.1", "mcp.example.com", &none));
-        assert!(is_platform_host("acme.mcp.example.com", "mcp.example.com", &none));
+        assert!(is_platform_host(
+            "acme.mcp.example.com",
+            "mcp.example.com",
+            &none
+        ));
         assert!(!is_platform_host("evil.example", "mcp.example.com", &none));
-        assert!(is_platform_host("evil.example", "x", &["evil.example".to_owned()]));
+        assert!(is_platform_host(
+            "evil.example",
+            "x",
+            &["evil.example".to_owned()]
+        ));
     }
 }

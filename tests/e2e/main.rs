@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod mcp_raw;
 
 mod api_auth;
 mod api_isolation;
@@ -13,6 +14,7 @@ mod cli;
 mod event_store;
 mod faults;
 mod hostile_inputs;
+mod mcp_protocol;
 mod openapi;
 mod projections;
 mod review_fixes;

@@ -38,7 +38,9 @@ pub async fn list(
     let limit = paging::limit(q.limit)?;
     let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
     let rows = rm::end_users(&state.pool, org, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| paging::encode(r.last_seen, &r.id.to_string()));
+    let next = paging::next(&rows, limit, |r| {
+        paging::encode(r.last_seen, &r.id.to_string())
+    });
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 

@@ -68,7 +68,9 @@ pub async fn list(
         to: q.to,
     };
     let rows = rm::tool_calls(&state.pool, org, &filter, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| paging::encode(r.called_at, &r.id.to_string()));
+    let next = paging::next(&rows, limit, |r| {
+        paging::encode(r.called_at, &r.id.to_string())
+    });
     Ok(Json(json!({ "items": rows, "next_cursor": next })))
 }
 

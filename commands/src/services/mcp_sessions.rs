@@ -30,9 +30,7 @@ pub async fn end(
     metadata: &EventMetadata,
 ) -> Result {
     store
-        .run::<McpSession>(session_id, metadata, |_| McpSessionCommand::End {
-            reason,
-        })
+        .run::<McpSession>(session_id, metadata, |_| McpSessionCommand::End { reason })
         .await
 }
 

@@ -74,10 +74,7 @@ pub async fn change_status(
     metadata: &EventMetadata,
 ) -> Result {
     on_ticket(store, org_id, ticket_id, metadata, || {
-        TicketCommand::ChangeStatus {
-            to,
-            by: by.clone(),
-        }
+        TicketCommand::ChangeStatus { to, by: by.clone() }
     })
     .await
 }
@@ -90,9 +87,11 @@ pub async fn comment(
     by: Actor,
     metadata: &EventMetadata,
 ) -> Result {
-    on_ticket(store, org_id, ticket_id, metadata, || TicketCommand::Comment {
-        by: by.clone(),
-        body: body.clone(),
+    on_ticket(store, org_id, ticket_id, metadata, || {
+        TicketCommand::Comment {
+            by: by.clone(),
+            body: body.clone(),
+        }
     })
     .await
 }

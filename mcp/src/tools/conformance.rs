@@ -7,8 +7,8 @@ use rmcp::model::{
     CallToolResult, CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock,
     GetPromptRequestParams, GetPromptResult, ImageContent, JsonObject, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, Prompt, PromptArgument, PromptMessage,
-    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents,
-    ResourceTemplate, Role as PromptMessageRole, ServerCapabilities, Tool,
+    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    Role as PromptMessageRole, ServerCapabilities, Tool,
 };
 use rmcp::ErrorData;
 use serde_json::json;

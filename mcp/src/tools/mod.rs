@@ -83,7 +83,10 @@ pub fn optional_string<'a>(
     }
 }
 
-pub fn required_string<'a>(arguments: &'a JsonObject, field: &str) -> Result<&'a str, CallToolResult> {
+pub fn required_string<'a>(
+    arguments: &'a JsonObject,
+    field: &str,
+) -> Result<&'a str, CallToolResult> {
     optional_string(arguments, field)?
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| tool_error(format!("`{field}` is required")))

@@ -45,7 +45,10 @@ pub fn reference(ticket_id: Uuid) -> String {
     format!("TCK-{}", simple[..8].to_ascii_uppercase())
 }
 
-pub async fn call(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolResult, ErrorData> {
+pub async fn call(
+    cx: &CallContext<'_>,
+    arguments: &JsonObject,
+) -> Result<CallToolResult, ErrorData> {
     let parsed = (|| {
         let title = required_string(arguments, "title")?;
         let description = required_string(arguments, "description")?;

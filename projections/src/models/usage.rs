@@ -80,7 +80,12 @@ impl Projection for UsageProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_end_users", "rm_sessions", "rm_tool_calls", "rm_usage_hourly"]
+        &[
+            "rm_end_users",
+            "rm_sessions",
+            "rm_tool_calls",
+            "rm_usage_hourly",
+        ]
     }
 
     fn apply<'a>(
@@ -227,8 +232,10 @@ impl Projection for UsageProjection {
                                             at,
                                         });
                                         if let Some(user) = record.end_user_id {
-                                            user_deltas.entry((org_id, user)).or_default().sessions +=
-                                                1;
+                                            user_deltas
+                                                .entry((org_id, user))
+                                                .or_default()
+                                                .sessions += 1;
                                         }
                                         groups.insert(
                                             key,

@@ -1,0 +1,501 @@
+//! The MCP edge over HTTP, both protocol eras: tenant resolution by Host and by path, tracking
+//! ids and auth modes, sessions that any instance continues, tool lists that follow the
+//! server's configuration, every call recorded, and the protocol's answer to every bad input.
+
+use crate::helpers::*;
+use crate::mcp_raw::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// An owner, their org and one server (`acme-docs`, auth mode `none`).
+pub async fn tenant(app: &TestApp) -> (User, String) {
+    let owner = app.signup("owner@acme.test").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    (owner, org)
+}
+
+pub fn host_of(app: &TestApp) -> String {
+    app.proc.base().trim_start_matches("http://").to_owned()
+}
+
+async fn calls(app: &TestApp, owner: &User, org: &str, n: usize) -> Vec<Value> {
+    eventually("tool calls projected", Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/tool-calls"), &owner.token)
+            .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() >= n).then_some(items)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_2025_client_initializes_by_host_or_path_and_its_calls_are_recorded() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+
+    // By Host: `acme-docs.localhost` names the server.
+    let mut by_host =
+        Mcp::new(app.url("/mcp")).with_host(format!("acme-docs.localhost:{}", port(&app)));
+    let init = by_host.initialize("host-client").await;
+    let result = init.result();
+    assert_eq!(result["protocolVersion"], LEGACY);
+    assert_eq!(result["serverInfo"]["name"], "acme-docs");
+    assert!(result["capabilities"]["tools"].is_object());
+    assert_eq!(by_host.tool_names().await, vec!["get_support"]);
+    let ping = by_host.call("ping", json!({})).await;
+    assert_eq!(ping.result(), json!({}));
+
+    // By path, on any platform host.
+    let mut by_path = Mcp::new(app.url("/s/acme-docs/mcp"));
+    by_path.initialize("path-client").await;
+    let opened = by_path
+        .call_tool(
+            "get_support",
+            json!({ "title": "Webhooks fail", "description": "401 on every delivery",
+                     "api_key": "sk-live-123" }),
+        )
+        .await;
+    // An unknown argument is the caller's mistake: a tool error the model can read.
+    assert_eq!(opened.result()["isError"], true, "{}", opened.text);
+    let opened = by_path
+        .call_tool(
+            "get_support",
+            json!({ "title": "Webhooks fail", "description": "401 on every delivery" }),
+        )
+        .await;
+    let result = opened.result();
+    assert_eq!(result["isError"], false, "{}", opened.text);
+    let reference = result["structuredContent"]["reference"].as_str().unwrap();
+    assert!(reference.starts_with("TCK-"));
+    assert!(result["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains(reference));
+
+    // Every call is recorded, failures included, with secret-looking values redacted.
+    let recorded = calls(&app, &owner, &org, 2).await;
+    let failed = recorded
+        .iter()
+        .find(|c| c["outcome"] == "error")
+        .expect("the failed call is recorded");
+    assert_eq!(failed["tool"], "get_support");
+    assert_eq!(failed["arguments"]["api_key"], "[redacted]");
+    assert!(failed["error"].as_str().unwrap().contains("api_key"));
+    assert!(recorded
+        .iter()
+        .all(|c| c["session_id"].as_str().is_some() && c["client_name"].is_string()));
+
+    // Sessions view: both protocol sessions, with their calls.
+    let (_, sessions) = app
+        .get(&format!("/api/v1/orgs/{org}/sessions"), &owner.token)
+        .await;
+    let items = sessions["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{sessions}");
+    assert!(items.iter().all(|s| s["era"] == "protocol"));
+    let path_session = by_path.session_id.clone().unwrap();
+    let (status, detail) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/sessions/{path_session}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["client_name"], "path-client");
+
+    // The dashboard counts MCP activity.
+    let counters = eventually(
+        "dashboard counts calls",
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = app
+                .get(&format!("/api/v1/orgs/{org}/dashboard"), &owner.token)
+                .await;
+            let c = body["counters"].clone();
+            (c["tool_calls_24h"] == 2).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(counters["sessions"], 2);
+    assert_eq!(counters["tool_calls_7d"], 2);
+    assert_eq!(counters["open_tickets"], 1);
+}
+
+fn port(app: &TestApp) -> String {
+    host_of(app).rsplit(':').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sessions_end_on_delete_and_unknown_ones_are_404() {
+    let app = spawn_app().await;
+    tenant(&app).await;
+    let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
+    client.initialize("closer").await;
+    assert_eq!(client.delete_session().await.status.as_u16() / 100, 2);
+    let after = client.call("ping", json!({})).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.text);
+
+    let mut stranger = Mcp::new(app.url("/s/acme-docs/mcp"));
+    stranger.session_id = Some("00000000-0000-4000-8000-000000000000".to_owned());
+    let reply = stranger.call("tools/list", json!({})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    stranger.session_id = Some("not even a uuid \u{7f}".replace('\u{7f}', ""));
+    assert_eq!(
+        stranger.call("tools/list", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_session_started_on_one_instance_continues_on_another() {
+    let app = spawn_app().await;
+    // A second `serve` process on the same database: no shared memory with the first.
+    let second = app.env.start(&["serve"]);
+    let (owner, org) = tenant(&app).await;
+
+    let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
+    client.initialize("traveller").await;
+    let session = client.session_id.clone().unwrap();
+
+    // Same session id, other process: it restores the session from the event store.
+    let mut elsewhere = Mcp::new(format!("{}/s/acme-docs/mcp", second.base()));
+    elsewhere.session_id = Some(session.clone());
+    assert_eq!(elsewhere.tool_names().await, vec!["get_support"]);
+    let reply = elsewhere
+        .call_tool(
+            "get_support",
+            json!({ "title": "From the other instance", "description": "d" }),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+
+    // Ending it on the second instance ends it on the first.
+    assert_eq!(elsewhere.delete_session().await.status.as_u16() / 100, 2);
+    let reply = eventually(
+        "session ended everywhere",
+        Duration::from_secs(5),
+        || async {
+            let r = client.call("ping", json!({})).await;
+            (r.status == StatusCode::NOT_FOUND).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    let recorded = calls(&app, &owner, &org, 1).await;
+    assert_eq!(recorded[0]["session_id"], session.as_str());
+    let (_, detail) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/sessions/{session}"),
+            &owner.token,
+        )
+        .await;
+    assert!(detail["ended_at"].is_string() || detail["ended_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_2026_client_discovers_and_calls_statelessly_and_its_calls_group_into_sessions() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let client = Mcp::new(app.url("/s/acme-docs/mcp")).modern();
+    let discovered = client.call("server/discover", json!({})).await;
+    assert_eq!(discovered.status, StatusCode::OK, "{}", discovered.text);
+    let result = discovered.result();
+    assert!(result["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == MODERN));
+    assert_eq!(result["cacheScope"], "private");
+    assert!(discovered.session_id.is_none());
+
+    let listed = client.call("tools/list", json!({})).await;
+    assert_eq!(listed.result()["cacheScope"], "private");
+    for i in 0..3 {
+        let reply = client
+            .call_tool(
+                "get_support",
+                json!({ "title": format!("stateless {i}"), "description": "d" }),
+            )
+            .await;
+        assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    }
+    // Without the per-request metadata a 2026 request is refused.
+    let bare = client
+        .post_raw(json!({"jsonrpc":"2.0","id":9,"method":"tools/list","params":{}}).to_string())
+        .await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST, "{}", bare.text);
+
+    // Three stateless calls of one client, close together: one grouped session.
+    let sessions = eventually("grouped session", Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/sessions"), &owner.token)
+            .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        (items.first().is_some_and(|s| s["tool_calls"] == 3)).then_some(items)
+    })
+    .await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["era"], "grouped");
+    assert_eq!(sessions[0]["client_name"], "e2e-raw");
+}
+
+#[tokio::test]
+async fn tracking_ids_identify_end_users_and_auth_modes_are_enforced() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+            &owner.token,
+            json!({ "auth_mode": "tracking" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let refused = eventually("tracking mode in force", Duration::from_secs(5), || async {
+        let anonymous = Mcp::new(app.url("/s/acme-docs/mcp"));
+        let r = anonymous
+            .call(
+                "initialize",
+                json!({ "protocolVersion": LEGACY, "capabilities": {},
+                        "clientInfo": { "name": "anon", "version": "1" } }),
+            )
+            .await;
+        (r.status == StatusCode::FORBIDDEN).then_some(r)
+    })
+    .await;
+    assert!(refused.message()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tracking id"));
+
+    // First call with a new tracking id: a new end user; later calls are attributed to it.
+    let host = format!("acme-docs.localhost:{}", port(&app));
+    for _ in 0..2 {
+        let mut tracked = Mcp::new(app.url("/t/user-42/mcp")).with_host(host.clone());
+        tracked.initialize("tracked").await;
+        let reply = tracked
+            .call_tool(
+                "get_support",
+                json!({ "title": "Help", "description": "please", "email": "Dev@Example.com" }),
+            )
+            .await;
+        assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    }
+    let users = eventually("end user projected", Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/users"), &owner.token)
+            .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        (items.first().is_some_and(|u| u["tool_calls"] == 2)).then_some(items)
+    })
+    .await;
+    assert_eq!(users.len(), 1, "one end user for one tracking id");
+    assert_eq!(users[0]["tracking_ids"], json!(["user-42"]));
+    assert_eq!(users[0]["emails"], json!(["dev@example.com"]));
+    assert_eq!(users[0]["sessions"], 2);
+    let user_id = users[0]["id"].as_str().unwrap();
+    let (status, detail) = app
+        .get(&format!("/api/v1/orgs/{org}/users/{user_id}"), &owner.token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["recent_sessions"].as_array().unwrap().len(), 2);
+
+    // A malformed tracking id is a clear 400.
+    let bad = Mcp::new(app.url("/s/acme-docs/t/not%20ok/mcp"))
+        .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+
+    // OAuth mode is for a later release: a clear 401, not a hang or a 500.
+    app.patch(
+        &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+        &owner.token,
+        json!({ "auth_mode": "oauth" }),
+    )
+    .await;
+    let oauth = eventually("oauth mode in force", Duration::from_secs(5), || async {
+        let r = Mcp::new(app.url("/s/acme-docs/t/user-42/mcp"))
+            .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+            .await;
+        (r.status == StatusCode::UNAUTHORIZED).then_some(r)
+    })
+    .await;
+    assert!(oauth.text.contains("OAuth"));
+}
+
+#[tokio::test]
+async fn the_tool_list_follows_the_server_configuration() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
+    client.initialize("config-watcher").await;
+    assert_eq!(client.tool_names().await, vec!["get_support"]);
+
+    app.patch(
+        &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+        &owner.token,
+        json!({ "support_tool": false, "conformance_fixtures": true }),
+    )
+    .await;
+    // Even the open session sees the change (within the tenant cache's second).
+    let names = eventually("new tool list", Duration::from_secs(5), || async {
+        let names = client.tool_names().await;
+        (!names.contains(&"get_support".to_owned())).then_some(names)
+    })
+    .await;
+    assert!(names.contains(&"test_simple_text".to_owned()), "{names:?}");
+    let gone = client
+        .call_tool("get_support", json!({ "title": "t", "description": "d" }))
+        .await;
+    assert_eq!(gone.error_code(), Some(-32602), "{}", gone.text);
+}
+
+#[tokio::test]
+async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
+    client.initialize("hostile").await;
+
+    let parse = client.post_raw("{not json").await;
+    assert_eq!(parse.status, StatusCode::BAD_REQUEST, "{}", parse.text);
+    assert_eq!(parse.error_code(), Some(-32700));
+
+    let not_rpc = client.post_raw(r#"{"hello":"world"}"#).await;
+    assert_eq!(not_rpc.status.as_u16() / 100, 4, "{}", not_rpc.text);
+
+    // 2025-11-25 has no JSON-RPC batches.
+    let batch = client
+        .post_raw(
+            json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}])
+                .to_string(),
+        )
+        .await;
+    assert_eq!(batch.status.as_u16() / 100, 4, "{}", batch.text);
+
+    let unknown_method = client.call("tools/frobnicate", json!({})).await;
+    assert_eq!(
+        unknown_method.error_code(),
+        Some(-32601),
+        "{}",
+        unknown_method.text
+    );
+
+    let unknown_tool = client.call_tool("no_such_tool", json!({})).await;
+    assert_eq!(
+        unknown_tool.error_code(),
+        Some(-32602),
+        "{}",
+        unknown_tool.text
+    );
+
+    let wrong_types = client
+        .call_tool("get_support", json!({ "title": 42, "description": ["x"] }))
+        .await;
+    assert_eq!(wrong_types.result()["isError"], true);
+    let missing = client.call_tool("get_support", json!({})).await;
+    assert_eq!(missing.result()["isError"], true);
+    let bad_email = client
+        .call_tool(
+            "get_support",
+            json!({ "title": "t", "description": "d", "email": "nope" }),
+        )
+        .await;
+    assert_eq!(bad_email.result()["isError"], true);
+
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"get_support","arguments":{{"title":"t","description":"{}"}}}}}}"#,
+        "x".repeat(1024 * 1024 + 1024)
+    );
+    assert_eq!(
+        client.post_raw(huge).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    let bad_version = client
+        .send(
+            client
+                .request(Method::POST)
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", "1999-01-01")
+                .body(json!({"jsonrpc":"2.0","id":6,"method":"ping"}).to_string()),
+        )
+        .await;
+    assert_eq!(bad_version.status, StatusCode::BAD_REQUEST);
+
+    let wrong_accept = client
+        .send(
+            client
+                .http
+                .post(&client.url)
+                .header("accept", "text/html")
+                .header("content-type", "application/json")
+                .body(json!({"jsonrpc":"2.0","id":7,"method":"ping"}).to_string()),
+        )
+        .await;
+    assert_eq!(wrong_accept.status, StatusCode::NOT_ACCEPTABLE);
+
+    // Hosts and origins: no such server, not our host, a foreign page.
+    let nobody = Mcp::new(app.url("/mcp"))
+        .with_host(format!("nobody.localhost:{}", port(&app)))
+        .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    let bare_host = Mcp::new(app.url("/mcp"))
+        .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .await;
+    assert_eq!(bare_host.status, StatusCode::NOT_FOUND);
+    assert!(bare_host.text.contains("/s/{slug}/mcp"));
+    let rebinding = Mcp::new(app.url("/s/acme-docs/mcp"))
+        .with_host("evil.example")
+        .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .await;
+    assert_eq!(rebinding.status, StatusCode::FORBIDDEN);
+    let foreign = client
+        .send(
+            client
+                .request(Method::POST)
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", LEGACY)
+                .header("origin", "https://evil.example")
+                .body(json!({"jsonrpc":"2.0","id":8,"method":"ping"}).to_string()),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    let same_origin = client
+        .send(
+            client
+                .request(Method::POST)
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", LEGACY)
+                .header("origin", format!("http://{}", host_of(&app)))
+                .body(json!({"jsonrpc":"2.0","id":9,"method":"ping"}).to_string()),
+        )
+        .await;
+    assert_eq!(same_origin.status, StatusCode::OK, "{}", same_origin.text);
+
+    // An archived server answers no more, and its open sessions end with it.
+    let (status, _) = app
+        .delete(
+            &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status.as_u16() / 100, 2);
+    let archived = eventually("archived server gone", Duration::from_secs(5), || async {
+        let r = client.call("ping", json!({})).await;
+        (r.status == StatusCode::NOT_FOUND).then_some(r)
+    })
+    .await;
+    assert!(archived.text.contains("archived"), "{}", archived.text);
+
+    // The process is still healthy after all of that.
+    let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
