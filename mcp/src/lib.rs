@@ -295,15 +295,17 @@ impl McpEdge {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
-            AuthMode::Tracking if tracking_id.is_none() => return refuse(
-                StatusCode::FORBIDDEN,
-                INVALID_REQUEST,
-                format!(
+            AuthMode::Tracking if tracking_id.is_none() => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    INVALID_REQUEST,
+                    format!(
                     "{} identifies its users by tracking id: connect to .../t/{{tracking_id}}/mcp \
                          with the id the product gave you",
                     tenant.name
                 ),
-            ),
+                )
+            }
             _ => {}
         }
 

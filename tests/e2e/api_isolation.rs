@@ -31,6 +31,9 @@ fn route(method: Method, path: impl Into<String>, body: Option<Value>) -> Route 
     }
 }
 
+/// An id for routes that name an object; membership is checked before any object is looked up.
+const SOME_ID: &str = "3f2b4c1e-0000-4000-8000-000000000001";
+
 /// Every route under `/orgs/{org}`, aimed at objects of the victim's org.
 fn org_routes(victim: &User, server_id: &str, server_slug: &str) -> Vec<Route> {
     use Method as M;
@@ -89,6 +92,32 @@ fn org_routes(victim: &User, server_id: &str, server_slug: &str) -> Vec<Route> {
         route(M::GET, "/events?type=ServerCreated", None),
         route(M::GET, "/events/stream", None),
         route(M::GET, "/events/stream?after=0-0", None),
+        route(M::GET, "/tickets", None),
+        route(M::GET, "/tickets?status=new&limit=5", None),
+        route(M::GET, format!("/tickets/{SOME_ID}"), None),
+        route(
+            M::POST,
+            format!("/tickets/{SOME_ID}/status"),
+            Some(json!({ "status": "in_progress" })),
+        ),
+        route(
+            M::POST,
+            format!("/tickets/{SOME_ID}/comments"),
+            Some(json!({ "body": "hi" })),
+        ),
+        route(
+            M::POST,
+            format!("/tickets/{SOME_ID}/assign"),
+            Some(json!({ "member": victim.email })),
+        ),
+        route(M::GET, "/users", None),
+        route(M::GET, format!("/users/{SOME_ID}"), None),
+        route(M::GET, "/sessions", None),
+        route(M::GET, format!("/sessions/{SOME_ID}"), None),
+        route(M::GET, "/tool-calls", None),
+        route(M::GET, "/tool-calls?outcome=error&tool=get_support", None),
+        route(M::GET, "/analytics/tools", None),
+        route(M::GET, "/analytics/tools?bucket=minute", None),
     ];
     routes.push(Route {
         accept: Some("application/x-ndjson"),

@@ -15,6 +15,7 @@ mod event_store;
 mod faults;
 mod hostile_inputs;
 mod mcp_protocol;
+mod mcp_tickets;
 mod openapi;
 mod projections;
 mod review_fixes;
