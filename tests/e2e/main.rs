@@ -14,6 +14,7 @@ mod cli;
 mod event_store;
 mod faults;
 mod hostile_inputs;
+mod mcp_clients;
 mod mcp_protocol;
 mod mcp_tickets;
 mod openapi;
