@@ -85,7 +85,10 @@ async fn the_python_sdk_works_in_both_eras_and_across_instances() {
     ]);
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["results"][0]["is_error"], false, "{resumed}");
-    assert_eq!(resumed["terminate_status"].as_u64().map(|s| s / 100), Some(2));
+    assert_eq!(
+        resumed["terminate_status"].as_u64().map(|s| s / 100),
+        Some(2)
+    );
 
     // 2026 era: discover, then stateless calls; an unknown tool is a protocol error.
     let modern = py_client(&[
@@ -135,4 +138,89 @@ async fn the_python_sdk_works_in_both_eras_and_across_instances() {
         .filter_map(|s| s["era"].as_str())
         .collect();
     assert_eq!(eras, ["grouped", "protocol"].into_iter().collect());
+}
+
+/// rmcp's client needs a handler; ours has nothing to say back to the server.
+#[derive(Clone, Default)]
+struct QuietClient;
+
+impl rmcp::ClientHandler for QuietClient {}
+
+async fn rmcp_session(
+    url: &str,
+    lifecycle: rmcp::service::ClientLifecycleMode,
+) -> rmcp::service::RunningService<rmcp::RoleClient, QuietClient> {
+    use rmcp::service::ClientServiceExt;
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
+    QuietClient
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("rmcp client connects")
+}
+
+async fn rmcp_call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, QuietClient>,
+    title: &str,
+) -> rmcp::model::CallToolResult {
+    let arguments = json!({ "title": title, "description": "from rmcp" });
+    let params = rmcp::model::CallToolRequestParams::new("get_support")
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    client.call_tool(params).await.expect("tools/call")
+}
+
+#[tokio::test]
+async fn the_rmcp_client_works_in_both_eras() {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::service::ClientLifecycleMode;
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let url = app.url("/s/acme-docs/t/rust-user/mcp");
+
+    // 2025 era: initialize and a session.
+    let legacy = rmcp_session(&url, ClientLifecycleMode::Initialize).await;
+    let info = legacy.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("acme-docs")
+    );
+    let tools = legacy.list_all_tools().await.expect("tools/list");
+    assert_eq!(
+        tools.iter().map(|t| t.name.as_ref()).collect::<Vec<_>>(),
+        ["get_support"]
+    );
+    let result = rmcp_call(&legacy, "rmcp legacy").await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let unknown = legacy
+        .call_tool(rmcp::model::CallToolRequestParams::new("no_such_tool"))
+        .await;
+    assert!(unknown.is_err(), "unknown tool is a protocol error");
+    legacy.cancel().await.expect("close");
+
+    // 2026 era: server/discover and stateless calls.
+    let modern = rmcp_session(
+        &url,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await;
+    let result = rmcp_call(&modern, "rmcp modern").await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let tools = modern.list_all_tools().await.expect("tools/list");
+    assert_eq!(tools.len(), 1);
+    modern.cancel().await.expect("close");
+
+    let calls = eventually("rmcp calls recorded", Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/tool-calls"), &owner.token)
+            .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        (items.len() >= 3).then_some(items)
+    })
+    .await;
+    assert_eq!(
+        calls.iter().filter(|c| c["outcome"] == "error").count(),
+        1,
+        "the unknown tool is recorded as a failed call"
+    );
 }
