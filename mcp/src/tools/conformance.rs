@@ -1,14 +1,19 @@
 //! The conformance toolset: the fixtures the official MCP conformance suite
 //! (`@modelcontextprotocol/conformance`) calls, served by a real tenant whose admin switched on
 //! `conformance_fixtures`. Names, texts and data are the ones the suite compares against.
+//!
+//! Logging and sampling are deprecated by the 2026-07-28 revision (SEP-2577) but are still
+//! part of the 2025-11-25 one the suite checks, hence the module-wide allowance.
+#![allow(deprecated)]
 
 use super::{schema, CallContext};
 use rmcp::model::{
     CallToolResult, CompleteRequestParams, CompleteResult, CompletionInfo, ContentBlock,
-    GetPromptRequestParams, GetPromptResult, ImageContent, JsonObject, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, Prompt, PromptArgument, PromptMessage,
-    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
-    Role as PromptMessageRole, ServerCapabilities, Tool,
+    CreateMessageRequestParams, ElicitRequestParams, GetPromptRequestParams, GetPromptResult,
+    ImageContent, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, Prompt,
+    PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, Role as PromptMessageRole, ServerCapabilities, Tool,
 };
 use rmcp::ErrorData;
 use serde_json::json;
@@ -31,7 +36,13 @@ const TOOLS: &[&str] = &[
     "test_audio_content",
     "test_embedded_resource",
     "test_multiple_content_types",
+    "test_tool_with_logging",
+    "test_tool_with_progress",
     "test_error_handling",
+    "test_sampling",
+    "test_elicitation",
+    "test_elicitation_sep1034_defaults",
+    "test_elicitation_sep1330_enums",
 ];
 
 pub fn capabilities() -> ServerCapabilities {
@@ -81,8 +92,46 @@ pub fn tools() -> Vec<Tool> {
             empty_schema(),
         ),
         Tool::new(
+            "test_tool_with_logging",
+            "Tests tool that emits log messages during execution",
+            empty_schema(),
+        ),
+        Tool::new(
+            "test_tool_with_progress",
+            "Tests tool that reports progress notifications",
+            empty_schema(),
+        ),
+        Tool::new(
             "test_error_handling",
             "Tests error response handling",
+            empty_schema(),
+        ),
+        Tool::new(
+            "test_sampling",
+            "Tests server-initiated sampling (LLM completion request)",
+            schema(json!({
+                "type": "object",
+                "properties": { "prompt": { "type": "string", "description": "The prompt to send to the LLM" } },
+                "required": ["prompt"]
+            })),
+        ),
+        Tool::new(
+            "test_elicitation",
+            "Tests server-initiated elicitation (user input request)",
+            schema(json!({
+                "type": "object",
+                "properties": { "message": { "type": "string", "description": "The message to show the user" } },
+                "required": ["message"]
+            })),
+        ),
+        Tool::new(
+            "test_elicitation_sep1034_defaults",
+            "Tests elicitation with default values for all primitive types (SEP-1034)",
+            empty_schema(),
+        ),
+        Tool::new(
+            "test_elicitation_sep1330_enums",
+            "Tests elicitation with enum schema improvements (SEP-1330)",
             empty_schema(),
         ),
     ]
@@ -97,12 +146,194 @@ fn embedded_text(uri: &str, text: &str) -> ContentBlock {
     })
 }
 
+/// Whether the caller speaks a revision in which the server may send requests back (sampling,
+/// elicitation); 2026-07-28 forbids them.
+fn may_request_client(cx: &CallContext<'_>) -> bool {
+    cx.request
+        .protocol_version()
+        .is_none_or(|v| v.as_str() < "2026-07-28")
+}
+
+fn text_of(arguments: &JsonObject, field: &str, default: &str) -> String {
+    arguments
+        .get(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+fn client_failed(what: &str, e: impl std::fmt::Display) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("{what} failed: {e}"))])
+}
+
+/// Sends `elicitation/create` with a form schema given as JSON.
+async fn elicit(cx: &CallContext<'_>, message: &str, schema: serde_json::Value) -> CallToolResult {
+    if !may_request_client(cx) {
+        return CallToolResult::error(vec![ContentBlock::text(
+            "elicitation needs a 2025-era session: this protocol revision has no server requests",
+        )]);
+    }
+    let params: ElicitRequestParams = match serde_json::from_value(json!({
+        "mode": "form",
+        "message": message,
+        "requestedSchema": schema,
+    })) {
+        Ok(p) => p,
+        Err(e) => return client_failed("building the elicitation", e),
+    };
+    match cx.peer.create_elicitation(params).await {
+        Ok(result) => CallToolResult::success(vec![ContentBlock::text(format!(
+            "Elicitation completed: action={}, content={}",
+            serde_json::to_value(&result.action).unwrap_or_default(),
+            result.content.unwrap_or_default()
+        ))]),
+        Err(e) => client_failed("elicitation", e),
+    }
+}
+
 pub async fn call(
-    _cx: &CallContext<'_>,
+    cx: &CallContext<'_>,
     name: &str,
-    _arguments: &JsonObject,
+    arguments: &JsonObject,
 ) -> Result<CallToolResult, ErrorData> {
     Ok(match name {
+        "test_tool_with_logging" => {
+            for step in [
+                "Tool execution started",
+                "Tool processing data",
+                "Tool execution completed",
+            ] {
+                let sent = cx
+                    .peer
+                    .notify_logging_message(LoggingMessageNotificationParam::new(
+                        LoggingLevel::Info,
+                        json!(step),
+                    ))
+                    .await;
+                if let Err(e) = sent {
+                    return Ok(client_failed("logging", e));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            CallToolResult::success(vec![ContentBlock::text(
+                "Tool with logging executed successfully",
+            )])
+        }
+        "test_tool_with_progress" => {
+            let token = cx.request.meta.get_progress_token();
+            if let Some(token) = &token {
+                for (i, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+                    let mut param = ProgressNotificationParam::new(token.clone(), progress);
+                    param.total = Some(100.0);
+                    param.message = Some(format!("Completed step {i} of 2"));
+                    if let Err(e) = cx.peer.notify_progress(param).await {
+                        return Ok(client_failed("progress", e));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+            let text = token
+                .map(|t| match serde_json::to_value(&t) {
+                    Ok(serde_json::Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(_) => String::new(),
+                })
+                .unwrap_or_else(|| "no progress token".to_owned());
+            CallToolResult::success(vec![ContentBlock::text(text)])
+        }
+        "test_sampling" => {
+            if !may_request_client(cx) {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(
+                    "sampling needs a 2025-era session: this protocol revision has no server requests",
+                )]));
+            }
+            let prompt = text_of(arguments, "prompt", "Hello");
+            let params: CreateMessageRequestParams = match serde_json::from_value(json!({
+                "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+                "maxTokens": 100,
+            })) {
+                Ok(p) => p,
+                Err(e) => return Ok(client_failed("building the sampling request", e)),
+            };
+            let reply = cx.peer.create_message(params).await;
+            match reply {
+                Ok(result) => {
+                    let content = serde_json::to_value(&result.message.content).unwrap_or_default();
+                    let text = content["text"].as_str().map(str::to_owned).unwrap_or_else(|| content.to_string());
+                    CallToolResult::success(vec![ContentBlock::text(format!("LLM response: {text}"))])
+                }
+                Err(e) => client_failed("sampling", e),
+            }
+        }
+        "test_elicitation" => {
+            let message = text_of(arguments, "message", "Please provide your information");
+            elicit(
+                cx,
+                &message,
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "username": { "type": "string", "description": "User's response" },
+                        "email": { "type": "string", "description": "User's email address" }
+                    },
+                    "required": ["username", "email"]
+                }),
+            )
+            .await
+        }
+        "test_elicitation_sep1034_defaults" => {
+            elicit(
+                cx,
+                "Please review and update the form fields with defaults",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string", "description": "User name", "default": "John Doe" },
+                        "age": { "type": "integer", "description": "User age", "default": 30 },
+                        "score": { "type": "number", "description": "User score", "default": 95.5 },
+                        "status": { "type": "string", "description": "User status",
+                                    "enum": ["active", "inactive", "pending"], "default": "active" },
+                        "verified": { "type": "boolean", "description": "Verification status", "default": true }
+                    },
+                    "required": []
+                }),
+            )
+            .await
+        }
+        "test_elicitation_sep1330_enums" => {
+            elicit(
+                cx,
+                "Please select options from the enum fields",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "untitledSingle": { "type": "string", "description": "Choose an option",
+                                            "enum": ["option1", "option2", "option3"] },
+                        "titledSingle": { "type": "string", "description": "Choose a titled option",
+                                          "oneOf": [
+                                              { "const": "value1", "title": "First Option" },
+                                              { "const": "value2", "title": "Second Option" },
+                                              { "const": "value3", "title": "Third Option" }
+                                          ] },
+                        "legacyEnum": { "type": "string", "description": "Choose a legacy option",
+                                        "enum": ["opt1", "opt2", "opt3"],
+                                        "enumNames": ["Option One", "Option Two", "Option Three"] },
+                        "untitledMulti": { "type": "array", "description": "Choose multiple options",
+                                           "minItems": 1, "maxItems": 3,
+                                           "items": { "type": "string", "enum": ["option1", "option2", "option3"] } },
+                        "titledMulti": { "type": "array", "description": "Choose multiple titled options",
+                                         "minItems": 1, "maxItems": 3,
+                                         "items": { "anyOf": [
+                                             { "const": "value1", "title": "First Choice" },
+                                             { "const": "value2", "title": "Second Choice" },
+                                             { "const": "value3", "title": "Third Choice" }
+                                         ] } }
+                    },
+                    "required": []
+                }),
+            )
+            .await
+        }
         "test_simple_text" => CallToolResult::success(vec![ContentBlock::text(
             "This is a simple text response for testing.",
         )]),
