@@ -60,6 +60,10 @@ call("/api/v1/orgs/conformance/servers", {"name": "Conformance", "slug": "everyt
 PY
 
 URL="http://localhost:$PORT/s/everything/mcp"
+if [ -n "${CONFORMANCE_ONLY:-}" ]; then
+  (cd "$TOOLS/conformance/alpha" && npx --no-install conformance server --url "$URL" $CONFORMANCE_ONLY)
+  exit $?
+fi
 status=0
 echo "== conformance 2025-11-25 (suite $(cd "$TOOLS/conformance/stable" && node -p 'require("@modelcontextprotocol/conformance/package.json").version'))"
 (cd "$TOOLS/conformance/stable" && npx --no-install conformance server --url "$URL" \

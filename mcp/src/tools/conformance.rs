@@ -43,6 +43,9 @@ const TOOLS: &[&str] = &[
     "test_elicitation",
     "test_elicitation_sep1034_defaults",
     "test_elicitation_sep1330_enums",
+    "test_missing_capability",
+    "test_streaming_elicitation",
+    "test_logging_tool",
 ];
 
 pub fn capabilities() -> ServerCapabilities {
@@ -134,6 +137,21 @@ pub fn tools() -> Vec<Tool> {
             "Tests elicitation with enum schema improvements (SEP-1330)",
             empty_schema(),
         ),
+        Tool::new(
+            "test_missing_capability",
+            "Needs the client's sampling capability; refuses with -32021 without it",
+            empty_schema(),
+        ),
+        Tool::new(
+            "test_streaming_elicitation",
+            "Streams progress, never a server request, then completes",
+            empty_schema(),
+        ),
+        Tool::new(
+            "test_logging_tool",
+            "Logs only when the request asks for a log level",
+            empty_schema(),
+        ),
     ]
 }
 
@@ -197,6 +215,43 @@ pub async fn call(
     arguments: &JsonObject,
 ) -> Result<CallToolResult, ErrorData> {
     Ok(match name {
+        "test_missing_capability" => {
+            let has_sampling = cx
+                .request
+                .client_capabilities()
+                .is_some_and(|c| c.sampling.is_some());
+            if !has_sampling {
+                let required: rmcp::model::ClientCapabilities =
+                    serde_json::from_value(json!({ "sampling": {} })).unwrap_or_default();
+                return Err(ErrorData::missing_required_client_capability(required));
+            }
+            CallToolResult::success(vec![ContentBlock::text(
+                "the client can sample, so this tool could ask it to",
+            )])
+        }
+        "test_streaming_elicitation" => {
+            if let Some(token) = cx.request.meta.get_progress_token() {
+                let _ = cx
+                    .peer
+                    .notify_progress(ProgressNotificationParam::new(token, 1.0))
+                    .await;
+            }
+            CallToolResult::success(vec![ContentBlock::text(
+                "streamed without asking the client anything",
+            )])
+        }
+        "test_logging_tool" => {
+            if let Some(level) = cx.request.meta.log_level() {
+                let _ = cx
+                    .peer
+                    .notify_logging_message(LoggingMessageNotificationParam::new(
+                        level,
+                        json!("logged because the request asked for it"),
+                    ))
+                    .await;
+            }
+            CallToolResult::success(vec![ContentBlock::text("logging tool done")])
+        }
         "test_tool_with_logging" => {
             for step in [
                 "Tool execution started",
