@@ -128,6 +128,14 @@ impl Runtime {
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        // Responses (SSE frames above all) go out at once instead of waiting on Nagle's
+        // algorithm and the peer's delayed ACK, which would add ~40 ms to every MCP call.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

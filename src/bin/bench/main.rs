@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+mod mcp_load;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Parser)]
@@ -55,6 +57,19 @@ enum Bench {
         #[arg(long)]
         keep: bool,
     },
+    /// MCP tool calls against a running mcplatform: virtual clients that initialize once, then
+    /// call a read-only tool and `get_support` as fast as they can.
+    Mcp {
+        /// Base URL of a running mcplatform (`mcplatform up`).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent virtual clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+    },
 }
 
 /// A tool-call-sized fact: what the hot path records most.
@@ -89,6 +104,11 @@ fn sample_event() -> BenchEvent {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Bench::Mcp {
+            url,
+            seconds,
+            clients,
+        } => mcp_load::run(&url, seconds, &clients).await,
         Bench::Store {
             seconds,
             rebuild_events,
@@ -132,7 +152,7 @@ async fn scratch_database(server: &str, pool_size: u32) -> anyhow::Result<Scratc
     Ok(Scratch { admin, name, pool })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -140,7 +160,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
