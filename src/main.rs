@@ -6,6 +6,11 @@ mod database;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
+
+/// The hot MCP path allocates per call (JSON-RPC parsing, SSE frames, event payloads); mimalloc
+/// keeps that cheaper than the system allocator under many threads of short-lived allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use config::Config;
 
 #[derive(Debug, Parser)]
