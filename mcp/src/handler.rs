@@ -174,7 +174,7 @@ impl ServerHandler for McpHandler {
             peer: &context.peer,
             request: &context,
         };
-        let outcome = tools::call(&cx, &request.name, &arguments).await;
+        let outcome = tools::call(&cx, &request, &arguments).await;
         let client = context.client_info();
         recording::record(
             &self.core,
@@ -186,7 +186,7 @@ impl ServerHandler for McpHandler {
             client.as_ref(),
         )
         .await?;
-        outcome.map(CallToolResponse::from)
+        outcome
     }
 
     async fn list_prompts(
@@ -204,6 +204,9 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         fixtures_only(&served(&context)?)?;
+        if request.name == tools::conformance_rounds::PROMPT {
+            return tools::conformance_rounds::get_prompt(&request);
+        }
         conformance::get_prompt(request).map(Into::into)
     }
 

@@ -48,6 +48,9 @@ pub struct McpConfig {
     /// Browser origins allowed besides the request's own host (for example a web-based MCP
     /// inspector). Requests without `Origin` (IDE agents, CLIs) are not affected.
     pub allowed_origins: Vec<String>,
+    /// Key (at least 32 bytes, derived from the platform secret) that seals the
+    /// `requestState` of multi-round requests, so any instance can open it.
+    pub request_state_key: Vec<u8>,
 }
 
 /// What the handler and the tools share.
@@ -57,6 +60,7 @@ pub struct Core {
     pub tenants: TenantCache,
     pub identities: Identities,
     pub sessions: Arc<Sessions>,
+    pub request_states: rmcp::model::RequestStateCodec,
 }
 
 pub struct McpEdge {
@@ -69,7 +73,10 @@ pub struct McpEdge {
 impl McpEdge {
     pub fn new(store: EventStore, config: McpConfig) -> Arc<Self> {
         let sessions = Arc::new(Sessions::new(store.clone()));
+        let request_states =
+            rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let core = Arc::new(Core {
+            request_states,
             store: store.clone(),
             config,
             tenants: TenantCache::default(),

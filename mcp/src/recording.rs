@@ -5,7 +5,7 @@ use crate::handler::Served;
 use crate::Core;
 use commands::services::tool_calls;
 use domain::tool_call::{Outcome, ToolCallRecord};
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject};
 use rmcp::ErrorData;
 use serde_json::Value;
 use std::time::Duration;
@@ -24,12 +24,12 @@ pub async fn record(
     served: &Served,
     tool: &str,
     arguments: &JsonObject,
-    outcome: &Result<CallToolResult, ErrorData>,
+    outcome: &Result<CallToolResponse, ErrorData>,
     duration: Duration,
     client: Option<&Implementation>,
 ) -> Result<(), ErrorData> {
     let (outcome, error) = match outcome {
-        Ok(result) if result.is_error == Some(true) => (
+        Ok(CallToolResponse::Complete(result)) if result.is_error == Some(true) => (
             Outcome::Error,
             Some(error_text(result).unwrap_or_else(|| "tool error".to_owned())),
         ),

@@ -118,6 +118,10 @@ impl Runtime {
                 base_domain: self.config.base_domain.to_ascii_lowercase(),
                 extra_hosts: self.config.extra_hosts.clone(),
                 allowed_origins: self.config.mcp_allowed_origins.clone(),
+                request_state_key: api::auth::tokens::derive_key(
+                    secret.expose().as_bytes(),
+                    "mcp request state",
+                ),
             },
         );
         let app = api::router(state).merge(mcp::router(edge.clone()));

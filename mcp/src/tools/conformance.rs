@@ -427,6 +427,11 @@ pub async fn call(
 pub fn list_prompts() -> ListPromptsResult {
     ListPromptsResult::with_all_items(vec![
         Prompt::new(
+            super::conformance_rounds::PROMPT,
+            Some("A prompt that first asks the client for context (SEP-2322)"),
+            None,
+        ),
+        Prompt::new(
             "test_simple_prompt",
             Some("A simple prompt without arguments"),
             None,

@@ -1,13 +1,16 @@
 //! The tools a hosted server offers, chosen by its configuration.
 
 pub mod conformance;
+pub mod conformance_rounds;
 pub mod support;
 
 use crate::identity::Caller;
 use crate::tenant::Tenant;
 use crate::Core;
 use domain::EventMetadata;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool,
+};
 use rmcp::ErrorData;
 use serde_json::Value;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ pub fn list(tenant: &Tenant) -> Vec<Tool> {
     }
     if tenant.conformance_fixtures {
         tools.extend(conformance::tools());
+        tools.extend(conformance_rounds::tools());
     }
     tools
 }
@@ -39,13 +43,25 @@ pub fn list(tenant: &Tenant) -> Vec<Tool> {
 /// itself.
 pub async fn call(
     cx: &CallContext<'_>,
-    name: &str,
+    request: &CallToolRequestParams,
     arguments: &JsonObject,
-) -> Result<CallToolResult, ErrorData> {
+) -> Result<CallToolResponse, ErrorData> {
+    let name = request.name.as_ref();
     match name {
-        support::NAME if cx.tenant.support_tool => support::call(cx, arguments).await,
+        support::NAME if cx.tenant.support_tool => {
+            support::call(cx, arguments).await.map(Into::into)
+        }
         _ if cx.tenant.conformance_fixtures && conformance::has_tool(name) => {
-            conformance::call(cx, name, arguments).await
+            conformance::call(cx, name, arguments).await.map(Into::into)
+        }
+        _ if cx.tenant.conformance_fixtures && conformance_rounds::TOOLS.contains(&name) => {
+            conformance_rounds::call(
+                cx,
+                name,
+                request.input_responses.as_ref(),
+                request.request_state.as_deref(),
+            )
+            .await
         }
         _ => Err(ErrorData::invalid_params(
             format!("unknown tool: {name}"),

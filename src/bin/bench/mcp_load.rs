@@ -46,7 +46,10 @@ async fn set_up(http: &Client, base: &str) -> anyhow::Result<Tenant> {
     )
     .await
     .context("signing up the bench user (is mcplatform running at --url?)")?;
-    let token = signup["access_token"].as_str().unwrap_or_default().to_owned();
+    let token = signup["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let slug = format!("bench-{id}");
     let org = post(
         http,
@@ -221,7 +224,10 @@ async fn recorded(http: &Client, tenant: &Tenant, expected: u64) -> anyhow::Resu
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let body: Value = http
-            .get(format!("{}/api/v1/orgs/{}/dashboard", tenant.base, tenant.org))
+            .get(format!(
+                "{}/api/v1/orgs/{}/dashboard",
+                tenant.base, tenant.org
+            ))
             .bearer_auth(&tenant.token)
             .send()
             .await?
@@ -272,7 +278,10 @@ pub async fn run(base: &str, seconds: u64, clients: &[usize]) -> anyhow::Result<
     let seen = recorded(&http, &tenant, total).await?;
     println!("recorded tool calls: {seen} of {total} answered (dashboard, via the projections)");
     if seen < total {
-        bail!("{} answered calls are missing from the read models", total - seen);
+        bail!(
+            "{} answered calls are missing from the read models",
+            total - seen
+        );
     }
     Ok(())
 }
