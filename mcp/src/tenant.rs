@@ -30,9 +30,12 @@ pub const TENANT_TTL: Duration = Duration::from_secs(1);
 /// Bound on cached slugs, so a client probing random hosts cannot grow memory without limit.
 const MAX_CACHED: usize = 10_000;
 
+/// When a slug was resolved, and to what (`None`: no such active server).
+type Resolved = (Instant, Option<Arc<Tenant>>);
+
 #[derive(Default)]
 pub struct TenantCache {
-    entries: RwLock<HashMap<String, (Instant, Option<Arc<Tenant>>)>>,
+    entries: RwLock<HashMap<String, Resolved>>,
 }
 
 impl TenantCache {

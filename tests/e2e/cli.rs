@@ -12,7 +12,14 @@ async fn projections_list_and_status_describe_every_projection() {
     let out = app.env.cli(&["projections", "list"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["organizations", "servers", "dashboard", "audit_log"] {
+    for name in [
+        "organizations",
+        "servers",
+        "dashboard",
+        "audit_log",
+        "usage",
+        "tickets",
+    ] {
         assert!(text.contains(name), "{text}");
     }
     let owner = app.signup("owner@acme.dev").await;
@@ -30,10 +37,10 @@ async fn projections_list_and_status_describe_every_projection() {
         },
     )
     .await;
-    assert_eq!(rows.as_array().unwrap().len(), 4);
+    assert_eq!(rows.as_array().unwrap().len(), 6);
     for row in rows.as_array().unwrap() {
-        // Servers reads only server streams, and there are none yet.
-        if row["projection"] != "servers" {
+        // These read only server and MCP streams, and there are none yet.
+        if !["servers", "usage", "tickets"].contains(&row["projection"].as_str().unwrap()) {
             assert_ne!(row["checkpoint"], "0-0", "{row}");
         }
     }

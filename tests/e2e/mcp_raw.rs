@@ -23,10 +23,10 @@ impl Reply {
         if self.content_type.starts_with("text/event-stream") {
             self.text
                 .lines()
+                .rev()
                 .filter_map(|l| l.strip_prefix("data:"))
                 .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-                .filter(|v| v.get("result").is_some() || v.get("error").is_some())
-                .last()
+                .find(|v| v.get("result").is_some() || v.get("error").is_some())
                 .unwrap_or(Value::Null)
         } else {
             serde_json::from_str(&self.text).unwrap_or(Value::Null)

@@ -26,6 +26,9 @@ pub const GROUPED_SESSION_GAP_MINUTES: i64 = 30;
 
 pub struct UsageProjection;
 
+/// A row of the hourly rollup: org, hour, server, tool.
+type HourKey = (Uuid, DateTime<Utc>, Uuid, String);
+
 #[derive(Default)]
 struct SessionDelta {
     org_id: Uuid,
@@ -103,8 +106,7 @@ impl Projection for UsageProjection {
             let mut calls: Vec<(Uuid, Uuid, DateTime<Utc>, ToolCallRecord)> = Vec::new();
             let mut session_deltas: HashMap<String, SessionDelta> = HashMap::new();
             let mut user_deltas: HashMap<(Uuid, Uuid), EndUserDelta> = HashMap::new();
-            let mut hourly_deltas: BTreeMap<(Uuid, DateTime<Utc>, Uuid, String), (i64, i64)> =
-                BTreeMap::new();
+            let mut hourly_deltas: BTreeMap<HourKey, (i64, i64)> = BTreeMap::new();
             let mut groups: HashMap<String, Option<OpenGroup>> = HashMap::new();
             let mut new_groups: Vec<NewGroup> = Vec::new();
 
