@@ -5,6 +5,7 @@
 //! session they name is a live session of that server. rmcp's Streamable HTTP service then
 //! speaks the protocol (both eras), and [`handler::McpHandler`] answers it for that tenant.
 
+mod coalesce;
 pub mod handler;
 pub mod identity;
 pub mod recording;
@@ -422,7 +423,7 @@ impl McpEdge {
                 "Parse error: the body is not a JSON-RPC message",
             );
         }
-        response.map(Body::new)
+        response.map(|body| Body::new(coalesce::Coalesce::new(body)))
     }
 
     fn metadata(&self, request: &Request, tenant: &Tenant) -> EventMetadata {
