@@ -376,6 +376,7 @@ impl McpEdge {
             }
         }
 
+        let is_post = request.method() == Method::POST;
         let sent_json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -423,7 +424,17 @@ impl McpEdge {
                 "Parse error: the body is not a JSON-RPC message",
             );
         }
-        response.map(|body| Body::new(coalesce::Coalesce::new(body)))
+        let (parts, body) = response.into_parts();
+        let mut body = coalesce::Coalesce::new(body);
+        let streamed = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if is_post && streamed {
+            let first = coalesce::read_to_first_message(&mut body).await;
+            return Response::from_parts(parts, Body::new(coalesce::Prefixed::new(first, body)));
+        }
+        Response::from_parts(parts, Body::new(body))
     }
 
     fn metadata(&self, request: &Request, tenant: &Tenant) -> EventMetadata {
