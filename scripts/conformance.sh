@@ -16,7 +16,9 @@ PORT=${CONFORMANCE_PORT:-18471}
 DB="mcpl_conformance_$$"
 export PATH="$TOOLS/bin:$PATH"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
-export MCPLATFORM_NATS_PREFIX="conf$$"
+# One stream for every run: messages of earlier runs belong to other event stores and are
+# skipped by the projectors.
+export MCPLATFORM_NATS_PREFIX="mcplconformance"
 export MCPLATFORM_BIND="127.0.0.1:$PORT"
 export MCPLATFORM_SECRET="conformance-run-secret-0123456789"
 export RUST_LOG=${RUST_LOG:-warn}

@@ -262,6 +262,11 @@ impl Worker {
                 continue; // already applied (redelivery, or covered by a rebuild)
             }
             next.cursor = cursor;
+            // The subject ends in `{aggregate}.{event}`: skip unwanted events undecoded.
+            let aggregate = incoming.message.subject.rsplit('.').nth(1);
+            if aggregate.is_some_and(|a| !self.projection.wants(a)) {
+                continue;
+            }
             let event: StoredEvent = serde_json::from_slice(&incoming.message.payload)
                 .map_err(commands::StoreError::Encode)?;
             if self.projection.wants(&event.aggregate_type) {

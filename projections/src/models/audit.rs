@@ -28,6 +28,10 @@ impl Projection for AuditProjection {
         &["rm_audit_log"]
     }
 
+    fn wants(&self, aggregate_type: &str) -> bool {
+        !NOT_AUDITED.contains(&aggregate_type)
+    }
+
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,

@@ -299,45 +299,93 @@ impl Projection for UsageProjection {
             if !calls.is_empty() {
                 insert_calls(conn, &tool_calls, &calls).await?;
             }
-            for (session_id, d) in &session_deltas {
+            // One statement per table, whatever the batch holds (UPDATE ... FROM UNNEST).
+            if !session_deltas.is_empty() {
+                let mut orgs = Vec::new();
+                let mut ids = Vec::new();
+                let mut calls_n = Vec::new();
+                let mut errors_n = Vec::new();
+                let mut seen: Vec<Option<DateTime<Utc>>> = Vec::new();
+                for (session_id, d) in &session_deltas {
+                    orgs.push(d.org_id);
+                    ids.push(session_id.as_str());
+                    calls_n.push(d.calls);
+                    errors_n.push(d.errors);
+                    seen.push(d.last_seen);
+                }
                 sqlx::query(&format!(
-                    "UPDATE {sessions} SET tool_calls = tool_calls + $3, errors = errors + $4, \
-                     last_seen = GREATEST(last_seen, $5) WHERE org_id = $1 AND session_id = $2"
+                    "UPDATE {sessions} AS s SET tool_calls = s.tool_calls + u.calls, \
+                     errors = s.errors + u.errors, last_seen = GREATEST(s.last_seen, u.seen) \
+                     FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], \
+                     $5::timestamptz[]) AS u(org_id, session_id, calls, errors, seen) \
+                     WHERE s.org_id = u.org_id AND s.session_id = u.session_id"
                 ))
-                .bind(d.org_id)
-                .bind(session_id)
-                .bind(d.calls)
-                .bind(d.errors)
-                .bind(d.last_seen)
+                .bind(&orgs)
+                .bind(&ids)
+                .bind(&calls_n)
+                .bind(&errors_n)
+                .bind(&seen)
                 .execute(&mut *conn)
                 .await?;
             }
-            for ((org_id, user), d) in &user_deltas {
+            if !user_deltas.is_empty() {
+                let mut orgs = Vec::new();
+                let mut ids = Vec::new();
+                let mut calls_n = Vec::new();
+                let mut sessions_n = Vec::new();
+                let mut seen: Vec<Option<DateTime<Utc>>> = Vec::new();
+                for ((org_id, user), d) in &user_deltas {
+                    orgs.push(*org_id);
+                    ids.push(*user);
+                    calls_n.push(d.calls);
+                    sessions_n.push(d.sessions);
+                    seen.push(d.last_seen);
+                }
                 sqlx::query(&format!(
-                    "UPDATE {end_users} SET tool_calls = tool_calls + $3, sessions = sessions + $4, \
-                     last_seen = GREATEST(last_seen, COALESCE($5, last_seen)) \
-                     WHERE org_id = $1 AND end_user_id = $2"
+                    "UPDATE {end_users} AS e SET tool_calls = e.tool_calls + u.calls, \
+                     sessions = e.sessions + u.sessions, \
+                     last_seen = GREATEST(e.last_seen, COALESCE(u.seen, e.last_seen)) \
+                     FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], \
+                     $5::timestamptz[]) AS u(org_id, end_user_id, calls, sessions, seen) \
+                     WHERE e.org_id = u.org_id AND e.end_user_id = u.end_user_id"
                 ))
-                .bind(org_id)
-                .bind(user)
-                .bind(d.calls)
-                .bind(d.sessions)
-                .bind(d.last_seen)
+                .bind(&orgs)
+                .bind(&ids)
+                .bind(&calls_n)
+                .bind(&sessions_n)
+                .bind(&seen)
                 .execute(&mut *conn)
                 .await?;
             }
-            for ((org_id, hour, server_id, tool), (n, errors)) in &hourly_deltas {
+            if !hourly_deltas.is_empty() {
+                let mut orgs = Vec::new();
+                let mut hours = Vec::new();
+                let mut servers = Vec::new();
+                let mut tools = Vec::new();
+                let mut calls_n = Vec::new();
+                let mut errors_n = Vec::new();
+                for ((org_id, hour, server_id, tool), (n, errors)) in &hourly_deltas {
+                    orgs.push(*org_id);
+                    hours.push(*hour);
+                    servers.push(*server_id);
+                    tools.push(tool.as_str());
+                    calls_n.push(*n);
+                    errors_n.push(*errors);
+                }
+                // The keys are distinct (a BTreeMap's), as ON CONFLICT needs.
                 sqlx::query(&format!(
                     "INSERT INTO {hourly} AS h (org_id, hour, server_id, tool, calls, errors) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, hour, server_id, tool) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], \
+                     $5::bigint[], $6::bigint[]) \
+                     ON CONFLICT (org_id, hour, server_id, tool) \
                      DO UPDATE SET calls = h.calls + EXCLUDED.calls, errors = h.errors + EXCLUDED.errors"
                 ))
-                .bind(org_id)
-                .bind(hour)
-                .bind(server_id)
-                .bind(tool)
-                .bind(n)
-                .bind(errors)
+                .bind(&orgs)
+                .bind(&hours)
+                .bind(&servers)
+                .bind(&tools)
+                .bind(&calls_n)
+                .bind(&errors_n)
                 .execute(&mut *conn)
                 .await?;
             }
