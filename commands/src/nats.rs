@@ -9,6 +9,21 @@ pub const HEADER_EVENT_TYPE: &str = "Mcpl-Event-Type";
 pub const HEADER_EVENT_VERSION: &str = "Mcpl-Event-Version";
 pub const HEADER_ORG_ID: &str = "Mcpl-Org-Id";
 
+/// Aggregates of end users' activity on the MCP edge: by far the most events, read by the
+/// usage read models only. Their subjects carry the class `activity`, everything else `org`,
+/// so a consumer of org administration (audit log, dashboard) never receives a tool call
+/// (NATS 2.9 allows one filter subject per consumer).
+pub const ACTIVITY_AGGREGATES: &[&str] = &["end_user", "mcp_session", "tool_call"];
+
+/// `activity` or `org`: the subject class of an aggregate type.
+pub fn class_of(aggregate_type: &str) -> &'static str {
+    if ACTIVITY_AGGREGATES.contains(&aggregate_type) {
+        "activity"
+    } else {
+        "org"
+    }
+}
+
 /// Names derived from the deployment's prefix (`MCPLATFORM_NATS_PREFIX`), so deployments and
 /// test runs sharing one NATS server never mix.
 #[derive(Debug, Clone)]
@@ -38,21 +53,40 @@ impl Topology {
         format!("{}.events.>", self.prefix)
     }
 
-    /// `{prefix}.events.{org_id|platform}.{aggregate_type}.{event_type}`.
+    /// `{prefix}.events.{class}.{org_id|platform}.{aggregate_type}.{event_type}`, with the
+    /// class from [`class_of`].
     pub fn subject_for(&self, event: &StoredEvent) -> String {
         let org = event
             .org_id
             .map(|o| o.to_string())
             .unwrap_or_else(|| "platform".to_owned());
         format!(
-            "{}.events.{}.{}.{}",
-            self.prefix, org, event.aggregate_type, event.event_type
+            "{}.events.{}.{}.{}.{}",
+            self.prefix,
+            class_of(&event.aggregate_type),
+            org,
+            event.aggregate_type,
+            event.event_type
+        )
+    }
+
+    /// Every subject of one class.
+    pub fn class_subjects(&self, class: &str) -> String {
+        format!("{}.events.{class}.>", self.prefix)
+    }
+
+    /// Every subject of one aggregate type.
+    pub fn aggregate_subjects(&self, aggregate_type: &str) -> String {
+        format!(
+            "{}.events.{}.*.{aggregate_type}.>",
+            self.prefix,
+            class_of(aggregate_type)
         )
     }
 
     /// Subjects of one org, for live tails.
     pub fn org_subjects(&self, org_id: uuid::Uuid) -> String {
-        format!("{}.events.{}.>", self.prefix, org_id)
+        format!("{}.events.*.{}.>", self.prefix, org_id)
     }
 
     /// The durable consumer of a projection.

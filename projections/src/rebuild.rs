@@ -107,8 +107,13 @@ pub async fn rebuild(
         // Each page commits on its own: a long write transaction would hold back every
         // reader's snapshot horizon (and so the relay).
         let mut page_tx = conn.begin().await?;
+        let wanted: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| projection.wants(&e.aggregate_type))
+            .cloned()
+            .collect();
         projection
-            .apply(&mut page_tx, Tables::SHADOW, &events)
+            .apply(&mut page_tx, Tables::SHADOW, &wanted)
             .await?;
         page_tx.commit().await?;
         applied += events.len() as u64;
@@ -132,7 +137,8 @@ pub async fn rebuild(
     let mut swap = conn.begin().await?;
     let live = checkpoint::lock(&mut swap, name).await?;
     if live.cursor > rebuilt {
-        let catch_up = read_between(&mut swap, &filter, rebuilt, live.cursor).await?;
+        let mut catch_up = read_between(&mut swap, &filter, rebuilt, live.cursor).await?;
+        catch_up.retain(|e| projection.wants(&e.aggregate_type));
         if !catch_up.is_empty() {
             applied += catch_up.len() as u64;
             projection

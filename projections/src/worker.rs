@@ -9,6 +9,7 @@ use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use commands::leader::LeaderLock;
+use commands::nats::{class_of, ACTIVITY_AGGREGATES};
 use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
 use commands::{Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
@@ -17,6 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// A batch at least this large means events are arriving fast: worth lingering for more.
+const LINGER_FROM: usize = 16;
+/// How long a busy projector waits to fill its batch.
+const LINGER: Duration = Duration::from_millis(10);
 const BATCH: usize = 500;
 const CATCH_UP_PAGE: i64 = 2000;
 
@@ -103,11 +108,23 @@ impl Worker {
                 lock.check().await?;
                 last_ping = tokio::time::Instant::now();
             }
-            let chunk = match next {
+            let mut chunk = match next {
                 Err(_) => continue,
                 Ok(None) => return Err(ProjectionError::Nats("consumer stream ended".into())),
                 Ok(Some(chunk)) => chunk,
             };
+            // Under load, wait a moment for a fuller batch: one transaction per batch is what a
+            // projection pays most for. A lone event (a REST write waiting for its read model)
+            // is applied at once.
+            if chunk.len() >= LINGER_FROM && chunk.len() < BATCH {
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while chunk.len() < BATCH {
+                    match tokio::time::timeout_at(deadline, messages.next()).await {
+                        Ok(Some(more)) => chunk.extend(more),
+                        _ => break,
+                    }
+                }
+            }
             let mut batch = Vec::with_capacity(chunk.len());
             for message in chunk {
                 let message = message.map_err(|e| ProjectionError::Nats(e.to_string()))?;
@@ -195,7 +212,15 @@ impl Worker {
         };
         let types = self.projection.aggregate_types();
         let filter_subject = match types {
-            [only] => format!("{}.events.*.{}.>", self.topology.prefix, only),
+            [only] => self.topology.aggregate_subjects(only),
+            // Several aggregate types of one class: that class.
+            [first, rest @ ..] if rest.iter().all(|t| class_of(t) == class_of(first)) => {
+                self.topology.class_subjects(class_of(first))
+            }
+            // Every event but end users' activity: the org class.
+            [] if !ACTIVITY_AGGREGATES.iter().any(|t| self.projection.wants(t)) => {
+                self.topology.class_subjects("org")
+            }
             _ => self.topology.all_subjects(),
         };
         let deliver_policy = if after_sequence > 0 {

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 pub struct AuditProjection;
 
-/// Aggregates whose events stay out of the audit log.
-const NOT_AUDITED: &[&str] = &["tool_call", "mcp_session"];
+/// Aggregates whose events stay out of the audit log: end users' own activity on the MCP edge,
+/// which has its own views (end users, sessions, tool calls).
+const NOT_AUDITED: &[&str] = commands::nats::ACTIVITY_AGGREGATES;
 
 impl Projection for AuditProjection {
     fn name(&self) -> &'static str {

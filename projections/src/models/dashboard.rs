@@ -35,6 +35,12 @@ impl Projection for DashboardProjection {
         &["rm_dashboard"]
     }
 
+    /// End users' activity is counted by its own read models (end users, sessions, tool
+    /// calls); `events` counts what happened to the org itself.
+    fn wants(&self, aggregate_type: &str) -> bool {
+        !commands::nats::ACTIVITY_AGGREGATES.contains(&aggregate_type)
+    }
+
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
