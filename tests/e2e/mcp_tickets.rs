@@ -218,18 +218,31 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Analytics over the calls that opened them.
-    let (status, analytics) = app
-        .get(
-            &format!("/api/v1/orgs/{org}/analytics/tools?bucket=minute"),
-            &owner.token,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{analytics}");
-    let rows = analytics["items"].as_array().unwrap();
-    let support: Vec<&Value> = rows.iter().filter(|r| r["tool"] == "get_support").collect();
-    let calls: i64 = support.iter().map(|r| r["calls"].as_i64().unwrap()).sum();
-    assert_eq!(calls, 2);
+    // Analytics over the calls that opened them (the tool-call read model catches up on its
+    // own; the ticket reads above waited only for the tickets one).
+    let support: Vec<Value> = eventually(
+        "both calls in analytics",
+        Duration::from_secs(10),
+        || async {
+            let (status, analytics) = app
+                .get(
+                    &format!("/api/v1/orgs/{org}/analytics/tools?bucket=minute"),
+                    &owner.token,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{analytics}");
+            let rows: Vec<Value> = analytics["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["tool"] == "get_support")
+                .cloned()
+                .collect();
+            let calls: i64 = rows.iter().map(|r| r["calls"].as_i64().unwrap()).sum();
+            (calls == 2).then_some(rows)
+        },
+    )
+    .await;
     assert!(support[0]["p99_ms"].is_number() && support[0]["error_rate"] == 0.0);
     let (status, _) = app
         .get(
