@@ -85,7 +85,12 @@ impl McpEdge {
             sessions: sessions.clone(),
         });
         let shutdown = CancellationToken::new();
-        let local_sessions = Arc::new(LocalSessionManager::default());
+        // A finished call's SSE stream is kept only briefly for a client to resume it (rmcp's
+        // default keeps every one for a minute, which at thousands of calls per second is a
+        // lot of memory to hold and sweep).
+        let mut local_sessions = LocalSessionManager::default();
+        local_sessions.session_config.completed_cache_ttl = std::time::Duration::from_secs(5);
+        let local_sessions = Arc::new(local_sessions);
         // Hosts are checked by our middleware (rmcp's list cannot express "any subdomain of
         // the base domain"); Origin too, since the allowed origin depends on the request.
         let mut config = StreamableHttpServerConfig::default()
