@@ -1,6 +1,7 @@
 //! Projections: redelivery changes nothing, rebuilds reproduce the live model exactly.
 
 use crate::helpers::*;
+use crate::mcp_raw::Mcp;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -11,6 +12,12 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_servers", "server_id"),
     ("rm_dashboard", "org_id"),
     ("rm_audit_log", "org_id, transaction_id, global_position"),
+    ("rm_end_users", "org_id, end_user_id"),
+    ("rm_sessions", "org_id, session_id"),
+    ("rm_tool_calls", "org_id, call_id"),
+    ("rm_usage_hourly", "org_id, hour, server_id, tool"),
+    ("rm_tickets", "org_id, ticket_id"),
+    ("rm_ticket_activity", "org_id, ticket_id, event_id"),
 ];
 
 /// Every read-model row, as JSON, in a stable order.
@@ -67,6 +74,40 @@ async fn some_history(app: &TestApp) {
         json!({"role": "admin"}),
     )
     .await;
+
+    // End users' activity: sessions of both eras, tool calls (one failing), a ticket worked.
+    let mut legacy = Mcp::new(app.url("/s/acme-api/t/user-1/mcp"));
+    legacy.initialize("rebuild-legacy").await;
+    let opened = legacy
+        .call_tool(
+            "get_support",
+            json!({"title": "Help", "description": "d", "email": "u1@example.com"}),
+        )
+        .await;
+    let ticket = opened.result()["structuredContent"]["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    legacy.call_tool("no_such_tool", json!({})).await;
+    legacy.delete_session().await;
+    let modern = Mcp::new(app.url("/s/acme-api/t/user-2/mcp")).modern();
+    for _ in 0..3 {
+        modern
+            .call_tool("get_support", json!({"title": "t", "description": "d"}))
+            .await;
+    }
+    app.post(
+        &format!("/api/v1/orgs/{org}/tickets/{ticket}/status"),
+        &owner.token,
+        json!({"status": "in_progress"}),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/tickets/{ticket}/comments"),
+        &owner.token,
+        json!({"body": "On it."}),
+    )
+    .await;
 }
 
 /// Waits until every projection has caught up with the event store head.
@@ -94,7 +135,17 @@ async fn a_rebuild_produces_exactly_the_live_read_model() {
     settled(&app).await;
     let pool = app.env.pool().await;
     let live = dump(&pool).await;
-    assert!(!live["rm_audit_log"].as_array().unwrap().is_empty());
+    for table in [
+        "rm_audit_log",
+        "rm_sessions",
+        "rm_tool_calls",
+        "rm_ticket_activity",
+    ] {
+        assert!(
+            !live[table].as_array().unwrap().is_empty(),
+            "{table} is empty"
+        );
+    }
 
     let out = app.env.cli(&["projections", "rebuild", "--all"]);
     assert!(
@@ -103,7 +154,14 @@ async fn a_rebuild_produces_exactly_the_live_read_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["organizations", "servers", "dashboard", "audit_log"] {
+    for name in [
+        "organizations",
+        "servers",
+        "dashboard",
+        "audit_log",
+        "usage",
+        "tickets",
+    ] {
         assert!(text.contains(&format!("{name}: rebuilt")), "{text}");
     }
     assert_eq!(
