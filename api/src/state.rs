@@ -70,6 +70,7 @@ impl AppState {
             "mcp": format!("{scheme}://{slug}.{base}{port_part}/mcp"),
             "mcp_with_tracking": format!("{scheme}://{slug}.{base}{port_part}/t/{{tracking_id}}/mcp"),
             "mcp_path": format!("{scheme}://{base}{port_part}/s/{slug}/mcp"),
+            "mcp_path_with_tracking": format!("{scheme}://{base}{port_part}/s/{slug}/t/{{tracking_id}}/mcp"),
         })
     }
 }

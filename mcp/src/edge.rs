@@ -1,0 +1,400 @@
+//! One MCP request through the edge: admit it (size, host, origin, server, tracking id, auth
+//! mode, end user, session), then hand it to rmcp with the tenant attached, then shape the
+//! answer. Every refusal is an HTTP status with a JSON-RPC error body a client can show.
+
+use crate::coalesce;
+use crate::identity::Caller;
+use crate::sessions::{RequestScope, SCOPE};
+use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
+use crate::{McpEdge, MAX_BODY_BYTES};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::end_user::TrackingId;
+use domain::values::AuthMode;
+use domain::{Actor, EventMetadata};
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const PARSE_ERROR: i32 = -32700;
+const INVALID_REQUEST: i32 = -32600;
+const INTERNAL_ERROR: i32 = -32603;
+
+/// A request the edge turned away, as the response to send (boxed: responses are large).
+type Refused = Box<Response>;
+
+/// An HTTP error with a JSON-RPC error body, so MCP clients can show the message.
+fn refuse(status: StatusCode, code: i32, message: impl Into<String>) -> Refused {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message.into() },
+    });
+    Box::new((status, axum::Json(body)).into_response())
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Refused {
+    tracing::error!(error = %e, "MCP edge could not reach the store");
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        INTERNAL_ERROR,
+        "temporarily unavailable, please retry",
+    )
+}
+
+/// Whether an `Origin` may talk to `host`: its own host, or one the operator allowed.
+pub(crate) fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bool {
+    let origin = origin.trim();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    host_name(authority) == host
+}
+
+/// The protocol era a request declares: 2026-era requests carry no session.
+fn is_stateless_era(request: &Request) -> bool {
+    request
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= "2026-07-28")
+}
+
+fn header_str(request: &Request, name: impl header::AsHeaderName) -> Option<&str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Bodies up to this size are read (and dropped) before a 413, so the client, still sending,
+/// gets the answer instead of a reset connection; larger ones are refused at once.
+const DRAIN_LIMIT: usize = 4 * MAX_BODY_BYTES;
+
+/// The declared length of an oversize body, if the request declares one.
+fn oversize(request: &Request) -> Option<usize> {
+    header_str(request, header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > MAX_BODY_BYTES)
+}
+
+fn parse_tracking_id(raw: Option<&str>) -> Result<Option<TrackingId>, Refused> {
+    match raw.map(TrackingId::parse) {
+        None => Ok(None),
+        Some(Some(t)) => Ok(Some(t)),
+        Some(None) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "a tracking id is 1 to 128 letters, digits, '-', '_' or '.'",
+        )),
+    }
+}
+
+/// The server's auth mode against what the request brings.
+fn check_auth_mode(tenant: &Tenant, has_tracking_id: bool) -> Result<(), Refused> {
+    match tenant.auth_mode {
+        AuthMode::Oauth => {
+            let mut response = refuse(
+                StatusCode::UNAUTHORIZED,
+                INVALID_REQUEST,
+                format!(
+                    "{} requires signing in through its OAuth provider, which mcplatform does \
+                     not offer yet; ask the server's owner to switch its auth mode to tracking \
+                     or none",
+                    tenant.name
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(response)
+        }
+        AuthMode::Tracking if !has_tracking_id => Err(refuse(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            format!(
+                "{} identifies its users by tracking id: connect to .../t/{{tracking_id}}/mcp \
+                 with the id the product gave you",
+                tenant.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Who and where a request comes from, for its events; the actor is set once known.
+fn request_metadata(request: &Request, tenant: &Tenant) -> EventMetadata {
+    EventMetadata {
+        request_id: header_str(request, "x-request-id").map(|v| v.chars().take(256).collect()),
+        client_ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: header_str(request, "user-agent").map(|v| v.chars().take(256).collect()),
+        ..EventMetadata::by(Actor::Anonymous)
+    }
+    .for_org(tenant.org_id)
+}
+
+impl McpEdge {
+    pub(crate) async fn serve(
+        &self,
+        slug_in_path: Option<String>,
+        tracking_id: Option<String>,
+        request: Request,
+    ) -> Response {
+        if let Some(declared) = oversize(&request) {
+            if declared <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            }
+            return *refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        match self.admit(slug_in_path, tracking_id, request).await {
+            Ok((request, scope)) => self.forward(request, scope).await,
+            Err(refused) => *refused,
+        }
+    }
+
+    /// Every check before the protocol; on success the request carries its tenant, caller and
+    /// event metadata, and the scope the session store will see.
+    async fn admit(
+        &self,
+        slug_in_path: Option<String>,
+        tracking_id: Option<String>,
+        mut request: Request,
+    ) -> Result<(Request, Arc<RequestScope>), Refused> {
+        let host = self.check_host_and_origin(&request)?;
+        let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
+        let tracking_id = parse_tracking_id(tracking_id.as_deref())?;
+        check_auth_mode(&tenant, tracking_id.is_some())?;
+        // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
+        let metadata = request_metadata(&request, &tenant);
+        let is_post = request.method() == Method::POST;
+        let (caller, metadata) = self
+            .identify(is_post, &tenant, tracking_id, metadata)
+            .await?;
+        let session_id = header_str(&request, "mcp-session-id")
+            .filter(|_| !is_stateless_era(&request))
+            .map(str::to_owned);
+        if let Some(session_id) = session_id {
+            self.check_session(&session_id, &tenant).await?;
+        }
+
+        let metadata = Arc::new(metadata);
+        let scope = Arc::new(RequestScope {
+            tenant: tenant.clone(),
+            caller: caller.clone(),
+            metadata: (*metadata).clone(),
+            store_failed: AtomicBool::new(false),
+        });
+        let extensions = request.extensions_mut();
+        extensions.insert::<Arc<Tenant>>(tenant);
+        extensions.insert(caller);
+        extensions.insert(metadata);
+        Ok((request, scope))
+    }
+
+    /// Only our hosts (DNS-rebinding protection), and browsers only from the server's own
+    /// origin or an allowed one. Returns the normalized host.
+    fn check_host_and_origin(&self, request: &Request) -> Result<String, Refused> {
+        let config = &self.core.config;
+        let host_header = header_str(request, header::HOST)
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let host = host_name(&host_header);
+        if !is_platform_host(&host, &config.base_domain, &config.extra_hosts) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                format!("Forbidden: {host:?} is not a host of this platform"),
+            ));
+        }
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            if !origin_allowed(origin, &host, &config.allowed_origins) {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    INVALID_REQUEST,
+                    format!("Forbidden: requests from origin {origin:?} are not allowed"),
+                ));
+            }
+        }
+        Ok(host)
+    }
+
+    /// The active server the path or the host names.
+    async fn tenant(&self, slug_in_path: Option<&str>, host: &str) -> Result<Arc<Tenant>, Refused> {
+        let base = &self.core.config.base_domain;
+        let Some(slug) = slug_in_path.or_else(|| slug_from_host(host, base)) else {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                INVALID_REQUEST,
+                format!(
+                    "no MCP server at {host}: connect to {{slug}}.{base}/mcp or /s/{{slug}}/mcp"
+                ),
+            ));
+        };
+        let slug = slug.to_ascii_lowercase();
+        match self.core.tenants.resolve(&self.core.store, &slug).await {
+            Ok(Some(tenant)) => Ok(tenant),
+            Ok(None) => Err(refuse(
+                StatusCode::NOT_FOUND,
+                INVALID_REQUEST,
+                format!("no MCP server named {slug:?} (it may have been archived)"),
+            )),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The caller: the end user a tracking id names (created on a POST that first uses it),
+    /// and the metadata their events carry.
+    async fn identify(
+        &self,
+        is_post: bool,
+        tenant: &Tenant,
+        tracking_id: Option<TrackingId>,
+        mut metadata: EventMetadata,
+    ) -> Result<(Caller, EventMetadata), Refused> {
+        let mut caller = Caller {
+            end_user_id: None,
+            tracking_id,
+        };
+        if let (Some(tracking_id), true) = (&caller.tracking_id, is_post) {
+            let id = self
+                .core
+                .identities
+                .end_user(
+                    &self.core.store,
+                    tenant.org_id,
+                    tenant.server_id,
+                    tracking_id,
+                    &metadata,
+                )
+                .await
+                .map_err(unavailable)?;
+            caller.end_user_id = Some(id);
+            metadata.actor = Actor::EndUser { id };
+        }
+        Ok((caller, metadata))
+    }
+
+    /// A session named by a 2025-era request must be a live session of this very server,
+    /// whichever instance holds it.
+    async fn check_session(&self, session_id: &str, tenant: &Tenant) -> Result<(), Refused> {
+        match self
+            .core
+            .sessions
+            .is_live_on(session_id, tenant.server_id)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // Ended elsewhere (or never ours): drop any copy held here.
+                let id = session_id.to_owned().into();
+                if self.local_sessions.has_session(&id).await.unwrap_or(false) {
+                    let _ = self.local_sessions.close_session(&id).await;
+                }
+                Err(Box::new(
+                    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response(),
+                ))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// rmcp speaks the protocol; we fix up what it answers.
+    async fn forward(&self, request: Request, scope: Arc<RequestScope>) -> Response {
+        let is_post = request.method() == Method::POST;
+        let sent_json = header_str(&request, header::CONTENT_TYPE).is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+        let response = SCOPE
+            .scope(scope.clone(), self.service.handle(request))
+            .await;
+        if scope.store_failed.load(Ordering::SeqCst) {
+            // The session could not be stored (or its end recorded): no other instance could
+            // continue it, so it is not handed out.
+            if let Some(id) = response
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                let _ = self
+                    .local_sessions
+                    .close_session(&id.to_owned().into())
+                    .await;
+            }
+            return *unavailable("session store write failed");
+        }
+        if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && sent_json {
+            // rmcp answers a JSON body it cannot parse with 415; JSON-RPC calls that a parse
+            // error, which is the client's mistake: 400 with code -32700.
+            return *refuse(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                "Parse error: the body is not a JSON-RPC message",
+            );
+        }
+        let (parts, body) = response.into_parts();
+        let mut body = coalesce::Coalesce::new(body);
+        let streamed = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if is_post && streamed {
+            // Headers and the answer in one write.
+            let first = coalesce::read_to_first_message(&mut body).await;
+            return Response::from_parts(parts, Body::new(coalesce::Prefixed::new(first, body)));
+        }
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_same_host_or_listed_origins_pass() {
+        let allowed = vec!["http://localhost:6274".to_owned()];
+        assert!(origin_allowed(
+            "http://acme.localhost:8080",
+            "acme.localhost",
+            &[]
+        ));
+        assert!(origin_allowed(
+            "http://localhost:6274",
+            "acme.localhost",
+            &allowed
+        ));
+        assert!(!origin_allowed(
+            "https://evil.example",
+            "acme.localhost",
+            &allowed
+        ));
+        assert!(!origin_allowed("null", "acme.localhost", &allowed));
+    }
+
+    #[test]
+    fn only_2026_requests_are_stateless() {
+        let request = |version: &str| {
+            Request::builder()
+                .header("mcp-protocol-version", version)
+                .body(Body::empty())
+                .unwrap_or_default()
+        };
+        assert!(is_stateless_era(&request("2026-07-28")));
+        assert!(!is_stateless_era(&request("2025-11-25")));
+    }
+}
