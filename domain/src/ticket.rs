@@ -58,6 +58,12 @@ impl fmt::Display for TicketStatus {
     }
 }
 
+/// The reference end users are given and quote back: `TCK-` and the id's first 8 hex digits.
+pub fn reference(ticket_id: Uuid) -> String {
+    let simple = ticket_id.simple().to_string();
+    format!("TCK-{}", simple[..8].to_ascii_uppercase())
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Ticket {
     pub opened: bool,

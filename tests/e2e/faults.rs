@@ -242,3 +242,76 @@ async fn a_deleted_stream_is_recreated_and_projection_resumes() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_that_cannot_be_recorded_fails_and_nothing_is_reported_done() {
+    use crate::mcp_raw::Mcp;
+    let env = TestEnv::new();
+    assert!(env.cli(&["migrate"]).status.success());
+    let mut pg = Proxy::start("127.0.0.1:5432").await;
+    let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
+    let proc = env.start_with(&["up"], &[("DATABASE_URL", &db_url)]);
+    let app = TestApp {
+        proc,
+        env,
+        http: client(),
+    };
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let mut mcp = Mcp::new(app.url("/s/acme-docs/mcp"));
+    mcp.initialize("during-outage").await;
+
+    pg.cut().await;
+    let reply = mcp
+        .call_tool(
+            "get_support",
+            json!({"title": "While the database is away", "description": "d"}),
+        )
+        .await;
+    let message = reply.message();
+    assert!(
+        reply.status == StatusCode::SERVICE_UNAVAILABLE || message.get("error").is_some(),
+        "a call that could not be stored must fail: {} {}",
+        reply.status,
+        reply.text
+    );
+    assert!(message.get("result").is_none(), "{}", reply.text);
+
+    pg.restore().await;
+    let reply = eventually(
+        "calls to succeed again",
+        Duration::from_secs(30),
+        || async {
+            let reply = mcp
+                .call_tool(
+                    "get_support",
+                    json!({"title": "After recovery", "description": "d"}),
+                )
+                .await;
+            (reply.message()["result"]["isError"] == false).then_some(reply)
+        },
+    )
+    .await;
+    assert!(reply.text.contains("TCK-"));
+    // Only what was answered as done is recorded as done.
+    let calls = eventually("the call recorded", Duration::from_secs(30), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/tool-calls"), &owner.token)
+            .await;
+        let items = body["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert!(calls.iter().all(
+        |c| c["arguments"]["title"] != "While the database is away" || c["outcome"] == "error"
+    ));
+    let (_, tickets) = app
+        .get(&format!("/api/v1/orgs/{org}/tickets"), &owner.token)
+        .await;
+    assert!(tickets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["title"] != "While the database is away"));
+}

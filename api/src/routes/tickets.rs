@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use commands::services::tickets::{self, AssignError};
 use commands::{ExecuteError, Executed};
-use domain::ticket::{Ticket, TicketError, TicketEvent, TicketStatus};
+use domain::ticket::{reference, Ticket, TicketError, TicketEvent, TicketStatus};
 use domain::values::OrgId;
 use domain::Aggregate;
 use projections::models::servers as rm_servers;
@@ -91,6 +91,15 @@ fn ticket_error(e: ExecuteError<TicketError>) -> ApiError {
     })
 }
 
+fn parse_status(raw: &str) -> Result<TicketStatus, ApiError> {
+    TicketStatus::parse(raw).ok_or_else(|| {
+        ApiError::field(
+            "status",
+            "must be one of new, in_progress, awaiting_customer, resolved, closed",
+        )
+    })
+}
+
 fn ticket_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("ticket"))
 }
@@ -109,12 +118,7 @@ pub async fn list(
     let limit = paging::limit(q.limit)?;
     let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
     if let Some(status) = &q.status {
-        if TicketStatus::parse(status).is_none() {
-            return Err(ApiError::field(
-                "status",
-                "must be one of new, in_progress, awaiting_customer, resolved, closed",
-            ));
-        }
+        parse_status(status)?;
     }
     let Some(server_id) = server_filter(&state, org, q.server.as_deref()).await? else {
         return Ok(Json(json!({ "items": [], "next_cursor": null })));
@@ -146,12 +150,6 @@ async fn detail(state: &AppState, org: OrgId, id: Uuid) -> Result<Value, ApiErro
         obj.insert("activity".to_owned(), json!(activity));
     }
     Ok(value)
-}
-
-/// The reference end users see (`TCK-` and the id's first 8 hex digits).
-fn reference(id: Uuid) -> String {
-    let simple = id.simple().to_string();
-    format!("TCK-{}", simple[..8].to_ascii_uppercase())
 }
 
 /// Answers a write with the ticket as the read model has it once caught up; otherwise with
@@ -201,12 +199,7 @@ pub async fn change_status(
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
     let id = ticket_id(&ticket_ref)?;
-    let to = TicketStatus::parse(&body.status).ok_or_else(|| {
-        ApiError::field(
-            "status",
-            "must be one of new, in_progress, awaiting_customer, resolved, closed",
-        )
-    })?;
+    let to = parse_status(&body.status)?;
     let done = tickets::change_status(
         &state.store,
         org.0,

@@ -39,12 +39,6 @@ pub fn tool() -> Tool {
     tool
 }
 
-/// A short reference the user can quote, derived from the ticket id.
-pub fn reference(ticket_id: Uuid) -> String {
-    let simple = ticket_id.simple().to_string();
-    format!("TCK-{}", simple[..8].to_ascii_uppercase())
-}
-
 pub async fn call(
     cx: &CallContext<'_>,
     arguments: &JsonObject,
@@ -111,7 +105,7 @@ pub async fn call(
             tracing::warn!(error = %e, "recording the end user's email failed");
         }
     }
-    let reference = reference(ticket_id);
+    let reference = domain::ticket::reference(ticket_id);
     let reply_to = email
         .as_ref()
         .map(|e| format!(" They will reply to {}.", e.as_str()))
