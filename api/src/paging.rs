@@ -2,9 +2,11 @@
 //! clients: the last row's position, base64url-encoded.
 
 use crate::error::ApiError;
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -51,9 +53,25 @@ pub fn decode<T>(
     Ok(Some((at, id)))
 }
 
-/// The cursor of the next page: present when this page is full.
-pub fn next<R>(rows: &[R], limit: i64, position: impl Fn(&R) -> String) -> Option<String> {
-    (rows.len() as i64 == limit)
-        .then(|| rows.last().map(position))
-        .flatten()
+/// A page as every list answers it: `{items, next_cursor}`, the cursor present when the page
+/// is full and made of the last row's `(time, id)`.
+pub fn page<R: serde::Serialize>(
+    rows: Vec<R>,
+    limit: i64,
+    position: impl Fn(&R) -> (DateTime<Utc>, String),
+) -> Json<Value> {
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| {
+            rows.last().map(|r| {
+                let (at, id) = position(r);
+                encode(at, &id)
+            })
+        })
+        .flatten();
+    Json(json!({ "items": rows, "next_cursor": next_cursor }))
+}
+
+/// The answer of a list whose filter matches nothing by construction.
+pub fn empty() -> Json<Value> {
+    Json(json!({ "items": [], "next_cursor": null }))
 }

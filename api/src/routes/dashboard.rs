@@ -89,13 +89,7 @@ pub async fn audit_log(
             code: "invalid_cursor",
             detail: e.to_string(),
         })?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            code: "invalid_limit",
-            detail: "limit must be between 1 and 500".to_owned(),
-        });
-    }
+    let limit = crate::paging::limit(q.limit)?;
     let items = audit::page(&state.pool, org, before, limit).await?;
     let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|e| e.cursor.to_string()))

@@ -38,10 +38,9 @@ pub async fn list(
     let limit = paging::limit(q.limit)?;
     let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
     let rows = rm::end_users(&state.pool, org, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| {
-        paging::encode(r.last_seen, &r.id.to_string())
-    });
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    Ok(paging::page(rows, limit, |r| {
+        (r.last_seen, r.id.to_string())
+    }))
 }
 
 #[utoipa::path(operation_id = "end_users_get", get, path = "/api/v1/orgs/{org}/users/{user}", tag = "end users",

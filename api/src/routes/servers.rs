@@ -102,6 +102,24 @@ async fn written(
     }))
 }
 
+/// A `server` filter of a list: `Some(None)` when absent, `Some(Some(id))` for a server of the
+/// org named by id or slug, `None` when the org has no such server (the list is then empty).
+pub async fn server_id_filter(
+    state: &AppState,
+    org: OrgId,
+    server_ref: Option<&str>,
+) -> Result<Option<Option<Uuid>>, ApiError> {
+    let Some(server_ref) = server_ref else {
+        return Ok(Some(None));
+    };
+    if !crate::error::plausible_ref(server_ref) {
+        return Ok(None);
+    }
+    Ok(rm::get(&state.pool, org, server_ref)
+        .await?
+        .map(|s| Some(s.id)))
+}
+
 async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerRow, ApiError> {
     if !crate::error::plausible_ref(server_ref) {
         return Err(ApiError::not_found("server"));

@@ -5,7 +5,7 @@ use crate::extract::{AuthUser, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
-use crate::routes::tickets::server_filter;
+use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -41,16 +41,15 @@ pub async fn list(
     let (org, _) = resolve(&state, &user, &org_ref).await?;
     let limit = paging::limit(q.limit)?;
     let before = paging::decode(q.cursor.as_deref(), |id| Some(id.to_owned()))?;
-    let Some(server_id) = server_filter(&state, org, q.server.as_deref()).await? else {
-        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+    let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
+        return Ok(paging::empty());
     };
     let filter = SessionFilter {
         server_id,
         end_user_id: q.end_user,
     };
     let rows = rm::sessions(&state.pool, org, &filter, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| paging::encode(r.started_at, &r.id));
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    Ok(paging::page(rows, limit, |r| (r.started_at, r.id.clone())))
 }
 
 #[utoipa::path(operation_id = "sessions_get", get, path = "/api/v1/orgs/{org}/sessions/{session}", tag = "sessions",

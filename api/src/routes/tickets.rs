@@ -6,6 +6,7 @@ use crate::extract::{AuthUser, JsonBody, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
+use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -15,7 +16,6 @@ use commands::{ExecuteError, Executed};
 use domain::ticket::{reference, Ticket, TicketError, TicketEvent, TicketStatus};
 use domain::values::OrgId;
 use domain::Aggregate;
-use projections::models::servers as rm_servers;
 use projections::models::tickets::{self as rm, TicketFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,23 +54,6 @@ pub struct CommentBody {
 pub struct AssignBody {
     /// An org member's user id or email.
     member: String,
-}
-
-/// The id of a server of the org named by id or slug; `None` when the org has no such server.
-pub async fn server_filter(
-    state: &AppState,
-    org: OrgId,
-    server_ref: Option<&str>,
-) -> Result<Option<Option<Uuid>>, ApiError> {
-    let Some(server_ref) = server_ref else {
-        return Ok(Some(None));
-    };
-    if !crate::error::plausible_ref(server_ref) {
-        return Ok(None);
-    }
-    Ok(rm_servers::get(&state.pool, org, server_ref)
-        .await?
-        .map(|s| Some(s.id)))
 }
 
 fn ticket_error(e: ExecuteError<TicketError>) -> ApiError {
@@ -120,8 +103,8 @@ pub async fn list(
     if let Some(status) = &q.status {
         parse_status(status)?;
     }
-    let Some(server_id) = server_filter(&state, org, q.server.as_deref()).await? else {
-        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+    let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
+        return Ok(paging::empty());
     };
     let filter = TicketFilter {
         status: q.status,
@@ -129,10 +112,9 @@ pub async fn list(
         end_user_id: q.end_user,
     };
     let rows = rm::list(&state.pool, org, &filter, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| {
-        paging::encode(r.created_at, &r.id.to_string())
-    });
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    Ok(paging::page(rows, limit, |r| {
+        (r.created_at, r.id.to_string())
+    }))
 }
 
 async fn detail(state: &AppState, org: OrgId, id: Uuid) -> Result<Value, ApiError> {

@@ -5,7 +5,7 @@ use crate::extract::{AuthUser, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
-use crate::routes::tickets::server_filter;
+use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -55,8 +55,8 @@ pub async fn list(
             return Err(ApiError::field("outcome", "must be ok or error"));
         }
     }
-    let Some(server_id) = server_filter(&state, org, q.server.as_deref()).await? else {
-        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+    let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
+        return Ok(paging::empty());
     };
     let filter = ToolCallFilter {
         server_id,
@@ -68,10 +68,9 @@ pub async fn list(
         to: q.to,
     };
     let rows = rm::tool_calls(&state.pool, org, &filter, before, limit).await?;
-    let next = paging::next(&rows, limit, |r| {
-        paging::encode(r.called_at, &r.id.to_string())
-    });
-    Ok(Json(json!({ "items": rows, "next_cursor": next })))
+    Ok(paging::page(rows, limit, |r| {
+        (r.called_at, r.id.to_string())
+    }))
 }
 
 #[derive(Deserialize)]
@@ -119,7 +118,7 @@ pub async fn tools(
             format!("the range spans more than {MAX_BUCKETS} {bucket}s; use a wider bucket"),
         ));
     }
-    let Some(server_id) = server_filter(&state, org, q.server.as_deref()).await? else {
+    let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
         return Ok(Json(
             json!({ "from": from, "to": to, "bucket": bucket, "items": [] }),
         ));

@@ -1,7 +1,7 @@
 //! End users of an org's servers, known by tracking id.
 
 use crate::keys;
-use crate::store::{EventStore, ExecuteError, Executed, StoreError};
+use crate::store::{EventStore, ExecuteError, Executed};
 use domain::end_user::{EndUser, EndUserCommand, EndUserError, EndUserEvent, TrackingId};
 use domain::values::Email;
 use domain::{Aggregate, EventMetadata};
@@ -53,20 +53,6 @@ pub async fn identify(
         }
     }
     Err(ExecuteError::Conflict)
-}
-
-/// Looks up an end user by tracking id without creating one.
-pub async fn find(
-    store: &EventStore,
-    org_id: Uuid,
-    tracking_id: &TrackingId,
-) -> Result<Option<Uuid>, StoreError> {
-    keys::owner_of(
-        store.pool(),
-        keys::END_USER_TRACKING,
-        &tracking_key(org_id, tracking_id),
-    )
-    .await
 }
 
 /// Records an email the end user gave; already-known emails change nothing.
