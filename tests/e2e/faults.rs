@@ -74,6 +74,22 @@ impl Proxy {
     }
 }
 
+/// `up` whose Postgres connections go through a proxy the test can cut. The database is
+/// created and migrated directly first. (Proxy first, so the app is dropped before it.)
+async fn app_behind_postgres_proxy() -> (Proxy, TestApp) {
+    let env = TestEnv::new();
+    assert!(env.cli(&["migrate"]).status.success());
+    let pg = Proxy::start("127.0.0.1:5432").await;
+    let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
+    let proc = env.start_with(&["up"], &[("DATABASE_URL", &db_url)]);
+    let app = TestApp {
+        proc,
+        env,
+        http: client(),
+    };
+    (pg, app)
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -144,17 +160,7 @@ async fn writes_succeed_while_nats_is_away_and_read_models_converge_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_away_answers_503_and_recovers_without_a_restart() {
-    let env = TestEnv::new();
-    // Create and migrate the database directly first; the app then connects through the proxy.
-    assert!(env.cli(&["migrate"]).status.success());
-    let mut pg = Proxy::start("127.0.0.1:5432").await;
-    let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
-    let proc = env.start_with(&["up"], &[("DATABASE_URL", &db_url)]);
-    let app = TestApp {
-        proc,
-        env,
-        http: client(),
-    };
+    let (mut pg, app) = app_behind_postgres_proxy().await;
     let owner = app.signup("owner@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
 
@@ -246,16 +252,7 @@ async fn a_deleted_stream_is_recreated_and_projection_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_call_that_cannot_be_recorded_fails_and_nothing_is_reported_done() {
     use crate::mcp_raw::Mcp;
-    let env = TestEnv::new();
-    assert!(env.cli(&["migrate"]).status.success());
-    let mut pg = Proxy::start("127.0.0.1:5432").await;
-    let db_url = format!("postgres://postgres@{}/{}", pg.addr, env.db_name);
-    let proc = env.start_with(&["up"], &[("DATABASE_URL", &db_url)]);
-    let app = TestApp {
-        proc,
-        env,
-        http: client(),
-    };
+    let (mut pg, app) = app_behind_postgres_proxy().await;
     let owner = app.signup("owner@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
     app.create_server(&owner, &org, "acme-docs").await;
