@@ -104,8 +104,9 @@ pub struct Config {
     #[arg(long, env = "MCPLATFORM_SECRET", global = true, hide_env_values = true)]
     pub secret: Option<Secret>,
 
-    /// Largest number of pooled Postgres connections.
-    #[arg(long, env = "MCPLATFORM_DB_POOL", global = true, default_value_t = 16)]
+    /// Largest number of pooled Postgres connections. A catching-up projector holds two, and
+    /// `up` runs nine of them beside the edges.
+    #[arg(long, env = "MCPLATFORM_DB_POOL", global = true, default_value_t = 32)]
     pub db_pool: u32,
 
     /// Log format: text or json.

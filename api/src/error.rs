@@ -70,6 +70,9 @@ impl ApiError {
             "ticket" => "ticket_not_found",
             "end user" => "end_user_not_found",
             "session" => "session_not_found",
+            "walkthrough" => "walkthrough_not_found",
+            "step" => "step_not_found",
+            "assignment" => "assignment_not_found",
             _ => "not_found",
         };
         ApiError::NotFound {

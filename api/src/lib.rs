@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 pub use state::{ApiConfig, AppState};
 
@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/orgs/{org}/members/{member}",
-            axum::routing::patch(orgs::change_role).delete(orgs::remove_member),
+            patch(orgs::change_role).delete(orgs::remove_member),
         )
         .route(
             "/orgs/{org}/servers",
@@ -66,6 +66,58 @@ pub fn router(state: AppState) -> Router {
         .route("/orgs/{org}/sessions/{session}", get(sessions::get))
         .route("/orgs/{org}/tool-calls", get(tool_calls::list))
         .route("/orgs/{org}/analytics/tools", get(tool_calls::tools))
+        .route(
+            "/orgs/{org}/walkthroughs",
+            get(walkthroughs::list).post(walkthroughs::create),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}",
+            get(walkthroughs::get).patch(walkthroughs::update),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/publish",
+            post(walkthroughs::publish),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/unpublish",
+            post(walkthroughs::unpublish),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/archive",
+            post(walkthroughs::archive),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/steps",
+            get(walkthroughs::steps).post(walkthroughs::add_step),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}",
+            patch(walkthroughs::edit_step).delete(walkthroughs::remove_step),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move",
+            post(walkthroughs::move_step),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/versions",
+            get(walkthroughs::versions),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/analytics",
+            get(walkthroughs::analytics),
+        )
+        .route(
+            "/orgs/{org}/walkthroughs/{walkthrough}/sankey",
+            get(walkthroughs::sankey),
+        )
+        .route(
+            "/orgs/{org}/servers/{server}/walkthroughs",
+            get(walkthroughs::server_list).post(walkthroughs::assign),
+        )
+        .route(
+            "/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}",
+            patch(walkthroughs::update_assignment).delete(walkthroughs::unassign),
+        )
         .route("/orgs/{org}/dashboard", get(dashboard::overview))
         .route("/orgs/{org}/audit", get(dashboard::audit_log))
         .route("/orgs/{org}/events", get(events::page))

@@ -12,6 +12,9 @@ pub const ORG_SLUG: &str = "org_slug";
 pub const SERVER_SLUG: &str = "server_slug";
 /// `{org id}/{tracking id}`: tracking ids are unique per org, not platform-wide.
 pub const END_USER_TRACKING: &str = "end_user_tracking";
+/// `{org id}/{end user id}` → the walkthrough the end user selected last (a pointer, re-claimed
+/// on every new selection).
+pub const WALKTHROUGH_SELECTED: &str = "walkthrough_selected";
 
 /// The owner of a unique key, if claimed.
 pub async fn owner_of(pool: &PgPool, kind: &str, key: &str) -> Result<Option<Uuid>, StoreError> {

@@ -13,7 +13,12 @@ pub const HEADER_ORG_ID: &str = "Mcpl-Org-Id";
 /// usage read models only. Their subjects carry the class `activity`, everything else `org`,
 /// so a consumer of org administration (audit log, dashboard) never receives a tool call
 /// (NATS 2.9 allows one filter subject per consumer).
-pub const ACTIVITY_AGGREGATES: &[&str] = &["end_user", "mcp_session", "tool_call"];
+pub const ACTIVITY_AGGREGATES: &[&str] = &[
+    "end_user",
+    "mcp_session",
+    "tool_call",
+    "walkthrough_progress",
+];
 
 /// `activity` or `org`: the subject class of an aggregate type.
 pub fn class_of(aggregate_type: &str) -> &'static str {

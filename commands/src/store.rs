@@ -228,20 +228,22 @@ fn encode_payload<E: DomainEvent>(event: &E) -> Result<Value, StoreError> {
     }
 }
 
-/// The inverse of [`encode_payload`]: rebuilds `{"Variant": payload}` (or the bare variant name
-/// for a unit variant) and deserializes the domain event.
+/// The inverse of [`encode_payload`]: reads the payload as the `event_type` variant (a null
+/// payload is a unit variant). It borrows the payload: projectors decode every event they see,
+/// and copying each payload first showed up in profiles.
 fn decode_payload<E: DomainEvent>(
     event_type: &str,
-    payload: Value,
+    payload: &Value,
 ) -> Result<E, serde_json::Error> {
-    let value = if payload.is_null() {
-        Value::String(event_type.to_owned())
-    } else {
-        let mut tagged = serde_json::Map::with_capacity(1);
-        tagged.insert(event_type.to_owned(), payload);
-        Value::Object(tagged)
-    };
-    serde_json::from_value(value)
+    use serde::de::value::{MapAccessDeserializer, MapDeserializer, StrDeserializer};
+    if payload.is_null() {
+        return <E as serde::Deserialize>::deserialize(StrDeserializer::<serde_json::Error>::new(
+            event_type,
+        ));
+    }
+    let tagged =
+        MapDeserializer::<_, serde_json::Error>::new(std::iter::once((event_type, payload)));
+    <E as serde::Deserialize>::deserialize(MapAccessDeserializer::new(tagged))
 }
 
 /// An event as stored, with its position in the committed order.
@@ -263,13 +265,11 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// Decodes the payload as a domain event of the matching aggregate.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, StoreError> {
-        decode_payload(&self.event_type, self.payload.clone()).map_err(|source| {
-            StoreError::Decode {
-                aggregate_type: self.aggregate_type.clone(),
-                aggregate_id: self.aggregate_id.clone(),
-                sequence: self.sequence,
-                source,
-            }
+        decode_payload(&self.event_type, &self.payload).map_err(|source| StoreError::Decode {
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+            sequence: self.sequence,
+            source,
         })
     }
 
@@ -367,7 +367,7 @@ impl EventStore {
             let event_type: String = row.try_get("event_type")?;
             let payload: Value = row.try_get("payload")?;
             let event: A::Event =
-                decode_payload(&event_type, payload).map_err(|source| StoreError::Decode {
+                decode_payload(&event_type, &payload).map_err(|source| StoreError::Decode {
                     aggregate_type: A::TYPE.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
                     sequence,
@@ -886,8 +886,10 @@ mod tests {
         let payload = encode_payload(&event).unwrap();
         assert_eq!(payload["role"], "admin");
         assert!(payload.get("MemberAdded").is_none());
-        let back: OrganizationEvent = decode_payload("MemberAdded", payload).unwrap();
+        let back: OrganizationEvent = decode_payload("MemberAdded", &payload).unwrap();
         assert_eq!(back, event);
-        assert!(decode_payload::<OrganizationEvent>("NoSuchEvent", serde_json::json!({})).is_err());
+        assert!(
+            decode_payload::<OrganizationEvent>("NoSuchEvent", &serde_json::json!({})).is_err()
+        );
     }
 }

@@ -15,6 +15,8 @@ pub mod ticket;
 pub mod tool_call;
 pub mod user;
 pub mod values;
+pub mod walkthrough;
+pub mod walkthrough_progress;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use metadata::{Actor, EventMetadata};

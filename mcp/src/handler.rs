@@ -147,7 +147,8 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let served = served(&context)?;
-        let mut result = ListToolsResult::with_all_items(tools::list(&served.tenant));
+        let walkthroughs = tools::offers_walkthroughs(&self.core, &served.tenant).await?;
+        let mut result = ListToolsResult::with_all_items(tools::list(&served.tenant, walkthroughs));
         result.cache_scope = Some(rmcp::model::CacheScope::Private);
         Ok(result)
     }

@@ -54,6 +54,7 @@ pub struct Core {
     pub identities: Identities,
     pub sessions: Arc<Sessions>,
     pub request_states: rmcp::model::RequestStateCodec,
+    pub walkthroughs: tools::walkthroughs::Catalog,
 }
 
 pub struct McpEdge {
@@ -75,6 +76,7 @@ impl McpEdge {
             tenants: TenantCache::default(),
             identities: Identities::default(),
             sessions: sessions.clone(),
+            walkthroughs: Default::default(),
         });
         let shutdown = CancellationToken::new();
         // A finished call's SSE stream is kept only briefly for a client to resume it (rmcp's

@@ -4,6 +4,8 @@
 use crate::models::{
     audit::AuditProjection, dashboard::DashboardProjection, organizations::OrganizationsProjection,
     servers::ServersProjection, tickets::TicketsProjection, usage::UsageProjection,
+    walkthrough_analytics::WalkthroughAnalyticsProjection,
+    walkthrough_progress::WalkthroughProgressProjection, walkthroughs::WalkthroughsProjection,
 };
 use crate::projection::Projection;
 use std::sync::Arc;
@@ -16,6 +18,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(AuditProjection),
         Arc::new(UsageProjection),
         Arc::new(TicketsProjection),
+        Arc::new(WalkthroughsProjection),
+        Arc::new(WalkthroughProgressProjection),
+        Arc::new(WalkthroughAnalyticsProjection),
     ]
 }
 

@@ -109,7 +109,10 @@ impl Runtime {
             config: Arc::new(api::ApiConfig {
                 base_domain: self.config.base_domain.clone(),
                 public_port: addr.port(),
-                consistency_wait: Duration::from_secs(2),
+                // How long a write waits for the read models to show it (read-your-writes).
+                // Only reached when projectors lag (just after start, under a backlog);
+                // normally they are there in milliseconds.
+                consistency_wait: Duration::from_secs(5),
             }),
         };
         let edge = mcp::McpEdge::new(

@@ -118,6 +118,61 @@ fn org_routes(victim: &User, server_id: &str, server_slug: &str) -> Vec<Route> {
         route(M::GET, "/tool-calls?outcome=error&tool=get_support", None),
         route(M::GET, "/analytics/tools", None),
         route(M::GET, "/analytics/tools?bucket=minute", None),
+        route(M::GET, "/walkthroughs", None),
+        route(M::POST, "/walkthroughs", Some(json!({ "title": "t" }))),
+        route(M::GET, format!("/walkthroughs/{SOME_ID}"), None),
+        route(
+            M::PATCH,
+            format!("/walkthroughs/{SOME_ID}"),
+            Some(json!({ "title": "t" })),
+        ),
+        route(M::POST, format!("/walkthroughs/{SOME_ID}/publish"), None),
+        route(M::POST, format!("/walkthroughs/{SOME_ID}/unpublish"), None),
+        route(M::POST, format!("/walkthroughs/{SOME_ID}/archive"), None),
+        route(M::GET, format!("/walkthroughs/{SOME_ID}/steps"), None),
+        route(
+            M::POST,
+            format!("/walkthroughs/{SOME_ID}/steps"),
+            Some(json!({ "title": "t", "content": "c" })),
+        ),
+        route(
+            M::PATCH,
+            format!("/walkthroughs/{SOME_ID}/steps/{SOME_ID}"),
+            Some(json!({ "title": "t" })),
+        ),
+        route(
+            M::DELETE,
+            format!("/walkthroughs/{SOME_ID}/steps/{SOME_ID}"),
+            None,
+        ),
+        route(
+            M::POST,
+            format!("/walkthroughs/{SOME_ID}/steps/{SOME_ID}/move"),
+            Some(json!({ "after_step_id": null })),
+        ),
+        route(M::GET, format!("/walkthroughs/{SOME_ID}/versions"), None),
+        route(M::GET, format!("/walkthroughs/{SOME_ID}/analytics"), None),
+        route(
+            M::GET,
+            format!("/walkthroughs/{SOME_ID}/sankey?server={server_slug}"),
+            None,
+        ),
+        route(M::GET, format!("/servers/{server_id}/walkthroughs"), None),
+        route(
+            M::POST,
+            format!("/servers/{server_slug}/walkthroughs"),
+            Some(json!({ "walkthrough_id": SOME_ID })),
+        ),
+        route(
+            M::PATCH,
+            format!("/servers/{server_id}/walkthroughs/{SOME_ID}"),
+            Some(json!({ "enabled": false })),
+        ),
+        route(
+            M::DELETE,
+            format!("/servers/{server_id}/walkthroughs/{SOME_ID}"),
+            None,
+        ),
     ];
     routes.push(Route {
         accept: Some("application/x-ndjson"),

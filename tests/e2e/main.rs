@@ -20,3 +20,4 @@ mod mcp_tickets;
 mod openapi;
 mod projections;
 mod review_fixes;
+mod walkthroughs;

@@ -18,6 +18,32 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_usage_hourly", "org_id, hour, server_id, tool"),
     ("rm_tickets", "org_id, ticket_id"),
     ("rm_ticket_activity", "org_id, ticket_id, event_id"),
+    ("rm_walkthroughs", "org_id, walkthrough_id"),
+    ("rm_walkthrough_versions", "org_id, walkthrough_id, version"),
+    (
+        "rm_server_walkthroughs",
+        "org_id, server_id, walkthrough_id",
+    ),
+    (
+        "rm_walkthrough_progress",
+        "org_id, walkthrough_id, end_user_id",
+    ),
+    (
+        "rm_walkthrough_daily",
+        "org_id, walkthrough_id, day, server_id, version",
+    ),
+    (
+        "rm_walkthrough_step_daily",
+        "org_id, walkthrough_id, day, server_id, version, step_id",
+    ),
+    (
+        "rm_walkthrough_step_times",
+        "org_id, walkthrough_id, day, server_id, version, step_id, bucket",
+    ),
+    (
+        "rm_walkthrough_transitions",
+        "org_id, walkthrough_id, day, server_id, version, from_node, to_node",
+    ),
 ];
 
 /// Every read-model row, as JSON, in a stable order.
@@ -106,6 +132,83 @@ async fn some_history(app: &TestApp) {
         &format!("/api/v1/orgs/{org}/tickets/{ticket}/comments"),
         &owner.token,
         json!({"body": "On it."}),
+    )
+    .await;
+
+    // A walkthrough: authored, reordered, published twice, assigned, walked by three users
+    // (one finishes, one restarts, one stops).
+    let (_, wt) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/walkthroughs"),
+            &owner.token,
+            json!({"title": "Tour"}),
+        )
+        .await;
+    let wt = wt["id"].as_str().unwrap().to_owned();
+    let mut steps = Vec::new();
+    for title in ["One", "Two", "Three"] {
+        let (_, step) = app
+            .post(
+                &format!("/api/v1/orgs/{org}/walkthroughs/{wt}/steps"),
+                &owner.token,
+                json!({"title": title, "content": "c"}),
+            )
+            .await;
+        steps.push(step["id"].as_str().unwrap().to_owned());
+    }
+    app.post(
+        &format!(
+            "/api/v1/orgs/{org}/walkthroughs/{wt}/steps/{}/move",
+            steps[2]
+        ),
+        &owner.token,
+        json!({"after_step_id": null}),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/walkthroughs/{wt}/publish"),
+        &owner.token,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/servers/acme-api/walkthroughs"),
+        &owner.token,
+        json!({"walkthrough_id": wt}),
+    )
+    .await;
+    for (user, nexts) in [("w-1", 3), ("w-2", 1), ("w-3", 2)] {
+        let client = Mcp::new(app.url(&format!("/s/acme-api/t/{user}/mcp"))).modern();
+        eventually("walkthrough offered", Duration::from_secs(10), || async {
+            let r = client
+                .call_tool("select_walkthrough", json!({"walkthrough_id": wt}))
+                .await;
+            (r.result()["isError"] == false).then_some(())
+        })
+        .await;
+        for _ in 0..nexts {
+            client.call_tool("next_walkthrough_step", json!({})).await;
+        }
+        if user == "w-3" {
+            client
+                .call_tool(
+                    "select_walkthrough",
+                    json!({"walkthrough_id": wt, "resume_if_exists": false}),
+                )
+                .await;
+            client.call_tool("next_walkthrough_step", json!({})).await;
+        }
+    }
+    app.patch(
+        &format!("/api/v1/orgs/{org}/walkthroughs/{wt}/steps/{}", steps[0]),
+        &owner.token,
+        json!({"content": "changed"}),
+    )
+    .await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/walkthroughs/{wt}/publish"),
+        &owner.token,
+        json!({}),
     )
     .await;
 }

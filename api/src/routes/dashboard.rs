@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use commands::Cursor;
-use projections::models::{audit, dashboard, organizations, servers, tickets, usage};
+use projections::models::{
+    audit, dashboard, organizations, servers, tickets, usage, walkthrough_progress,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,6 +33,8 @@ pub async fn overview(
     let calls_24h = usage::calls_since(&state.pool, org, now - chrono::Duration::hours(24)).await?;
     let calls_7d = usage::calls_since(&state.pool, org, now - chrono::Duration::days(7)).await?;
     let open_tickets = tickets::count_open(&state.pool, org).await?;
+    let (walkthroughs_active, walkthroughs_completed) =
+        walkthrough_progress::counts(&state.pool, org).await?;
     let server_rows = servers::list(&state.pool, org, false).await?;
     let servers: Vec<_> = server_rows
         .iter()
@@ -58,6 +62,9 @@ pub async fn overview(
             "tool_calls_24h": calls_24h,
             "tool_calls_7d": calls_7d,
             "open_tickets": open_tickets,
+            // End users' walkthrough runs: under way, and finished.
+            "walkthroughs_active": walkthroughs_active,
+            "walkthroughs_completed": walkthroughs_completed,
         },
     })))
 }

@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use projections::models::tickets::{self as rm_tickets, TicketFilter};
 use projections::models::usage::{self as rm, SessionFilter};
+use projections::models::walkthrough_progress;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -80,10 +81,12 @@ pub async fn get(
         50,
     )
     .await?;
+    let walkthroughs = walkthrough_progress::of_end_user(&state.pool, org, id).await?;
     let mut value = json!(row);
     if let Some(obj) = value.as_object_mut() {
         obj.insert("recent_sessions".to_owned(), json!(sessions));
         obj.insert("tickets".to_owned(), json!(tickets));
+        obj.insert("walkthroughs".to_owned(), json!(walkthroughs));
     }
     Ok(Json(value))
 }

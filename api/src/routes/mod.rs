@@ -10,3 +10,4 @@ pub mod servers;
 pub mod sessions;
 pub mod tickets;
 pub mod tool_calls;
+pub mod walkthroughs;

@@ -120,7 +120,11 @@ pub async fn server_id_filter(
         .map(|s| Some(s.id)))
 }
 
-async fn fetch(state: &AppState, org: OrgId, server_ref: &str) -> Result<ServerRow, ApiError> {
+pub(crate) async fn fetch(
+    state: &AppState,
+    org: OrgId,
+    server_ref: &str,
+) -> Result<ServerRow, ApiError> {
     if !crate::error::plausible_ref(server_ref) {
         return Err(ApiError::not_found("server"));
     }

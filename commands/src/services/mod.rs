@@ -8,3 +8,5 @@ pub mod organizations;
 pub mod servers;
 pub mod tickets;
 pub mod tool_calls;
+pub mod walkthrough_progress;
+pub mod walkthroughs;

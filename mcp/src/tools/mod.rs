@@ -3,6 +3,7 @@
 pub mod conformance;
 pub mod conformance_rounds;
 pub mod support;
+pub mod walkthroughs;
 
 use crate::identity::Caller;
 use crate::tenant::Tenant;
@@ -25,11 +26,31 @@ pub struct CallContext<'a> {
     pub request: &'a rmcp::service::RequestContext<rmcp::RoleServer>,
 }
 
+/// Whether the server offers walkthrough tools: switched on, and at least one enabled,
+/// published walkthrough assigned.
+pub async fn offers_walkthroughs(core: &Core, tenant: &Tenant) -> Result<bool, ErrorData> {
+    if !tenant.walkthrough_tools {
+        return Ok(false);
+    }
+    let offer = core
+        .walkthroughs
+        .offered(core.store.pool(), tenant.org_id, tenant.server_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading the walkthroughs a server offers failed");
+            ErrorData::internal_error("tools are unavailable right now; please retry", None)
+        })?;
+    Ok(!offer.is_empty())
+}
+
 /// The tools of a server, in a stable order.
-pub fn list(tenant: &Tenant) -> Vec<Tool> {
+pub fn list(tenant: &Tenant, walkthroughs: bool) -> Vec<Tool> {
     let mut tools = Vec::new();
     if tenant.support_tool {
         tools.push(support::tool());
+    }
+    if walkthroughs {
+        tools.extend(walkthroughs::tools());
     }
     if tenant.conformance_fixtures {
         tools.extend(conformance::tools());
@@ -50,6 +71,13 @@ pub async fn call(
     match name {
         support::NAME if cx.tenant.support_tool => {
             support::call(cx, arguments).await.map(Into::into)
+        }
+        _ if walkthroughs::TOOLS.contains(&name)
+            && offers_walkthroughs(cx.core, cx.tenant).await? =>
+        {
+            walkthroughs::call(cx, name, arguments)
+                .await
+                .map(Into::into)
         }
         _ if cx.tenant.conformance_fixtures && conformance::has_tool(name) => {
             conformance::call(cx, name, arguments).await.map(Into::into)

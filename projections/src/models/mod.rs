@@ -6,3 +6,6 @@ pub mod organizations;
 pub mod servers;
 pub mod tickets;
 pub mod usage;
+pub mod walkthrough_analytics;
+pub mod walkthrough_progress;
+pub mod walkthroughs;

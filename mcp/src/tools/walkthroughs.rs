@@ -1,0 +1,642 @@
+//! `list_walkthroughs`, `select_walkthrough`, `next_walkthrough_step`: interactive walkthroughs
+//! delivered by the agent, one step at a time. Listed only on servers with `walkthrough_tools`
+//! on and at least one enabled, published walkthrough assigned.
+//!
+//! Every step is rendered by [`render_step`], one template that keeps what the agent should do
+//! (instructions, operations) apart from what the user should read.
+
+use super::{json_type, schema, tool_error, CallContext};
+use commands::services::walkthrough_progress::{self as progress, Outcome, Target};
+use commands::ExecuteError;
+use domain::values::OrgId;
+use domain::walkthrough::Step;
+use domain::walkthrough_progress::{ProgressError, StartingVersion, WalkthroughProgress};
+use projections::models::walkthroughs as rm;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
+use rmcp::ErrorData;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const LIST: &str = "list_walkthroughs";
+pub const SELECT: &str = "select_walkthrough";
+pub const NEXT: &str = "next_walkthrough_step";
+pub const TOOLS: [&str; 3] = [LIST, SELECT, NEXT];
+
+/// How long a server's offer is reused: assignment changes reach end users within this.
+const OFFER_TTL: Duration = Duration::from_secs(1);
+/// Bound on cached versions; past it the cache starts over.
+const MAX_CACHED_VERSIONS: usize = 10_000;
+
+/// A published version as end users get it.
+#[derive(Debug)]
+pub struct Version {
+    pub walkthrough_id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub version: u32,
+    pub steps: Vec<Step>,
+}
+
+impl Version {
+    fn starting(&self) -> StartingVersion {
+        StartingVersion {
+            version: self.version,
+            steps: self.steps.iter().map(|s| s.id).collect(),
+        }
+    }
+}
+
+/// A server's walkthroughs, in display order, each at its newest version.
+pub type Offer = Arc<Vec<Arc<Version>>>;
+
+/// What each server offers (briefly cached) and every published version (immutable, so cached
+/// until evicted).
+#[derive(Default)]
+pub struct Catalog {
+    offers: RwLock<HashMap<Uuid, (Instant, Offer)>>,
+    versions: RwLock<HashMap<(Uuid, u32), Arc<Version>>>,
+}
+
+fn to_u32(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+impl Catalog {
+    /// The server's walkthroughs, in display order, each at its newest version.
+    pub async fn offered(
+        &self,
+        pool: &PgPool,
+        org_id: Uuid,
+        server_id: Uuid,
+    ) -> Result<Offer, sqlx::Error> {
+        if let Ok(offers) = self.offers.read() {
+            if let Some((at, offer)) = offers.get(&server_id) {
+                if at.elapsed() < OFFER_TTL {
+                    return Ok(offer.clone());
+                }
+            }
+        }
+        let rows = rm::offered(pool, OrgId(org_id), server_id).await?;
+        let offer: Offer = Arc::new(
+            rows.into_iter()
+                .map(|r| {
+                    let version = Arc::new(Version {
+                        walkthrough_id: r.walkthrough_id,
+                        title: r.title,
+                        description: r.description,
+                        version: to_u32(r.version),
+                        steps: r.steps.0,
+                    });
+                    self.remember(version.clone());
+                    version
+                })
+                .collect(),
+        );
+        if let Ok(mut offers) = self.offers.write() {
+            offers.insert(server_id, (Instant::now(), offer.clone()));
+        }
+        Ok(offer)
+    }
+
+    fn remember(&self, version: Arc<Version>) {
+        if let Ok(mut versions) = self.versions.write() {
+            if versions.len() >= MAX_CACHED_VERSIONS {
+                versions.clear();
+            }
+            versions.insert((version.walkthrough_id, version.version), version);
+        }
+    }
+
+    /// One published version (what a run in progress keeps using).
+    pub async fn version(
+        &self,
+        pool: &PgPool,
+        org_id: Uuid,
+        walkthrough_id: Uuid,
+        version: u32,
+    ) -> Result<Option<Arc<Version>>, sqlx::Error> {
+        if let Ok(versions) = self.versions.read() {
+            if let Some(v) = versions.get(&(walkthrough_id, version)) {
+                return Ok(Some(v.clone()));
+            }
+        }
+        let number = i32::try_from(version).unwrap_or(i32::MAX);
+        let Some(row) = rm::version(pool, OrgId(org_id), walkthrough_id, number).await? else {
+            return Ok(None);
+        };
+        let v = Arc::new(Version {
+            walkthrough_id,
+            title: row.title,
+            description: row.description,
+            version,
+            steps: row.steps.0,
+        });
+        self.remember(v.clone());
+        Ok(Some(v))
+    }
+}
+
+fn annotated(mut tool: Tool, title: &str, read_only: bool) -> Tool {
+    tool.title = Some(title.to_owned());
+    tool.annotations = Some(
+        ToolAnnotations::new()
+            .read_only(read_only)
+            .destructive(false)
+            .idempotent(read_only)
+            .open_world(false),
+    );
+    tool
+}
+
+pub fn tools() -> Vec<Tool> {
+    vec![
+        annotated(
+            Tool::new(
+                LIST,
+                "List the interactive walkthroughs (guided tutorials) this product offers, with \
+                 how far the user has got in each. Call it when the user wants to learn the \
+                 product or asks for a tutorial.",
+                schema(
+                    json!({ "type": "object", "properties": {}, "additionalProperties": false }),
+                ),
+            ),
+            "List walkthroughs",
+            true,
+        ),
+        annotated(
+            Tool::new(
+                SELECT,
+                "Start a walkthrough, or resume it where the user left off, and get its current \
+                 step. Set resume_if_exists to false to start over from the first step.",
+                schema(json!({
+                    "type": "object",
+                    "properties": {
+                        "walkthrough_id": { "type": "string", "description": "An id from list_walkthroughs" },
+                        "resume_if_exists": { "type": "boolean", "default": true, "description": "Resume the user's progress (default) or start over" }
+                    },
+                    "required": ["walkthrough_id"],
+                    "additionalProperties": false
+                })),
+            ),
+            "Select a walkthrough",
+            false,
+        ),
+        annotated(
+            Tool::new(
+                NEXT,
+                "Mark the current walkthrough step as done and get the next one. Call it only \
+                 when the user has finished the step; pass the step's id as current_step_id.",
+                schema(json!({
+                    "type": "object",
+                    "properties": {
+                        "current_step_id": { "type": "string", "description": "The id of the step the user just finished" }
+                    },
+                    "additionalProperties": false
+                })),
+            ),
+            "Next walkthrough step",
+            false,
+        ),
+    ]
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ErrorData {
+    tracing::error!(error = %e, "walkthrough tool failed");
+    ErrorData::internal_error(
+        "walkthroughs are unavailable right now; nothing was changed, please retry",
+        None,
+    )
+}
+
+/// Rejects arguments the tool does not take, naming the ones it does.
+fn only(arguments: &JsonObject, allowed: &[&str]) -> Result<(), CallToolResult> {
+    match arguments.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) if allowed.is_empty() => Err(tool_error(format!(
+            "unknown argument `{unknown}`; this tool takes none"
+        ))),
+        Some(unknown) => Err(tool_error(format!(
+            "unknown argument `{unknown}`; expected {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn needs_identity() -> CallToolResult {
+    tool_error(
+        "Walkthrough progress is kept per user, and this connection does not say who the user \
+         is. Connect with the personal server URL that ends in /t/{tracking-id}/mcp (or sign in), \
+         then try again.",
+    )
+}
+
+pub async fn call(
+    cx: &CallContext<'_>,
+    name: &str,
+    arguments: &JsonObject,
+) -> Result<CallToolResult, ErrorData> {
+    match name {
+        LIST => list(cx, arguments).await,
+        SELECT => select(cx, arguments).await,
+        _ => next(cx, arguments).await,
+    }
+}
+
+async fn offered(cx: &CallContext<'_>) -> Result<Offer, ErrorData> {
+    cx.core
+        .walkthroughs
+        .offered(cx.core.store.pool(), cx.tenant.org_id, cx.tenant.server_id)
+        .await
+        .map_err(unavailable)
+}
+
+fn progress_json(progress: &WalkthroughProgress) -> Value {
+    match &progress.run {
+        None => json!({ "status": "not_started" }),
+        Some(run) => json!({
+            "status": if run.is_completed() { "completed" } else { "in_progress" },
+            "version": run.version,
+            "steps_completed": run.current,
+            "step_count": run.steps.len(),
+            "current_step_id": run.current_step(),
+        }),
+    }
+}
+
+async fn list(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolResult, ErrorData> {
+    if let Err(e) = only(arguments, &[]) {
+        return Ok(e);
+    }
+    let offer = offered(cx).await?;
+    let mut text = String::new();
+    let mut items = Vec::new();
+    for (i, w) in offer.iter().enumerate() {
+        let state = match cx.caller.end_user_id {
+            Some(end_user) => Some(
+                progress::load(&cx.core.store, w.walkthrough_id, end_user)
+                    .await
+                    .map_err(unavailable)?,
+            ),
+            None => None,
+        };
+        let status = match state.as_ref().and_then(|p| p.run.as_ref()) {
+            None => "not started".to_owned(),
+            Some(run) if run.is_completed() => "completed".to_owned(),
+            Some(run) => format!(
+                "in progress, step {} of {}",
+                run.current + 1,
+                run.steps.len()
+            ),
+        };
+        let _ = writeln!(
+            text,
+            "{}. {} (id: {}) — {} steps, {status}{}",
+            i + 1,
+            w.title,
+            w.walkthrough_id,
+            w.steps.len(),
+            w.description
+                .as_deref()
+                .map(|d| format!("\n   {d}"))
+                .unwrap_or_default(),
+        );
+        items.push(json!({
+            "id": w.walkthrough_id,
+            "title": w.title,
+            "description": w.description,
+            "version": w.version,
+            "step_count": w.steps.len(),
+            "progress": state.as_ref().map_or(json!({ "status": "unknown" }), progress_json),
+        }));
+    }
+    if items.is_empty() {
+        text.push_str("This server offers no walkthroughs right now.");
+    } else {
+        text.push_str("\nTo start or resume one, call select_walkthrough with its id.");
+    }
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(json!({ "walkthroughs": items }));
+    Ok(result)
+}
+
+fn find<'a>(offer: &'a [Arc<Version>], raw: &str) -> Option<&'a Arc<Version>> {
+    let id: Uuid = raw.trim().parse().ok()?;
+    offer.iter().find(|w| w.walkthrough_id == id)
+}
+
+fn available(offer: &[Arc<Version>]) -> String {
+    if offer.is_empty() {
+        return "This server offers no walkthroughs right now.".to_owned();
+    }
+    let names: Vec<String> = offer
+        .iter()
+        .map(|w| format!("{} ({})", w.walkthrough_id, w.title))
+        .collect();
+    format!("Available: {}.", names.join(", "))
+}
+
+async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolResult, ErrorData> {
+    if let Err(e) = only(arguments, &["walkthrough_id", "resume_if_exists"]) {
+        return Ok(e);
+    }
+    let raw_id = match arguments.get("walkthrough_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return Ok(tool_error(
+                "`walkthrough_id` is required; get one from list_walkthroughs",
+            ))
+        }
+        Some(other) => {
+            return Ok(tool_error(format!(
+                "`walkthrough_id` must be a string, not {}",
+                json_type(other)
+            )))
+        }
+    };
+    let resume = match arguments.get("resume_if_exists") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Ok(tool_error(format!(
+                "`resume_if_exists` must be a boolean, not {}",
+                json_type(other)
+            )))
+        }
+    };
+    let Some(end_user_id) = cx.caller.end_user_id else {
+        return Ok(needs_identity());
+    };
+    let offer = offered(cx).await?;
+    let Some(newest) = find(&offer, raw_id) else {
+        return Ok(tool_error(format!(
+            "There is no walkthrough {raw_id:?} on this server. {}",
+            available(&offer)
+        )));
+    };
+    let target = Target {
+        org_id: cx.tenant.org_id,
+        server_id: cx.tenant.server_id,
+        end_user_id,
+        walkthrough_id: newest.walkthrough_id,
+    };
+    let outcome = progress::select(
+        &cx.core.store,
+        target,
+        resume,
+        &newest.starting(),
+        chrono::Utc::now(),
+        cx.metadata,
+    )
+    .await;
+    match outcome {
+        Ok(outcome) => respond(cx, &outcome, Delivered::Selected).await,
+        Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolResult, ErrorData> {
+    if let Err(e) = only(arguments, &["current_step_id"]) {
+        return Ok(e);
+    }
+    let expected = match arguments.get("current_step_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.trim().parse::<Uuid>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                return Ok(tool_error(format!(
+                    "`current_step_id` {s:?} is not a step id; pass the id of the step you were \
+                     given last (or leave it out)"
+                )))
+            }
+        },
+        Some(other) => {
+            return Ok(tool_error(format!(
+                "`current_step_id` must be a string, not {}",
+                json_type(other)
+            )))
+        }
+    };
+    let Some(end_user_id) = cx.caller.end_user_id else {
+        return Ok(needs_identity());
+    };
+    let selected = progress::selected(&cx.core.store, cx.tenant.org_id, end_user_id)
+        .await
+        .map_err(unavailable)?;
+    let Some(walkthrough_id) = selected else {
+        return Ok(tool_error(
+            "No walkthrough is selected. Call list_walkthroughs, then select_walkthrough to \
+             start one.",
+        ));
+    };
+    let offer = offered(cx).await?;
+    if !offer.iter().any(|w| w.walkthrough_id == walkthrough_id) {
+        return Ok(tool_error(format!(
+            "The selected walkthrough is no longer offered on this server. {}",
+            available(&offer)
+        )));
+    }
+    let target = Target {
+        org_id: cx.tenant.org_id,
+        server_id: cx.tenant.server_id,
+        end_user_id,
+        walkthrough_id,
+    };
+    let outcome = progress::complete_step(
+        &cx.core.store,
+        target,
+        expected,
+        chrono::Utc::now(),
+        cx.metadata,
+    )
+    .await;
+    match outcome {
+        Ok(outcome) => respond(cx, &outcome, Delivered::Advanced).await,
+        Err(ExecuteError::Domain(ProgressError::StaleStep { .. })) => {
+            // Answer with the real current step, unchanged: nothing is skipped.
+            let state = progress::load(&cx.core.store, walkthrough_id, end_user_id)
+                .await
+                .map_err(unavailable)?;
+            let mut result = respond(
+                cx,
+                &Outcome {
+                    progress: state,
+                    events: vec![],
+                },
+                Delivered::Stale,
+            )
+            .await?;
+            result.is_error = Some(true);
+            Ok(result)
+        }
+        Err(ExecuteError::Domain(e @ ProgressError::AlreadyCompleted)) => Ok(tool_error(format!(
+            "{e}. To go through it again, call select_walkthrough with resume_if_exists set to \
+             false."
+        ))),
+        Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Delivered {
+    Selected,
+    Advanced,
+    Stale,
+}
+
+/// Renders where the run stands: the current step, or the completion.
+async fn respond(
+    cx: &CallContext<'_>,
+    outcome: &Outcome,
+    delivered: Delivered,
+) -> Result<CallToolResult, ErrorData> {
+    let Some(run) = outcome.progress.run.as_ref() else {
+        return Ok(tool_error(
+            "No walkthrough is selected; call select_walkthrough first.",
+        ));
+    };
+    let walkthrough_id = outcome.progress.walkthrough_id.unwrap_or_default();
+    let version = cx
+        .core
+        .walkthroughs
+        .version(
+            cx.core.store.pool(),
+            cx.tenant.org_id,
+            walkthrough_id,
+            run.version,
+        )
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| unavailable("a published version is missing from the read model"))?;
+    let total = run.steps.len();
+    if run.is_completed() {
+        let text = if delivered == Delivered::Selected && outcome.events.is_empty() {
+            format!(
+                "The user has already completed \"{}\". To go through it again, call \
+                 select_walkthrough with resume_if_exists set to false.",
+                version.title
+            )
+        } else {
+            format!(
+                "Walkthrough complete: \"{}\", all {total} steps done. Congratulate the user and \
+                 ask whether they want to explore anything else.",
+                version.title
+            )
+        };
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        result.structured_content = Some(json!({
+            "walkthrough_id": walkthrough_id,
+            "title": version.title,
+            "version": version.version,
+            "status": "completed",
+            "progress": { "steps_completed": total, "step_count": total },
+        }));
+        return Ok(result);
+    }
+    let Some(step_id) = run.current_step() else {
+        return Err(unavailable("a run without a current step"));
+    };
+    let Some(step) = version.steps.iter().find(|s| s.id == step_id) else {
+        return Err(unavailable("the run's step is missing from its version"));
+    };
+    let preface = match delivered {
+        Delivered::Stale => format!(
+            "That was not the current step, so nothing was marked done. The user is on step {} \
+             of {total}:\n\n",
+            run.current + 1
+        ),
+        Delivered::Selected if run.current > 0 && outcome.events.is_empty() => {
+            format!(
+                "Resuming where the user left off (step {} of {total}).\n\n",
+                run.current + 1
+            )
+        }
+        _ => String::new(),
+    };
+    let text = format!(
+        "{preface}{}",
+        render_step(&version.title, step, run.current + 1, total)
+    );
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(json!({
+        "walkthrough_id": walkthrough_id,
+        "title": version.title,
+        "version": version.version,
+        "status": "in_progress",
+        "step": {
+            "id": step.id,
+            "number": run.current + 1,
+            "title": step.content.title,
+        },
+        "progress": { "steps_completed": run.current, "step_count": total },
+    }));
+    Ok(result)
+}
+
+/// The one template every step is delivered in. Agent-only material sits in its own tagged
+/// sections, apart from the user-facing content, so the agent knows what to say and what to do.
+pub fn render_step(walkthrough: &str, step: &Step, number: usize, total: usize) -> String {
+    let c = &step.content;
+    let mut out = format!(
+        "# {walkthrough} — step {number} of {total}: {}\n\n## For you, the agent (do not show this section to the user)\n\n<agent_instructions>\n{}\n</agent_instructions>\n",
+        c.title,
+        c.agent_instructions.as_deref().unwrap_or(
+            "Present the user content below in your own words, help the user carry it out, and \
+             answer their questions about it."
+        ),
+    );
+    if !c.operations.is_empty() {
+        out.push_str("\n<operations>\n");
+        for (i, op) in c.operations.iter().enumerate() {
+            let _ = writeln!(out, "{}. {op}", i + 1);
+        }
+        out.push_str("</operations>\n");
+    }
+    let _ = write!(
+        out,
+        "\n## For the user\n\n<user_content>\n{}\n</user_content>\n\n## When this step is done\n\nCall next_walkthrough_step with current_step_id \"{}\"{}.\n",
+        c.content,
+        step.id,
+        if number == total {
+            " to finish the walkthrough"
+        } else {
+            " to get the next step"
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::walkthrough::StepContent;
+
+    #[test]
+    fn the_template_keeps_agent_material_apart_from_user_content() {
+        let step = Step {
+            id: Uuid::from_u128(7),
+            content: StepContent::parse(
+                "Install",
+                "Run `npm i acme`.",
+                Some("Check their Node version first."),
+                &["run: node --version".to_owned()],
+            )
+            .unwrap(),
+        };
+        let text = render_step("Quickstart", &step, 1, 3);
+        let agent = text.find("<agent_instructions>").unwrap();
+        let ops = text.find("<operations>").unwrap();
+        let user = text.find("<user_content>").unwrap();
+        assert!(agent < ops && ops < user);
+        assert!(text[user..].contains("Run `npm i acme`."));
+        assert!(!text[user..].contains("Check their Node version"));
+        assert!(text.contains(&step.id.to_string()));
+        assert!(text.starts_with("# Quickstart — step 1 of 3: Install"));
+    }
+}

@@ -1,0 +1,827 @@
+//! Walkthroughs: authored and published over REST, walked over MCP, and counted exactly in
+//! progress, funnel analytics and the sankey graph.
+
+use crate::helpers::*;
+use crate::mcp_raw::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WALK_TOOLS: [&str; 3] = [
+    "list_walkthroughs",
+    "select_walkthrough",
+    "next_walkthrough_step",
+];
+
+struct Author<'a> {
+    app: &'a TestApp,
+    user: &'a User,
+    org: String,
+}
+
+impl Author<'_> {
+    fn path(&self, rest: &str) -> String {
+        format!("/api/v1/orgs/{}{rest}", self.org)
+    }
+
+    async fn create(&self, title: &str) -> String {
+        let (status, body) = self
+            .app
+            .post(
+                &self.path("/walkthroughs"),
+                &self.user.token,
+                json!({ "title": title, "description": "Learn the basics" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "draft");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn add_step(&self, wt: &str, title: &str, extra: Value) -> String {
+        let mut body = json!({
+            "title": title,
+            "content": format!("Content of {title}"),
+            "agent_instructions": format!("Instructions for {title}"),
+            "operations": [format!("do {title}")],
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, step) = self
+            .app
+            .post(
+                &self.path(&format!("/walkthroughs/{wt}/steps")),
+                &self.user.token,
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{step}");
+        step["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn publish(&self, wt: &str) -> Value {
+        let (status, body) = self
+            .app
+            .post(
+                &self.path(&format!("/walkthroughs/{wt}/publish")),
+                &self.user.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn assign(&self, server: &str, wt: &str, order: i32) {
+        let (status, body) = self
+            .app
+            .post(
+                &self.path(&format!("/servers/{server}/walkthroughs")),
+                &self.user.token,
+                json!({ "walkthrough_id": wt, "display_order": order }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn get(&self, rest: &str) -> (StatusCode, Value) {
+        self.app.get(&self.path(rest), &self.user.token).await
+    }
+}
+
+/// A 2026-era client of one end user (tracking id) on a server.
+fn end_user(app: &TestApp, server: &str, tracking_id: &str) -> Mcp {
+    Mcp::new(app.url(&format!("/s/{server}/t/{tracking_id}/mcp"))).modern()
+}
+
+async fn tool(client: &Mcp, name: &str, arguments: Value) -> Value {
+    let reply = client.call_tool(name, arguments).await;
+    let result = reply.result();
+    assert!(result.is_object(), "{name}: {}", reply.text);
+    result
+}
+
+async fn select(client: &Mcp, wt: &str, resume: bool) -> Value {
+    let r = tool(
+        client,
+        "select_walkthrough",
+        json!({ "walkthrough_id": wt, "resume_if_exists": resume }),
+    )
+    .await;
+    assert_eq!(r["isError"], false, "{r}");
+    r
+}
+
+async fn next(client: &Mcp, step: Option<&str>) -> Value {
+    let args = match step {
+        Some(s) => json!({ "current_step_id": s }),
+        None => json!({}),
+    };
+    tool(client, "next_walkthrough_step", args).await
+}
+
+fn text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn step_id(result: &Value) -> String {
+    result["structuredContent"]["step"]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn wait_for_tools(client: &Mcp, present: bool) {
+    eventually(
+        "walkthrough tools listed",
+        Duration::from_secs(10),
+        || async {
+            let names = client.tool_names().await;
+            (WALK_TOOLS.iter().all(|t| names.iter().any(|n| n == t)) == present).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@wt.test").await;
+    let org = app.create_org(&owner, "wt-org").await;
+    app.create_server(&owner, &org, "wt-a").await;
+    app.create_server(&owner, &org, "wt-b").await;
+    let a = Author {
+        app: &app,
+        user: &owner,
+        org: org.clone(),
+    };
+    let wt = a.create("Quickstart").await;
+
+    // Publishing nothing, assigning a draft: refused.
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/publish")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_steps"))
+    );
+    let (status, body) = app
+        .post(
+            &a.path("/servers/wt-a/walkthroughs"),
+            &owner.token,
+            json!({ "walkthrough_id": wt }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_published"))
+    );
+
+    // Steps: new ones go last; after_step_id null puts one first; ids survive reordering.
+    let s1 = a.add_step(&wt, "Install", json!({})).await;
+    let s2 = a.add_step(&wt, "Configure", json!({})).await;
+    let s0 = a
+        .add_step(&wt, "Welcome", json!({ "after_step_id": null }))
+        .await;
+    let s15 = a
+        .add_step(&wt, "Verify", json!({ "after_step_id": s1 }))
+        .await;
+    let order = |body: &Value| -> Vec<String> {
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, body) = a.get(&format!("/walkthroughs/{wt}")).await;
+    assert_eq!(
+        order(&body),
+        vec![s0.clone(), s1.clone(), s15.clone(), s2.clone()]
+    );
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s0}/move")),
+            &owner.token,
+            json!({ "after_step_id": s2 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        order(&body),
+        vec![s1.clone(), s15.clone(), s2.clone(), s0.clone()]
+    );
+    let (status, body) = app
+        .delete(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s15}")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(order(&body), vec![s1.clone(), s2.clone(), s0.clone()]);
+
+    // Bad input: moving after itself, unknown anchors and steps, foreign ids, empty titles.
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s1}/move")),
+            &owner.token,
+            json!({ "after_step_id": s1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s1}/move")),
+            &owner.token,
+            json!({ "after_step_id": "00000000-0000-0000-0000-000000000001" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app
+        .patch(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s15}")),
+            &owner.token,
+            json!({ "title": "gone" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("step_not_found"))
+    );
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/steps")),
+            &owner.token,
+            json!({ "title": "  ", "content": "x" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "title");
+    let (status, _) = a.get("/walkthroughs/not-a-uuid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Publish: version 1; publishing again without changes is refused; drafting goes on.
+    let v1 = a.publish(&wt).await;
+    assert_eq!(v1["status"], "published");
+    assert_eq!(v1["published_version"], 1);
+    assert_eq!(v1["unpublished_changes"], false);
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/publish")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("nothing_to_publish"))
+    );
+    let (status, edited) = app
+        .patch(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s2}")),
+            &owner.token,
+            json!({ "content": "Configure it like this." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["content"], "Configure it like this.");
+    assert_eq!(edited["title"], "Configure", "untouched fields are kept");
+    let (_, body) = a.get(&format!("/walkthroughs/{wt}")).await;
+    assert_eq!(body["unpublished_changes"], true);
+    a.publish(&wt).await;
+    let (_, versions) = a.get(&format!("/walkthroughs/{wt}/versions")).await;
+    let items = versions["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["version"], 2);
+    assert_eq!(items[0]["steps"][1]["content"], "Configure it like this.");
+    assert_eq!(items[1]["steps"][1]["content"], "Content of Configure");
+
+    // Assignments: to many servers, updated, removed; twice is a conflict.
+    a.assign("wt-a", &wt, 2).await;
+    a.assign("wt-b", &wt, 1).await;
+    let (status, body) = app
+        .post(
+            &a.path("/servers/wt-a/walkthroughs"),
+            &owner.token,
+            json!({ "walkthrough_id": wt }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_assigned"))
+    );
+    let (status, body) = app
+        .patch(
+            &a.path(&format!("/servers/wt-a/walkthroughs/{wt}")),
+            &owner.token,
+            json!({ "enabled": false, "display_order": 5 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["enabled"].as_bool(), body["display_order"].as_i64()),
+        (Some(false), Some(5))
+    );
+    let (_, body) = a.get(&format!("/walkthroughs/{wt}")).await;
+    assert_eq!(body["servers"].as_array().unwrap().len(), 2);
+    let (status, _) = app
+        .delete(
+            &a.path(&format!("/servers/wt-b/walkthroughs/{wt}")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .delete(
+            &a.path(&format!("/servers/wt-b/walkthroughs/{wt}")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = a.get("/servers/wt-b/walkthroughs").await;
+    assert_eq!(listed["items"], json!([]));
+
+    // Another org's walkthrough and server are not found; a plain member may not author.
+    let other = app.signup("other@wt.test").await;
+    let other_org = app.create_org(&other, "wt-other").await;
+    app.create_server(&other, &other_org, "wt-other-srv").await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/orgs/{other_org}/servers/wt-other-srv/walkthroughs"),
+            &other.token,
+            json!({ "walkthrough_id": wt }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a foreign walkthrough");
+    let (status, _) = app
+        .post(
+            &a.path("/servers/wt-other-srv/walkthroughs"),
+            &owner.token,
+            json!({ "walkthrough_id": wt }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a foreign server");
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/orgs/{other_org}/walkthroughs/{wt}"),
+            &other.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.post(
+        &a.path("/members"),
+        &owner.token,
+        json!({ "email": other.email, "role": "member" }),
+    )
+    .await;
+    let (status, _) = app
+        .post(
+            &a.path("/walkthroughs"),
+            &other.token,
+            json!({ "title": "Mine" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get(&a.path("/walkthroughs"), &other.token).await;
+    assert_eq!(status, StatusCode::OK, "members read");
+
+    // Unpublish and archive: archived is read-only and leaves the default list.
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/unpublish")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("unpublished"))
+    );
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/archive")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("archived"))
+    );
+    let (status, body) = app
+        .patch(
+            &a.path(&format!("/walkthroughs/{wt}")),
+            &owner.token,
+            json!({ "title": "New" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("walkthrough_archived"))
+    );
+    let (_, list) = a.get("/walkthroughs").await;
+    assert_eq!(list["items"], json!([]));
+    let (_, list) = a.get("/walkthroughs?status=archived").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@funnel.test").await;
+    let org = app.create_org(&owner, "funnel").await;
+    app.create_server(&owner, &org, "funnel-srv").await;
+    let a = Author {
+        app: &app,
+        user: &owner,
+        org: org.clone(),
+    };
+
+    // No published walkthrough assigned: the tools are not listed.
+    let probe = end_user(&app, "funnel-srv", "probe");
+    wait_for_tools(&probe, false).await;
+
+    let wt = a.create("Getting started").await;
+    let s1 = a.add_step(&wt, "Install", json!({})).await;
+    let s2 = a.add_step(&wt, "Configure", json!({})).await;
+    let s3 = a.add_step(&wt, "Deploy", json!({})).await;
+    a.publish(&wt).await;
+    a.assign("funnel-srv", &wt, 0).await;
+    wait_for_tools(&probe, true).await;
+
+    // The list shows the walkthrough with the caller's progress.
+    let listed = tool(&probe, "list_walkthroughs", json!({})).await;
+    assert_eq!(listed["isError"], false);
+    let item = &listed["structuredContent"]["walkthroughs"][0];
+    assert_eq!(
+        (item["id"].as_str(), item["step_count"].as_i64()),
+        (Some(wt.as_str()), Some(3))
+    );
+    assert_eq!(item["progress"]["status"], "not_started");
+
+    // Mistakes are tool errors that say what to do.
+    let r = next(&probe, None).await;
+    assert_eq!(r["isError"], true);
+    assert!(text(&r).contains("select_walkthrough"), "{r}");
+    let r = tool(
+        &probe,
+        "select_walkthrough",
+        json!({ "walkthrough_id": "nope" }),
+    )
+    .await;
+    assert_eq!(r["isError"], true);
+    assert!(text(&r).contains(&wt), "names what is available: {r}");
+    let r = tool(&probe, "select_walkthrough", json!({ "walkthrough_id": 5 })).await;
+    assert_eq!(r["isError"], true);
+    let anonymous = Mcp::new(app.url("/s/funnel-srv/mcp")).modern();
+    let r = tool(
+        &anonymous,
+        "select_walkthrough",
+        json!({ "walkthrough_id": wt }),
+    )
+    .await;
+    assert_eq!(r["isError"], true);
+    assert!(text(&r).contains("/t/"), "{r}");
+
+    // u1 finishes naming each step; u2 finishes without naming them.
+    let u1 = end_user(&app, "funnel-srv", "u1");
+    let first = select(&u1, &wt, true).await;
+    assert_eq!(step_id(&first), s1);
+    let rendered = text(&first);
+    assert!(rendered.contains("<agent_instructions>\nInstructions for Install"));
+    assert!(rendered.contains("<user_content>\nContent of Install"));
+    assert!(rendered.contains("do Install"));
+    assert_eq!(step_id(&next(&u1, Some(&s1)).await), s2);
+    assert_eq!(step_id(&next(&u1, Some(&s2)).await), s3);
+    let done = next(&u1, Some(&s3)).await;
+    assert_eq!(done["isError"], false);
+    assert_eq!(done["structuredContent"]["status"], "completed");
+    let again = next(&u1, None).await;
+    assert_eq!(again["isError"], true, "nothing left to complete");
+
+    let u2 = end_user(&app, "funnel-srv", "u2");
+    select(&u2, &wt, true).await;
+    for _ in 0..3 {
+        assert_eq!(next(&u2, None).await["isError"], false);
+    }
+
+    // u3 stops on step 2; a stale step id is refused with the real current step.
+    let mut u3 = Mcp::new(app.url("/s/funnel-srv/t/u3/mcp"));
+    u3.initialize("funnel-legacy").await;
+    select(&u3, &wt, true).await;
+    next(&u3, Some(&s1)).await;
+    let stale = next(&u3, Some(&s1)).await;
+    assert_eq!(stale["isError"], true);
+    assert_eq!(step_id(&stale), s2, "{stale}");
+    assert!(text(&stale).contains("not the current step"));
+    // Progress survives a new session: a fresh client resumes at step 2.
+    let u3_again = end_user(&app, "funnel-srv", "u3");
+    let resumed = select(&u3_again, &wt, true).await;
+    assert_eq!(step_id(&resumed), s2);
+    assert!(text(&resumed).contains("Resuming"));
+
+    // u4 only starts; u5 restarts from step 2, then finishes.
+    select(&end_user(&app, "funnel-srv", "u4"), &wt, true).await;
+    let u5 = end_user(&app, "funnel-srv", "u5");
+    select(&u5, &wt, true).await;
+    next(&u5, None).await;
+    let restarted = select(&u5, &wt, false).await;
+    assert_eq!(step_id(&restarted), s1);
+    for _ in 0..3 {
+        next(&u5, None).await;
+    }
+
+    // Analytics: starts 6 (one a restart), completions 3; per step reached / completed /
+    // restarted / dropped.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let analytics = eventually("analytics", Duration::from_secs(15), || async {
+        let (status, body) = a
+            .get(&format!(
+                "/walkthroughs/{wt}/analytics?from={today}&to={today}"
+            ))
+            .await;
+        (status == StatusCode::OK && body["completions"] == 3 && body["starts"] == 6)
+            .then_some(body)
+    })
+    .await;
+    assert_eq!(analytics["restarts"], 1);
+    assert_eq!(analytics["completion_rate"], 0.5);
+    let steps: Vec<(String, i64, i64, i64, i64)> = analytics["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap().to_owned(),
+                s["reached"].as_i64().unwrap(),
+                s["completed"].as_i64().unwrap(),
+                s["restarted"].as_i64().unwrap(),
+                s["dropped"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (s1.clone(), 6, 5, 0, 1),
+            (s2.clone(), 5, 3, 1, 1),
+            (s3.clone(), 3, 3, 0, 0),
+        ]
+    );
+    assert!(analytics["steps"][0]["median_seconds_on_step"].is_number());
+    assert_eq!(analytics["daily"].as_array().unwrap().len(), 1);
+    assert_eq!(analytics["daily"][0]["starts"], 6);
+
+    // Sankey: exactly these links.
+    let (status, sankey) = a
+        .get(&format!(
+            "/walkthroughs/{wt}/sankey?from={today}&to={today}&server=funnel-srv"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sankey}");
+    let mut links: Vec<(String, String, i64)> = sankey["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["source"].as_str().unwrap().to_owned(),
+                l["target"].as_str().unwrap().to_owned(),
+                l["value"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    links.sort();
+    let mut expected = vec![
+        ("start".to_owned(), s1.clone(), 6),
+        (s1.clone(), s2.clone(), 5),
+        (s2.clone(), s3.clone(), 3),
+        (s3.clone(), "completed".to_owned(), 3),
+        (s2.clone(), "restarted".to_owned(), 1),
+        (s1.clone(), "dropped".to_owned(), 1),
+        (s2.clone(), "dropped".to_owned(), 1),
+    ];
+    expected.sort();
+    assert_eq!(links, expected);
+    let labels: Vec<&str> = sankey["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["label"].as_str())
+        .collect();
+    assert!(labels.contains(&"Configure"), "{labels:?}");
+
+    // A window without activity, another server, bad windows.
+    let (_, empty) = a
+        .get(&format!(
+            "/walkthroughs/{wt}/analytics?from=2020-01-01&to=2020-01-31"
+        ))
+        .await;
+    assert_eq!(empty["starts"], 0);
+    assert_eq!(empty["daily"].as_array().unwrap().len(), 31);
+    let (status, _) = a
+        .get(&format!(
+            "/walkthroughs/{wt}/analytics?from=2021-02-01&to=2021-01-01"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = a
+        .get(&format!("/walkthroughs/{wt}/sankey?from=yesterday"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = a
+        .get(&format!("/walkthroughs/{wt}/sankey?server=no-such-server"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Progress per end user and on the dashboard.
+    let (_, users) = a.get("/users?limit=50").await;
+    let u3_id = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["tracking_ids"] == json!(["u3"]))
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .expect("u3 is an end user");
+    let detail = eventually("u3 progress", Duration::from_secs(10), || async {
+        let (_, body) = a.get(&format!("/users/{u3_id}")).await;
+        (body["walkthroughs"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()))
+        .then_some(body)
+    })
+    .await;
+    let p = &detail["walkthroughs"][0];
+    assert_eq!(p["status"], "in_progress");
+    assert_eq!(p["steps_completed"], 1);
+    assert_eq!(p["current_step_id"], s2);
+    assert_eq!(p["title"], "Getting started");
+    let (_, dash) = a.get("/dashboard").await;
+    assert_eq!(dash["counters"]["walkthroughs_active"], 2, "u3 and u4");
+    assert_eq!(dash["counters"]["walkthroughs_completed"], 3);
+
+    // Every step completion is an event carrying what analytics need.
+    let (_, events) = a.get("/events?type=StepCompleted&limit=100").await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 11, "u1 3, u2 3, u3 1, u5 1 + 3");
+    let payload = &items[0]["payload"];
+    for field in [
+        "end_user_id",
+        "server_id",
+        "version",
+        "step_id",
+        "time_on_step_ms",
+    ] {
+        assert!(!payload[field].is_null(), "{field} missing: {payload}");
+    }
+}
+
+#[tokio::test]
+async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@versions.test").await;
+    let org = app.create_org(&owner, "versions").await;
+    app.create_server(&owner, &org, "versions-srv").await;
+    let a = Author {
+        app: &app,
+        user: &owner,
+        org: org.clone(),
+    };
+    let wt = a.create("Tour").await;
+    let sa = a.add_step(&wt, "A", json!({})).await;
+    let sb = a.add_step(&wt, "B", json!({})).await;
+    let sc = a.add_step(&wt, "C", json!({})).await;
+    a.publish(&wt).await;
+    a.assign("versions-srv", &wt, 0).await;
+    let early = end_user(&app, "versions-srv", "early");
+    wait_for_tools(&early, true).await;
+    select(&early, &wt, true).await;
+    assert_eq!(step_id(&next(&early, Some(&sa)).await), sb, "early is on B");
+
+    // Version 2 drops B (where `early` stands) and adds D.
+    let (status, _) = app
+        .delete(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{sb}")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let sd = a.add_step(&wt, "D", json!({})).await;
+    assert_eq!(a.publish(&wt).await["published_version"], 2);
+
+    // A newcomer gets version 2 (once the servers' short cache has moved on).
+    let late = end_user(&app, "versions-srv", "late");
+    eventually("version 2 offered", Duration::from_secs(10), || async {
+        let listed = tool(&late, "list_walkthroughs", json!({})).await;
+        (listed["structuredContent"]["walkthroughs"][0]["version"] == 2).then_some(())
+    })
+    .await;
+    let started = select(&late, &wt, true).await;
+    assert_eq!(started["structuredContent"]["version"], 2);
+    assert_eq!(step_id(&started), sa);
+    assert_eq!(started["structuredContent"]["progress"]["step_count"], 3);
+
+    // `early` is not stranded: B, then C, from version 1, then done.
+    let on_b = select(&early, &wt, true).await;
+    assert_eq!(step_id(&on_b), sb);
+    assert_eq!(on_b["structuredContent"]["version"], 1);
+    assert_eq!(step_id(&next(&early, Some(&sb)).await), sc);
+    let done = next(&early, Some(&sc)).await;
+    assert_eq!(done["structuredContent"]["status"], "completed");
+    assert_eq!(done["structuredContent"]["version"], 1);
+
+    // Starting over takes version 2: A, C, D.
+    let over = select(&early, &wt, false).await;
+    assert_eq!(over["structuredContent"]["version"], 2);
+    assert_eq!(step_id(&next(&early, None).await), sc);
+    assert_eq!(step_id(&next(&early, None).await), sd);
+
+    // Analytics by version.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let v1 = eventually("v1 analytics", Duration::from_secs(15), || async {
+        let (_, body) = a
+            .get(&format!(
+                "/walkthroughs/{wt}/analytics?to={today}&version=1"
+            ))
+            .await;
+        (body["completions"] == 1).then_some(body)
+    })
+    .await;
+    assert_eq!(v1["starts"], 1);
+    let v2 = eventually("v2 analytics", Duration::from_secs(15), || async {
+        let (_, body) = a
+            .get(&format!("/walkthroughs/{wt}/analytics?version=2"))
+            .await;
+        (body["starts"] == 2 && body["steps"][1]["completed"] == 1).then_some(body)
+    })
+    .await;
+    assert_eq!(v2["restarts"], 1);
+    assert_eq!(v2["completions"], 0);
+}
+
+#[tokio::test]
+async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@race.test").await;
+    let org = app.create_org(&owner, "race").await;
+    app.create_server(&owner, &org, "race-srv").await;
+    let a = Author {
+        app: &app,
+        user: &owner,
+        org: org.clone(),
+    };
+    let wt = a.create("Race").await;
+    let s1 = a.add_step(&wt, "One", json!({})).await;
+    let s2 = a.add_step(&wt, "Two", json!({})).await;
+    let s3 = a.add_step(&wt, "Three", json!({})).await;
+    a.publish(&wt).await;
+    a.assign("race-srv", &wt, 0).await;
+    let ide = end_user(&app, "race-srv", "same-user");
+    let cli = end_user(&app, "race-srv", "same-user");
+    wait_for_tools(&ide, true).await;
+    select(&ide, &wt, true).await;
+
+    for _ in 0..4 {
+        let (x, y) = tokio::join!(next(&ide, Some(&s1)), next(&cli, Some(&s1)));
+        let oks = [&x, &y].iter().filter(|r| r["isError"] == false).count();
+        assert!(oks <= 1, "step 1 completed twice: {x} {y}");
+        for r in [&x, &y] {
+            // Winner or not, both are told the step that is now current.
+            assert_eq!(step_id(r), s2, "{r}");
+        }
+    }
+    // Two blind advances at once: each completes the step that was current when it read, so
+    // the answers never repeat a step and nothing is completed twice.
+    let (p, q) = tokio::join!(next(&ide, None), next(&cli, None));
+    let advanced: Vec<String> = [&p, &q]
+        .iter()
+        .filter(|r| r["isError"] == false)
+        .map(|r| step_id(r))
+        .collect();
+    assert!(!advanced.is_empty(), "{p} {q}");
+    if advanced.len() == 2 {
+        assert_ne!(advanced[0], advanced[1], "the same step handed out twice");
+    }
+    let s3_done = advanced.len() as i64 - 1;
+    let _ = &s3;
+
+    let today = chrono::Utc::now().date_naive().to_string();
+    let analytics = eventually("race analytics", Duration::from_secs(15), || async {
+        let (_, body) = a
+            .get(&format!("/walkthroughs/{wt}/analytics?to={today}"))
+            .await;
+        (body["steps"][1]["completed"] == 1).then_some(body)
+    })
+    .await;
+    assert_eq!(analytics["steps"][0]["completed"], 1, "step 1 counted once");
+    assert_eq!(analytics["steps"][1]["completed"], 1, "step 2 counted once");
+    assert_eq!(analytics["steps"][2]["completed"], s3_done);
+}
