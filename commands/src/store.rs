@@ -350,6 +350,29 @@ impl EventStore {
         self.store_id
     }
 
+    /// Loads an aggregate from the last `reset_event` of its stream on: for aggregates where
+    /// that event replaces the whole state, so what came before it need not be read. The
+    /// version is the stream's last sequence, as with [`EventStore::load`].
+    pub async fn load_since_reset<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        reset_event: &str,
+    ) -> Result<(A, i64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT sequence, event_type, payload FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= COALESCE(( \
+                 SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 AND event_type = $3 ORDER BY sequence DESC LIMIT 1), 1) \
+             ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(reset_event)
+        .fetch_all(&self.pool)
+        .await?;
+        self.replay_rows::<A>(aggregate_id, rows)
+    }
+
     /// Loads an aggregate and the version (last sequence) it was built from.
     pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<(A, i64), StoreError> {
         let rows = sqlx::query(
@@ -360,10 +383,22 @@ impl EventStore {
         .bind(aggregate_id)
         .fetch_all(&self.pool)
         .await?;
+        self.replay_rows::<A>(aggregate_id, rows)
+    }
+
+    /// Replays rows of `sequence, event_type, payload` (in sequence order) into an aggregate;
+    /// rows whose sequence is null (an outer join that found no event) are skipped.
+    pub fn replay_rows<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        rows: Vec<sqlx::postgres::PgRow>,
+    ) -> Result<(A, i64), StoreError> {
         let mut aggregate = A::default();
         let mut version = 0;
         for row in rows {
-            let sequence: i64 = row.try_get("sequence")?;
+            let Some(sequence) = row.try_get::<Option<i64>, _>("sequence")? else {
+                continue;
+            };
             let event_type: String = row.try_get("event_type")?;
             let payload: Value = row.try_get("payload")?;
             let event: A::Event =
@@ -379,7 +414,6 @@ impl EventStore {
         Ok((aggregate, version))
     }
 
-    /// Commits a unit of work through the group committer.
     pub async fn commit(&self, uow: UnitOfWork) -> Result<Vec<Appended>, CommitError> {
         if uow.events.is_empty() && !uow.has_index_writes() {
             return Ok(vec![]);

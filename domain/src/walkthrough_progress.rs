@@ -45,8 +45,12 @@ pub struct WalkthroughProgress {
     pub walkthrough_id: Option<Uuid>,
     pub end_user_id: Option<Uuid>,
     pub run: Option<Run>,
-    /// Runs started, restarts included.
-    pub runs: u32,
+}
+
+impl WalkthroughProgress {
+    /// The event after which nothing earlier matters: a start replaces the whole state, so
+    /// loading may begin at the stream's last one (restarts never make loads slower).
+    pub const RESET_EVENT: &'static str = "WalkthroughStarted";
 }
 
 /// The version a new run starts on.
@@ -263,7 +267,6 @@ impl Aggregate for WalkthroughProgress {
                 self.org_id = Some(*org_id);
                 self.walkthrough_id = Some(*walkthrough_id);
                 self.end_user_id = Some(*end_user_id);
-                self.runs += 1;
                 self.run = Some(Run {
                     version: *version,
                     steps: steps.clone(),
@@ -294,6 +297,7 @@ impl Aggregate for WalkthroughProgress {
 mod tests {
     use super::*;
     use crate::aggregate::{given_when, replay};
+    use crate::DomainEvent;
     use chrono::TimeZone;
 
     fn id(n: u128) -> Uuid {
@@ -377,6 +381,26 @@ mod tests {
         assert_eq!(
             given_when::<WalkthroughProgress>(&[], next(None, 1)),
             Err(ProgressError::NoWalkthroughSelected)
+        );
+    }
+
+    #[test]
+    fn replaying_from_the_last_start_gives_the_same_state() {
+        let mut history = run(vec![select(true, 1, &[10, 11], 0), next(None, 5)]);
+        history.extend(
+            given_when::<WalkthroughProgress>(&history, select(false, 2, &[10, 12], 9)).unwrap(),
+        );
+        history.extend(given_when::<WalkthroughProgress>(&history, next(None, 12)).unwrap());
+        let last_start = history
+            .iter()
+            .rposition(|e| e.event_type() == WalkthroughProgress::RESET_EVENT)
+            .unwrap();
+        let full = replay::<WalkthroughProgress>(&history);
+        let tail = replay::<WalkthroughProgress>(&history[last_start..]);
+        assert_eq!(full.run, tail.run);
+        assert_eq!(
+            (full.org_id, full.walkthrough_id, full.end_user_id),
+            (tail.org_id, tail.walkthrough_id, tail.end_user_id)
         );
     }
 

@@ -3,10 +3,11 @@
 //! change reaches even sessions that are already open.
 
 use crate::identity::Caller;
-use crate::recording;
+use crate::recording::{self, RecordError};
 use crate::tenant::Tenant;
 use crate::tools::{self, conformance, CallContext};
 use crate::Core;
+use commands::store::{conflict_backoff, MAX_RETRIES};
 use domain::EventMetadata;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, DiscoverResult,
@@ -17,7 +18,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Clone)]
@@ -167,27 +168,51 @@ impl ServerHandler for McpHandler {
         let served = served(&context)?;
         let started = Instant::now();
         let arguments = request.arguments.clone().unwrap_or_default();
-        let cx = CallContext {
-            core: &self.core,
-            tenant: &served.tenant,
-            caller: &served.caller,
-            metadata: &served.metadata,
-            peer: &context.peer,
-            request: &context,
-        };
-        let outcome = tools::call(&cx, &request, &arguments).await;
         let client = context.client_info();
-        recording::record(
-            &self.core,
-            &served,
-            &request.name,
-            &arguments,
-            &outcome,
-            started.elapsed(),
-            client.as_ref(),
-        )
-        .await?;
-        outcome
+        let retry_memo = Mutex::new(None);
+        let mut attempts = 0;
+        loop {
+            let staged = Mutex::new(None);
+            let cx = CallContext {
+                core: &self.core,
+                tenant: &served.tenant,
+                caller: &served.caller,
+                metadata: &served.metadata,
+                peer: &context.peer,
+                request: &context,
+                staged: &staged,
+                retry_memo: &retry_memo,
+            };
+            let outcome = tools::call(&cx, &request, &arguments).await;
+            let staged = staged.into_inner().ok().flatten();
+            match recording::record(
+                &self.core,
+                &served,
+                &request.name,
+                &arguments,
+                &outcome,
+                started.elapsed(),
+                client.as_ref(),
+                staged,
+            )
+            .await
+            {
+                Ok(()) => return outcome,
+                // Only staged writes conflict; run the call again on fresh state.
+                Err(RecordError::Conflict) if attempts < MAX_RETRIES => {
+                    attempts += 1;
+                    conflict_backoff().await;
+                }
+                Err(RecordError::Conflict) => {
+                    return Err(ErrorData::internal_error(
+                        "this call kept colliding with another one on the same data; nothing \
+                         was changed, please retry",
+                        None,
+                    ))
+                }
+                Err(RecordError::Failed(e)) => return Err(e),
+            }
+        }
     }
 
     async fn list_prompts(

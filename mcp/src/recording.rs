@@ -4,6 +4,7 @@
 use crate::handler::Served;
 use crate::Core;
 use commands::services::tool_calls;
+use commands::{CommitError, UnitOfWork};
 use domain::tool_call::{Outcome, ToolCallRecord};
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject};
 use rmcp::ErrorData;
@@ -19,6 +20,17 @@ fn error_text(result: &CallToolResult) -> Option<String> {
     })
 }
 
+/// Why a call could not be recorded.
+pub enum RecordError {
+    /// The call's staged writes lost a race (another client changed the same stream): the
+    /// call should run again on fresh state.
+    Conflict,
+    /// Anything else: the call is reported as failed.
+    Failed(ErrorData),
+}
+
+/// Records the call, committing whatever the tool staged in the same transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     core: &Core,
     served: &Served,
@@ -27,7 +39,8 @@ pub async fn record(
     outcome: &Result<CallToolResponse, ErrorData>,
     duration: Duration,
     client: Option<&Implementation>,
-) -> Result<(), ErrorData> {
+    staged: Option<UnitOfWork>,
+) -> Result<(), RecordError> {
     let (outcome, error) = match outcome {
         Ok(CallToolResponse::Complete(result)) if result.is_error == Some(true) => (
             Outcome::Error,
@@ -53,20 +66,24 @@ pub async fn record(
         client_version: client.map(|c| c.version.clone()),
         arguments: Value::Object(arguments.clone()),
     };
-    tool_calls::record(
+    match tool_calls::record(
         &core.store,
         Uuid::new_v4(),
         served.tenant.org_id,
         record,
+        staged,
         &served.metadata,
     )
     .await
-    .map_err(|e| {
-        tracing::error!(error = %e, tool, "recording a tool call failed");
-        ErrorData::internal_error(
-            "this call could not be recorded, so it is reported as failed; please retry",
-            None,
-        )
-    })?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(CommitError::Conflict) => Err(RecordError::Conflict),
+        Err(e) => {
+            tracing::error!(error = %e, tool, "recording a tool call failed");
+            Err(RecordError::Failed(ErrorData::internal_error(
+                "this call could not be recorded, so it is reported as failed; please retry",
+                None,
+            )))
+        }
+    }
 }

@@ -71,6 +71,10 @@ pub async fn rebuild(
             .collect(),
         ..EventFilter::default()
     };
+    // A rebuild pages through the whole table in cursor order; after a bulk load the planner's
+    // statistics can be so stale that it sorts the table for every page instead of walking the
+    // cursor index. Refresh them first (a sample, so cheap).
+    sqlx::query("ANALYZE events").execute(&mut *conn).await?;
     let total = count_events(pool, &filter).await?;
 
     // Read pages on one connection while the previous page is written on another.

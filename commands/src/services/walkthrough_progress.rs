@@ -14,6 +14,7 @@ use domain::walkthrough_progress::{
     stream_id, ProgressCommand, ProgressError, ProgressEvent, StartingVersion, WalkthroughProgress,
 };
 use domain::{Aggregate, EventMetadata};
+use sqlx::Row;
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<T, ExecuteError<ProgressError>>;
@@ -29,29 +30,59 @@ fn pointer_key(org_id: Uuid, end_user_id: Uuid) -> String {
     format!("{org_id}/{end_user_id}")
 }
 
-/// The walkthrough the end user selected last, if any.
-pub async fn selected(
-    store: &EventStore,
-    org_id: Uuid,
-    end_user_id: Uuid,
-) -> std::result::Result<Option<Uuid>, crate::StoreError> {
-    keys::owner_of(
-        store.pool(),
-        keys::WALKTHROUGH_SELECTED,
-        &pointer_key(org_id, end_user_id),
-    )
-    .await
-}
-
 pub async fn load(
     store: &EventStore,
     walkthrough_id: Uuid,
     end_user_id: Uuid,
 ) -> std::result::Result<WalkthroughProgress, crate::StoreError> {
-    Ok(store
-        .load::<WalkthroughProgress>(&stream_id(walkthrough_id, end_user_id))
+    Ok(load_stream(store, &stream_id(walkthrough_id, end_user_id))
         .await?
         .0)
+}
+
+/// The walkthrough the end user is in and their progress on it (with its version), read in
+/// one round trip: `next_walkthrough_step` needs both on every call.
+pub async fn current(
+    store: &EventStore,
+    org_id: Uuid,
+    end_user_id: Uuid,
+) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64)>, crate::StoreError> {
+    let rows = sqlx::query(
+        "SELECT k.owner_id, e.sequence, e.event_type, e.payload FROM unique_keys k \
+         LEFT JOIN LATERAL ( \
+             SELECT sequence, event_type, payload FROM events \
+             WHERE aggregate_type = $3 AND aggregate_id = k.owner_id::text || ':' || $4 \
+             AND sequence >= COALESCE(( \
+                 SELECT sequence FROM events WHERE aggregate_type = $3 \
+                 AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = $5 \
+                 ORDER BY sequence DESC LIMIT 1), 1) \
+         ) e ON true \
+         WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
+    )
+    .bind(keys::WALKTHROUGH_SELECTED)
+    .bind(pointer_key(org_id, end_user_id))
+    .bind(WalkthroughProgress::TYPE)
+    .bind(end_user_id.to_string())
+    .bind(WalkthroughProgress::RESET_EVENT)
+    .fetch_all(store.pool())
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let walkthrough_id: Uuid = first.try_get("owner_id")?;
+    let stream = stream_id(walkthrough_id, end_user_id);
+    let (progress, version) = store.replay_rows::<WalkthroughProgress>(&stream, rows)?;
+    Ok(Some((walkthrough_id, progress, version)))
+}
+
+/// The progress and its version, read from the current run's start on.
+async fn load_stream(
+    store: &EventStore,
+    stream: &str,
+) -> std::result::Result<(WalkthroughProgress, i64), crate::StoreError> {
+    store
+        .load_since_reset::<WalkthroughProgress>(stream, WalkthroughProgress::RESET_EVENT)
+        .await
 }
 
 /// Who is selecting what, where.
@@ -76,7 +107,7 @@ pub async fn select(
     let stream = stream_id(target.walkthrough_id, target.end_user_id);
     let key = pointer_key(target.org_id, target.end_user_id);
     for _ in 0..MAX_RETRIES {
-        let (mut progress, version) = store.load::<WalkthroughProgress>(&stream).await?;
+        let (mut progress, version) = load_stream(store, &stream).await?;
         let events = progress
             .handle(ProgressCommand::Select {
                 org_id: target.org_id,
@@ -125,51 +156,39 @@ pub async fn select(
     Err(ExecuteError::Conflict)
 }
 
-/// Completes the step the caller is on and moves to the next one.
-///
-/// Without `expected_step_id`, the step current at the first read is the one completed: if
-/// another client of the same end user advanced meanwhile, the retry sees a stale step and
-/// answers with the real current one instead of completing a step nobody was shown.
-pub async fn complete_step(
-    store: &EventStore,
+/// Decides the completion of the caller's current step against `loaded` and returns it with
+/// the unit of work to commit, uncommitted: the MCP edge commits it together with the call's
+/// own record. If that commit conflicts (another client of the same end user advanced
+/// meanwhile), the caller decides again on fresh state, passing the step it was completing as
+/// `expected_step_id`: the retry then answers with the real current step instead of
+/// completing a step nobody was shown.
+pub fn stage_step(
     target: Target,
     expected_step_id: Option<Uuid>,
+    loaded: (WalkthroughProgress, i64),
     at: DateTime<Utc>,
     metadata: &EventMetadata,
-) -> Result<Outcome> {
+) -> Result<(Outcome, UnitOfWork)> {
     let metadata = metadata.clone().for_org(target.org_id);
-    let stream = stream_id(target.walkthrough_id, target.end_user_id);
-    let mut pinned = expected_step_id;
-    for _ in 0..MAX_RETRIES {
-        let (mut progress, version) = store.load::<WalkthroughProgress>(&stream).await?;
-        if pinned.is_none() {
-            pinned = progress.run.as_ref().and_then(|r| r.current_step());
-        }
-        let events = progress
-            .handle(ProgressCommand::CompleteStep {
-                expected_step_id: pinned,
-                server_id: target.server_id,
-                at,
-            })
-            .map_err(ExecuteError::Domain)?;
-        let mut uow = UnitOfWork::new();
-        uow.append(
-            WalkthroughProgress::TYPE,
-            stream.clone(),
-            version,
-            &events,
-            &metadata,
-        )?;
-        match store.commit(uow).await {
-            Ok(_) => {
-                for event in &events {
-                    progress.apply(event);
-                }
-                return Ok(Outcome { progress, events });
-            }
-            Err(CommitError::Conflict) => conflict_backoff().await,
-            Err(e) => return Err(e.into()),
-        }
+    let (mut progress, version) = loaded;
+    let pinned = expected_step_id.or_else(|| progress.run.as_ref().and_then(|r| r.current_step()));
+    let events = progress
+        .handle(ProgressCommand::CompleteStep {
+            expected_step_id: pinned,
+            server_id: target.server_id,
+            at,
+        })
+        .map_err(ExecuteError::Domain)?;
+    let mut uow = UnitOfWork::new();
+    uow.append(
+        WalkthroughProgress::TYPE,
+        stream_id(target.walkthrough_id, target.end_user_id),
+        version,
+        &events,
+        &metadata,
+    )?;
+    for event in &events {
+        progress.apply(event);
     }
-    Err(ExecuteError::Conflict)
+    Ok((Outcome { progress, events }, uow))
 }

@@ -8,13 +8,15 @@ pub mod walkthroughs;
 use crate::identity::Caller;
 use crate::tenant::Tenant;
 use crate::Core;
+use commands::UnitOfWork;
 use domain::EventMetadata;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool,
 };
 use rmcp::ErrorData;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
 
 /// Everything a tool may use while serving one call.
 pub struct CallContext<'a> {
@@ -24,6 +26,30 @@ pub struct CallContext<'a> {
     pub metadata: &'a EventMetadata,
     pub peer: &'a rmcp::Peer<rmcp::RoleServer>,
     pub request: &'a rmcp::service::RequestContext<rmcp::RoleServer>,
+    /// What the tool decided to write but leaves to commit together with the call's own
+    /// record (see `recording`), so the two are never apart and cost one commit.
+    pub staged: &'a Mutex<Option<UnitOfWork>>,
+    /// What a tool remembers across attempts when its staged writes conflicted and the call
+    /// runs again (the step a `next_walkthrough_step` was completing).
+    pub retry_memo: &'a Mutex<Option<Uuid>>,
+}
+
+impl CallContext<'_> {
+    pub fn stage(&self, uow: UnitOfWork) {
+        if let Ok(mut staged) = self.staged.lock() {
+            *staged = Some(uow);
+        }
+    }
+
+    pub fn remembered(&self) -> Option<Uuid> {
+        self.retry_memo.lock().ok().and_then(|m| *m)
+    }
+
+    pub fn remember(&self, value: Uuid) {
+        if let Ok(mut memo) = self.retry_memo.lock() {
+            *memo = Some(value);
+        }
+    }
 }
 
 /// Whether the server offers walkthrough tools: switched on, and at least one enabled,

@@ -10,7 +10,9 @@ use commands::services::walkthrough_progress::{self as progress, Outcome, Target
 use commands::ExecuteError;
 use domain::values::OrgId;
 use domain::walkthrough::Step;
-use domain::walkthrough_progress::{ProgressError, StartingVersion, WalkthroughProgress};
+use domain::walkthrough_progress::{
+    ProgressError, ProgressEvent, StartingVersion, WalkthroughProgress,
+};
 use projections::models::walkthroughs as rm;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use rmcp::ErrorData;
@@ -425,10 +427,10 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
     let Some(end_user_id) = cx.caller.end_user_id else {
         return Ok(needs_identity());
     };
-    let selected = progress::selected(&cx.core.store, cx.tenant.org_id, end_user_id)
+    let current = progress::current(&cx.core.store, cx.tenant.org_id, end_user_id)
         .await
         .map_err(unavailable)?;
-    let Some(walkthrough_id) = selected else {
+    let Some((walkthrough_id, state, version)) = current else {
         return Ok(tool_error(
             "No walkthrough is selected. Call list_walkthroughs, then select_walkthrough to \
              start one.",
@@ -447,16 +449,27 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
         end_user_id,
         walkthrough_id,
     };
-    let outcome = progress::complete_step(
-        &cx.core.store,
+    // On a re-run after a conflict, complete the step this call was completing, not whatever
+    // is current now (another client may have advanced): no step is completed unseen.
+    let expected = expected.or_else(|| cx.remembered());
+    let staged = progress::stage_step(
         target,
         expected,
+        (state, version),
         chrono::Utc::now(),
         cx.metadata,
-    )
-    .await;
-    match outcome {
-        Ok(outcome) => respond(cx, &outcome, Delivered::Advanced).await,
+    );
+    match staged {
+        Ok((outcome, uow)) => {
+            if let Some(step) = outcome.events.iter().find_map(|e| match e {
+                ProgressEvent::StepCompleted { step_id, .. } => Some(*step_id),
+                _ => None,
+            }) {
+                cx.remember(step);
+            }
+            cx.stage(uow);
+            respond(cx, &outcome, Delivered::Advanced).await
+        }
         Err(ExecuteError::Domain(ProgressError::StaleStep { .. })) => {
             // Answer with the real current step, unchanged: nothing is skipped.
             let state = progress::load(&cx.core.store, walkthrough_id, end_user_id)

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 mod mcp_load;
+mod walkthrough_load;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -70,6 +71,28 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         clients: Vec<usize>,
     },
+    /// Walkthroughs: `next_walkthrough_step` against a running mcplatform, then analytics and
+    /// sankey query latency over a million stored step completions (scratch database).
+    Walkthroughs {
+        /// Base URL of a running mcplatform (`mcplatform up`).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent end users, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Step completions stored for the query measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        completions: u64,
+        /// Skip the MCP measurement (no running mcplatform needed).
+        #[arg(long)]
+        queries_only: bool,
+        /// Keep the scratch database.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// A tool-call-sized fact: what the hot path records most.
@@ -109,6 +132,22 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             clients,
         } => mcp_load::run(&url, seconds, &clients).await,
+        Bench::Walkthroughs {
+            url,
+            seconds,
+            clients,
+            completions,
+            queries_only,
+            keep,
+        } => {
+            if !queries_only {
+                walkthrough_load::run_mcp(&url, seconds, &clients).await?;
+            }
+            if completions > 0 {
+                walkthrough_load::run_queries(&cli.postgres, completions, keep).await?;
+            }
+            Ok(())
+        }
         Bench::Store {
             seconds,
             rebuild_events,
@@ -132,6 +171,21 @@ struct Scratch {
     admin: PgPool,
     name: String,
     pool: PgPool,
+}
+
+impl Scratch {
+    /// Drops the scratch database, unless asked to keep it.
+    async fn finish(self, keep: bool) -> anyhow::Result<()> {
+        self.pool.close().await;
+        if keep {
+            println!("kept database {}", self.name);
+        } else {
+            sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .execute(&self.admin)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 async fn scratch_database(server: &str, pool_size: u32) -> anyhow::Result<Scratch> {
@@ -391,14 +445,7 @@ async fn store(
 
     let _ = js.delete_stream(topology.stream_name()).await;
     pool.close().await;
-    if keep {
-        println!("kept database {}", scratch.name);
-    } else {
-        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", scratch.name))
-            .execute(&scratch.admin)
-            .await?;
-    }
-    Ok(())
+    scratch.finish(keep).await
 }
 
 async fn set_relay_checkpoint(pool: &PgPool, cursor: Cursor) -> anyhow::Result<()> {

@@ -15,14 +15,20 @@ use std::time::{Duration, Instant};
 
 const VERSION: &str = "2025-11-25";
 
-struct Tenant {
-    base: String,
-    token: String,
-    org: String,
-    mcp_url: String,
+pub(crate) struct Tenant {
+    pub base: String,
+    pub token: String,
+    pub org: String,
+    pub slug: String,
+    pub mcp_url: String,
 }
 
-async fn post(http: &Client, url: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+pub(crate) async fn post(
+    http: &Client,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
     let mut req = http.post(url).json(&body);
     if let Some(token) = token {
         req = req.bearer_auth(token);
@@ -36,7 +42,7 @@ async fn post(http: &Client, url: &str, token: Option<&str>, body: Value) -> any
     Ok(body)
 }
 
-async fn set_up(http: &Client, base: &str) -> anyhow::Result<Tenant> {
+pub(crate) async fn set_up(http: &Client, base: &str) -> anyhow::Result<Tenant> {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let signup = post(
         http,
@@ -71,6 +77,7 @@ async fn set_up(http: &Client, base: &str) -> anyhow::Result<Tenant> {
         token,
         org,
         mcp_url: format!("{base}/s/{slug}/t/bench-user/mcp"),
+        slug,
     })
 }
 
@@ -86,7 +93,7 @@ fn response_of(text: &str) -> Option<Value> {
 }
 
 /// One virtual client: an initialized session.
-struct VirtualClient {
+pub(crate) struct VirtualClient {
     http: Client,
     url: String,
     session: String,
@@ -94,7 +101,7 @@ struct VirtualClient {
 }
 
 impl VirtualClient {
-    async fn connect(http: Client, url: &str, n: usize) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(http: Client, url: &str, n: usize) -> anyhow::Result<Self> {
         let resp = http
             .post(url)
             .header("accept", "application/json, text/event-stream")
@@ -140,6 +147,25 @@ impl VirtualClient {
             bail!("{status}: {text}");
         }
         Ok(text)
+    }
+
+    /// Calls a tool; the result when it succeeded.
+    pub(crate) async fn call_value(
+        &mut self,
+        tool: &str,
+        arguments: &Value,
+    ) -> anyhow::Result<Value> {
+        self.next_id += 1;
+        let text = self
+            .send(json!({
+                "jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+                "params": { "name": tool, "arguments": arguments }
+            }))
+            .await?;
+        match response_of(&text) {
+            Some(mut v) if v["result"]["isError"] == false => Ok(v["result"].take()),
+            other => bail!("{tool} failed: {other:?}"),
+        }
     }
 
     async fn call(&mut self, tool: &str, arguments: &Value) -> anyhow::Result<()> {
