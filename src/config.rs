@@ -104,8 +104,8 @@ pub struct Config {
     #[arg(long, env = "MCPLATFORM_SECRET", global = true, hide_env_values = true)]
     pub secret: Option<Secret>,
 
-    /// Largest number of pooled Postgres connections. A catching-up projector holds two, and
-    /// `up` runs nine of them beside the edges.
+    /// Largest number of pooled Postgres connections (`up` runs nine projectors, the relay,
+    /// two group committers and the edges from one pool).
     #[arg(long, env = "MCPLATFORM_DB_POOL", global = true, default_value_t = 32)]
     pub db_pool: u32,
 

@@ -516,12 +516,15 @@ pub const EVENT_COLUMNS: &str = "event_id, transaction_id::text::bigint AS tx, \
     recorded_at, payload, metadata";
 
 /// See [`EventStore::read_after`]. Free so readers without a committer (CLI, relay) use it.
-pub async fn read_after(
-    pool: &PgPool,
+pub async fn read_after<'e, E>(
+    executor: E,
     filter: &EventFilter,
     after: Cursor,
     limit: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
     q.push(EVENT_COLUMNS);
     q.push(" FROM events WHERE (transaction_id, global_position) > (");
@@ -554,7 +557,7 @@ pub async fn read_after(
         q.push(" ORDER BY transaction_id, global_position LIMIT ");
     }
     q.push_bind(limit);
-    let rows = q.build().fetch_all(pool).await?;
+    let rows = q.build().fetch_all(executor).await?;
     rows.iter().map(row_to_event).collect()
 }
 

@@ -167,8 +167,10 @@ impl Worker {
             let mut tx = self.pool.begin().await?;
             let current = checkpoint::lock(&mut tx, name).await?;
             fence(&current, owner)?;
+            // Read on the transaction's own connection: nine projectors catching up at start
+            // would otherwise hold two pooled connections each.
             let page =
-                commands::store::read_after(&self.pool, &filter, current.cursor, CATCH_UP_PAGE)
+                commands::store::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
             let Some(last) = page.last().map(|e| e.cursor) else {
                 return Ok(applied);

@@ -28,7 +28,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs the Python SDK client; returns its JSON report.
-fn py_client(args: &[&str]) -> Value {
+pub(crate) fn py_client(args: &[&str]) -> Value {
     let output = Command::new(python())
         .arg(repo().join("tests/clients/python/mcp_client.py"))
         .args(args)

@@ -825,3 +825,80 @@ async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count
     assert_eq!(analytics["steps"][1]["completed"], 1, "step 2 counted once");
     assert_eq!(analytics["steps"][2]["completed"], s3_done);
 }
+
+#[tokio::test]
+async fn the_official_python_sdk_walks_a_whole_walkthrough() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@py-walk.test").await;
+    let org = app.create_org(&owner, "py-walk").await;
+    app.create_server(&owner, &org, "py-walk-srv").await;
+    let a = Author {
+        app: &app,
+        user: &owner,
+        org: org.clone(),
+    };
+    let wt = a.create("SDK tour").await;
+    let s1 = a.add_step(&wt, "Install", json!({})).await;
+    a.add_step(&wt, "Run", json!({})).await;
+    a.publish(&wt).await;
+    a.assign("py-walk-srv", &wt, 0).await;
+    let url = app.url("/s/py-walk-srv/t/py-walker/mcp");
+    wait_for_tools(&end_user(&app, "py-walk-srv", "probe"), true).await;
+
+    let select = json!({ "walkthrough_id": wt }).to_string();
+    let first_step = json!({ "current_step_id": s1 }).to_string();
+    let report = crate::mcp_clients::py_client(&[
+        "--url",
+        &url,
+        "--era",
+        "2025",
+        "--list-tools",
+        "--call",
+        "list_walkthroughs",
+        "--call",
+        "select_walkthrough",
+        "--args",
+        &select,
+        "--call",
+        "next_walkthrough_step",
+        "--args",
+        &first_step,
+        "--call",
+        "next_walkthrough_step",
+    ]);
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().or_else(|| t.as_str()))
+        .collect();
+    for t in WALK_TOOLS {
+        assert!(tools.contains(&t), "{t} listed: {tools:?}");
+    }
+    let results = report["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["is_error"] == false), "{report}");
+    assert_eq!(results[0]["structured"]["walkthroughs"][0]["id"], wt);
+    assert!(results[1]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Content of Install"));
+    assert!(results[2]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Content of Run"));
+    assert_eq!(results[3]["structured"]["status"], "completed");
+
+    // The 2026 era continues the same user's progress: they are done.
+    let report = crate::mcp_clients::py_client(&[
+        "--url",
+        &url,
+        "--era",
+        "2026",
+        "--call",
+        "list_walkthroughs",
+    ]);
+    assert_eq!(
+        report["results"][0]["structured"]["walkthroughs"][0]["progress"]["status"], "completed",
+        "{report}"
+    );
+}
