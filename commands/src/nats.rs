@@ -9,10 +9,8 @@ pub const HEADER_EVENT_TYPE: &str = "Mcpl-Event-Type";
 pub const HEADER_EVENT_VERSION: &str = "Mcpl-Event-Version";
 pub const HEADER_ORG_ID: &str = "Mcpl-Org-Id";
 
-/// Aggregates of end users' activity on the MCP edge: by far the most events, read by the
-/// usage read models only. Their subjects carry the class `activity`, everything else `org`,
-/// so a consumer of org administration (audit log, dashboard) never receives a tool call
-/// (NATS 2.9 allows one filter subject per consumer).
+/// Aggregates of end users' activity on the MCP edge: by far the most events, never read by
+/// the org administration models (audit log, dashboard).
 pub const ACTIVITY_AGGREGATES: &[&str] = &[
     "end_user",
     "mcp_session",
@@ -20,12 +18,16 @@ pub const ACTIVITY_AGGREGATES: &[&str] = &[
     "walkthrough_progress",
 ];
 
-/// `activity` or `org`: the subject class of an aggregate type.
+/// The subject class of an aggregate type: `activity` for MCP usage (end users, sessions,
+/// tool calls), `progress` for walkthrough progress, `org` for everything else. NATS 2.9
+/// allows one filter subject per consumer, so classes are what keep each consumer's feed to
+/// what it reads: the audit log never receives a tool call, the usage projector never a step
+/// completion.
 pub fn class_of(aggregate_type: &str) -> &'static str {
-    if ACTIVITY_AGGREGATES.contains(&aggregate_type) {
-        "activity"
-    } else {
-        "org"
+    match aggregate_type {
+        "walkthrough_progress" => "progress",
+        t if ACTIVITY_AGGREGATES.contains(&t) => "activity",
+        _ => "org",
     }
 }
 
@@ -126,4 +128,18 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
         .name("mcplatform")
         .connect(url)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_high_volume_stream_has_a_class_of_its_own() {
+        assert_eq!(class_of("tool_call"), "activity");
+        assert_eq!(class_of("mcp_session"), "activity");
+        assert_eq!(class_of("walkthrough_progress"), "progress");
+        assert_eq!(class_of("walkthrough"), "org");
+        assert_eq!(class_of("organization"), "org");
+    }
 }

@@ -70,6 +70,9 @@ enum Bench {
         /// Concurrent virtual clients, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         clients: Vec<usize>,
+        /// The server's database: analyzed after a warm-up, as a long-running deployment's is.
+        #[arg(long, env = "BENCH_SERVER_DATABASE_URL")]
+        analyze: Option<String>,
     },
     /// Walkthroughs: `next_walkthrough_step` against a running mcplatform, then analytics and
     /// sankey query latency over a million stored step completions (scratch database).
@@ -83,6 +86,9 @@ enum Bench {
         /// Concurrent end users, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         clients: Vec<usize>,
+        /// The server's database: analyzed after a warm-up, as a long-running deployment's is.
+        #[arg(long, env = "BENCH_SERVER_DATABASE_URL")]
+        analyze: Option<String>,
         /// Step completions stored for the query measurement (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         completions: u64,
@@ -131,17 +137,19 @@ async fn main() -> anyhow::Result<()> {
             url,
             seconds,
             clients,
-        } => mcp_load::run(&url, seconds, &clients).await,
+            analyze,
+        } => mcp_load::run(&url, seconds, &clients, analyze.as_deref()).await,
         Bench::Walkthroughs {
             url,
             seconds,
             clients,
+            analyze,
             completions,
             queries_only,
             keep,
         } => {
             if !queries_only {
-                walkthrough_load::run_mcp(&url, seconds, &clients).await?;
+                walkthrough_load::run_mcp(&url, seconds, &clients, analyze.as_deref()).await?;
             }
             if completions > 0 {
                 walkthrough_load::run_queries(&cli.postgres, completions, keep).await?;
@@ -204,6 +212,20 @@ async fn scratch_database(server: &str, pool_size: u32) -> anyhow::Result<Scratc
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(Scratch { admin, name, pool })
+}
+
+/// On a fresh database Postgres plans (and caches) statements before it has statistics,
+/// which a deployment's first autovacuum fixes within a minute; a short bench would measure
+/// those first plans. After a warm-up, analyze the server's database like autovacuum would.
+pub(crate) async fn analyze(database_url: Option<&str>) -> anyhow::Result<()> {
+    let Some(url) = database_url else {
+        return Ok(());
+    };
+    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    println!("(analyzed the server's database after a warm-up)");
+    Ok(())
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -267,17 +267,29 @@ async fn recorded(http: &Client, tenant: &Tenant, expected: u64) -> anyhow::Resu
     }
 }
 
-pub async fn run(base: &str, seconds: u64, clients: &[usize]) -> anyhow::Result<()> {
+pub async fn run(
+    base: &str,
+    seconds: u64,
+    clients: &[usize],
+    analyze: Option<&str>,
+) -> anyhow::Result<()> {
     let base = base.trim_end_matches('/');
     let http = Client::new();
     let tenant = set_up(&http, base).await?;
+    let mut warm_calls = 0;
+    if analyze.is_some() {
+        let warm = measure(&tenant, 16, 2, "test_simple_text", json!({})).await?;
+        recorded(&http, &tenant, warm.calls).await?;
+        super::analyze(analyze).await?;
+        warm_calls = warm.calls;
+    }
     println!("mcplatform MCP benchmark against {base} ({seconds} s per row)");
     println!("server: {}", tenant.mcp_url);
     println!(
         "{:<22} {:>8} {:>12} {:>10} {:>10} {:>8}",
         "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed"
     );
-    let mut total = 0;
+    let mut total = warm_calls;
     let workloads: [(&'static str, Value); 2] = [
         ("test_simple_text", json!({})),
         (

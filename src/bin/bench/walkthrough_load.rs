@@ -28,7 +28,12 @@ use uuid::Uuid;
 
 const STEPS: usize = 10;
 
-pub async fn run_mcp(base: &str, seconds: u64, clients: &[usize]) -> anyhow::Result<()> {
+pub async fn run_mcp(
+    base: &str,
+    seconds: u64,
+    clients: &[usize],
+    analyze: Option<&str>,
+) -> anyhow::Result<()> {
     let base = base.trim_end_matches('/');
     let http = Client::new();
     let tenant = set_up(&http, base).await?;
@@ -79,6 +84,12 @@ pub async fn run_mcp(base: &str, seconds: u64, clients: &[usize]) -> anyhow::Res
     );
     let mut total = 0u64;
     let mut round = 0;
+    if analyze.is_some() {
+        round += 1;
+        let warm = measure(&tenant.base, &tenant.slug, &wt, round, 16, 2).await?;
+        total += warm.4;
+        super::analyze(analyze).await?;
+    }
     for &n in clients {
         round += 1;
         let (per_second, p50, p99, failed, calls) =
