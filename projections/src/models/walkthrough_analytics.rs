@@ -11,13 +11,15 @@
 //!   step → `completed`, step or `completed` → `restarted`).
 
 use crate::projection::{Projection, ProjectionError, Tables};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use commands::StoredEvent;
 use domain::values::OrgId;
 use domain::walkthrough_progress::ProgressEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, PgPool, Postgres};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
@@ -373,6 +375,27 @@ async fn write(conn: &mut PgConnection, t: Tables, batch: Batch) -> Result<(), s
     Ok(())
 }
 
+/// The rollup rows of a [`Window`]: parameters `$1..$6` are org, walkthrough, first and last
+/// day, server (or null) and version (or null), bound in that order by every query below.
+const WINDOW: &str = "org_id = $1 AND walkthrough_id = $2 AND day BETWEEN $3 AND $4 \
+     AND ($5::uuid IS NULL OR server_id = $5) AND ($6::int IS NULL OR version = $6)";
+
+/// Binds a [`Window`]'s parameters to a query over [`WINDOW`].
+fn windowed<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    org: OrgId,
+    walkthrough_id: Uuid,
+    w: &Window,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(org.0)
+        .bind(walkthrough_id)
+        .bind(w.from)
+        .bind(w.to)
+        .bind(w.server_id)
+        .bind(w.version)
+}
+
 /// Which slice of the rollups a query reads: days `from..=to` (UTC), optionally one server
 /// and one version.
 #[derive(Debug, Clone, Copy)]
@@ -397,19 +420,16 @@ pub async fn daily(
     walkthrough_id: Uuid,
     w: &Window,
 ) -> Result<Vec<DayRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT day, SUM(starts)::bigint AS starts, SUM(restarts)::bigint AS restarts, \
+    windowed(
+        sqlx::query_as(&format!(
+            "SELECT day, SUM(starts)::bigint AS starts, SUM(restarts)::bigint AS restarts, \
          SUM(completions)::bigint AS completions FROM rm_walkthrough_daily \
-         WHERE org_id = $1 AND walkthrough_id = $2 AND day BETWEEN $3 AND $4 \
-         AND ($5::uuid IS NULL OR server_id = $5) AND ($6::int IS NULL OR version = $6) \
-         GROUP BY day ORDER BY day",
+         WHERE {WINDOW} GROUP BY day ORDER BY day"
+        )),
+        org,
+        walkthrough_id,
+        w,
     )
-    .bind(org.0)
-    .bind(walkthrough_id)
-    .bind(w.from)
-    .bind(w.to)
-    .bind(w.server_id)
-    .bind(w.version)
     .fetch_all(pool)
     .await
 }
@@ -429,20 +449,17 @@ pub async fn steps(
     walkthrough_id: Uuid,
     w: &Window,
 ) -> Result<Vec<StepTotals>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT step_id, MAX(step_index) AS step_index, SUM(reached)::bigint AS reached, \
+    windowed(
+        sqlx::query_as(&format!(
+            "SELECT step_id, MAX(step_index) AS step_index, SUM(reached)::bigint AS reached, \
          SUM(completed)::bigint AS completed, SUM(restarted)::bigint AS restarted \
          FROM rm_walkthrough_step_daily \
-         WHERE org_id = $1 AND walkthrough_id = $2 AND day BETWEEN $3 AND $4 \
-         AND ($5::uuid IS NULL OR server_id = $5) AND ($6::int IS NULL OR version = $6) \
-         GROUP BY step_id ORDER BY MAX(step_index), step_id",
+         WHERE {WINDOW} GROUP BY step_id ORDER BY MAX(step_index), step_id"
+        )),
+        org,
+        walkthrough_id,
+        w,
     )
-    .bind(org.0)
-    .bind(walkthrough_id)
-    .bind(w.from)
-    .bind(w.to)
-    .bind(w.server_id)
-    .bind(w.version)
     .fetch_all(pool)
     .await
 }
@@ -454,18 +471,15 @@ pub async fn median_times(
     walkthrough_id: Uuid,
     w: &Window,
 ) -> Result<HashMap<Uuid, f64>, sqlx::Error> {
-    let rows: Vec<(Uuid, i16, i64)> = sqlx::query_as(
-        "SELECT step_id, bucket, SUM(n)::bigint FROM rm_walkthrough_step_times \
-         WHERE org_id = $1 AND walkthrough_id = $2 AND day BETWEEN $3 AND $4 \
-         AND ($5::uuid IS NULL OR server_id = $5) AND ($6::int IS NULL OR version = $6) \
-         GROUP BY step_id, bucket ORDER BY step_id, bucket",
+    let rows: Vec<(Uuid, i16, i64)> = windowed(
+        sqlx::query_as(&format!(
+            "SELECT step_id, bucket, SUM(n)::bigint FROM rm_walkthrough_step_times \
+         WHERE {WINDOW} GROUP BY step_id, bucket ORDER BY step_id, bucket"
+        )),
+        org,
+        walkthrough_id,
+        w,
     )
-    .bind(org.0)
-    .bind(walkthrough_id)
-    .bind(w.from)
-    .bind(w.to)
-    .bind(w.server_id)
-    .bind(w.version)
     .fetch_all(pool)
     .await?;
     let mut histograms: HashMap<Uuid, Vec<(i16, i64)>> = HashMap::new();
@@ -509,25 +523,17 @@ pub async fn links(
     walkthrough_id: Uuid,
     w: &Window,
 ) -> Result<Vec<LinkRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT from_node, to_node, SUM(n)::bigint AS n FROM rm_walkthrough_transitions \
-         WHERE org_id = $1 AND walkthrough_id = $2 AND day BETWEEN $3 AND $4 \
-         AND ($5::uuid IS NULL OR server_id = $5) AND ($6::int IS NULL OR version = $6) \
-         GROUP BY from_node, to_node ORDER BY from_node, to_node",
+    windowed(
+        sqlx::query_as(&format!(
+            "SELECT from_node, to_node, SUM(n)::bigint AS n FROM rm_walkthrough_transitions \
+         WHERE {WINDOW} GROUP BY from_node, to_node ORDER BY from_node, to_node"
+        )),
+        org,
+        walkthrough_id,
+        w,
     )
-    .bind(org.0)
-    .bind(walkthrough_id)
-    .bind(w.from)
-    .bind(w.to)
-    .bind(w.server_id)
-    .bind(w.version)
     .fetch_all(pool)
     .await
-}
-
-/// The UTC day of an instant (the rollups' day).
-pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
-    at.date_naive()
 }
 
 #[cfg(test)]
