@@ -87,6 +87,32 @@ impl StepContent {
     }
 }
 
+/// A partial edit of a step: `None` keeps a field (for the instructions, `Some(None)` clears
+/// them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepEdit {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub agent_instructions: Option<Option<String>>,
+    pub operations: Option<Vec<String>>,
+}
+
+impl StepEdit {
+    /// The step after this edit, validated like a new one.
+    pub fn applied_to(&self, current: &StepContent) -> Result<StepContent, WalkthroughError> {
+        let instructions = match &self.agent_instructions {
+            Some(value) => value.as_deref(),
+            None => current.agent_instructions.as_deref(),
+        };
+        StepContent::parse(
+            self.title.as_deref().unwrap_or(&current.title),
+            self.content.as_deref().unwrap_or(&current.content),
+            instructions,
+            self.operations.as_deref().unwrap_or(&current.operations),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub id: Uuid,
@@ -147,9 +173,10 @@ pub enum WalkthroughCommand {
         after: Option<Option<Uuid>>,
         step: StepContent,
     },
+    /// Changes the given fields of a step; the others keep their values.
     EditStep {
         step_id: Uuid,
-        step: StepContent,
+        edit: StepEdit,
     },
     RemoveStep {
         step_id: Uuid,
@@ -389,8 +416,9 @@ impl Aggregate for Walkthrough {
                     step,
                 }])
             }
-            C::EditStep { step_id, step } => {
+            C::EditStep { step_id, edit } => {
                 let at = self.position(step_id)?;
+                let step = edit.applied_to(&self.steps[at].content)?;
                 if self.steps[at].content == step {
                     return Ok(vec![]);
                 }
@@ -512,32 +540,10 @@ impl Aggregate for Walkthrough {
                 self.title = title.clone();
                 self.description = description.clone();
             }
-            E::StepAdded {
-                step_id,
-                after_step_id,
-                step,
-            } => {
-                let step = Step {
-                    id: *step_id,
-                    content: step.clone(),
-                };
-                insert_after(&mut self.steps, *after_step_id, step);
-            }
-            E::StepEdited { step_id, step } => {
-                if let Some(s) = self.steps.iter_mut().find(|s| s.id == *step_id) {
-                    s.content = step.clone();
-                }
-            }
-            E::StepRemoved { step_id } => self.steps.retain(|s| s.id != *step_id),
-            E::StepMoved {
-                step_id,
-                after_step_id,
-            } => {
-                if let Some(from) = self.steps.iter().position(|s| s.id == *step_id) {
-                    let step = self.steps.remove(from);
-                    insert_after(&mut self.steps, *after_step_id, step);
-                }
-            }
+            E::StepAdded { .. }
+            | E::StepEdited { .. }
+            | E::StepRemoved { .. }
+            | E::StepMoved { .. } => edit_draft(&mut self.steps, event),
             E::WalkthroughPublished {
                 version,
                 title,
@@ -577,8 +583,43 @@ impl Aggregate for Walkthrough {
     }
 }
 
+/// Applies a draft-step event to an ordered list of steps (other events change nothing): the
+/// aggregate's draft and the read model's copy of it evolve by this one function.
+pub fn edit_draft(steps: &mut Vec<Step>, event: &WalkthroughEvent) {
+    match event {
+        WalkthroughEvent::StepAdded {
+            step_id,
+            after_step_id,
+            step,
+        } => insert_after(
+            steps,
+            *after_step_id,
+            Step {
+                id: *step_id,
+                content: step.clone(),
+            },
+        ),
+        WalkthroughEvent::StepEdited { step_id, step } => {
+            if let Some(s) = steps.iter_mut().find(|s| s.id == *step_id) {
+                s.content = step.clone();
+            }
+        }
+        WalkthroughEvent::StepRemoved { step_id } => steps.retain(|s| s.id != *step_id),
+        WalkthroughEvent::StepMoved {
+            step_id,
+            after_step_id,
+        } => {
+            if let Some(from) = steps.iter().position(|s| s.id == *step_id) {
+                let step = steps.remove(from);
+                insert_after(steps, *after_step_id, step);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Inserts `step` after the step `after` (first when `None`, last when `after` is gone).
-pub fn insert_after(steps: &mut Vec<Step>, after: Option<Uuid>, step: Step) {
+fn insert_after(steps: &mut Vec<Step>, after: Option<Uuid>, step: Step) {
     let at = match after {
         None => 0,
         Some(anchor) => steps
@@ -780,6 +821,45 @@ mod tests {
         assert_eq!(
             given_when::<Walkthrough>(&history, WalkthroughCommand::Publish),
             Err(WalkthroughError::Archived)
+        );
+    }
+
+    #[test]
+    fn a_partial_edit_keeps_the_other_fields() {
+        let given = [created(), added(10, None)];
+        let events = given_when::<Walkthrough>(
+            &given,
+            WalkthroughCommand::EditStep {
+                step_id: id(10),
+                edit: StepEdit {
+                    content: Some("New text.".into()),
+                    agent_instructions: Some(None),
+                    ..StepEdit::default()
+                },
+            },
+        )
+        .unwrap();
+        let WalkthroughEvent::StepEdited { step, .. } = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(step.title, "step 10");
+        assert_eq!(step.content, "New text.");
+        assert_eq!(step.agent_instructions, None);
+        assert_eq!(
+            given_when::<Walkthrough>(
+                &given,
+                WalkthroughCommand::EditStep {
+                    step_id: id(10),
+                    edit: StepEdit {
+                        title: Some(" ".into()),
+                        ..StepEdit::default()
+                    },
+                },
+            ),
+            Err(WalkthroughError::Length {
+                field: "title",
+                max: TITLE_MAX
+            })
         );
     }
 

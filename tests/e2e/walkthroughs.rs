@@ -13,13 +13,30 @@ const WALK_TOOLS: [&str; 3] = [
     "next_walkthrough_step",
 ];
 
+/// Signs up `owner@{name}.test`, who creates the org `{name}` with the server `{name}-srv`.
+async fn org_with_server(app: &TestApp, name: &str) -> (User, String) {
+    let owner = app.signup(&format!("owner@{name}.test")).await;
+    let org = app.create_org(&owner, name).await;
+    app.create_server(&owner, &org, &format!("{name}-srv"))
+        .await;
+    (owner, org)
+}
+
 struct Author<'a> {
     app: &'a TestApp,
     user: &'a User,
     org: String,
 }
 
-impl Author<'_> {
+impl<'a> Author<'a> {
+    fn new(app: &'a TestApp, user: &'a User, org: &str) -> Self {
+        Author {
+            app,
+            user,
+            org: org.to_owned(),
+        }
+    }
+
     fn path(&self, rest: &str) -> String {
         format!("/api/v1/orgs/{}{rest}", self.org)
     }
@@ -154,11 +171,7 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     let org = app.create_org(&owner, "wt-org").await;
     app.create_server(&owner, &org, "wt-a").await;
     app.create_server(&owner, &org, "wt-b").await;
-    let a = Author {
-        app: &app,
-        user: &owner,
-        org: org.clone(),
-    };
+    let a = Author::new(&app, &owner, &org);
     let wt = a.create("Quickstart").await;
 
     // Publishing nothing, assigning a draft: refused.
@@ -436,14 +449,8 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
 #[tokio::test]
 async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
     let app = spawn_app().await;
-    let owner = app.signup("owner@funnel.test").await;
-    let org = app.create_org(&owner, "funnel").await;
-    app.create_server(&owner, &org, "funnel-srv").await;
-    let a = Author {
-        app: &app,
-        user: &owner,
-        org: org.clone(),
-    };
+    let (owner, org) = org_with_server(&app, "funnel").await;
+    let a = Author::new(&app, &owner, &org);
 
     // No published walkthrough assigned: the tools are not listed.
     let probe = end_user(&app, "funnel-srv", "probe");
@@ -687,14 +694,8 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
 #[tokio::test]
 async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() {
     let app = spawn_app().await;
-    let owner = app.signup("owner@versions.test").await;
-    let org = app.create_org(&owner, "versions").await;
-    app.create_server(&owner, &org, "versions-srv").await;
-    let a = Author {
-        app: &app,
-        user: &owner,
-        org: org.clone(),
-    };
+    let (owner, org) = org_with_server(&app, "versions").await;
+    let a = Author::new(&app, &owner, &org);
     let wt = a.create("Tour").await;
     let sa = a.add_step(&wt, "A", json!({})).await;
     let sb = a.add_step(&wt, "B", json!({})).await;
@@ -770,14 +771,8 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
 #[tokio::test]
 async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count() {
     let app = spawn_app().await;
-    let owner = app.signup("owner@race.test").await;
-    let org = app.create_org(&owner, "race").await;
-    app.create_server(&owner, &org, "race-srv").await;
-    let a = Author {
-        app: &app,
-        user: &owner,
-        org: org.clone(),
-    };
+    let (owner, org) = org_with_server(&app, "race").await;
+    let a = Author::new(&app, &owner, &org);
     let wt = a.create("Race").await;
     let s1 = a.add_step(&wt, "One", json!({})).await;
     let s2 = a.add_step(&wt, "Two", json!({})).await;
@@ -829,14 +824,8 @@ async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count
 #[tokio::test]
 async fn the_official_python_sdk_walks_a_whole_walkthrough() {
     let app = spawn_app().await;
-    let owner = app.signup("owner@py-walk.test").await;
-    let org = app.create_org(&owner, "py-walk").await;
-    app.create_server(&owner, &org, "py-walk-srv").await;
-    let a = Author {
-        app: &app,
-        user: &owner,
-        org: org.clone(),
-    };
+    let (owner, org) = org_with_server(&app, "py-walk").await;
+    let a = Author::new(&app, &owner, &org);
     let wt = a.create("SDK tour").await;
     let s1 = a.add_step(&wt, "Install", json!({})).await;
     a.add_step(&wt, "Run", json!({})).await;

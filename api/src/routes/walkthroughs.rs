@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/walkthroughs`: authoring, publishing, versions, analytics and sankey;
 //! `/api/v1/orgs/{org}/servers/{server}/walkthroughs`: which walkthroughs a server offers.
 
-use crate::error::{from_execute, plausible_ref, ApiError};
+use crate::error::{from_execute, ApiError};
 use crate::extract::{AuthUser, JsonBody, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
@@ -17,7 +17,7 @@ use commands::services::walkthroughs::{self as service, AssignError};
 use commands::{ExecuteError, Executed};
 use domain::values::OrgId;
 use domain::walkthrough::{
-    parse_details, Assignment, Step, StepContent, Walkthrough, WalkthroughCommand,
+    parse_details, Assignment, Step, StepContent, StepEdit, Walkthrough, WalkthroughCommand,
     WalkthroughError, WalkthroughEvent,
 };
 use domain::Aggregate;
@@ -469,10 +469,7 @@ pub async fn steps(
     Path((org_ref, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
-    let row = rm::get(&state.pool, org, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("walkthrough"))?;
+    let row = fetch(&state, org, &id).await?;
     Ok(Json(json!({ "items": render_steps(&row.steps.0) })))
 }
 
@@ -526,31 +523,16 @@ pub async fn edit_step(
     let (org, _) = resolve(&state, &user, &org_ref).await?;
     let id = walkthrough_id(&id)?;
     let step = step_id(&step)?;
-    let current = service::load(&state.store, org.0, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("walkthrough"))?;
-    let existing = current
-        .steps
-        .iter()
-        .find(|s| s.id == step)
-        .ok_or_else(|| ApiError::not_found("step"))?
-        .content
-        .clone();
-    let instructions = match &body.agent_instructions {
-        Some(value) => value.clone(),
-        None => existing.agent_instructions.clone(),
+    let edit = StepEdit {
+        title: body.title,
+        content: body.content,
+        agent_instructions: body.agent_instructions,
+        operations: body.operations,
     };
-    let content = StepContent::parse(
-        body.title.as_deref().unwrap_or(&existing.title),
-        body.content.as_deref().unwrap_or(&existing.content),
-        instructions.as_deref(),
-        body.operations.as_deref().unwrap_or(&existing.operations),
-    )
-    .map_err(|e| walkthrough_error(ExecuteError::Domain(e)))?;
     let (_, value) = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::EditStep {
             step_id: step,
-            step: content.clone(),
+            edit: edit.clone(),
         }
     })
     .await?;
@@ -605,11 +587,8 @@ pub async fn versions(
     Path((org_ref, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
-    if rm::get(&state.pool, org, id).await?.is_none() {
-        return Err(ApiError::not_found("walkthrough"));
-    }
-    let rows = rm::versions(&state.pool, org, id).await?;
+    let row = fetch(&state, org, &id).await?;
+    let rows = rm::versions(&state.pool, org, row.id).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|v| {
@@ -631,8 +610,8 @@ fn parse_day(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
         .map_err(|_| ApiError::field(field, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
-/// The query's window: the last 30 days by default, at most a year.
-async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Option<Window>, ApiError> {
+/// The query's window: the last 30 days by default, at most a year; an unknown server 404.
+async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Window, ApiError> {
     let today = Utc::now().date_naive();
     let to =
         q.to.as_deref()
@@ -659,43 +638,42 @@ async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Option<
             return Err(ApiError::field("version", "must be 1 or more"));
         }
     }
-    let Some(server_id) = servers::server_id_filter(state, org, q.server.as_deref()).await? else {
-        return Ok(None);
+    let server_id = match q.server.as_deref() {
+        Some(server_ref) => Some(servers::fetch(state, org, server_ref).await?.id),
+        None => None,
     };
-    Ok(Some(Window {
+    Ok(Window {
         from,
         to,
         server_id,
         version: q.version,
-    }))
+    })
 }
 
-/// Step titles by id, newest version first (a step removed later keeps its last title).
-async fn step_titles(
-    state: &AppState,
-    org: OrgId,
-    id: Uuid,
-) -> Result<HashMap<Uuid, String>, ApiError> {
-    let mut titles = HashMap::new();
-    if let Some(row) = rm::get(&state.pool, org, id).await? {
-        for step in &row.steps.0 {
-            titles.insert(step.id, step.content.title.clone());
+/// Step titles by id: the draft's, then each version's, newest first (a step removed later
+/// keeps its last title).
+fn step_titles(row: &rm::WalkthroughRow, versions: &[rm::VersionRow]) -> HashMap<Uuid, String> {
+    let mut titles: HashMap<Uuid, String> = row
+        .steps
+        .0
+        .iter()
+        .map(|s| (s.id, s.content.title.clone()))
+        .collect();
+    for version in versions {
+        for step in &version.steps.0 {
+            titles
+                .entry(step.id)
+                .or_insert_with(|| step.content.title.clone());
         }
     }
-    for version in rm::versions(&state.pool, org, id).await? {
-        for step in version.steps.0 {
-            titles.entry(step.id).or_insert(step.content.title);
-        }
-    }
-    Ok(titles)
+    titles
 }
 
-async fn existing(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiError> {
-    let id = walkthrough_id(raw)?;
-    if !plausible_ref(raw) || rm::get(&state.pool, org, id).await?.is_none() {
-        return Err(ApiError::not_found("walkthrough"));
-    }
-    Ok(id)
+/// The walkthrough as the read model has it; unknown or another org's: 404.
+async fn fetch(state: &AppState, org: OrgId, raw: &str) -> Result<rm::WalkthroughRow, ApiError> {
+    rm::get(&state.pool, org, walkthrough_id(raw)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("walkthrough"))
 }
 
 fn rate(part: i64, whole: i64) -> f64 {
@@ -717,11 +695,10 @@ pub async fn analytics(
     QueryParams(q): QueryParams<WindowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = existing(&state, org, &id).await?;
-    let Some(w) = window(&state, org, &q).await? else {
-        return Err(ApiError::not_found("server"));
-    };
-    let (days, steps, medians, titles) = tokio::try_join!(
+    let row = fetch(&state, org, &id).await?;
+    let id = row.id;
+    let w = window(&state, org, &q).await?;
+    let (days, steps, medians, versions) = tokio::try_join!(
         async {
             analytics::daily(&state.pool, org, id, &w)
                 .await
@@ -737,8 +714,13 @@ pub async fn analytics(
                 .await
                 .map_err(ApiError::from)
         },
-        step_titles(&state, org, id),
+        async {
+            rm::versions(&state.pool, org, id)
+                .await
+                .map_err(ApiError::from)
+        },
     )?;
+    let titles = step_titles(&row, &versions);
     let starts: i64 = days.iter().map(|d| d.starts).sum();
     let restarts: i64 = days.iter().map(|d| d.restarts).sum();
     let completions: i64 = days.iter().map(|d| d.completions).sum();
@@ -799,11 +781,10 @@ pub async fn sankey(
     QueryParams(q): QueryParams<WindowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = existing(&state, org, &id).await?;
-    let Some(w) = window(&state, org, &q).await? else {
-        return Err(ApiError::not_found("server"));
-    };
-    let (links, steps, titles) = tokio::try_join!(
+    let row = fetch(&state, org, &id).await?;
+    let id = row.id;
+    let w = window(&state, org, &q).await?;
+    let (links, steps, versions) = tokio::try_join!(
         async {
             analytics::links(&state.pool, org, id, &w)
                 .await
@@ -814,8 +795,13 @@ pub async fn sankey(
                 .await
                 .map_err(ApiError::from)
         },
-        step_titles(&state, org, id),
+        async {
+            rm::versions(&state.pool, org, id)
+                .await
+                .map_err(ApiError::from)
+        },
     )?;
+    let titles = step_titles(&row, &versions);
     Ok(Json(sankey_graph(id, &links, &steps, &titles)))
 }
 

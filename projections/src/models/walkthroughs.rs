@@ -5,7 +5,7 @@ use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
 use commands::StoredEvent;
 use domain::values::OrgId;
-use domain::walkthrough::{insert_after, Step, WalkthroughEvent, WalkthroughStatus};
+use domain::walkthrough::{edit_draft, Step, WalkthroughEvent, WalkthroughStatus};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::types::Json;
@@ -201,40 +201,6 @@ impl Projection for WalkthroughsProjection {
             }
             Ok(())
         })
-    }
-}
-
-/// The same draft edits the aggregate makes, on the stored copy.
-fn edit_draft(steps: &mut Vec<Step>, event: &WalkthroughEvent) {
-    match event {
-        WalkthroughEvent::StepAdded {
-            step_id,
-            after_step_id,
-            step,
-        } => insert_after(
-            steps,
-            *after_step_id,
-            Step {
-                id: *step_id,
-                content: step.clone(),
-            },
-        ),
-        WalkthroughEvent::StepEdited { step_id, step } => {
-            if let Some(s) = steps.iter_mut().find(|s| s.id == *step_id) {
-                s.content = step.clone();
-            }
-        }
-        WalkthroughEvent::StepRemoved { step_id } => steps.retain(|s| s.id != *step_id),
-        WalkthroughEvent::StepMoved {
-            step_id,
-            after_step_id,
-        } => {
-            if let Some(from) = steps.iter().position(|s| s.id == *step_id) {
-                let step = steps.remove(from);
-                insert_after(steps, *after_step_id, step);
-            }
-        }
-        _ => {}
     }
 }
 

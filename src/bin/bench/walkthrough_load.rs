@@ -14,7 +14,9 @@ use super::{ms, percentile, scratch_database};
 use anyhow::{bail, Context};
 use chrono::{Duration as Days, Utc};
 use commands::{EventStore, UnitOfWork};
-use domain::walkthrough::{StepContent, Walkthrough, WalkthroughCommand, WalkthroughEvent};
+use domain::walkthrough::{
+    StepContent, StepEdit, Walkthrough, WalkthroughCommand, WalkthroughEvent,
+};
 use domain::walkthrough_progress::{stream_id, ProgressEvent, WalkthroughProgress};
 use domain::{Actor, Aggregate, EventMetadata};
 use projections::models::walkthrough_analytics::{self as analytics, Window};
@@ -230,37 +232,31 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
 
     // The walkthrough: ten steps, version 1, then an edit and version 2.
     let wt_id = Uuid::new_v4();
-    let mut walkthrough = Walkthrough::default();
-    let mut history: Vec<WalkthroughEvent> = Vec::new();
+    let v1: Vec<Uuid> = (0..STEPS).map(|_| Uuid::new_v4()).collect();
     let mut commands = vec![WalkthroughCommand::Create {
         org_id,
         title: "Bench tour".into(),
         description: None,
     }];
-    for i in 1..=STEPS {
+    for (i, step_id) in v1.iter().enumerate() {
         commands.push(WalkthroughCommand::AddStep {
-            step_id: Uuid::new_v4(),
+            step_id: *step_id,
             after: None,
-            step: StepContent::parse(&format!("Step {i}"), "Do it.", None, &[])?,
+            step: StepContent::parse(&format!("Step {}", i + 1), "Do it.", None, &[])?,
         });
     }
     commands.push(WalkthroughCommand::Publish);
-    for command in commands {
-        let events = walkthrough.handle(command)?;
-        for e in &events {
-            walkthrough.apply(e);
-        }
-        history.extend(events);
-    }
-    let v1 = walkthrough.steps.iter().map(|s| s.id).collect::<Vec<_>>();
-    let first = v1[0];
-    for command in [
-        WalkthroughCommand::EditStep {
-            step_id: first,
-            step: StepContent::parse("Step 1", "Do it, now better.", None, &[])?,
+    commands.push(WalkthroughCommand::EditStep {
+        step_id: v1[0],
+        edit: StepEdit {
+            content: Some("Do it, now better.".into()),
+            ..StepEdit::default()
         },
-        WalkthroughCommand::Publish,
-    ] {
+    });
+    commands.push(WalkthroughCommand::Publish);
+    let mut walkthrough = Walkthrough::default();
+    let mut history: Vec<WalkthroughEvent> = Vec::new();
+    for command in commands {
         let events = walkthrough.handle(command)?;
         for e in &events {
             walkthrough.apply(e);
