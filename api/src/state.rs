@@ -36,11 +36,12 @@ impl AppState {
     /// them or from the write model.
     pub async fn settle(&self, aggregate_type: &str, cursor: Option<Cursor>) -> bool {
         let Some(cursor) = cursor else { return true };
-        let connected = self
+        // Still connecting (just started) counts as up: the projectors are about to run.
+        let reachable = self
             .nats
             .as_ref()
-            .is_some_and(|n| n.connection_state() == async_nats::connection::State::Connected);
-        if !connected {
+            .is_some_and(|n| n.connection_state() != async_nats::connection::State::Disconnected);
+        if !reachable {
             return false;
         }
         let caught_up = projections::wait::until_projected(

@@ -3,6 +3,10 @@
 //! takes over. The leader also stamps its `owner` id on the checkpoint it writes and every
 //! checkpoint write checks it (fencing), so a leader that lost its lock without noticing cannot
 //! write behind its successor's back.
+//!
+//! The leader does its work on that same connection ([`LeaderLock::connection`]): a pooled
+//! connection costs a round trip to Postgres each time it goes back to the pool (sqlx tests it
+//! on release), which a relay or projector would pay on every batch.
 
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
@@ -31,6 +35,11 @@ impl LeaderLock {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// The connection that holds the lock, for the leader's own reads and transactions.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
     }
 
     /// Fails if the lock's connection is gone (and with it the lock).

@@ -12,11 +12,12 @@ use crate::nats::{
     Topology, HEADER_CURSOR, HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_ORG_ID,
     HEADER_STORE_ID,
 };
-use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
+use crate::store::{read_after_as, EventFilter, StoreError, StoredEvent};
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
+use serde_json::value::RawValue;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -38,6 +39,9 @@ pub enum RelayError {
     #[error("the JetStream stream does not exist")]
     StreamMissing,
 }
+
+/// An event as the relay reads it: payload and metadata stay JSON text, passed on as they are.
+type Relayed = StoredEvent<Box<RawValue>>;
 
 pub struct Relay {
     pool: PgPool,
@@ -76,16 +80,17 @@ impl Relay {
         let mut lock = LeaderLock::acquire(&self.pool, RELAY_LOCK).await?;
         sqlx::query("UPDATE relay_checkpoint SET owner = $1")
             .bind(lock.owner)
-            .execute(&self.pool)
+            .execute(lock.connection())
             .await?;
         tracing::info!("relay: leader");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         self.ensure_stream().await;
-        let mut cursor = load_checkpoint(&self.pool).await?;
+        let mut cursor = load_checkpoint(lock.connection()).await?;
         let mut idle_rounds = 0u32;
         loop {
-            let events = read_after(&self.pool, &EventFilter::default(), cursor, PAGE).await?;
+            let events: Vec<Relayed> =
+                read_after_as(lock.connection(), &EventFilter::default(), cursor, PAGE).await?;
             let Some(last) = events.last().map(|e| e.cursor) else {
                 // Nothing new: wait for a notification, or poll after a while.
                 match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
@@ -101,7 +106,8 @@ impl Relay {
                 continue;
             };
             self.publish_until_acked(&events).await;
-            store_checkpoint(&self.pool, last, lock.owner).await?;
+            let owner = lock.owner;
+            store_checkpoint(lock.connection(), last, owner).await?;
             cursor = last;
         }
     }
@@ -125,7 +131,7 @@ impl Relay {
         }
     }
 
-    async fn publish_until_acked(&self, events: &[StoredEvent]) {
+    async fn publish_until_acked(&self, events: &[Relayed]) {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.publish(events).await {
@@ -143,7 +149,7 @@ impl Relay {
     }
 
     /// Publishes a page and awaits every ack, in order.
-    async fn publish(&self, events: &[StoredEvent]) -> Result<(), RelayError> {
+    async fn publish(&self, events: &[Relayed]) -> Result<(), RelayError> {
         let store_id = self.store_id.to_string();
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
@@ -170,7 +176,10 @@ fn publish_error(e: async_nats::jetstream::context::PublishError) -> RelayError 
 
 /// The JetStream message of one event: the whole stored event as JSON, with the headers a
 /// consumer needs to route or skip it without parsing the body.
-pub fn message(event: &StoredEvent, store_id: &str) -> Result<Publish, RelayError> {
+pub fn message<P: serde::Serialize>(
+    event: &StoredEvent<P>,
+    store_id: &str,
+) -> Result<Publish, RelayError> {
     let body = serde_json::to_vec(event).map_err(StoreError::Encode)?;
     let cursor = event.cursor.to_string();
     let org = event.org_id.map(|o| o.to_string()).unwrap_or_default();
@@ -184,11 +193,14 @@ pub fn message(event: &StoredEvent, store_id: &str) -> Result<Publish, RelayErro
         .header(HEADER_ORG_ID, org.as_str()))
 }
 
-pub async fn load_checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+pub async fn load_checkpoint<'e, E>(executor: E) -> Result<Cursor, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
     let row = sqlx::query(
         "SELECT transaction_id::text::bigint AS tx, global_position FROM relay_checkpoint",
     )
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await?;
     Ok(Cursor::new(
         row.try_get("tx")?,
@@ -197,7 +209,11 @@ pub async fn load_checkpoint(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
 }
 
 /// Stores the checkpoint if this relay is still the leader of record (fencing).
-async fn store_checkpoint(pool: &PgPool, cursor: Cursor, owner: Uuid) -> Result<(), RelayError> {
+async fn store_checkpoint(
+    conn: &mut PgConnection,
+    cursor: Cursor,
+    owner: Uuid,
+) -> Result<(), RelayError> {
     let stored = sqlx::query(
         "UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2, \
          updated_at = now() WHERE owner = $3",
@@ -205,7 +221,7 @@ async fn store_checkpoint(pool: &PgPool, cursor: Cursor, owner: Uuid) -> Result<
     .bind(cursor.transaction_id.to_string())
     .bind(cursor.global_position)
     .bind(owner)
-    .execute(pool)
+    .execute(conn)
     .await?;
     if stored.rows_affected() == 0 {
         return Err(RelayError::LostLeadership);

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -246,9 +247,11 @@ fn decode_payload<E: DomainEvent>(
     <E as serde::Deserialize>::deserialize(MapAccessDeserializer::new(tagged))
 }
 
-/// An event as stored, with its position in the committed order.
+/// An event as stored, with its position in the committed order. The payload and metadata are
+/// JSON values; the relay, which only passes them on, reads them as raw JSON text (`P` =
+/// `Box<RawValue>`) and so never builds and re-serializes a value tree per event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredEvent {
+pub struct StoredEvent<P = Value> {
     pub event_id: Uuid,
     pub cursor: Cursor,
     pub aggregate_type: String,
@@ -258,8 +261,8 @@ pub struct StoredEvent {
     pub event_version: String,
     pub org_id: Option<Uuid>,
     pub recorded_at: DateTime<Utc>,
-    pub payload: Value,
-    pub metadata: Value,
+    pub payload: P,
+    pub metadata: P,
 }
 
 impl StoredEvent {
@@ -393,8 +396,18 @@ impl EventStore {
         aggregate_id: &str,
         rows: Vec<sqlx::postgres::PgRow>,
     ) -> Result<(A, i64), StoreError> {
-        let mut aggregate = A::default();
-        let mut version = 0;
+        self.replay_rows_onto(A::default(), 0, aggregate_id, rows)
+    }
+
+    /// Like [`EventStore::replay_rows`], onto an aggregate already at `version` (the rows
+    /// being the events after it).
+    pub fn replay_rows_onto<A: Aggregate>(
+        &self,
+        mut aggregate: A,
+        mut version: i64,
+        aggregate_id: &str,
+        rows: Vec<sqlx::postgres::PgRow>,
+    ) -> Result<(A, i64), StoreError> {
         for row in rows {
             let Some(sequence) = row.try_get::<Option<i64>, _>("sequence")? else {
                 continue;
@@ -525,6 +538,37 @@ pub async fn read_after<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
+    read_after_as(executor, filter, after, limit).await
+}
+
+/// How a reader wants payload and metadata: as values, or as raw JSON text to pass on.
+pub trait JsonColumn: Sized {
+    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error>;
+}
+
+impl JsonColumn for Value {
+    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error> {
+        row.try_get(column)
+    }
+}
+
+impl JsonColumn for Box<serde_json::value::RawValue> {
+    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error> {
+        row.try_get::<&serde_json::value::RawValue, _>(column)
+            .map(ToOwned::to_owned)
+    }
+}
+
+/// [`read_after`], with payload and metadata read as `P`.
+pub async fn read_after_as<'e, E, P: JsonColumn>(
+    executor: E,
+    filter: &EventFilter,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<StoredEvent<P>>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
     q.push(EVENT_COLUMNS);
     q.push(" FROM events WHERE (transaction_id, global_position) > (");
@@ -561,7 +605,9 @@ where
     rows.iter().map(row_to_event).collect()
 }
 
-pub fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
+pub fn row_to_event<P: JsonColumn>(
+    row: &sqlx::postgres::PgRow,
+) -> Result<StoredEvent<P>, StoreError> {
     Ok(StoredEvent {
         event_id: row.try_get("event_id")?,
         cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
@@ -572,12 +618,15 @@ pub fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreErr
         event_version: row.try_get("event_version")?,
         org_id: row.try_get("org_id")?,
         recorded_at: row.try_get("recorded_at")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
+        payload: P::get(row, "payload")?,
+        metadata: P::get(row, "metadata")?,
     })
 }
 
 async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    // Kept from batch to batch: a pooled connection costs a round trip each time it goes back
+    // to the pool (sqlx tests it on release). Dropped when Postgres seems gone.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
         let mut batch = Vec::new();
         {
@@ -594,27 +643,52 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         }
         let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
-        match commit_group(&pool, &uows).await {
+        // A kept connection may have died while idle (Postgres restarted): then the batch is
+        // tried once more on a fresh one before anyone is told the store is unreachable.
+        let mut outcome = None;
+        for _ in 0..2 {
+            let reused = conn.is_some();
+            let connection = match conn.as_mut() {
+                Some(c) => c,
+                None => match pool.acquire().await {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        break;
+                    }
+                },
+            };
+            let result = commit_group(connection, &uows).await;
+            if matches!(&result, Err(e) if is_unavailable(e)) {
+                conn = None;
+                if reused {
+                    outcome = Some(result);
+                    continue;
+                }
+            }
+            outcome = Some(result);
+            break;
+        }
+        let Some(outcome) = outcome else { continue };
+        let connection = conn.as_mut();
+        match outcome {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
             }
-            Err(e) if is_unavailable(&e) => {
-                tracing::warn!(error = %e, units = batch.len(), "event store unreachable");
-                for job in batch {
-                    let _ = job.reply.send(Err(CommitError::Store(StoreError::Database(
-                        sqlx::Error::PoolTimedOut,
-                    ))));
-                }
-            }
+            Err(e) if is_unavailable(&e) => unreachable_store(batch, &e),
             Err(e) => {
                 // Something in the group failed the shared transaction (a deadlock, a value
                 // Postgres refused). Commit each unit alone, so only the culprit fails, with
                 // its own error.
                 tracing::debug!(error = %e, units = batch.len(), "group commit failed; committing units one by one");
+                let Some(connection) = connection else {
+                    unreachable_store(batch, &e);
+                    continue;
+                };
                 for job in batch {
-                    let result = match commit_group(&pool, &[&job.uow]).await {
+                    let result = match commit_group(connection, &[&job.uow]).await {
                         Ok(mut results) => results.pop().unwrap_or(Err(CommitError::Conflict)),
                         Err(e) if is_retryable(&e) => Err(CommitError::Conflict),
                         Err(e) => Err(CommitError::Store(StoreError::Database(e))),
@@ -623,6 +697,16 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 }
             }
         }
+    }
+}
+
+/// Answers a batch that could not reach Postgres: unavailable, so the edge says 503.
+fn unreachable_store(batch: Vec<Job>, error: &sqlx::Error) {
+    tracing::warn!(%error, units = batch.len(), "event store unreachable");
+    for job in batch {
+        let _ = job.reply.send(Err(CommitError::Store(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        ))));
     }
 }
 
@@ -635,16 +719,34 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 /// under a savepoint; plain appends (the hot path) go in one multi-row insert, and a unit that
 /// lost a sequence race has its partial rows removed before commit.
 async fn commit_group(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     uows: &[&UnitOfWork],
 ) -> Result<Vec<Result<Vec<Appended>, CommitError>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
+    match write_group(&mut tx, uows).await {
+        Ok(results) => {
+            tx.commit().await?;
+            Ok(results)
+        }
+        Err(e) => {
+            // Ended at once: the connection stays with its committer, and a transaction left
+            // open (until its next batch) would hold every event reader back.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn write_group(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    uows: &[&UnitOfWork],
+) -> Result<Vec<Result<Vec<Appended>, CommitError>>, sqlx::Error> {
     let mut results: Vec<Option<Result<Vec<Appended>, CommitError>>> =
         (0..uows.len()).map(|_| None).collect();
 
     for (i, uow) in uows.iter().enumerate() {
         if uow.has_index_writes() {
-            results[i] = Some(commit_with_savepoint(&mut tx, uow).await?);
+            results[i] = Some(commit_with_savepoint(tx, uow).await?);
         }
     }
 
@@ -660,7 +762,7 @@ async fn commit_group(
                 b.sequence,
             ))
         });
-        let inserted = insert_events(&mut tx, &events, true).await?;
+        let inserted = insert_events(tx, &events, true).await?;
         let mut to_delete: Vec<&PendingEvent> = Vec::new();
         for i in plain {
             let uow = uows[i];
@@ -683,10 +785,9 @@ async fn commit_group(
             }
         }
         if !to_delete.is_empty() {
-            delete_events(&mut tx, &to_delete).await?;
+            delete_events(tx, &to_delete).await?;
         }
     }
-    tx.commit().await?;
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(CommitError::Conflict)))

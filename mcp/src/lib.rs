@@ -55,6 +55,8 @@ pub struct Core {
     pub sessions: Arc<Sessions>,
     pub request_states: rmcp::model::RequestStateCodec,
     pub walkthroughs: tools::walkthroughs::Catalog,
+    /// End users' walkthrough runs as last read here (see `RunCache`).
+    pub runs: commands::services::walkthrough_progress::RunCache,
 }
 
 pub struct McpEdge {
@@ -77,6 +79,7 @@ impl McpEdge {
             identities: Identities::default(),
             sessions: sessions.clone(),
             walkthroughs: Default::default(),
+            runs: Default::default(),
         });
         let shutdown = CancellationToken::new();
         // A finished call's SSE stream is kept only briefly for a client to resume it (rmcp's

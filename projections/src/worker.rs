@@ -13,7 +13,7 @@ use commands::nats::{class_of, ACTIVITY_AGGREGATES};
 use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
 use commands::{Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -80,8 +80,7 @@ impl Worker {
         let mut lock = LeaderLock::acquire(&self.pool, checkpoint::worker_lock_key(name)).await?;
         checkpoint::ensure(&self.pool, name).await?;
         checkpoint::claim(&self.pool, name, lock.owner).await?;
-        let owner = lock.owner;
-        let caught_up = self.catch_up_from_store(owner).await?;
+        let caught_up = self.catch_up_from_store(&mut lock).await?;
         if caught_up > 0 {
             tracing::info!(
                 projection = name,
@@ -130,7 +129,7 @@ impl Worker {
                 let message = message.map_err(|e| ProjectionError::Nats(e.to_string()))?;
                 batch.push(self.route(message));
             }
-            if let Err(e) = self.apply(&batch, owner).await {
+            if let Err(e) = self.apply(&mut lock, &batch).await {
                 // Start over from the last committed message, in order.
                 if let Ok(stream) = self.js.get_stream(self.topology.stream_name()).await {
                     let _ = stream
@@ -151,7 +150,8 @@ impl Worker {
     /// Applies whatever the event store has beyond the checkpoint before consuming live: a new
     /// projection, or one whose messages aged out of the stream, starts from Postgres, the
     /// source of truth. Messages for events it applied here are then skipped by cursor.
-    async fn catch_up_from_store(&self, owner: Uuid) -> Result<u64, ProjectionError> {
+    async fn catch_up_from_store(&self, lock: &mut LeaderLock) -> Result<u64, ProjectionError> {
+        let owner = lock.owner;
         let name = self.projection.name();
         let filter = EventFilter {
             aggregate_types: self
@@ -164,15 +164,16 @@ impl Worker {
         };
         let mut applied = 0u64;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = lock.connection().begin().await?;
             let current = checkpoint::lock(&mut tx, name).await?;
             fence(&current, owner)?;
-            // Read on the transaction's own connection: nine projectors catching up at start
-            // would otherwise hold two pooled connections each.
             let page =
                 commands::store::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
             let Some(last) = page.last().map(|e| e.cursor) else {
+                // Ended now, not whenever the connection is next used: the checkpoint row lock
+                // gave this transaction an id, and an open one holds every reader back.
+                tx.rollback().await?;
                 return Ok(applied);
             };
             self.projection.apply(&mut tx, Tables::LIVE, &page).await?;
@@ -271,9 +272,14 @@ impl Worker {
     }
 
     /// Applies one batch and advances the checkpoint, in one transaction.
-    async fn apply(&self, batch: &[Incoming], owner: Uuid) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        lock: &mut LeaderLock,
+        batch: &[Incoming],
+    ) -> Result<(), ProjectionError> {
         let name = self.projection.name();
-        let mut tx = self.pool.begin().await?;
+        let owner = lock.owner;
+        let mut tx = lock.connection().begin().await?;
         let current = checkpoint::lock(&mut tx, name).await?;
         fence(&current, owner)?;
         let mut next = current;

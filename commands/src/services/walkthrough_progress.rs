@@ -15,6 +15,8 @@ use domain::walkthrough_progress::{
 };
 use domain::{Aggregate, EventMetadata};
 use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<T, ExecuteError<ProgressError>>;
@@ -40,22 +42,60 @@ pub async fn load(
         .0)
 }
 
+/// The runs this process read last, one per end user, with the version they were read at.
+/// `next_walkthrough_step` then reads only what was appended since (usually the one step
+/// completion of the caller's previous call) instead of the whole run with its step list:
+/// stored events never change, so a cached run plus the events after it is exactly the state
+/// a full load gives. Bounded: cleared when full.
+#[derive(Default)]
+pub struct RunCache {
+    runs: Mutex<HashMap<(Uuid, Uuid), CachedRun>>,
+}
+
+#[derive(Clone)]
+struct CachedRun {
+    walkthrough_id: Uuid,
+    version: i64,
+    progress: WalkthroughProgress,
+}
+
+const MAX_CACHED_RUNS: usize = 50_000;
+
+impl RunCache {
+    fn get(&self, org_id: Uuid, end_user_id: Uuid) -> Option<CachedRun> {
+        let runs = self.runs.lock().ok()?;
+        runs.get(&(org_id, end_user_id)).cloned()
+    }
+
+    fn put(&self, org_id: Uuid, end_user_id: Uuid, run: CachedRun) {
+        if let Ok(mut runs) = self.runs.lock() {
+            if runs.len() >= MAX_CACHED_RUNS {
+                runs.clear();
+            }
+            runs.insert((org_id, end_user_id), run);
+        }
+    }
+}
+
 /// The walkthrough the end user is in and their progress on it (with its version), read in
-/// one round trip: `next_walkthrough_step` needs both on every call.
+/// one round trip: `next_walkthrough_step` needs both on every call. With a cached run of the
+/// walkthrough the pointer names, only the events after its version are read.
 pub async fn current(
     store: &EventStore,
+    cache: &RunCache,
     org_id: Uuid,
     end_user_id: Uuid,
 ) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64)>, crate::StoreError> {
+    let cached = cache.get(org_id, end_user_id);
     let rows = sqlx::query(
         "SELECT k.owner_id, e.sequence, e.event_type, e.payload FROM unique_keys k \
          LEFT JOIN LATERAL ( \
              SELECT sequence, event_type, payload FROM events \
              WHERE aggregate_type = $3 AND aggregate_id = k.owner_id::text || ':' || $4 \
-             AND sequence >= COALESCE(( \
+             AND sequence > CASE WHEN k.owner_id = $6 THEN $7 ELSE COALESCE(( \
                  SELECT sequence FROM events WHERE aggregate_type = $3 \
                  AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = $5 \
-                 ORDER BY sequence DESC LIMIT 1), 1) \
+                 ORDER BY sequence DESC LIMIT 1), 1) - 1 END \
          ) e ON true \
          WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
     )
@@ -64,6 +104,8 @@ pub async fn current(
     .bind(WalkthroughProgress::TYPE)
     .bind(end_user_id.to_string())
     .bind(WalkthroughProgress::RESET_EVENT)
+    .bind(cached.as_ref().map(|c| c.walkthrough_id))
+    .bind(cached.as_ref().map_or(0, |c| c.version))
     .fetch_all(store.pool())
     .await?;
     let Some(first) = rows.first() else {
@@ -71,7 +113,20 @@ pub async fn current(
     };
     let walkthrough_id: Uuid = first.try_get("owner_id")?;
     let stream = stream_id(walkthrough_id, end_user_id);
-    let (progress, version) = store.replay_rows::<WalkthroughProgress>(&stream, rows)?;
+    let (from, version) = match cached {
+        Some(c) if c.walkthrough_id == walkthrough_id => (c.progress, c.version),
+        _ => (WalkthroughProgress::default(), 0),
+    };
+    let (progress, version) = store.replay_rows_onto(from, version, &stream, rows)?;
+    cache.put(
+        org_id,
+        end_user_id,
+        CachedRun {
+            walkthrough_id,
+            version,
+            progress: progress.clone(),
+        },
+    );
     Ok(Some((walkthrough_id, progress, version)))
 }
 

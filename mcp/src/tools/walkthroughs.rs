@@ -427,7 +427,7 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
     let Some(end_user_id) = cx.caller.end_user_id else {
         return Ok(needs_identity());
     };
-    let current = progress::current(&cx.core.store, cx.tenant.org_id, end_user_id)
+    let current = progress::current(&cx.core.store, &cx.core.runs, cx.tenant.org_id, end_user_id)
         .await
         .map_err(unavailable)?;
     let Some((walkthrough_id, state, version)) = current else {

@@ -9,7 +9,7 @@
 //!    2 versions, some dropping off) are stored, the walkthrough projections are rebuilt from
 //!    them, and the analytics and sankey queries the REST routes run are timed.
 
-use super::mcp_load::{post, set_up, VirtualClient};
+use super::mcp_load::{post, set_up, StepAnswer, VirtualClient};
 use super::{ms, percentile, scratch_database};
 use anyhow::{bail, Context};
 use chrono::{Duration as Days, Utc};
@@ -144,20 +144,19 @@ async fn measure(
     clients: usize,
     seconds: u64,
 ) -> anyhow::Result<(f64, Duration, Duration, u64, u64)> {
-    let http = Client::builder()
-        .pool_max_idle_per_host(clients)
-        .timeout(Duration::from_secs(30))
-        .build()?;
     let mut walkers = Vec::with_capacity(clients);
     for n in 0..clients {
         let url = format!("{base}/s/{slug}/t/walker-{round}-{n}/mcp");
-        let mut client = VirtualClient::connect(http.clone(), &url, n).await?;
-        let first = client
-            .call_value("select_walkthrough", &json!({ "walkthrough_id": wt }))
+        let mut client = VirtualClient::connect(&url, n).await?;
+        let first: Option<StepAnswer> = client
+            .call(
+                "select_walkthrough",
+                &json!({ "walkthrough_id": wt }).to_string(),
+            )
             .await?;
-        let step = first["structuredContent"]["step"]["id"]
-            .as_str()
-            .map(str::to_owned)
+        let step = first
+            .and_then(|a| a.step)
+            .map(|s| s.id)
             .context("select_walkthrough returned no step")?;
         walkers.push((client, step));
     }
@@ -167,33 +166,29 @@ async fn measure(
     let mut tasks = Vec::new();
     for (mut client, mut step) in walkers {
         let failed = failed.clone();
-        let wt = wt.to_owned();
+        let restart = json!({ "walkthrough_id": wt, "resume_if_exists": false }).to_string();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let answer = client
-                    .call_value("next_walkthrough_step", &json!({ "current_step_id": step }))
+                let answer: anyhow::Result<Option<StepAnswer>> = client
+                    .call(
+                        "next_walkthrough_step",
+                        &format!(r#"{{"current_step_id":"{step}"}}"#),
+                    )
                     .await;
                 let elapsed = t.elapsed();
                 let next = match answer {
-                    Ok(r) if r["structuredContent"]["status"] == "completed" => {
+                    Ok(Some(a)) if a.status.as_deref() == Some("completed") => {
                         latencies.push(elapsed);
                         // Start over (not timed: only step completions are measured).
                         client
-                            .call_value(
-                                "select_walkthrough",
-                                &json!({ "walkthrough_id": wt, "resume_if_exists": false }),
-                            )
+                            .call::<StepAnswer>("select_walkthrough", &restart)
                             .await
                     }
                     other => other.inspect(|_| latencies.push(elapsed)),
                 };
-                match next.map(|r| {
-                    r["structuredContent"]["step"]["id"]
-                        .as_str()
-                        .map(str::to_owned)
-                }) {
+                match next.map(|a| a.and_then(|a| a.step).map(|s| s.id)) {
                     Ok(Some(id)) => step = id,
                     Ok(None) | Err(_) => {
                         if failed.fetch_add(1, Ordering::Relaxed) == 0 {
