@@ -22,6 +22,14 @@ impl LeaderLock {
     /// Waits (as a standby) until the lock `key` is ours.
     pub async fn acquire(pool: &PgPool, key: i64) -> Result<Self, sqlx::Error> {
         let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        // A leader runs the same few statements over and over, and Postgres would plan some of
+        // them afresh every time: the relay's cursor read looks cheaper with its parameters
+        // filled in (a few rows past the cursor) than as a generic plan (a third of the table),
+        // so Postgres never settles on the generic plan, yet both are the same index scan and
+        // planning it costs more than running it. This connection is the leader's alone.
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut conn)
+            .await?;
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)

@@ -2,8 +2,9 @@
 //!
 //! One leader at a time (Postgres advisory lock); other instances stand by. It reads after its
 //! checkpoint, publishes each event with `Nats-Msg-Id = event_id` (JetStream drops
-//! re-publishes), awaits the acks in order, then stores the checkpoint. LISTEN/NOTIFY wakes it
-//! on append; polling is the fallback. When NATS is away it retries with backoff while appends
+//! re-publishes), awaits the acks in order, then moves its checkpoint on (stored at most every
+//! [`CHECKPOINT_EVERY`] under load, and whenever it has caught up). LISTEN/NOTIFY wakes it on
+//! append; polling is the fallback. When NATS is away it retries with backoff while appends
 //! keep succeeding; it catches up when NATS is back.
 
 use crate::cursor::Cursor;
@@ -18,13 +19,22 @@ use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Advisory-lock key of the relay leader ("mcplrely").
 const RELAY_LOCK: i64 = 0x6d63_706c_7265_6c79;
 const PAGE: i64 = 2000;
 const NOTIFY_CHANNEL: &str = "mcplatform_events";
+/// Under load the checkpoint is written at most this often (and always once caught up): each
+/// write is a commit of its own, and a relay that restarts from an older checkpoint only
+/// re-publishes what JetStream's duplicate window and the projectors' cursors drop anyway.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A page smaller than this was read while commits were still arriving: waiting this long
+/// before the next read lets the next page gather more of them, so the fixed cost of a round
+/// (the read, the acks, the projectors' transactions downstream) is shared by more events.
+const SMALL_PAGE: usize = 100;
+const LINGER: Duration = Duration::from_millis(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -87,11 +97,18 @@ impl Relay {
         listener.listen(NOTIFY_CHANNEL).await?;
         self.ensure_stream().await;
         let mut cursor = load_checkpoint(lock.connection()).await?;
+        let mut stored_at = Instant::now();
+        let mut unstored = false;
         let mut idle_rounds = 0u32;
         loop {
             let events: Vec<Relayed> =
                 read_after_as(lock.connection(), &EventFilter::default(), cursor, PAGE).await?;
             let Some(last) = events.last().map(|e| e.cursor) else {
+                if unstored {
+                    let owner = lock.owner;
+                    store_checkpoint(lock.connection(), cursor, owner).await?;
+                    unstored = false;
+                }
                 // Nothing new: wait for a notification, or poll after a while.
                 match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
                     Ok(Err(e)) => return Err(e.into()),
@@ -106,9 +123,18 @@ impl Relay {
                 continue;
             };
             self.publish_until_acked(&events).await;
-            let owner = lock.owner;
-            store_checkpoint(lock.connection(), last, owner).await?;
             cursor = last;
+            if stored_at.elapsed() >= CHECKPOINT_EVERY {
+                let owner = lock.owner;
+                store_checkpoint(lock.connection(), cursor, owner).await?;
+                stored_at = Instant::now();
+                unstored = false;
+            } else {
+                unstored = true;
+            }
+            if events.len() < SMALL_PAGE {
+                tokio::time::sleep(LINGER).await;
+            }
         }
     }
 

@@ -996,15 +996,24 @@ async fn insert_events(
     Ok(out)
 }
 
+/// Removes rows this group inserted for a unit that lost a race, by their primary key (the
+/// rows are this transaction's own: the key was free when they went in).
 async fn delete_events(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     events: &[&PendingEvent],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    sqlx::query("DELETE FROM events WHERE event_id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut **tx)
-        .await?;
+    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    sqlx::query(
+        "DELETE FROM events e USING UNNEST($1::text[], $2::text[], $3::bigint[]) AS k(t, i, s) \
+         WHERE e.aggregate_type = k.t AND e.aggregate_id = k.i AND e.sequence = k.s",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

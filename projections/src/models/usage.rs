@@ -198,7 +198,7 @@ impl Projection for UsageProjection {
                                     let open: Option<(String, DateTime<Utc>)> =
                                         sqlx::query_as(&format!(
                                             "SELECT session_id, last_seen FROM {sessions} \
-                                             WHERE group_key = $1 ORDER BY last_seen DESC LIMIT 1"
+                                             WHERE group_key = $1 ORDER BY started_at DESC LIMIT 1"
                                         ))
                                         .bind(&key)
                                         .fetch_optional(&mut *conn)
