@@ -2,6 +2,7 @@
 //! domain aggregates against it, and the relay that publishes committed events to NATS.
 
 pub mod cursor;
+pub mod kept;
 pub mod keys;
 pub mod leader;
 pub mod nats;

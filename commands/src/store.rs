@@ -5,6 +5,7 @@
 //! fails on its own (optimistic concurrency per aggregate, unique-key claims).
 
 use crate::cursor::Cursor;
+use crate::kept::KeptConnections;
 use chrono::{DateTime, Utc};
 use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
@@ -324,7 +325,11 @@ pub struct EventStore {
     pool: PgPool,
     store_id: Uuid,
     jobs: mpsc::Sender<Job>,
+    hot_reads: Arc<KeptConnections>,
 }
+
+/// Connections kept for the reads every MCP call of a kind makes (see [`KeptConnections`]).
+const HOT_READ_CONNECTIONS: usize = 4;
 
 impl EventStore {
     /// Opens the store on a migrated database and starts its group committers.
@@ -338,6 +343,7 @@ impl EventStore {
             tokio::spawn(run_committer(pool.clone(), rx.clone()));
         }
         Ok(Self {
+            hot_reads: Arc::new(KeptConnections::new(pool.clone(), HOT_READ_CONNECTIONS)),
             pool,
             store_id,
             jobs: tx,
@@ -346,6 +352,11 @@ impl EventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// For a read that runs on every call of a hot path: no round trip besides its own.
+    pub fn hot_reads(&self) -> &KeptConnections {
+        &self.hot_reads
     }
 
     /// The id of this event store, carried by every message the relay publishes.

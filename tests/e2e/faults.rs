@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 /// A TCP proxy that can be cut (all connections dropped, new ones refused) and restored on the
 /// same port.
-struct Proxy {
+pub(crate) struct Proxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -53,7 +53,7 @@ impl Proxy {
         }));
     }
 
-    async fn cut(&mut self) {
+    pub(crate) async fn cut(&mut self) {
         if let Some(a) = self.acceptor.take() {
             a.abort();
             let _ = a.await;
@@ -63,7 +63,7 @@ impl Proxy {
         }
     }
 
-    async fn restore(&mut self) {
+    pub(crate) async fn restore(&mut self) {
         let listener = loop {
             match TcpListener::bind(self.addr).await {
                 Ok(l) => break l,
@@ -76,7 +76,7 @@ impl Proxy {
 
 /// `up` whose Postgres connections go through a proxy the test can cut. The database is
 /// created and migrated directly first. (Proxy first, so the app is dropped before it.)
-async fn app_behind_postgres_proxy() -> (Proxy, TestApp) {
+pub(crate) async fn app_behind_postgres_proxy() -> (Proxy, TestApp) {
     let env = TestEnv::new();
     assert!(env.cli(&["migrate"]).status.success());
     let pg = Proxy::start("127.0.0.1:5432").await;

@@ -891,3 +891,54 @@ async fn the_official_python_sdk_walks_a_whole_walkthrough() {
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkers_carry_on_where_they_were_after_postgres_comes_back() {
+    // `next_walkthrough_step` reads on connections kept out of the pool; the ones left from
+    // before the outage are dead, and must neither fail the walk for good nor lose its place.
+    let (mut pg, app) = crate::faults::app_behind_postgres_proxy().await;
+    let (owner, org) = org_with_server(&app, "outage").await;
+    let a = Author::new(&app, &owner, &org);
+    let wt = a.create("Outage").await;
+    a.add_step(&wt, "One", json!({})).await;
+    let s2 = a.add_step(&wt, "Two", json!({})).await;
+    let s3 = a.add_step(&wt, "Three", json!({})).await;
+    a.publish(&wt).await;
+    a.assign("outage-srv", &wt, 0).await;
+    let walker = end_user(&app, "outage-srv", "walker");
+    wait_for_tools(&walker, true).await;
+    select(&walker, &wt, true).await;
+    let first = next(&walker, None).await;
+    assert_eq!(step_id(&first), s2, "{first}");
+
+    let advance = json!({ "current_step_id": s2 });
+    pg.cut().await;
+    let during = walker
+        .call_tool("next_walkthrough_step", advance.clone())
+        .await;
+    assert_ne!(
+        during.message()["result"]["isError"],
+        false,
+        "answered without Postgres: {}",
+        during.text
+    );
+    pg.restore().await;
+
+    // The first calls may still meet a dead pooled connection (a 503 the client retries).
+    let after = eventually("a step answered again", Duration::from_secs(30), || async {
+        let r = walker
+            .call_tool("next_walkthrough_step", advance.clone())
+            .await
+            .message();
+        (r["result"]["isError"] == false).then(|| r["result"].clone())
+    })
+    .await;
+    assert_eq!(
+        step_id(&after),
+        s3,
+        "the walk went on from step two: {after}"
+    );
+    let end = next(&walker, Some(&s3)).await;
+    assert_eq!(end["isError"], false, "{end}");
+    assert_eq!(end["structuredContent"]["status"], "completed", "{end}");
+}

@@ -87,27 +87,36 @@ pub async fn current(
     end_user_id: Uuid,
 ) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64)>, crate::StoreError> {
     let cached = cache.get(org_id, end_user_id);
-    let rows = sqlx::query(
-        "SELECT k.owner_id, e.sequence, e.event_type, e.payload FROM unique_keys k \
-         LEFT JOIN LATERAL ( \
-             SELECT sequence, event_type, payload FROM events \
-             WHERE aggregate_type = $3 AND aggregate_id = k.owner_id::text || ':' || $4 \
-             AND sequence > CASE WHEN k.owner_id = $6 THEN $7 ELSE COALESCE(( \
-                 SELECT sequence FROM events WHERE aggregate_type = $3 \
-                 AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = $5 \
-                 ORDER BY sequence DESC LIMIT 1), 1) - 1 END \
-         ) e ON true \
-         WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
-    )
-    .bind(keys::WALKTHROUGH_SELECTED)
-    .bind(pointer_key(org_id, end_user_id))
-    .bind(WalkthroughProgress::TYPE)
-    .bind(end_user_id.to_string())
-    .bind(WalkthroughProgress::RESET_EVENT)
-    .bind(cached.as_ref().map(|c| c.walkthrough_id))
-    .bind(cached.as_ref().map_or(0, |c| c.version))
-    .fetch_all(store.pool())
-    .await?;
+    let key = pointer_key(org_id, end_user_id);
+    let end_user = end_user_id.to_string();
+    let (cached_id, cached_version) = (
+        cached.as_ref().map(|c| c.walkthrough_id),
+        cached.as_ref().map_or(0, |c| c.version),
+    );
+    let query = async move |conn: &mut sqlx::PgConnection| {
+        sqlx::query(
+            "SELECT k.owner_id, e.sequence, e.event_type, e.payload FROM unique_keys k \
+             LEFT JOIN LATERAL ( \
+                 SELECT sequence, event_type, payload FROM events \
+                 WHERE aggregate_type = $3 AND aggregate_id = k.owner_id::text || ':' || $4 \
+                 AND sequence > CASE WHEN k.owner_id = $6 THEN $7 ELSE COALESCE(( \
+                     SELECT sequence FROM events WHERE aggregate_type = $3 \
+                     AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = $5 \
+                     ORDER BY sequence DESC LIMIT 1), 1) - 1 END \
+             ) e ON true \
+             WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
+        )
+        .bind(keys::WALKTHROUGH_SELECTED)
+        .bind(&key)
+        .bind(WalkthroughProgress::TYPE)
+        .bind(&end_user)
+        .bind(WalkthroughProgress::RESET_EVENT)
+        .bind(cached_id)
+        .bind(cached_version)
+        .fetch_all(conn)
+        .await
+    };
+    let rows = store.hot_reads().read(query).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
