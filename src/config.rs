@@ -104,10 +104,11 @@ pub struct Config {
     #[arg(long, env = "MCPLATFORM_SECRET", global = true, hide_env_values = true)]
     pub secret: Option<Secret>,
 
-    /// Largest number of pooled Postgres connections: the edges' queries and the two group
-    /// committers share them (the relay and each projector hold one connection of their own
-    /// besides). Many more than Postgres has cores to run them only adds backends that take
-    /// turns with cold caches: on 2 cores, 10 served walkthrough calls 7% faster than 32.
+    /// Largest number of pooled Postgres connections, for the edges' queries (the two group
+    /// committers, up to four walkthrough reads, the relay and each projector hold connections
+    /// of their own besides). Many more than Postgres has cores to run them only adds backends
+    /// that take turns with cold caches: on 2 cores, 10 served walkthrough calls 7% faster
+    /// than 32.
     #[arg(long, env = "MCPLATFORM_DB_POOL", global = true, default_value_t = 16)]
     pub db_pool: u32,
 

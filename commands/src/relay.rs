@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -97,17 +97,15 @@ impl Relay {
         listener.listen(NOTIFY_CHANNEL).await?;
         self.ensure_stream().await;
         let mut cursor = load_checkpoint(lock.connection()).await?;
-        let mut stored_at = Instant::now();
-        let mut unstored = false;
+        let (mut stored, mut stored_at) = (cursor, Instant::now());
         let mut idle_rounds = 0u32;
         loop {
             let events: Vec<Relayed> =
                 read_after_as(lock.connection(), &EventFilter::default(), cursor, PAGE).await?;
             let Some(last) = events.last().map(|e| e.cursor) else {
-                if unstored {
-                    let owner = lock.owner;
-                    store_checkpoint(lock.connection(), cursor, owner).await?;
-                    unstored = false;
+                if stored != cursor {
+                    store_checkpoint(&mut lock, cursor).await?;
+                    stored = cursor;
                 }
                 // Nothing new: wait for a notification, or poll after a while.
                 match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
@@ -125,12 +123,8 @@ impl Relay {
             self.publish_until_acked(&events).await;
             cursor = last;
             if stored_at.elapsed() >= CHECKPOINT_EVERY {
-                let owner = lock.owner;
-                store_checkpoint(lock.connection(), cursor, owner).await?;
-                stored_at = Instant::now();
-                unstored = false;
-            } else {
-                unstored = true;
+                store_checkpoint(&mut lock, cursor).await?;
+                (stored, stored_at) = (cursor, Instant::now());
             }
             if events.len() < SMALL_PAGE {
                 tokio::time::sleep(LINGER).await;
@@ -235,11 +229,8 @@ where
 }
 
 /// Stores the checkpoint if this relay is still the leader of record (fencing).
-async fn store_checkpoint(
-    conn: &mut PgConnection,
-    cursor: Cursor,
-    owner: Uuid,
-) -> Result<(), RelayError> {
+async fn store_checkpoint(lock: &mut LeaderLock, cursor: Cursor) -> Result<(), RelayError> {
+    let owner = lock.owner;
     let stored = sqlx::query(
         "UPDATE relay_checkpoint SET transaction_id = $1::text::xid8, global_position = $2, \
          updated_at = now() WHERE owner = $3",
@@ -247,7 +238,7 @@ async fn store_checkpoint(
     .bind(cursor.transaction_id.to_string())
     .bind(cursor.global_position)
     .bind(owner)
-    .execute(conn)
+    .execute(lock.connection())
     .await?;
     if stored.rows_affected() == 0 {
         return Err(RelayError::LostLeadership);

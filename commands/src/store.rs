@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -339,8 +338,9 @@ impl EventStore {
             .await?;
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
+        let connections = Arc::new(KeptConnections::new(pool.clone(), COMMITTERS));
         for _ in 0..COMMITTERS {
-            tokio::spawn(run_committer(pool.clone(), rx.clone()));
+            tokio::spawn(run_committer(connections.clone(), rx.clone()));
         }
         Ok(Self {
             hot_reads: Arc::new(KeptConnections::new(pool.clone(), HOT_READ_CONNECTIONS)),
@@ -634,10 +634,7 @@ pub fn row_to_event<P: JsonColumn>(
     })
 }
 
-async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    // Kept from batch to batch: a pooled connection costs a round trip each time it goes back
-    // to the pool (sqlx tests it on release). Dropped when Postgres seems gone.
-    let mut conn: Option<PoolConnection<Postgres>> = None;
+async fn run_committer(connections: Arc<KeptConnections>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let mut batch = Vec::new();
         {
@@ -654,35 +651,7 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         }
         let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
-        // A kept connection may have died while idle (Postgres restarted): then the batch is
-        // tried once more on a fresh one before anyone is told the store is unreachable.
-        let mut outcome = None;
-        for _ in 0..2 {
-            let reused = conn.is_some();
-            let connection = match conn.as_mut() {
-                Some(c) => c,
-                None => match pool.acquire().await {
-                    Ok(c) => conn.insert(c),
-                    Err(e) => {
-                        outcome = Some(Err(e));
-                        break;
-                    }
-                },
-            };
-            let result = commit_group(connection, &uows).await;
-            if matches!(&result, Err(e) if is_unavailable(e)) {
-                conn = None;
-                if reused {
-                    outcome = Some(result);
-                    continue;
-                }
-            }
-            outcome = Some(result);
-            break;
-        }
-        let Some(outcome) = outcome else { continue };
-        let connection = conn.as_mut();
-        match outcome {
+        match connections.run(|conn| commit_on(conn, &uows)).await {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -694,12 +663,9 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 // Postgres refused). Commit each unit alone, so only the culprit fails, with
                 // its own error.
                 tracing::debug!(error = %e, units = batch.len(), "group commit failed; committing units one by one");
-                let Some(connection) = connection else {
-                    unreachable_store(batch, &e);
-                    continue;
-                };
                 for job in batch {
-                    let result = match commit_group(connection, &[&job.uow]).await {
+                    let alone = [&job.uow];
+                    let result = match connections.run(|conn| commit_on(conn, &alone)).await {
                         Ok(mut results) => results.pop().unwrap_or(Err(CommitError::Conflict)),
                         Err(e) if is_retryable(&e) => Err(CommitError::Conflict),
                         Err(e) => Err(CommitError::Store(StoreError::Database(e))),
@@ -709,6 +675,15 @@ async fn run_committer(pool: PgPool, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         }
     }
+}
+
+/// [`commit_group`] on a kept connection, handed back with the results.
+async fn commit_on(
+    mut conn: PgConnection,
+    uows: &[&UnitOfWork],
+) -> Result<(PgConnection, Vec<Result<Vec<Appended>, CommitError>>), sqlx::Error> {
+    let results = commit_group(&mut conn, uows).await?;
+    Ok((conn, results))
 }
 
 /// Answers a batch that could not reach Postgres: unavailable, so the edge says 503.
@@ -740,8 +715,8 @@ async fn commit_group(
             Ok(results)
         }
         Err(e) => {
-            // Ended at once: the connection stays with its committer, and a transaction left
-            // open (until its next batch) would hold every event reader back.
+            // Ended at once: a kept connection is closed after a failure, but a transaction
+            // left open until then would hold every event reader back.
             let _ = tx.rollback().await;
             Err(e)
         }

@@ -102,6 +102,24 @@ impl<'a> Author<'a> {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
+    /// A walkthrough with these steps, published and assigned to `server`: its id and the
+    /// steps' ids.
+    async fn published_on(
+        &self,
+        server: &str,
+        title: &str,
+        steps: &[&str],
+    ) -> (String, Vec<String>) {
+        let wt = self.create(title).await;
+        let mut ids = Vec::new();
+        for step in steps {
+            ids.push(self.add_step(&wt, step, json!({})).await);
+        }
+        self.publish(&wt).await;
+        self.assign(server, &wt, 0).await;
+        (wt, ids)
+    }
+
     async fn get(&self, rest: &str) -> (StatusCode, Value) {
         self.app.get(&self.path(rest), &self.user.token).await
     }
@@ -696,12 +714,10 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
     let app = spawn_app().await;
     let (owner, org) = org_with_server(&app, "versions").await;
     let a = Author::new(&app, &owner, &org);
-    let wt = a.create("Tour").await;
-    let sa = a.add_step(&wt, "A", json!({})).await;
-    let sb = a.add_step(&wt, "B", json!({})).await;
-    let sc = a.add_step(&wt, "C", json!({})).await;
-    a.publish(&wt).await;
-    a.assign("versions-srv", &wt, 0).await;
+    let (wt, steps) = a
+        .published_on("versions-srv", "Tour", &["A", "B", "C"])
+        .await;
+    let [sa, sb, sc] = [&steps[0], &steps[1], &steps[2]].map(String::clone);
     let early = end_user(&app, "versions-srv", "early");
     wait_for_tools(&early, true).await;
     select(&early, &wt, true).await;
@@ -773,12 +789,10 @@ async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count
     let app = spawn_app().await;
     let (owner, org) = org_with_server(&app, "race").await;
     let a = Author::new(&app, &owner, &org);
-    let wt = a.create("Race").await;
-    let s1 = a.add_step(&wt, "One", json!({})).await;
-    let s2 = a.add_step(&wt, "Two", json!({})).await;
-    let s3 = a.add_step(&wt, "Three", json!({})).await;
-    a.publish(&wt).await;
-    a.assign("race-srv", &wt, 0).await;
+    let (wt, steps) = a
+        .published_on("race-srv", "Race", &["One", "Two", "Three"])
+        .await;
+    let [s1, s2, s3] = [&steps[0], &steps[1], &steps[2]].map(String::clone);
     let ide = end_user(&app, "race-srv", "same-user");
     let cli = end_user(&app, "race-srv", "same-user");
     wait_for_tools(&ide, true).await;
@@ -899,12 +913,10 @@ async fn walkers_carry_on_where_they_were_after_postgres_comes_back() {
     let (mut pg, app) = crate::faults::app_behind_postgres_proxy().await;
     let (owner, org) = org_with_server(&app, "outage").await;
     let a = Author::new(&app, &owner, &org);
-    let wt = a.create("Outage").await;
-    a.add_step(&wt, "One", json!({})).await;
-    let s2 = a.add_step(&wt, "Two", json!({})).await;
-    let s3 = a.add_step(&wt, "Three", json!({})).await;
-    a.publish(&wt).await;
-    a.assign("outage-srv", &wt, 0).await;
+    let (wt, steps) = a
+        .published_on("outage-srv", "Outage", &["One", "Two", "Three"])
+        .await;
+    let [s2, s3] = [&steps[1], &steps[2]].map(String::clone);
     let walker = end_user(&app, "outage-srv", "walker");
     wait_for_tools(&walker, true).await;
     select(&walker, &wt, true).await;

@@ -93,8 +93,8 @@ pub async fn current(
         cached.as_ref().map(|c| c.walkthrough_id),
         cached.as_ref().map_or(0, |c| c.version),
     );
-    let query = async move |conn: &mut sqlx::PgConnection| {
-        sqlx::query(
+    let query = async |mut conn: sqlx::PgConnection| {
+        let rows = sqlx::query(
             "SELECT k.owner_id, e.sequence, e.event_type, e.payload FROM unique_keys k \
              LEFT JOIN LATERAL ( \
                  SELECT sequence, event_type, payload FROM events \
@@ -113,10 +113,11 @@ pub async fn current(
         .bind(WalkthroughProgress::RESET_EVENT)
         .bind(cached_id)
         .bind(cached_version)
-        .fetch_all(conn)
-        .await
+        .fetch_all(&mut conn)
+        .await?;
+        Ok((conn, rows))
     };
-    let rows = store.hot_reads().read(query).await?;
+    let rows = store.hot_reads().run(query).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
