@@ -62,7 +62,7 @@ impl Topology {
 
     /// `{prefix}.events.{class}.{org_id|platform}.{aggregate_type}.{event_type}`, with the
     /// class from [`class_of`].
-    pub fn subject_for<P>(&self, event: &StoredEvent<P>) -> String {
+    pub fn subject_for(&self, event: &StoredEvent) -> String {
         let org = event
             .org_id
             .map(|o| o.to_string())

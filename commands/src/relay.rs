@@ -13,10 +13,9 @@ use crate::nats::{
     Topology, HEADER_CURSOR, HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_ORG_ID,
     HEADER_STORE_ID,
 };
-use crate::store::{read_after_as, EventFilter, StoreError, StoredEvent};
+use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
-use serde_json::value::RawValue;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use std::time::{Duration, Instant};
@@ -49,9 +48,6 @@ pub enum RelayError {
     #[error("the JetStream stream does not exist")]
     StreamMissing,
 }
-
-/// An event as the relay reads it: payload and metadata stay JSON text, passed on as they are.
-type Relayed = StoredEvent<Box<RawValue>>;
 
 pub struct Relay {
     pool: PgPool,
@@ -100,8 +96,8 @@ impl Relay {
         let (mut stored, mut stored_at) = (cursor, Instant::now());
         let mut idle_rounds = 0u32;
         loop {
-            let events: Vec<Relayed> =
-                read_after_as(lock.connection(), &EventFilter::default(), cursor, PAGE).await?;
+            let events: Vec<StoredEvent> =
+                read_after(lock.connection(), &EventFilter::default(), cursor, PAGE).await?;
             let Some(last) = events.last().map(|e| e.cursor) else {
                 if stored != cursor {
                     store_checkpoint(&mut lock, cursor).await?;
@@ -151,7 +147,7 @@ impl Relay {
         }
     }
 
-    async fn publish_until_acked(&self, events: &[Relayed]) {
+    async fn publish_until_acked(&self, events: &[StoredEvent]) {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.publish(events).await {
@@ -169,7 +165,7 @@ impl Relay {
     }
 
     /// Publishes a page and awaits every ack, in order.
-    async fn publish(&self, events: &[Relayed]) -> Result<(), RelayError> {
+    async fn publish(&self, events: &[StoredEvent]) -> Result<(), RelayError> {
         let store_id = self.store_id.to_string();
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
@@ -196,10 +192,7 @@ fn publish_error(e: async_nats::jetstream::context::PublishError) -> RelayError 
 
 /// The JetStream message of one event: the whole stored event as JSON, with the headers a
 /// consumer needs to route or skip it without parsing the body.
-pub fn message<P: serde::Serialize>(
-    event: &StoredEvent<P>,
-    store_id: &str,
-) -> Result<Publish, RelayError> {
+pub fn message(event: &StoredEvent, store_id: &str) -> Result<Publish, RelayError> {
     let body = serde_json::to_vec(event).map_err(StoreError::Encode)?;
     let cursor = event.cursor.to_string();
     let org = event.org_id.map(|o| o.to_string()).unwrap_or_default();

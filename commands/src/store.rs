@@ -9,6 +9,7 @@ use crate::kept::KeptConnections;
 use chrono::{DateTime, Utc};
 use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
@@ -108,8 +109,9 @@ pub struct PendingEvent {
     pub sequence: i64,
     pub event_type: &'static str,
     pub event_version: &'static str,
-    pub payload: Value,
-    pub metadata: Value,
+    /// JSON text, written to the `jsonb` columns as it is.
+    pub payload: Box<RawValue>,
+    pub metadata: Box<RawValue>,
     pub org_id: Option<Uuid>,
 }
 
@@ -162,7 +164,8 @@ impl UnitOfWork {
         metadata: &EventMetadata,
     ) -> Result<&mut Self, StoreError> {
         let aggregate_id = aggregate_id.into();
-        let metadata_json = serde_json::to_value(metadata).map_err(StoreError::Encode)?;
+        let metadata_json =
+            serde_json::value::to_raw_value(metadata).map_err(StoreError::Encode)?;
         for (i, event) in events.iter().enumerate() {
             self.events.push(PendingEvent {
                 event_id: Uuid::new_v4(),
@@ -217,27 +220,30 @@ impl UnitOfWork {
     }
 }
 
-/// Splits `{"Variant": {...}}` into the payload object; the variant is the event type.
-fn encode_payload<E: DomainEvent>(event: &E) -> Result<Value, StoreError> {
-    match serde_json::to_value(event).map_err(StoreError::Encode)? {
-        Value::Object(mut map) if map.len() == 1 => {
-            Ok(map.remove(event.event_type()).unwrap_or(Value::Null))
-        }
-        // Unit variants serialize as a bare string.
-        Value::String(_) => Ok(Value::Null),
-        other => Ok(other),
-    }
+/// Splits `{"Variant": {...}}` into the payload object, as JSON text; the variant is the event
+/// type. The event is serialized once, straight to text: building a value tree first (and
+/// dropping it after the commit) was a visible share of every tool call.
+fn encode_payload<E: DomainEvent>(event: &E) -> Result<Box<RawValue>, StoreError> {
+    let text = serde_json::to_string(event).map_err(StoreError::Encode)?;
+    // serde_json writes an externally tagged variant as `{"Variant":<payload>}`, compactly.
+    let prefix = format!("{{\"{}\":", event.event_type());
+    let payload = match text.strip_prefix(&prefix).and_then(|t| t.strip_suffix('}')) {
+        Some(inner) => inner.to_owned(),
+        // A unit variant is a bare string: no payload.
+        None if text.starts_with('"') => "null".to_owned(),
+        None => text,
+    };
+    RawValue::from_string(payload).map_err(StoreError::Encode)
 }
 
-/// The inverse of [`encode_payload`]: reads the payload as the `event_type` variant (a null
-/// payload is a unit variant). It borrows the payload: projectors decode every event they see,
-/// and copying each payload first showed up in profiles.
+/// The inverse of [`encode_payload`]: reads the payload, JSON text, as the `event_type` variant
+/// (a null payload is a unit variant), parsing it once, into the event itself.
 fn decode_payload<E: DomainEvent>(
     event_type: &str,
-    payload: &Value,
+    payload: &RawValue,
 ) -> Result<E, serde_json::Error> {
     use serde::de::value::{MapAccessDeserializer, MapDeserializer, StrDeserializer};
-    if payload.is_null() {
+    if payload.get() == "null" {
         return <E as serde::Deserialize>::deserialize(StrDeserializer::<serde_json::Error>::new(
             event_type,
         ));
@@ -248,10 +254,10 @@ fn decode_payload<E: DomainEvent>(
 }
 
 /// An event as stored, with its position in the committed order. The payload and metadata are
-/// JSON values; the relay, which only passes them on, reads them as raw JSON text (`P` =
-/// `Box<RawValue>`) and so never builds and re-serializes a value tree per event.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoredEvent<P = Value> {
+/// JSON text as the database holds it: the relay passes them on untouched, and a projector
+/// parses a payload once, into the domain event, instead of into a value tree first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
     pub event_id: Uuid,
     pub cursor: Cursor,
     pub aggregate_type: String,
@@ -261,8 +267,8 @@ pub struct StoredEvent<P = Value> {
     pub event_version: String,
     pub org_id: Option<Uuid>,
     pub recorded_at: DateTime<Utc>,
-    pub payload: P,
-    pub metadata: P,
+    pub payload: Box<RawValue>,
+    pub metadata: Box<RawValue>,
 }
 
 impl StoredEvent {
@@ -278,7 +284,12 @@ impl StoredEvent {
 
     /// The metadata, typed. Malformed metadata (never written by us) reads as a system actor.
     pub fn typed_metadata(&self) -> EventMetadata {
-        serde_json::from_value(self.metadata.clone()).unwrap_or_else(|_| EventMetadata::system())
+        serde_json::from_str(self.metadata.get()).unwrap_or_else(|_| EventMetadata::system())
+    }
+
+    /// The payload as a JSON value, for readers that look into it without knowing its type.
+    pub fn payload_value(&self) -> Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
     }
 }
 
@@ -423,10 +434,10 @@ impl EventStore {
             let Some(sequence) = row.try_get::<Option<i64>, _>("sequence")? else {
                 continue;
             };
-            let event_type: String = row.try_get("event_type")?;
-            let payload: Value = row.try_get("payload")?;
+            let event_type: &str = row.try_get("event_type")?;
+            let payload: &RawValue = row.try_get("payload")?;
             let event: A::Event =
-                decode_payload(&event_type, &payload).map_err(|source| StoreError::Decode {
+                decode_payload(event_type, payload).map_err(|source| StoreError::Decode {
                     aggregate_type: A::TYPE.to_owned(),
                     aggregate_id: aggregate_id.to_owned(),
                     sequence,
@@ -549,37 +560,6 @@ pub async fn read_after<'e, E>(
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
-    read_after_as(executor, filter, after, limit).await
-}
-
-/// How a reader wants payload and metadata: as values, or as raw JSON text to pass on.
-pub trait JsonColumn: Sized {
-    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error>;
-}
-
-impl JsonColumn for Value {
-    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error> {
-        row.try_get(column)
-    }
-}
-
-impl JsonColumn for Box<serde_json::value::RawValue> {
-    fn get(row: &sqlx::postgres::PgRow, column: &str) -> Result<Self, sqlx::Error> {
-        row.try_get::<&serde_json::value::RawValue, _>(column)
-            .map(ToOwned::to_owned)
-    }
-}
-
-/// [`read_after`], with payload and metadata read as `P`.
-pub async fn read_after_as<'e, E, P: JsonColumn>(
-    executor: E,
-    filter: &EventFilter,
-    after: Cursor,
-    limit: i64,
-) -> Result<Vec<StoredEvent<P>>, StoreError>
-where
-    E: sqlx::Executor<'e, Database = Postgres>,
-{
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
     q.push(EVENT_COLUMNS);
     q.push(" FROM events WHERE (transaction_id, global_position) > (");
@@ -616,9 +596,7 @@ where
     rows.iter().map(row_to_event).collect()
 }
 
-pub fn row_to_event<P: JsonColumn>(
-    row: &sqlx::postgres::PgRow,
-) -> Result<StoredEvent<P>, StoreError> {
+pub fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         event_id: row.try_get("event_id")?,
         cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
@@ -629,8 +607,8 @@ pub fn row_to_event<P: JsonColumn>(
         event_version: row.try_get("event_version")?,
         org_id: row.try_get("org_id")?,
         recorded_at: row.try_get("recorded_at")?,
-        payload: P::get(row, "payload")?,
-        metadata: P::get(row, "metadata")?,
+        payload: row.try_get::<&RawValue, _>("payload")?.to_owned(),
+        metadata: row.try_get::<&RawValue, _>("metadata")?.to_owned(),
     })
 }
 
@@ -940,8 +918,8 @@ async fn insert_events(
         sequences.push(e.sequence);
         event_types.push(e.event_type);
         versions.push(e.event_version);
-        payloads.push(sqlx::types::Json(&e.payload));
-        metadatas.push(sqlx::types::Json(&e.metadata));
+        payloads.push(sqlx::types::Json(&*e.payload));
+        metadatas.push(sqlx::types::Json(&*e.metadata));
         org_ids.push(e.org_id);
     }
     let sql = format!(
@@ -1017,12 +995,12 @@ mod tests {
             role: Role::Admin,
         };
         let payload = encode_payload(&event).unwrap();
-        assert_eq!(payload["role"], "admin");
-        assert!(payload.get("MemberAdded").is_none());
+        let value: Value = serde_json::from_str(payload.get()).unwrap();
+        assert_eq!(value["role"], "admin");
+        assert!(value.get("MemberAdded").is_none());
         let back: OrganizationEvent = decode_payload("MemberAdded", &payload).unwrap();
         assert_eq!(back, event);
-        assert!(
-            decode_payload::<OrganizationEvent>("NoSuchEvent", &serde_json::json!({})).is_err()
-        );
+        let empty = RawValue::from_string("{}".to_owned()).unwrap();
+        assert!(decode_payload::<OrganizationEvent>("NoSuchEvent", &empty).is_err());
     }
 }

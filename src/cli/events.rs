@@ -132,7 +132,7 @@ fn csv_record(e: &StoredEvent) -> [String; 12] {
         e.event_version.clone(),
         meta.actor.kind().to_owned(),
         meta.actor.id().map(|i| i.to_string()).unwrap_or_default(),
-        e.payload.to_string(),
+        e.payload.get().to_owned(),
     ]
 }
 

@@ -75,7 +75,7 @@ impl Projection for AuditProjection {
                 actions.push(e.event_type.as_str());
                 target_types.push(e.aggregate_type.as_str());
                 target_ids.push(e.aggregate_id.as_str());
-                summaries.push(describe(&e.event_type, &e.payload));
+                summaries.push(describe(&e.event_type, &e.payload_value()));
                 request_ids.push(meta.request_id);
                 client_ips.push(meta.client_ip);
             }
