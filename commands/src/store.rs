@@ -135,6 +135,10 @@ pub struct UnitOfWork {
     pub credentials: Vec<(Uuid, String)>,
     /// What must still hold about an email when this unit commits (see [`EmailGuard`]).
     pub email_guard: Option<EmailGuard>,
+    /// Keys the command decided on without reading them (from a cache): the unit commits only
+    /// if each is still owned as given here, else it is a conflict. Checked under a share lock
+    /// on the key, so its owner cannot change between the check and the commit.
+    pub expected_owners: Vec<KeyClaim>,
 }
 
 /// Serializes signups and invitations of one email: both take a transaction-scoped lock on the
@@ -203,6 +207,21 @@ impl UnitOfWork {
         owner_id: Uuid,
     ) -> &mut Self {
         self.releases.push(KeyClaim {
+            kind,
+            key: key.into(),
+            owner_id,
+        });
+        self
+    }
+
+    /// Commits only if `(kind, key)` is still owned by `owner_id` (see `expected_owners`).
+    pub fn expect_owner(
+        &mut self,
+        kind: &'static str,
+        key: impl Into<String>,
+        owner_id: Uuid,
+    ) -> &mut Self {
+        self.expected_owners.push(KeyClaim {
             kind,
             key: key.into(),
             owner_id,
@@ -714,7 +733,21 @@ async fn write_group(
         }
     }
 
-    let plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
+    let mut plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
+    let expected: Vec<(usize, &KeyClaim)> = plain
+        .iter()
+        .flat_map(|i| uows[*i].expected_owners.iter().map(move |k| (*i, k)))
+        .collect();
+    if !expected.is_empty() {
+        let keys: Vec<&KeyClaim> = expected.iter().map(|(_, k)| *k).collect();
+        let holds = owners_hold(tx, &keys).await?;
+        for ((i, _), held) in expected.into_iter().zip(holds) {
+            if !held {
+                results[i] = Some(Err(CommitError::Conflict));
+            }
+        }
+        plain.retain(|i| results[*i].is_none());
+    }
     if !plain.is_empty() {
         let mut events: Vec<&PendingEvent> =
             plain.iter().flat_map(|i| uows[*i].events.iter()).collect();
@@ -758,6 +791,34 @@ async fn write_group(
         .collect())
 }
 
+/// Whether every expected owner still owns its key, share-locking the keys until the
+/// transaction ends (in key order, the same for every group): a unit that expects an owner
+/// commits before anyone can change it.
+async fn owners_hold(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    expected: &[&KeyClaim],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let kinds: Vec<&str> = expected.iter().map(|k| k.kind).collect();
+    let keys: Vec<&str> = expected.iter().map(|k| k.key.as_str()).collect();
+    let rows: Vec<(String, String, Uuid)> = sqlx::query_as(
+        "SELECT u.kind, u.key, u.owner_id FROM unique_keys u \
+         JOIN UNNEST($1::text[], $2::text[]) AS a(kind, key) ON u.kind = a.kind AND u.key = a.key \
+         ORDER BY u.kind, u.key FOR SHARE OF u",
+    )
+    .bind(&kinds)
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?;
+    let owners: HashMap<(String, String), Uuid> = rows
+        .into_iter()
+        .map(|(kind, key, owner)| ((kind, key), owner))
+        .collect();
+    Ok(expected
+        .iter()
+        .map(|k| owners.get(&(k.kind.to_owned(), k.key.clone())) == Some(&k.owner_id))
+        .collect())
+}
+
 async fn commit_with_savepoint(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     uow: &UnitOfWork,
@@ -797,6 +858,12 @@ async fn write_unit(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     uow: &UnitOfWork,
 ) -> Result<Vec<Appended>, UnitFailure> {
+    if !uow.expected_owners.is_empty() {
+        let keys: Vec<&KeyClaim> = uow.expected_owners.iter().collect();
+        if owners_hold(tx, &keys).await?.contains(&false) {
+            return Err(UnitFailure::Refused(CommitError::Conflict));
+        }
+    }
     if let Some(guard) = &uow.email_guard {
         let email = match guard {
             EmailGuard::NoAccount(e) | EmailGuard::Invitations(e, _) => e,

@@ -173,6 +173,7 @@ impl ServerHandler for McpHandler {
         let mut attempts = 0;
         loop {
             let staged = Mutex::new(None);
+            let after_commit = Mutex::new(None);
             let cx = CallContext {
                 core: &self.core,
                 tenant: &served.tenant,
@@ -182,6 +183,7 @@ impl ServerHandler for McpHandler {
                 request: &context,
                 staged: &staged,
                 retry_memo: &retry_memo,
+                after_commit: &after_commit,
             };
             let outcome = tools::call(&cx, &request, &arguments).await;
             let staged = staged.into_inner().ok().flatten();
@@ -197,7 +199,12 @@ impl ServerHandler for McpHandler {
             )
             .await
             {
-                Ok(()) => return outcome,
+                Ok(()) => {
+                    if let Some(after) = after_commit.into_inner().ok().flatten() {
+                        after();
+                    }
+                    return outcome;
+                }
                 // Only staged writes conflict; run the call again on fresh state.
                 Err(RecordError::Conflict) if attempts < MAX_RETRIES => {
                     attempts += 1;

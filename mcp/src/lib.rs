@@ -55,8 +55,8 @@ pub struct Core {
     pub sessions: Arc<Sessions>,
     pub request_states: rmcp::model::RequestStateCodec,
     pub walkthroughs: tools::walkthroughs::Catalog,
-    /// End users' walkthrough runs as last read here (see `RunCache`).
-    pub runs: commands::services::walkthrough_progress::RunCache,
+    /// End users' walkthrough runs as last read or committed here (see `RunCache`).
+    pub runs: Arc<commands::services::walkthrough_progress::RunCache>,
 }
 
 pub struct McpEdge {

@@ -573,7 +573,12 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
                 "/walkthroughs/{wt}/analytics?from={today}&to={today}"
             ))
             .await;
-        (status == StatusCode::OK && body["completions"] == 3 && body["starts"] == 6)
+        // Everything applied: the last step's completions too, not only the run totals (the
+        // route reads its rollups with separate queries, each as of its own moment).
+        (status == StatusCode::OK
+            && body["completions"] == 3
+            && body["starts"] == 6
+            && body["steps"][2]["completed"] == 3)
             .then_some(body)
     })
     .await;
@@ -827,7 +832,8 @@ async fn two_clients_of_one_user_advancing_at_once_neither_skip_nor_double_count
         let (_, body) = a
             .get(&format!("/walkthroughs/{wt}/analytics?to={today}"))
             .await;
-        (body["steps"][1]["completed"] == 1).then_some(body)
+        (body["steps"][1]["completed"] == 1 && body["steps"][2]["completed"] == s3_done)
+            .then_some(body)
     })
     .await;
     assert_eq!(analytics["steps"][0]["completed"], 1, "step 1 counted once");
@@ -953,4 +959,60 @@ async fn walkers_carry_on_where_they_were_after_postgres_comes_back() {
     let end = next(&walker, Some(&s3)).await;
     assert_eq!(end["isError"], false, "{end}");
     assert_eq!(end["structuredContent"]["status"], "completed", "{end}");
+}
+
+#[tokio::test]
+async fn a_run_that_moved_on_elsewhere_is_never_advanced_from_an_instances_memory() {
+    // Each instance remembers the runs it served and decides the next completion on that
+    // memory; the commit checks the run's version and the end user's selection. Here the end
+    // user switches, restarts and advances through a second `serve` process in between.
+    let app = spawn_app().await;
+    let second = app.env.start(&["serve"]);
+    let (owner, org) = org_with_server(&app, "moved").await;
+    let a = Author::new(&app, &owner, &org);
+    let (wa, sa) = a
+        .published_on("moved-srv", "First", &["A1", "A2", "A3"])
+        .await;
+    let (wb, sb) = a
+        .published_on("moved-srv", "Second", &["B1", "B2", "B3"])
+        .await;
+    let here = end_user(&app, "moved-srv", "mover");
+    let there = Mcp::new(format!("{}/s/moved-srv/t/mover/mcp", second.base())).modern();
+    wait_for_tools(&here, true).await;
+    wait_for_tools(&there, true).await;
+
+    select(&here, &wa, true).await;
+    let r = next(&here, None).await;
+    assert_eq!(step_id(&r), sa[1], "A1 done here: {r}");
+
+    // Switched to the second walkthrough elsewhere: the next step here is the second's.
+    select(&there, &wb, true).await;
+    let r = next(&here, None).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(step_id(&r), sb[1], "B1 done, not A2: {r}");
+
+    // Back to the first, resumed elsewhere: A2 was never completed.
+    let r = select(&there, &wa, true).await;
+    assert_eq!(step_id(&r), sa[1], "{r}");
+    // Restarted elsewhere: the next step here completes A1 again, not A2 of the old run.
+    select(&there, &wa, false).await;
+    let r = next(&here, None).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(step_id(&r), sa[1], "A1 of the new run done: {r}");
+
+    // Advanced elsewhere: here completes the step after it.
+    let r = next(&there, None).await;
+    assert_eq!(step_id(&r), sa[2], "A2 done there: {r}");
+    let r = next(&here, None).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(
+        r["structuredContent"]["status"], "completed",
+        "A3 done here: {r}"
+    );
+
+    // Told a step that is no longer current, this instance answers with the real one.
+    select(&there, &wb, true).await;
+    let r = next(&here, Some(&sb[0])).await;
+    assert_eq!(r["isError"], true, "B1 is done already: {r}");
+    assert_eq!(step_id(&r), sb[1], "{r}");
 }

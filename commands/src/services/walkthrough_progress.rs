@@ -42,11 +42,16 @@ pub async fn load(
         .0)
 }
 
-/// The runs this process read last, one per end user, with the version they were read at.
-/// `next_walkthrough_step` then reads only what was appended since (usually the one step
-/// completion of the caller's previous call) instead of the whole run with its step list:
-/// stored events never change, so a cached run plus the events after it is exactly the state
-/// a full load gives. Bounded: cleared when full.
+/// Each end user's current run as this process last read or wrote it, with its version.
+///
+/// `next_walkthrough_step` takes the cached run out and decides on it without reading
+/// Postgres: the unit it stages appends at the cached version + 1 and expects the end user's
+/// selection to still name the cached walkthrough, so a run that moved on elsewhere (another
+/// instance, a restart, a switch to another walkthrough) makes the commit conflict instead of
+/// completing the wrong step. The committed result goes back in; after a conflict the entry is
+/// gone and the call is decided again on a fresh read. A committed selection updates the entry
+/// too. When the entry was read rather than committed here, only the events after its version
+/// are read. Bounded: cleared when full.
 #[derive(Default)]
 pub struct RunCache {
     runs: Mutex<HashMap<(Uuid, Uuid), CachedRun>>,
@@ -67,6 +72,32 @@ impl RunCache {
         runs.get(&(org_id, end_user_id)).cloned()
     }
 
+    fn take(&self, org_id: Uuid, end_user_id: Uuid) -> Option<CachedRun> {
+        let mut runs = self.runs.lock().ok()?;
+        runs.remove(&(org_id, end_user_id))
+    }
+
+    /// Records a run as committed: `progress` at `version`, in `walkthrough_id`, the end
+    /// user's selection.
+    pub fn committed(
+        &self,
+        org_id: Uuid,
+        end_user_id: Uuid,
+        walkthrough_id: Uuid,
+        version: i64,
+        progress: WalkthroughProgress,
+    ) {
+        self.put(
+            org_id,
+            end_user_id,
+            CachedRun {
+                walkthrough_id,
+                version,
+                progress,
+            },
+        );
+    }
+
     fn put(&self, org_id: Uuid, end_user_id: Uuid, run: CachedRun) {
         if let Ok(mut runs) = self.runs.lock() {
             if runs.len() >= MAX_CACHED_RUNS {
@@ -77,15 +108,40 @@ impl RunCache {
     }
 }
 
-/// The walkthrough the end user is in and their progress on it (with its version), read in
-/// one round trip: `next_walkthrough_step` needs both on every call. With a cached run of the
-/// walkthrough the pointer names, only the events after its version are read.
+/// Where a run came from: decisions on a cached run must be confirmed by a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Read from Postgres now.
+    Read,
+    /// Taken out of this process's cache, unread: only a staged write (which the commit
+    /// checks, and whose result goes back into the cache) may be decided on it; anything else
+    /// is decided again on a fresh read.
+    Cache,
+}
+
+/// The walkthrough the end user is in and their progress on it (with its version):
+/// `next_walkthrough_step` needs both on every call. With `trust_cache`, a cached run is taken
+/// out of the cache and returned as it is (see [`RunCache`]); otherwise both are read in one
+/// round trip, and with a cached run of the walkthrough the pointer names only the events
+/// after its version.
 pub async fn current(
     store: &EventStore,
     cache: &RunCache,
     org_id: Uuid,
     end_user_id: Uuid,
-) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64)>, crate::StoreError> {
+    trust_cache: bool,
+) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64, Source)>, crate::StoreError> {
+    if let Some(c) = trust_cache
+        .then(|| cache.take(org_id, end_user_id))
+        .flatten()
+    {
+        return Ok(Some((
+            c.walkthrough_id,
+            c.progress,
+            c.version,
+            Source::Cache,
+        )));
+    }
     let cached = cache.get(org_id, end_user_id);
     let key = pointer_key(org_id, end_user_id);
     let end_user = end_user_id.to_string();
@@ -137,7 +193,7 @@ pub async fn current(
             progress: progress.clone(),
         },
     );
-    Ok(Some((walkthrough_id, progress, version)))
+    Ok(Some((walkthrough_id, progress, version, Source::Read)))
 }
 
 /// The progress and its version, read from the current run's start on.
@@ -162,6 +218,7 @@ pub struct Target {
 /// Starts, resumes or restarts a walkthrough and makes it the end user's current one.
 pub async fn select(
     store: &EventStore,
+    cache: &RunCache,
     target: Target,
     resume_if_exists: bool,
     newest: &StartingVersion,
@@ -204,6 +261,13 @@ pub async fn select(
             );
         }
         if uow.events.is_empty() && uow.claims.is_empty() {
+            cache.committed(
+                target.org_id,
+                target.end_user_id,
+                target.walkthrough_id,
+                version,
+                progress.clone(),
+            );
             return Ok(Outcome { progress, events });
         }
         match store.commit(uow).await {
@@ -211,6 +275,13 @@ pub async fn select(
                 for event in &events {
                     progress.apply(event);
                 }
+                cache.committed(
+                    target.org_id,
+                    target.end_user_id,
+                    target.walkthrough_id,
+                    version + events.len() as i64,
+                    progress.clone(),
+                );
                 return Ok(Outcome { progress, events });
             }
             // Another select of the same end user moved the pointer meanwhile: decide again.
@@ -223,7 +294,8 @@ pub async fn select(
 
 /// Decides the completion of the caller's current step against `loaded` and returns it with
 /// the unit of work to commit, uncommitted: the MCP edge commits it together with the call's
-/// own record. If that commit conflicts (another client of the same end user advanced
+/// own record. The unit expects the end user's selection to still be this walkthrough. If
+/// that commit conflicts (another client of the same end user advanced, restarted or switched
 /// meanwhile), the caller decides again on fresh state, passing the step it was completing as
 /// `expected_step_id`: the retry then answers with the real current step instead of
 /// completing a step nobody was shown.
@@ -252,6 +324,12 @@ pub fn stage_step(
         &events,
         &metadata,
     )?;
+    // Decided on the run of this walkthrough: only while it is still the one selected.
+    uow.expect_owner(
+        keys::WALKTHROUGH_SELECTED,
+        pointer_key(target.org_id, target.end_user_id),
+        target.walkthrough_id,
+    );
     for event in &events {
         progress.apply(event);
     }

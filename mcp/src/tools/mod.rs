@@ -32,12 +32,25 @@ pub struct CallContext<'a> {
     /// What a tool remembers across attempts when its staged writes conflicted and the call
     /// runs again (the step a `next_walkthrough_step` was completing).
     pub retry_memo: &'a Mutex<Option<Uuid>>,
+    /// What to do once the staged writes are committed (update a cache with their result).
+    pub after_commit: &'a Mutex<Option<AfterCommit>>,
 }
+
+/// Run by the edge after a call's staged writes committed, never otherwise.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
 impl CallContext<'_> {
     pub fn stage(&self, uow: UnitOfWork) {
         if let Ok(mut staged) = self.staged.lock() {
             *staged = Some(uow);
+        }
+    }
+
+    /// Stages `uow` and what to do once it is committed.
+    pub fn stage_then(&self, uow: UnitOfWork, after_commit: AfterCommit) {
+        self.stage(uow);
+        if let Ok(mut after) = self.after_commit.lock() {
+            *after = Some(after_commit);
         }
     }
 

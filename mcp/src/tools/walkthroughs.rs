@@ -6,7 +6,7 @@
 //! (instructions, operations) apart from what the user should read.
 
 use super::{json_type, schema, tool_error, CallContext};
-use commands::services::walkthrough_progress::{self as progress, Outcome, Target};
+use commands::services::walkthrough_progress::{self as progress, Outcome, Source, Target};
 use commands::ExecuteError;
 use domain::values::OrgId;
 use domain::walkthrough::Step;
@@ -388,6 +388,7 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
     };
     let outcome = progress::select(
         &cx.core.store,
+        &cx.core.runs,
         target,
         resume,
         &newest.starting(),
@@ -427,72 +428,113 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
     let Some(end_user_id) = cx.caller.end_user_id else {
         return Ok(needs_identity());
     };
-    let current = progress::current(&cx.core.store, &cx.core.runs, cx.tenant.org_id, end_user_id)
+    // On a re-run after a conflict, complete the step this call was completing when it had
+    // read the run, not whatever is current now (another client may have advanced): no step
+    // is completed unseen. (A decision on a cached run that conflicted is not remembered: the
+    // run moved on elsewhere, maybe long ago, so the re-run decides afresh.)
+    let expected = expected.or_else(|| cx.remembered());
+    let mut trust_cache = cx.remembered().is_none();
+    loop {
+        let current = progress::current(
+            &cx.core.store,
+            &cx.core.runs,
+            cx.tenant.org_id,
+            end_user_id,
+            trust_cache,
+        )
         .await
         .map_err(unavailable)?;
-    let Some((walkthrough_id, state, version)) = current else {
-        return Ok(tool_error(
-            "No walkthrough is selected. Call list_walkthroughs, then select_walkthrough to \
-             start one.",
-        ));
-    };
-    let offer = offered(cx).await?;
-    if !offer.iter().any(|w| w.walkthrough_id == walkthrough_id) {
-        return Ok(tool_error(format!(
-            "The selected walkthrough is no longer offered on this server. {}",
-            available(&offer)
-        )));
-    }
-    let target = Target {
-        org_id: cx.tenant.org_id,
-        server_id: cx.tenant.server_id,
-        end_user_id,
-        walkthrough_id,
-    };
-    // On a re-run after a conflict, complete the step this call was completing, not whatever
-    // is current now (another client may have advanced): no step is completed unseen.
-    let expected = expected.or_else(|| cx.remembered());
-    let staged = progress::stage_step(
-        target,
-        expected,
-        (state, version),
-        chrono::Utc::now(),
-        cx.metadata,
-    );
-    match staged {
-        Ok((outcome, uow)) => {
-            if let Some(step) = outcome.events.iter().find_map(|e| match e {
-                ProgressEvent::StepCompleted { step_id, .. } => Some(*step_id),
-                _ => None,
-            }) {
-                cx.remember(step);
+        let Some((walkthrough_id, state, version, source)) = current else {
+            return Ok(tool_error(
+                "No walkthrough is selected. Call list_walkthroughs, then select_walkthrough to \
+                 start one.",
+            ));
+        };
+        // Only a completion, which its commit checks, is decided on a cached run: any other
+        // answer is decided again on a fresh read.
+        let unconfirmed = source == Source::Cache;
+        let offer = offered(cx).await?;
+        if !offer.iter().any(|w| w.walkthrough_id == walkthrough_id) {
+            if unconfirmed {
+                trust_cache = false;
+                continue;
             }
-            cx.stage(uow);
-            respond(cx, &outcome, Delivered::Advanced).await
+            return Ok(tool_error(format!(
+                "The selected walkthrough is no longer offered on this server. {}",
+                available(&offer)
+            )));
         }
-        Err(ExecuteError::Domain(ProgressError::StaleStep { .. })) => {
-            // Answer with the real current step, unchanged: nothing is skipped.
-            let state = progress::load(&cx.core.store, walkthrough_id, end_user_id)
-                .await
-                .map_err(unavailable)?;
-            let mut result = respond(
-                cx,
-                &Outcome {
-                    progress: state,
-                    events: vec![],
-                },
-                Delivered::Stale,
-            )
-            .await?;
-            result.is_error = Some(true);
-            Ok(result)
-        }
-        Err(ExecuteError::Domain(e @ ProgressError::AlreadyCompleted)) => Ok(tool_error(format!(
-            "{e}. To go through it again, call select_walkthrough with resume_if_exists set to \
-             false."
-        ))),
-        Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
-        Err(e) => Err(unavailable(e)),
+        let target = Target {
+            org_id: cx.tenant.org_id,
+            server_id: cx.tenant.server_id,
+            end_user_id,
+            walkthrough_id,
+        };
+        let staged = progress::stage_step(
+            target,
+            expected,
+            (state, version),
+            chrono::Utc::now(),
+            cx.metadata,
+        );
+        return match staged {
+            Ok((outcome, uow)) => {
+                if let (Some(step), false) = (
+                    outcome.events.iter().find_map(|e| match e {
+                        ProgressEvent::StepCompleted { step_id, .. } => Some(*step_id),
+                        _ => None,
+                    }),
+                    unconfirmed,
+                ) {
+                    cx.remember(step);
+                }
+                let runs = cx.core.runs.clone();
+                let committed_version = version + outcome.events.len() as i64;
+                let committed = outcome.progress.clone();
+                cx.stage_then(
+                    uow,
+                    Box::new(move || {
+                        runs.committed(
+                            target.org_id,
+                            end_user_id,
+                            walkthrough_id,
+                            committed_version,
+                            committed,
+                        )
+                    }),
+                );
+                respond(cx, &outcome, Delivered::Advanced).await
+            }
+            Err(_) if unconfirmed => {
+                trust_cache = false;
+                continue;
+            }
+            Err(ExecuteError::Domain(ProgressError::StaleStep { .. })) => {
+                // Answer with the real current step, unchanged: nothing is skipped.
+                let state = progress::load(&cx.core.store, walkthrough_id, end_user_id)
+                    .await
+                    .map_err(unavailable)?;
+                let mut result = respond(
+                    cx,
+                    &Outcome {
+                        progress: state,
+                        events: vec![],
+                    },
+                    Delivered::Stale,
+                )
+                .await?;
+                result.is_error = Some(true);
+                Ok(result)
+            }
+            Err(ExecuteError::Domain(e @ ProgressError::AlreadyCompleted)) => {
+                Ok(tool_error(format!(
+                "{e}. To go through it again, call select_walkthrough with resume_if_exists set \
+                 to false."
+            )))
+            }
+            Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
+            Err(e) => Err(unavailable(e)),
+        };
     }
 }
 
