@@ -698,19 +698,9 @@ pub async fn analytics(
     let row = fetch(&state, org, &id).await?;
     let id = row.id;
     let w = window(&state, org, &q).await?;
-    let (days, steps, medians, versions) = tokio::try_join!(
+    let (funnel, versions) = tokio::try_join!(
         async {
-            analytics::daily(&state.pool, org, id, &w)
-                .await
-                .map_err(ApiError::from)
-        },
-        async {
-            analytics::steps(&state.pool, org, id, &w)
-                .await
-                .map_err(ApiError::from)
-        },
-        async {
-            analytics::median_times(&state.pool, org, id, &w)
+            analytics::funnel(&state.pool, org, id, &w)
                 .await
                 .map_err(ApiError::from)
         },
@@ -720,6 +710,11 @@ pub async fn analytics(
                 .map_err(ApiError::from)
         },
     )?;
+    let analytics::Funnel {
+        days,
+        steps,
+        medians,
+    } = funnel;
     let titles = step_titles(&row, &versions);
     let starts: i64 = days.iter().map(|d| d.starts).sum();
     let restarts: i64 = days.iter().map(|d| d.restarts).sum();
@@ -784,14 +779,9 @@ pub async fn sankey(
     let row = fetch(&state, org, &id).await?;
     let id = row.id;
     let w = window(&state, org, &q).await?;
-    let (links, steps, versions) = tokio::try_join!(
+    let (flows, versions) = tokio::try_join!(
         async {
-            analytics::links(&state.pool, org, id, &w)
-                .await
-                .map_err(ApiError::from)
-        },
-        async {
-            analytics::steps(&state.pool, org, id, &w)
+            analytics::flows(&state.pool, org, id, &w)
                 .await
                 .map_err(ApiError::from)
         },
@@ -802,7 +792,7 @@ pub async fn sankey(
         },
     )?;
     let titles = step_titles(&row, &versions);
-    Ok(Json(sankey_graph(id, &links, &steps, &titles)))
+    Ok(Json(sankey_graph(id, &flows.links, &flows.steps, &titles)))
 }
 
 /// Nodes: `start`, each step (in position order), `completed`, `restarted`, `dropped`. Links

@@ -406,6 +406,65 @@ pub struct Window {
     pub version: Option<i32>,
 }
 
+/// What the analytics route shows: the daily series, the per-step totals and the median time
+/// on each step.
+#[derive(Debug, Clone)]
+pub struct Funnel {
+    pub days: Vec<DayRow>,
+    pub steps: Vec<StepTotals>,
+    pub medians: HashMap<Uuid, f64>,
+}
+
+/// What the sankey route shows: step-to-step transitions and the per-step totals.
+#[derive(Debug, Clone)]
+pub struct Flows {
+    pub links: Vec<LinkRow>,
+    pub steps: Vec<StepTotals>,
+}
+
+/// The funnel of a walkthrough, its rollups read in one snapshot: while completions are being
+/// projected, totals, steps and medians still describe the same moment.
+pub async fn funnel(
+    pool: &PgPool,
+    org: OrgId,
+    walkthrough_id: Uuid,
+    w: &Window,
+) -> Result<Funnel, sqlx::Error> {
+    let mut tx = snapshot(pool).await?;
+    let days = daily(&mut tx, org, walkthrough_id, w).await?;
+    let steps = steps(&mut tx, org, walkthrough_id, w).await?;
+    let medians = median_times(&mut tx, org, walkthrough_id, w).await?;
+    tx.commit().await?;
+    Ok(Funnel {
+        days,
+        steps,
+        medians,
+    })
+}
+
+/// The flows of a walkthrough, read in one snapshot (see [`funnel`]).
+pub async fn flows(
+    pool: &PgPool,
+    org: OrgId,
+    walkthrough_id: Uuid,
+    w: &Window,
+) -> Result<Flows, sqlx::Error> {
+    let mut tx = snapshot(pool).await?;
+    let links = links(&mut tx, org, walkthrough_id, w).await?;
+    let steps = steps(&mut tx, org, walkthrough_id, w).await?;
+    tx.commit().await?;
+    Ok(Flows { links, steps })
+}
+
+/// A read-only transaction whose statements all see the same snapshot.
+async fn snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DayRow {
     pub day: NaiveDate,
@@ -414,8 +473,8 @@ pub struct DayRow {
     pub completions: i64,
 }
 
-pub async fn daily(
-    pool: &PgPool,
+async fn daily(
+    conn: &mut PgConnection,
     org: OrgId,
     walkthrough_id: Uuid,
     w: &Window,
@@ -430,7 +489,7 @@ pub async fn daily(
         walkthrough_id,
         w,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
@@ -443,8 +502,8 @@ pub struct StepTotals {
     pub restarted: i64,
 }
 
-pub async fn steps(
-    pool: &PgPool,
+async fn steps(
+    conn: &mut PgConnection,
     org: OrgId,
     walkthrough_id: Uuid,
     w: &Window,
@@ -460,13 +519,13 @@ pub async fn steps(
         walkthrough_id,
         w,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
 /// Median time on each step, in milliseconds, from the histograms.
-pub async fn median_times(
-    pool: &PgPool,
+async fn median_times(
+    conn: &mut PgConnection,
     org: OrgId,
     walkthrough_id: Uuid,
     w: &Window,
@@ -480,7 +539,7 @@ pub async fn median_times(
         walkthrough_id,
         w,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let mut histograms: HashMap<Uuid, Vec<(i16, i64)>> = HashMap::new();
     for (step, bucket, n) in rows {
@@ -517,8 +576,8 @@ pub struct LinkRow {
     pub n: i64,
 }
 
-pub async fn links(
-    pool: &PgPool,
+async fn links(
+    conn: &mut PgConnection,
     org: OrgId,
     walkthrough_id: Uuid,
     w: &Window,
@@ -532,7 +591,7 @@ pub async fn links(
         walkthrough_id,
         w,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 

@@ -378,25 +378,25 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
         let mut sankey_times = Vec::new();
         for _ in 0..30 {
             let t = Instant::now();
-            let (days, steps, medians, versions) = tokio::try_join!(
-                analytics::daily(pool, org, wt_id, &w),
-                analytics::steps(pool, org, wt_id, &w),
-                analytics::median_times(pool, org, wt_id, &w),
+            let (funnel, versions) = tokio::try_join!(
+                analytics::funnel(pool, org, wt_id, &w),
                 rm::versions(pool, org, wt_id),
             )?;
             analytics_times.push(t.elapsed());
-            if days.is_empty() || steps.len() != STEPS || medians.is_empty() || versions.len() != 2
+            if funnel.days.is_empty()
+                || funnel.steps.len() != STEPS
+                || funnel.medians.is_empty()
+                || versions.len() != 2
             {
                 bail!("the analytics came back incomplete");
             }
             let t = Instant::now();
-            let (links, _, _) = tokio::try_join!(
-                analytics::links(pool, org, wt_id, &w),
-                analytics::steps(pool, org, wt_id, &w),
+            let (flows, _) = tokio::try_join!(
+                analytics::flows(pool, org, wt_id, &w),
                 rm::versions(pool, org, wt_id),
             )?;
             sankey_times.push(t.elapsed());
-            if links.is_empty() {
+            if flows.links.is_empty() {
                 bail!("the sankey came back empty");
             }
         }
@@ -413,7 +413,7 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
             );
         }
     }
-    let completed: i64 = analytics::steps(
+    let completed: i64 = analytics::flows(
         &scratch.pool,
         org,
         wt_id,
@@ -425,6 +425,7 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
         },
     )
     .await?
+    .steps
     .iter()
     .map(|s| s.completed)
     .sum();
