@@ -573,8 +573,7 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
                 "/walkthroughs/{wt}/analytics?from={today}&to={today}"
             ))
             .await;
-        // Everything applied: the last step's completions too, not only the run totals (the
-        // route reads its rollups with separate queries, each as of its own moment).
+        // Everything applied: wait for the last step's completions too, not only the totals.
         (status == StatusCode::OK
             && body["completions"] == 3
             && body["starts"] == 6
