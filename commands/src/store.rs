@@ -469,7 +469,7 @@ impl EventStore {
     }
 
     pub async fn commit(&self, uow: UnitOfWork) -> Result<Vec<Appended>, CommitError> {
-        if uow.events.is_empty() && !uow.has_index_writes() {
+        if uow.events.is_empty() && !uow.has_index_writes() && uow.expected_owners.is_empty() {
             return Ok(vec![]);
         }
         let (reply, rx) = oneshot::channel();
@@ -727,16 +727,11 @@ async fn write_group(
     let mut results: Vec<Option<Result<Vec<Appended>, CommitError>>> =
         (0..uows.len()).map(|_| None).collect();
 
-    for (i, uow) in uows.iter().enumerate() {
-        if uow.has_index_writes() {
-            results[i] = Some(commit_with_savepoint(tx, uow).await?);
-        }
-    }
-
-    let mut plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
-    let expected: Vec<(usize, &KeyClaim)> = plain
+    // Units decided on keys they did not read: one check for the whole group, first.
+    let expected: Vec<(usize, &KeyClaim)> = uows
         .iter()
-        .flat_map(|i| uows[*i].expected_owners.iter().map(move |k| (*i, k)))
+        .enumerate()
+        .flat_map(|(i, uow)| uow.expected_owners.iter().map(move |k| (i, k)))
         .collect();
     if !expected.is_empty() {
         let keys: Vec<&KeyClaim> = expected.iter().map(|(_, k)| *k).collect();
@@ -746,8 +741,15 @@ async fn write_group(
                 results[i] = Some(Err(CommitError::Conflict));
             }
         }
-        plain.retain(|i| results[*i].is_none());
     }
+
+    for (i, uow) in uows.iter().enumerate() {
+        if results[i].is_none() && uow.has_index_writes() {
+            results[i] = Some(commit_with_savepoint(tx, uow).await?);
+        }
+    }
+
+    let plain: Vec<usize> = (0..uows.len()).filter(|i| results[*i].is_none()).collect();
     if !plain.is_empty() {
         let mut events: Vec<&PendingEvent> =
             plain.iter().flat_map(|i| uows[*i].events.iter()).collect();
@@ -858,12 +860,6 @@ async fn write_unit(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     uow: &UnitOfWork,
 ) -> Result<Vec<Appended>, UnitFailure> {
-    if !uow.expected_owners.is_empty() {
-        let keys: Vec<&KeyClaim> = uow.expected_owners.iter().collect();
-        if owners_hold(tx, &keys).await?.contains(&false) {
-            return Err(UnitFailure::Refused(CommitError::Conflict));
-        }
-    }
     if let Some(guard) = &uow.email_guard {
         let email = match guard {
             EmailGuard::NoAccount(e) | EmailGuard::Invitations(e, _) => e,

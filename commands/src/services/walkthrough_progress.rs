@@ -260,16 +260,7 @@ pub async fn select(
                 target.walkthrough_id,
             );
         }
-        if uow.events.is_empty() && uow.claims.is_empty() {
-            cache.committed(
-                target.org_id,
-                target.end_user_id,
-                target.walkthrough_id,
-                version,
-                progress.clone(),
-            );
-            return Ok(Outcome { progress, events });
-        }
+        // A resume writes nothing: the store answers it without a round trip.
         match store.commit(uow).await {
             Ok(_) => {
                 for event in &events {
