@@ -698,13 +698,18 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
 }
 
-/// Writes a group of units of work in one transaction. Units with index writes (rare) each run
-/// under a savepoint; plain appends (the hot path) go in one multi-row insert, and a unit that
-/// lost a sequence race has its partial rows removed before commit.
+/// Writes a group of units of work in one transaction. A group of plain appends (the hot path:
+/// tool calls, step completions) is one statement, [`append_group`]. A group with index writes
+/// (rare: key claims, credentials, invitations) runs in an explicit transaction with a savepoint
+/// per such unit; its plain appends go in one multi-row insert, and a unit that lost a sequence
+/// race has its partial rows removed before commit.
 async fn commit_group(
     conn: &mut PgConnection,
     uows: &[&UnitOfWork],
 ) -> Result<Vec<Result<Vec<Appended>, CommitError>>, sqlx::Error> {
+    if !uows.iter().any(|uow| uow.has_index_writes()) {
+        return append_group(conn, uows).await;
+    }
     let mut tx = conn.begin().await?;
     match write_group(&mut tx, uows).await {
         Ok(results) => {
@@ -718,6 +723,95 @@ async fn commit_group(
             Err(e)
         }
     }
+}
+
+/// The hot path: a group of plain appends (and expected owners) in one round trip, through the
+/// `append_group` function (migration 0008), whose single statement is its own transaction.
+async fn append_group(
+    conn: &mut PgConnection,
+    uows: &[&UnitOfWork],
+) -> Result<Vec<Result<Vec<Appended>, CommitError>>, sqlx::Error> {
+    let mut events: Vec<(i32, &PendingEvent)> = uows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, uow)| uow.events.iter().map(move |e| (i as i32, e)))
+        .collect();
+    // One lock order for every group, so two committers never deadlock on each other.
+    events.sort_by(|(_, a), (_, b)| {
+        (a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
+    let n = events.len();
+    let mut units = Vec::with_capacity(n);
+    let mut columns = EventColumns::with_capacity(n);
+    for (unit, e) in &events {
+        units.push(*unit);
+        columns.push(e);
+    }
+    let expected: Vec<(i32, &KeyClaim)> = uows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, uow)| uow.expected_owners.iter().map(move |k| (i as i32, k)))
+        .collect();
+    let owner_units: Vec<i32> = expected.iter().map(|(i, _)| *i).collect();
+    let owner_kinds: Vec<&str> = expected.iter().map(|(_, k)| k.kind).collect();
+    let owner_keys: Vec<&str> = expected.iter().map(|(_, k)| k.key.as_str()).collect();
+    let owner_ids: Vec<Uuid> = expected.iter().map(|(_, k)| k.owner_id).collect();
+    let rows = sqlx::query(
+        "SELECT event_id, tx, global_position, refused_unit FROM append_group(\
+         $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], \
+         $8::jsonb[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
+    )
+    .bind(&units)
+    .bind(&columns.aggregate_types)
+    .bind(&columns.aggregate_ids)
+    .bind(&columns.sequences)
+    .bind(&columns.event_types)
+    .bind(&columns.versions)
+    .bind(&columns.payloads)
+    .bind(&columns.metadatas)
+    .bind(&columns.org_ids)
+    .bind(&columns.event_ids)
+    .bind(&owner_units)
+    .bind(&owner_kinds)
+    .bind(&owner_keys)
+    .bind(&owner_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut refused = vec![false; uows.len()];
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match row.try_get::<Option<i32>, _>("refused_unit")? {
+            Some(unit) => {
+                if let Some(r) = usize::try_from(unit).ok().and_then(|u| refused.get_mut(u)) {
+                    *r = true;
+                }
+            }
+            None => {
+                let event_id: Uuid = row.try_get("event_id")?;
+                let cursor = Cursor::new(row.try_get("tx")?, row.try_get("global_position")?);
+                stored.insert(event_id, Appended { event_id, cursor });
+            }
+        }
+    }
+    Ok(uows
+        .iter()
+        .zip(refused)
+        .map(|(uow, refused)| {
+            let appended: Option<Vec<Appended>> = uow
+                .events
+                .iter()
+                .map(|e| stored.get(&e.event_id).copied())
+                .collect();
+            match appended {
+                Some(appended) if !refused => Ok(appended),
+                _ => Err(CommitError::Conflict),
+            }
+        })
+        .collect())
 }
 
 async fn write_group(
@@ -954,6 +1048,47 @@ async fn write_unit(
     Ok(appended)
 }
 
+/// Events as the column arrays a multi-row insert binds.
+struct EventColumns<'a> {
+    event_ids: Vec<Uuid>,
+    aggregate_types: Vec<&'a str>,
+    aggregate_ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    payloads: Vec<sqlx::types::Json<&'a RawValue>>,
+    metadatas: Vec<sqlx::types::Json<&'a RawValue>>,
+    org_ids: Vec<Option<Uuid>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            event_ids: Vec::with_capacity(n),
+            aggregate_types: Vec::with_capacity(n),
+            aggregate_ids: Vec::with_capacity(n),
+            sequences: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            metadatas: Vec::with_capacity(n),
+            org_ids: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, e: &'a PendingEvent) {
+        self.event_ids.push(e.event_id);
+        self.aggregate_types.push(e.aggregate_type);
+        self.aggregate_ids.push(e.aggregate_id.as_str());
+        self.sequences.push(e.sequence);
+        self.event_types.push(e.event_type);
+        self.versions.push(e.event_version);
+        self.payloads.push(sqlx::types::Json(&*e.payload));
+        self.metadatas.push(sqlx::types::Json(&*e.metadata));
+        self.org_ids.push(e.org_id);
+    }
+}
+
 /// One multi-row insert. With `skip_conflicts`, rows whose (aggregate, sequence) exists are
 /// skipped and simply missing from the result.
 async fn insert_events(
@@ -964,26 +1099,9 @@ async fn insert_events(
     if events.is_empty() {
         return Ok(HashMap::new());
     }
-    let n = events.len();
-    let mut event_ids = Vec::with_capacity(n);
-    let mut aggregate_types = Vec::with_capacity(n);
-    let mut aggregate_ids = Vec::with_capacity(n);
-    let mut sequences = Vec::with_capacity(n);
-    let mut event_types = Vec::with_capacity(n);
-    let mut versions = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
-    let mut metadatas = Vec::with_capacity(n);
-    let mut org_ids: Vec<Option<Uuid>> = Vec::with_capacity(n);
+    let mut columns = EventColumns::with_capacity(events.len());
     for e in events {
-        event_ids.push(e.event_id);
-        aggregate_types.push(e.aggregate_type);
-        aggregate_ids.push(e.aggregate_id.as_str());
-        sequences.push(e.sequence);
-        event_types.push(e.event_type);
-        versions.push(e.event_version);
-        payloads.push(sqlx::types::Json(&*e.payload));
-        metadatas.push(sqlx::types::Json(&*e.metadata));
-        org_ids.push(e.org_id);
+        columns.push(e);
     }
     let sql = format!(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -998,15 +1116,15 @@ async fn insert_events(
         }
     );
     let rows = sqlx::query(&sql)
-        .bind(&aggregate_types)
-        .bind(&aggregate_ids)
-        .bind(&sequences)
-        .bind(&event_types)
-        .bind(&versions)
-        .bind(&payloads)
-        .bind(&metadatas)
-        .bind(&org_ids)
-        .bind(&event_ids)
+        .bind(&columns.aggregate_types)
+        .bind(&columns.aggregate_ids)
+        .bind(&columns.sequences)
+        .bind(&columns.event_types)
+        .bind(&columns.versions)
+        .bind(&columns.payloads)
+        .bind(&columns.metadatas)
+        .bind(&columns.org_ids)
+        .bind(&columns.event_ids)
         .fetch_all(&mut **tx)
         .await?;
     let mut out = HashMap::with_capacity(rows.len());

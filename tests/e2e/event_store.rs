@@ -102,6 +102,84 @@ async fn concurrent_appends_at_one_version_conflict_and_lose_nothing() {
     assert_eq!(ok, 1, "only one writer may take sequence 1 of a stream");
 }
 
+/// Units committed together, each all or nothing: one of them spans two streams and finds the
+/// second moved on, another expects a key owner that no longer holds. Neither leaves a trace;
+/// the plain units beside them are stored.
+#[tokio::test]
+async fn a_unit_refused_in_a_group_leaves_none_of_its_events_and_spares_the_others() {
+    let env = TestEnv::new();
+    let store = migrated_store(&env).await;
+    let (taken, fresh, keyed) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    store.commit(unit(taken, 0, &created(taken))).await.unwrap();
+    let mut claim = unit(keyed, 0, &created(keyed));
+    claim.claim("bench-test-key", format!("k-{keyed}"), keyed);
+    store.commit(claim).await.unwrap();
+
+    // A new stream plus a stream whose version 0 is already taken.
+    let mut spanning = unit(fresh, 0, &created(fresh));
+    spanning
+        .append(
+            "organization",
+            taken.to_string(),
+            0,
+            &member(1),
+            &EventMetadata::system().for_org(taken),
+        )
+        .unwrap();
+    // Decided on a key owner that is not the one on record.
+    let mut stale = unit(keyed, 1, &member(2));
+    stale.expect_owner("bench-test-key", format!("k-{keyed}"), Uuid::new_v4());
+    let mut held = unit(keyed, 1, &member(3));
+    held.expect_owner("bench-test-key", format!("k-{keyed}"), keyed);
+    let plain: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
+
+    let plain_commits = futures::future::join_all(
+        plain
+            .iter()
+            .map(|org| store.commit(unit(*org, 0, &created(*org)))),
+    );
+    let (spanning, stale, held, plain_results) = tokio::join!(
+        store.commit(spanning),
+        store.commit(stale),
+        store.commit(held),
+        plain_commits
+    );
+    assert!(
+        matches!(spanning, Err(CommitError::Conflict)),
+        "{spanning:?}"
+    );
+    assert!(matches!(stale, Err(CommitError::Conflict)), "{stale:?}");
+    assert!(held.is_ok(), "{held:?}");
+    assert!(plain_results.iter().all(Result::is_ok));
+
+    // The refused units' events are gone: the new stream is still free at version 0, and the
+    // taken stream and the keyed one hold only what was accepted.
+    store.commit(unit(fresh, 0, &created(fresh))).await.unwrap();
+    let pool = env.pool().await;
+    let count = |org: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE aggregate_type = 'organization' AND aggregate_id = $1",
+            )
+            .bind(org.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count(taken).await, 1);
+    assert_eq!(count(fresh).await, 1);
+    assert_eq!(
+        count(keyed).await,
+        2,
+        "the creation and the held unit's member"
+    );
+    for org in &plain {
+        assert_eq!(count(*org).await, 1);
+    }
+}
+
 #[tokio::test]
 async fn concurrent_commands_on_one_org_are_all_applied_via_retry() {
     let app = spawn_app().await;
