@@ -603,3 +603,34 @@ async fn steady_lag(
         all.len(),
     ))
 }
+
+/// With `BENCH_TIMELINE` set, prints each quarter second of a run (calls started in it, their
+/// p50, p99 and slowest), so a stall can be told from a steady tail. `timed` holds each call's
+/// start (since `started`) and latency.
+pub(crate) fn print_timeline(timed: &mut [(Duration, Duration)], started: Instant) {
+    if std::env::var_os("BENCH_TIMELINE").is_none() {
+        return;
+    }
+    const WINDOW: Duration = Duration::from_millis(250);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(started.elapsed());
+    timed.sort_unstable();
+    for window in timed.chunk_by(|a, b| {
+        a.0.as_millis() / WINDOW.as_millis() == b.0.as_millis() / WINDOW.as_millis()
+    }) {
+        let at = window[0].0;
+        let mut latencies: Vec<Duration> = window.iter().map(|(_, l)| *l).collect();
+        latencies.sort_unstable();
+        eprintln!(
+            "  t={:6.2}s wall={:>5} calls={:5} p50={:6.2} p99={:6.2} max={:6.2}",
+            at.as_secs_f64(),
+            (wall + at).as_millis() % 100_000,
+            latencies.len(),
+            ms(percentile(&latencies, 0.50)),
+            ms(percentile(&latencies, 0.99)),
+            ms(latencies[latencies.len() - 1]),
+        );
+    }
+}

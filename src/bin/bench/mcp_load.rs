@@ -252,7 +252,7 @@ async fn measure(
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match client.call::<IgnoredAny>(tool, &arguments).await {
-                    Ok(_) => latencies.push(t.elapsed()),
+                    Ok(_) => latencies.push((t.duration_since(started), t.elapsed())),
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) == 0 {
                             eprintln!("  first failure: {e:#}");
@@ -263,11 +263,13 @@ async fn measure(
             latencies
         }));
     }
-    let mut all = Vec::new();
+    let mut timed = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        timed.extend(t.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    super::print_timeline(&mut timed, started);
+    let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     all.sort_unstable();
     Ok(Figures {
         per_second: all.len() as f64 / elapsed,

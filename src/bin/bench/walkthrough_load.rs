@@ -180,13 +180,15 @@ async fn measure(
                 let elapsed = t.elapsed();
                 let next = match answer {
                     Ok(Some(a)) if a.status.as_deref() == Some("completed") => {
-                        latencies.push(elapsed);
+                        latencies.push((t.duration_since(started), elapsed));
                         // Start over (not timed: only step completions are measured).
                         client
                             .call::<StepAnswer>("select_walkthrough", &restart)
                             .await
                     }
-                    other => other.inspect(|_| latencies.push(elapsed)),
+                    other => {
+                        other.inspect(|_| latencies.push((t.duration_since(started), elapsed)))
+                    }
                 };
                 match next.map(|a| a.and_then(|a| a.step).map(|s| s.id)) {
                     Ok(Some(id)) => step = id,
@@ -201,11 +203,13 @@ async fn measure(
             latencies
         }));
     }
-    let mut all = Vec::new();
+    let mut timed = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        timed.extend(t.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    super::print_timeline(&mut timed, started);
+    let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     all.sort_unstable();
     Ok((
         all.len() as f64 / elapsed,
