@@ -760,27 +760,20 @@ async fn append_group(
     let owner_kinds: Vec<&str> = expected.iter().map(|(_, k)| k.kind).collect();
     let owner_keys: Vec<&str> = expected.iter().map(|(_, k)| k.key.as_str()).collect();
     let owner_ids: Vec<Uuid> = expected.iter().map(|(_, k)| k.owner_id).collect();
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT event_id, tx, global_position, refused_unit FROM append_group(\
          $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], \
          $8::jsonb[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
     )
-    .bind(&units)
-    .bind(&columns.aggregate_types)
-    .bind(&columns.aggregate_ids)
-    .bind(&columns.sequences)
-    .bind(&columns.event_types)
-    .bind(&columns.versions)
-    .bind(&columns.payloads)
-    .bind(&columns.metadatas)
-    .bind(&columns.org_ids)
-    .bind(&columns.event_ids)
-    .bind(&owner_units)
-    .bind(&owner_kinds)
-    .bind(&owner_keys)
-    .bind(&owner_ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(&units);
+    let rows = columns
+        .bind_to(query)
+        .bind(&owner_units)
+        .bind(&owner_kinds)
+        .bind(&owner_keys)
+        .bind(&owner_ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut refused = vec![false; uows.len()];
     let mut stored = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -1076,6 +1069,24 @@ impl<'a> EventColumns<'a> {
         }
     }
 
+    /// Binds the columns, in this order, as the next nine parameters: aggregate types and ids,
+    /// sequences, event types, versions, payloads, metadata, org ids and event ids.
+    fn bind_to<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.aggregate_types)
+            .bind(&self.aggregate_ids)
+            .bind(&self.sequences)
+            .bind(&self.event_types)
+            .bind(&self.versions)
+            .bind(&self.payloads)
+            .bind(&self.metadatas)
+            .bind(&self.org_ids)
+            .bind(&self.event_ids)
+    }
+
     fn push(&mut self, e: &'a PendingEvent) {
         self.event_ids.push(e.event_id);
         self.aggregate_types.push(e.aggregate_type);
@@ -1115,16 +1126,8 @@ async fn insert_events(
             ""
         }
     );
-    let rows = sqlx::query(&sql)
-        .bind(&columns.aggregate_types)
-        .bind(&columns.aggregate_ids)
-        .bind(&columns.sequences)
-        .bind(&columns.event_types)
-        .bind(&columns.versions)
-        .bind(&columns.payloads)
-        .bind(&columns.metadatas)
-        .bind(&columns.org_ids)
-        .bind(&columns.event_ids)
+    let rows = columns
+        .bind_to(sqlx::query(&sql))
         .fetch_all(&mut **tx)
         .await?;
     let mut out = HashMap::with_capacity(rows.len());
