@@ -33,7 +33,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// before the next read lets the next page gather more of them, so the fixed cost of a round
 /// (the read, the acks, the projectors' transactions downstream) is shared by more events.
 const SMALL_PAGE: usize = 100;
-const LINGER: Duration = Duration::from_millis(3);
+const LINGER: Duration = Duration::from_millis(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {

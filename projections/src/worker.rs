@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// A batch at least this large means events are arriving fast: worth lingering for more.
 const LINGER_FROM: usize = 16;
 /// How long a busy projector waits to fill its batch.
-const LINGER: Duration = Duration::from_millis(10);
+const LINGER: Duration = Duration::from_millis(20);
 const BATCH: usize = 500;
 const CATCH_UP_PAGE: i64 = 2000;
 
