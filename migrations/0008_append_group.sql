@@ -11,6 +11,30 @@
 -- events finds its stream moved on (its sequence is taken): its other events are removed again
 -- before the commit. The result has one row per stored event of an accepted unit (refused_unit
 -- null) and one row per refused unit (event columns null).
+-- The units of a group whose expected key owners no longer hold. Units decided on keys they
+-- did not read (from a cache) commit only if each key is still owned as they expect; the keys
+-- are share-locked (in key order, the same for every group) until the commit, so no one moves
+-- them in between. Both commit paths call this: `append_group` below, and the explicit
+-- transaction of groups with index writes.
+CREATE FUNCTION refused_by_owners(
+    owner_units int[],
+    owner_kinds text[],
+    owner_keys text[],
+    owner_ids uuid[]
+) RETURNS int[]
+LANGUAGE sql AS $$
+    SELECT coalesce(array_agg(DISTINCT e.unit), '{}')
+    FROM UNNEST(owner_units, owner_kinds, owner_keys, owner_ids) AS e(unit, kind, key, owner_id)
+    LEFT JOIN (
+        SELECT u.kind, u.key, u.owner_id
+        FROM unique_keys u
+        JOIN UNNEST(owner_kinds, owner_keys) AS k(kind, key) ON u.kind = k.kind AND u.key = k.key
+        ORDER BY u.kind, u.key
+        FOR SHARE OF u
+    ) AS held ON held.kind = e.kind AND held.key = e.key
+    WHERE held.owner_id IS DISTINCT FROM e.owner_id
+$$;
+
 CREATE FUNCTION append_group(
     units int[],
     aggregate_types text[],
@@ -38,19 +62,8 @@ DECLARE
     removed uuid[] := '{}';
     attempted bigint;
 BEGIN
-    -- Units decided on keys they did not read: each expected owner must still own its key,
-    -- share-locked (in key order) until the commit, so no one moves it in between.
     IF cardinality(owner_units) > 0 THEN
-        SELECT coalesce(array_agg(DISTINCT e.unit), '{}') INTO refused
-        FROM UNNEST(owner_units, owner_kinds, owner_keys, owner_ids) AS e(unit, kind, key, owner_id)
-        LEFT JOIN (
-            SELECT u.kind, u.key, u.owner_id
-            FROM unique_keys u
-            JOIN UNNEST(owner_kinds, owner_keys) AS k(kind, key) ON u.kind = k.kind AND u.key = k.key
-            ORDER BY u.kind, u.key
-            FOR SHARE OF u
-        ) AS held ON held.kind = e.kind AND held.key = e.key
-        WHERE held.owner_id IS DISTINCT FROM e.owner_id;
+        refused := refused_by_owners(owner_units, owner_kinds, owner_keys, owner_ids);
     END IF;
 
     WITH stored AS (

@@ -736,42 +736,22 @@ async fn append_group(
         .enumerate()
         .flat_map(|(i, uow)| uow.events.iter().map(move |e| (i as i32, e)))
         .collect();
-    // One lock order for every group, so two committers never deadlock on each other.
-    events.sort_by(|(_, a), (_, b)| {
-        (a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
-            b.aggregate_type,
-            &b.aggregate_id,
-            b.sequence,
-        ))
-    });
-    let n = events.len();
-    let mut units = Vec::with_capacity(n);
-    let mut columns = EventColumns::with_capacity(n);
+    events.sort_by(|(_, a), (_, b)| in_lock_order(a, b));
+    let mut units = Vec::with_capacity(events.len());
+    let mut columns = EventColumns::with_capacity(events.len());
     for (unit, e) in &events {
         units.push(*unit);
         columns.push(e);
     }
-    let expected: Vec<(i32, &KeyClaim)> = uows
-        .iter()
-        .enumerate()
-        .flat_map(|(i, uow)| uow.expected_owners.iter().map(move |k| (i as i32, k)))
-        .collect();
-    let owner_units: Vec<i32> = expected.iter().map(|(i, _)| *i).collect();
-    let owner_kinds: Vec<&str> = expected.iter().map(|(_, k)| k.kind).collect();
-    let owner_keys: Vec<&str> = expected.iter().map(|(_, k)| k.key.as_str()).collect();
-    let owner_ids: Vec<Uuid> = expected.iter().map(|(_, k)| k.owner_id).collect();
+    let expected = ExpectedOwners::of(uows);
     let query = sqlx::query(
         "SELECT event_id, tx, global_position, refused_unit FROM append_group(\
          $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], \
          $8::jsonb[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
     )
     .bind(&units);
-    let rows = columns
-        .bind_to(query)
-        .bind(&owner_units)
-        .bind(&owner_kinds)
-        .bind(&owner_keys)
-        .bind(&owner_ids)
+    let rows = expected
+        .bind_to(columns.bind_to(query))
         .fetch_all(&mut *conn)
         .await?;
     let mut refused = vec![false; uows.len()];
@@ -815,17 +795,18 @@ async fn write_group(
         (0..uows.len()).map(|_| None).collect();
 
     // Units decided on keys they did not read: one check for the whole group, first.
-    let expected: Vec<(usize, &KeyClaim)> = uows
-        .iter()
-        .enumerate()
-        .flat_map(|(i, uow)| uow.expected_owners.iter().map(move |k| (i, k)))
-        .collect();
-    if !expected.is_empty() {
-        let keys: Vec<&KeyClaim> = expected.iter().map(|(_, k)| *k).collect();
-        let holds = owners_hold(tx, &keys).await?;
-        for ((i, _), held) in expected.into_iter().zip(holds) {
-            if !held {
-                results[i] = Some(Err(CommitError::Conflict));
+    let expected = ExpectedOwners::of(uows);
+    if !expected.units.is_empty() {
+        let refused: Vec<i32> = expected
+            .bind_to(sqlx::query(
+                "SELECT refused_by_owners($1::int[], $2::text[], $3::text[], $4::uuid[])",
+            ))
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+        for unit in refused {
+            if let Some(result) = usize::try_from(unit).ok().and_then(|u| results.get_mut(u)) {
+                *result = Some(Err(CommitError::Conflict));
             }
         }
     }
@@ -840,14 +821,7 @@ async fn write_group(
     if !plain.is_empty() {
         let mut events: Vec<&PendingEvent> =
             plain.iter().flat_map(|i| uows[*i].events.iter()).collect();
-        // One lock order for every group, so two committers never deadlock on each other.
-        events.sort_by(|a, b| {
-            (a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
-                b.aggregate_type,
-                &b.aggregate_id,
-                b.sequence,
-            ))
-        });
+        events.sort_by(|a, b| in_lock_order(a, b));
         let inserted = insert_events(tx, &events, true).await?;
         let mut to_delete: Vec<&PendingEvent> = Vec::new();
         for i in plain {
@@ -877,34 +851,6 @@ async fn write_group(
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(CommitError::Conflict)))
-        .collect())
-}
-
-/// Whether every expected owner still owns its key, share-locking the keys until the
-/// transaction ends (in key order, the same for every group): a unit that expects an owner
-/// commits before anyone can change it.
-async fn owners_hold(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    expected: &[&KeyClaim],
-) -> Result<Vec<bool>, sqlx::Error> {
-    let kinds: Vec<&str> = expected.iter().map(|k| k.kind).collect();
-    let keys: Vec<&str> = expected.iter().map(|k| k.key.as_str()).collect();
-    let rows: Vec<(String, String, Uuid)> = sqlx::query_as(
-        "SELECT u.kind, u.key, u.owner_id FROM unique_keys u \
-         JOIN UNNEST($1::text[], $2::text[]) AS a(kind, key) ON u.kind = a.kind AND u.key = a.key \
-         ORDER BY u.kind, u.key FOR SHARE OF u",
-    )
-    .bind(&kinds)
-    .bind(&keys)
-    .fetch_all(&mut **tx)
-    .await?;
-    let owners: HashMap<(String, String), Uuid> = rows
-        .into_iter()
-        .map(|(kind, key, owner)| ((kind, key), owner))
-        .collect();
-    Ok(expected
-        .iter()
-        .map(|k| owners.get(&(k.kind.to_owned(), k.key.clone())) == Some(&k.owner_id))
         .collect())
 }
 
@@ -1039,6 +985,57 @@ async fn write_unit(
         }
     }
     Ok(appended)
+}
+
+/// One lock order for the events of every group (their primary key order), so two committers
+/// never deadlock on each other.
+fn in_lock_order(a: &PendingEvent, b: &PendingEvent) -> std::cmp::Ordering {
+    (a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+        b.aggregate_type,
+        &b.aggregate_id,
+        b.sequence,
+    ))
+}
+
+/// The expected key owners of a group's units, each with its unit's index, as the arrays the
+/// `refused_by_owners` check binds (migration 0008).
+struct ExpectedOwners<'a> {
+    units: Vec<i32>,
+    kinds: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    owner_ids: Vec<Uuid>,
+}
+
+impl<'a> ExpectedOwners<'a> {
+    fn of(uows: &[&'a UnitOfWork]) -> Self {
+        let mut expected = Self {
+            units: Vec::new(),
+            kinds: Vec::new(),
+            keys: Vec::new(),
+            owner_ids: Vec::new(),
+        };
+        for (i, uow) in uows.iter().enumerate() {
+            for claim in &uow.expected_owners {
+                expected.units.push(i as i32);
+                expected.kinds.push(claim.kind);
+                expected.keys.push(claim.key.as_str());
+                expected.owner_ids.push(claim.owner_id);
+            }
+        }
+        expected
+    }
+
+    /// Binds units, kinds, keys and owner ids as the next four parameters.
+    fn bind_to<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.units)
+            .bind(&self.kinds)
+            .bind(&self.keys)
+            .bind(&self.owner_ids)
+    }
 }
 
 /// Events as the column arrays a multi-row insert binds.
