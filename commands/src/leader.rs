@@ -30,6 +30,16 @@ impl LeaderLock {
         sqlx::query("SET plan_cache_mode = force_generic_plan")
             .execute(&mut conn)
             .await?;
+        // A leader writes only derived state: read models with their checkpoints (in one
+        // transaction), or the relay's position. A crash may lose its last few commits, never
+        // half of one, and they are redone from the event store, whose appends stay synchronous
+        // (the relay re-publishes, JetStream and the projectors' cursors drop the repeats; a
+        // projector catches up from the store on start). Not waiting for the WAL flush keeps
+        // these commits out of the queue for the disk, where the appends wait (a flush is
+        // milliseconds on a virtual disk).
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut conn)
+            .await?;
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
