@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+mod machine;
 mod mcp_load;
 mod walkthrough_load;
 

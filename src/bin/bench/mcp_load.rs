@@ -5,6 +5,7 @@
 //! the server answers only after its `ToolCalled` event is committed; at the end the bench
 //! waits until the dashboard's recorded-call count includes every call it made.
 
+use super::machine::{self, BusyCpu};
 use super::{ms, percentile};
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -226,6 +227,8 @@ struct Figures {
     p99: Duration,
     failed: u64,
     calls: u64,
+    /// Busy CPU of the whole machine per answered call.
+    cpu_us: Option<f64>,
 }
 
 async fn measure(
@@ -241,6 +244,7 @@ async fn measure(
     }
     let failed = Arc::new(AtomicU64::new(0));
     let arguments: Arc<str> = arguments.into();
+    let cpu = BusyCpu::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -268,6 +272,7 @@ async fn measure(
         timed.extend(t.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
     super::print_timeline(&mut timed, started);
     let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     all.sort_unstable();
@@ -277,6 +282,7 @@ async fn measure(
         p99: percentile(&all, 0.99),
         failed: failed.load(Ordering::Relaxed),
         calls: all.len() as u64,
+        cpu_us,
     })
 }
 
@@ -320,9 +326,10 @@ pub async fn run(
     }
     println!("mcplatform MCP benchmark against {base} ({seconds} s per row)");
     println!("server: {}", tenant.mcp_url);
+    println!("{}", machine::describe());
     println!(
-        "{:<22} {:>8} {:>12} {:>10} {:>10} {:>8}",
-        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed"
+        "{:<22} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13}",
+        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed", "cpu µs/call"
     );
     let mut total = warm_calls;
     let workloads: [(&'static str, &str); 2] = [
@@ -337,13 +344,14 @@ pub async fn run(
             let f = measure(&tenant, n, seconds, tool, arguments).await?;
             total += f.calls;
             println!(
-                "{:<22} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8}",
+                "{:<22} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13}",
                 tool,
                 n,
                 f.per_second,
                 ms(f.p50),
                 ms(f.p99),
-                f.failed
+                f.failed,
+                machine::column(f.cpu_us)
             );
         }
     }

@@ -9,6 +9,7 @@
 //!    2 versions, some dropping off) are stored, the walkthrough projections are rebuilt from
 //!    them, and the analytics and sankey queries the REST routes run are timed.
 
+use super::machine::{self, BusyCpu};
 use super::mcp_load::{post, set_up, StepAnswer, VirtualClient};
 use super::{ms, percentile, scratch_database};
 use anyhow::{bail, Context};
@@ -80,31 +81,32 @@ pub async fn run_mcp(
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     println!("mcplatform walkthrough benchmark against {base} ({seconds} s per row)");
+    println!("{}", machine::describe());
     println!(
-        "{:<24} {:>8} {:>12} {:>10} {:>10} {:>8}",
-        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed"
+        "{:<24} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13}",
+        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed", "cpu µs/call"
     );
     let mut total = 0u64;
     let mut round = 0;
     if analyze.is_some() {
         round += 1;
         let warm = measure(&tenant.base, &tenant.slug, &wt, round, 16, 2).await?;
-        total += warm.4;
+        total += warm.calls;
         super::analyze(analyze).await?;
     }
     for &n in clients {
         round += 1;
-        let (per_second, p50, p99, failed, calls) =
-            measure(&tenant.base, &tenant.slug, &wt, round, n, seconds).await?;
-        total += calls;
+        let row = measure(&tenant.base, &tenant.slug, &wt, round, n, seconds).await?;
+        total += row.calls;
         println!(
-            "{:<24} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8}",
+            "{:<24} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13}",
             "next_walkthrough_step",
             n,
-            per_second,
-            ms(p50),
-            ms(p99),
-            failed
+            row.per_second,
+            ms(row.p50),
+            ms(row.p99),
+            row.failed,
+            machine::column(row.cpu_us)
         );
     }
     // Every answered call is a step completion the funnel must count.
@@ -143,7 +145,7 @@ async fn measure(
     round: usize,
     clients: usize,
     seconds: u64,
-) -> anyhow::Result<(f64, Duration, Duration, u64, u64)> {
+) -> anyhow::Result<Row> {
     let mut walkers = Vec::with_capacity(clients);
     for n in 0..clients {
         let url = format!("{base}/s/{slug}/t/walker-{round}-{n}/mcp");
@@ -161,6 +163,7 @@ async fn measure(
         walkers.push((client, step));
     }
     let failed = Arc::new(AtomicU64::new(0));
+    let cpu = BusyCpu::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -208,16 +211,30 @@ async fn measure(
         timed.extend(t.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Restarts are not timed, but their CPU is in the machine's: counted per completion.
+    let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
     super::print_timeline(&mut timed, started);
     let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
     all.sort_unstable();
-    Ok((
-        all.len() as f64 / elapsed,
-        percentile(&all, 0.50),
-        percentile(&all, 0.99),
-        failed.load(Ordering::Relaxed),
-        all.len() as u64,
-    ))
+    Ok(Row {
+        per_second: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        failed: failed.load(Ordering::Relaxed),
+        calls: all.len() as u64,
+        cpu_us,
+    })
+}
+
+/// One measured row of `next_walkthrough_step` calls.
+struct Row {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    failed: u64,
+    calls: u64,
+    /// Busy CPU of the whole machine per answered call.
+    cpu_us: Option<f64>,
 }
 
 /// Stores `completions` step completions, rebuilds the walkthrough projections from them and
