@@ -605,6 +605,63 @@ async fn steady_lag(
     ))
 }
 
+/// One measured row of a load benchmark against a running server.
+pub(crate) struct Row {
+    pub(crate) per_second: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) failed: u64,
+    pub(crate) calls: u64,
+    /// Busy CPU of the whole machine per answered call.
+    pub(crate) cpu_us: Option<f64>,
+}
+
+impl Row {
+    /// Sums up a row from each answered call's start and latency (`timed`), the calls that
+    /// failed, and the machine's busy CPU when the row started.
+    pub(crate) fn from_calls(
+        mut timed: Vec<(Duration, Duration)>,
+        started: Instant,
+        failed: u64,
+        cpu: Option<machine::BusyCpu>,
+    ) -> Self {
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
+        print_timeline(&mut timed, started);
+        let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
+        all.sort_unstable();
+        Row {
+            per_second: all.len() as f64 / elapsed,
+            p50: percentile(&all, 0.50),
+            p99: percentile(&all, 0.99),
+            failed,
+            calls: all.len() as u64,
+            cpu_us,
+        }
+    }
+
+    /// The header of [`Row::print`]'s table.
+    pub(crate) fn print_header() {
+        println!(
+            "{:<24} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13}",
+            "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed", "cpu µs/call"
+        );
+    }
+
+    pub(crate) fn print(&self, tool: &str, clients: usize) {
+        println!(
+            "{:<24} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13}",
+            tool,
+            clients,
+            self.per_second,
+            ms(self.p50),
+            ms(self.p99),
+            self.failed,
+            machine::column(self.cpu_us)
+        );
+    }
+}
+
 /// With `BENCH_TIMELINE` set, prints each quarter second of a run (calls started in it, their
 /// p50, p99 and slowest), so a stall can be told from a steady tail. `timed` holds each call's
 /// start (since `started`) and latency.

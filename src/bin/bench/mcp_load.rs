@@ -6,7 +6,7 @@
 //! waits until the dashboard's recorded-call count includes every call it made.
 
 use super::machine::{self, BusyCpu};
-use super::{ms, percentile};
+use super::Row;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -221,23 +221,13 @@ impl VirtualClient {
     }
 }
 
-struct Figures {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-    failed: u64,
-    calls: u64,
-    /// Busy CPU of the whole machine per answered call.
-    cpu_us: Option<f64>,
-}
-
 async fn measure(
     tenant: &Tenant,
     clients: usize,
     seconds: u64,
     tool: &'static str,
     arguments: &str,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<Row> {
     let mut sessions = Vec::with_capacity(clients);
     for n in 0..clients {
         sessions.push(VirtualClient::connect(&tenant.mcp_url, n).await?);
@@ -271,19 +261,12 @@ async fn measure(
     for t in tasks {
         timed.extend(t.await.unwrap_or_default());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
-    super::print_timeline(&mut timed, started);
-    let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
-    all.sort_unstable();
-    Ok(Figures {
-        per_second: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-        failed: failed.load(Ordering::Relaxed),
-        calls: all.len() as u64,
-        cpu_us,
-    })
+    Ok(Row::from_calls(
+        timed,
+        started,
+        failed.load(Ordering::Relaxed),
+        cpu,
+    ))
 }
 
 /// Waits until the org's dashboard counts `expected` recorded tool calls.
@@ -327,10 +310,7 @@ pub async fn run(
     println!("mcplatform MCP benchmark against {base} ({seconds} s per row)");
     println!("server: {}", tenant.mcp_url);
     println!("{}", machine::describe());
-    println!(
-        "{:<22} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13}",
-        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed", "cpu µs/call"
-    );
+    Row::print_header();
     let mut total = warm_calls;
     let workloads: [(&'static str, &str); 2] = [
         ("test_simple_text", "{}"),
@@ -343,16 +323,7 @@ pub async fn run(
         for &n in clients {
             let f = measure(&tenant, n, seconds, tool, arguments).await?;
             total += f.calls;
-            println!(
-                "{:<22} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13}",
-                tool,
-                n,
-                f.per_second,
-                ms(f.p50),
-                ms(f.p99),
-                f.failed,
-                machine::column(f.cpu_us)
-            );
+            f.print(tool, n);
         }
     }
     let seen = recorded(&http, &tenant, total).await?;

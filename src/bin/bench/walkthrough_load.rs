@@ -11,7 +11,7 @@
 
 use super::machine::{self, BusyCpu};
 use super::mcp_load::{post, set_up, StepAnswer, VirtualClient};
-use super::{ms, percentile, scratch_database};
+use super::{ms, percentile, scratch_database, Row};
 use anyhow::{bail, Context};
 use chrono::{Duration as Days, Utc};
 use commands::{EventStore, UnitOfWork};
@@ -82,10 +82,7 @@ pub async fn run_mcp(
 
     println!("mcplatform walkthrough benchmark against {base} ({seconds} s per row)");
     println!("{}", machine::describe());
-    println!(
-        "{:<24} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13}",
-        "tool", "clients", "calls/s", "p50 ms", "p99 ms", "failed", "cpu µs/call"
-    );
+    Row::print_header();
     let mut total = 0u64;
     let mut round = 0;
     if analyze.is_some() {
@@ -98,16 +95,7 @@ pub async fn run_mcp(
         round += 1;
         let row = measure(&tenant.base, &tenant.slug, &wt, round, n, seconds).await?;
         total += row.calls;
-        println!(
-            "{:<24} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13}",
-            "next_walkthrough_step",
-            n,
-            row.per_second,
-            ms(row.p50),
-            ms(row.p99),
-            row.failed,
-            machine::column(row.cpu_us)
-        );
+        row.print("next_walkthrough_step", n);
     }
     // Every answered call is a step completion the funnel must count.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -210,31 +198,13 @@ async fn measure(
     for t in tasks {
         timed.extend(t.await.unwrap_or_default());
     }
-    let elapsed = started.elapsed().as_secs_f64();
     // Restarts are not timed, but their CPU is in the machine's: counted per completion.
-    let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
-    super::print_timeline(&mut timed, started);
-    let mut all: Vec<Duration> = timed.into_iter().map(|(_, l)| l).collect();
-    all.sort_unstable();
-    Ok(Row {
-        per_second: all.len() as f64 / elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-        failed: failed.load(Ordering::Relaxed),
-        calls: all.len() as u64,
-        cpu_us,
-    })
-}
-
-/// One measured row of `next_walkthrough_step` calls.
-struct Row {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-    failed: u64,
-    calls: u64,
-    /// Busy CPU of the whole machine per answered call.
-    cpu_us: Option<f64>,
+    Ok(Row::from_calls(
+        timed,
+        started,
+        failed.load(Ordering::Relaxed),
+        cpu,
+    ))
 }
 
 /// Stores `completions` step completions, rebuilds the walkthrough projections from them and
