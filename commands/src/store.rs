@@ -726,7 +726,8 @@ async fn commit_group(
 }
 
 /// The hot path: a group of plain appends (and expected owners) in one round trip, through the
-/// `append_group` function (migration 0008), whose single statement is its own transaction.
+/// `append_group` function (migrations 0008 and 0009), whose single statement is its own
+/// transaction.
 async fn append_group(
     conn: &mut PgConnection,
     uows: &[&UnitOfWork],
@@ -998,7 +999,7 @@ fn in_lock_order(a: &PendingEvent, b: &PendingEvent) -> std::cmp::Ordering {
 }
 
 /// The expected key owners of a group's units, each with its unit's index, as the arrays the
-/// `refused_by_owners` check binds (migration 0008).
+/// `refused_by_owners` check binds (migrations 0008 and 0009).
 struct ExpectedOwners<'a> {
     units: Vec<i32>,
     kinds: Vec<&'a str>,

@@ -15,6 +15,7 @@ use domain::{Actor, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -548,7 +549,7 @@ async fn steady_lag(
                             true
                         }
                     });
-                    if done.load(std::sync::atomic::Ordering::Relaxed) && p.is_empty() {
+                    if done.load(Ordering::Relaxed) && p.is_empty() {
                         return;
                     }
                 }
@@ -593,7 +594,7 @@ async fn steady_lag(
     for h in handles {
         let _ = h.await;
     }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(30), watcher).await;
     let mut all = lags.lock().await.clone();
     all.sort_unstable();
@@ -617,14 +618,19 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    /// Sums up a row from each answered call's start and latency (`timed`), the calls that
-    /// failed, and the machine's busy CPU when the row started.
-    pub(crate) fn from_calls(
-        mut timed: Vec<(Duration, Duration)>,
+    /// Waits for a row's clients and sums it up: each task returns its answered calls' starts
+    /// (since `started`) and latencies; `failed` counts the rest; `cpu` is the machine's busy
+    /// CPU when the row started.
+    pub(crate) async fn from_clients(
+        clients: Vec<tokio::task::JoinHandle<Vec<(Duration, Duration)>>>,
         started: Instant,
-        failed: u64,
+        failed: &AtomicU64,
         cpu: Option<machine::BusyCpu>,
     ) -> Self {
+        let mut timed = Vec::new();
+        for client in clients {
+            timed.extend(client.await.unwrap_or_default());
+        }
         let elapsed = started.elapsed().as_secs_f64();
         let cpu_us = cpu.and_then(|c| c.per_call_since(timed.len() as u64));
         print_timeline(&mut timed, started);
@@ -634,7 +640,7 @@ impl Row {
             per_second: all.len() as f64 / elapsed,
             p50: percentile(&all, 0.50),
             p99: percentile(&all, 0.99),
-            failed,
+            failed: failed.load(Ordering::Relaxed),
             calls: all.len() as u64,
             cpu_us,
         }
@@ -665,7 +671,7 @@ impl Row {
 /// With `BENCH_TIMELINE` set, prints each quarter second of a run (calls started in it, their
 /// p50, p99 and slowest), so a stall can be told from a steady tail. `timed` holds each call's
 /// start (since `started`) and latency.
-pub(crate) fn print_timeline(timed: &mut [(Duration, Duration)], started: Instant) {
+fn print_timeline(timed: &mut [(Duration, Duration)], started: Instant) {
     if std::env::var_os("BENCH_TIMELINE").is_none() {
         return;
     }

@@ -257,16 +257,7 @@ async fn measure(
             latencies
         }));
     }
-    let mut timed = Vec::new();
-    for t in tasks {
-        timed.extend(t.await.unwrap_or_default());
-    }
-    Ok(Row::from_calls(
-        timed,
-        started,
-        failed.load(Ordering::Relaxed),
-        cpu,
-    ))
+    Ok(Row::from_clients(tasks, started, &failed, cpu).await)
 }
 
 /// Waits until the org's dashboard counts `expected` recorded tool calls.

@@ -194,17 +194,8 @@ async fn measure(
             latencies
         }));
     }
-    let mut timed = Vec::new();
-    for t in tasks {
-        timed.extend(t.await.unwrap_or_default());
-    }
     // Restarts are not timed, but their CPU is in the machine's: counted per completion.
-    Ok(Row::from_calls(
-        timed,
-        started,
-        failed.load(Ordering::Relaxed),
-        cpu,
-    ))
+    Ok(Row::from_clients(tasks, started, &failed, cpu).await)
 }
 
 /// Stores `completions` step completions, rebuilds the walkthrough projections from them and
