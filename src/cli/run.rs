@@ -28,14 +28,7 @@ impl Runtime {
         let pool = database::connect(&config.database_url, config.db_pool).await?;
         database::migrate(&pool).await?;
         let store = EventStore::open(pool.clone()).await?;
-        let nats = commands::nats::connect(&config.nats_url)
-            .await
-            .with_context(|| {
-                format!(
-                    "NATS_URL {} is not usable",
-                    database::redact(&config.nats_url)
-                )
-            })?;
+        let nats = connect_nats(&config).await?;
         let topology = Topology::new(config.nats_prefix.clone());
         Ok(Self {
             config,
@@ -46,43 +39,15 @@ impl Runtime {
         })
     }
 
-    fn jetstream(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(self.nats.clone())
-    }
-
-    pub fn spawn_relay(&self) {
-        let relay = Relay::new(
-            self.pool.clone(),
-            self.jetstream(),
-            self.topology.clone(),
-            self.store.store_id(),
-        );
-        tokio::spawn(relay.run());
-    }
-
-    pub fn spawn_projectors(&self, only: Option<&str>) -> anyhow::Result<()> {
-        let all = projections::registry::all();
-        let chosen: Vec<_> = match only {
-            Some(name) => {
-                let p = projections::registry::by_name(name).with_context(|| {
-                    let names: Vec<_> = all.iter().map(|p| p.name()).collect();
-                    format!("unknown projection {name:?}; known: {}", names.join(", "))
-                })?;
-                vec![p]
-            }
-            None => all,
-        };
-        for projection in chosen {
-            let worker = Worker::new(
-                self.pool.clone(),
-                self.jetstream(),
-                self.topology.clone(),
-                self.store.store_id(),
-                projection,
-            );
-            tokio::spawn(worker.run());
+    /// The relay and projectors' half of this runtime, sharing its connections: for the
+    /// `relay` and `project` commands, which run nothing else.
+    pub fn background(&self) -> Background {
+        Background {
+            pool: self.pool.clone(),
+            nats: self.nats.clone(),
+            topology: self.topology.clone(),
+            store_id: self.store.store_id(),
         }
-        Ok(())
     }
 
     pub async fn serve(&self) -> anyhow::Result<()> {
@@ -157,6 +122,80 @@ impl Runtime {
     }
 }
 
+/// The relay and the projectors: what runs behind the edges, fed by the event store.
+pub struct Background {
+    pool: PgPool,
+    nats: async_nats::Client,
+    topology: Topology,
+    store_id: uuid::Uuid,
+}
+
+impl Background {
+    /// Connections of its own, for a runtime of its own (see [`up`]).
+    async fn connect(config: &Config, store_id: uuid::Uuid) -> anyhow::Result<Self> {
+        // The relay and each projector lead on a connection of their own (`LeaderLock`); the
+        // pool serves only their start-up and checkpoint reads.
+        let pool = database::connect(&config.database_url, 4).await?;
+        let nats = connect_nats(config).await?;
+        Ok(Self {
+            pool,
+            nats,
+            topology: Topology::new(config.nats_prefix.clone()),
+            store_id,
+        })
+    }
+
+    fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats.clone())
+    }
+
+    pub fn spawn_relay(&self) {
+        let relay = Relay::new(
+            self.pool.clone(),
+            self.jetstream(),
+            self.topology.clone(),
+            self.store_id,
+        );
+        tokio::spawn(relay.run());
+    }
+
+    pub fn spawn_projectors(&self, only: Option<&str>) -> anyhow::Result<()> {
+        let all = projections::registry::all();
+        let chosen: Vec<_> = match only {
+            Some(name) => {
+                let p = projections::registry::by_name(name).with_context(|| {
+                    let names: Vec<_> = all.iter().map(|p| p.name()).collect();
+                    format!("unknown projection {name:?}; known: {}", names.join(", "))
+                })?;
+                vec![p]
+            }
+            None => all,
+        };
+        for projection in chosen {
+            let worker = Worker::new(
+                self.pool.clone(),
+                self.jetstream(),
+                self.topology.clone(),
+                self.store_id,
+                projection,
+            );
+            tokio::spawn(worker.run());
+        }
+        Ok(())
+    }
+}
+
+async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    commands::nats::connect(&config.nats_url)
+        .await
+        .with_context(|| {
+            format!(
+                "NATS_URL {} is not usable",
+                database::redact(&config.nats_url)
+            )
+        })
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -179,11 +218,36 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Everything in one process: the edges on the main runtime, the relay and the projectors on a
+/// runtime of their own, with their own pool and NATS connection.
+///
+/// On one runtime they would share the edges' worker threads (one per core), and tokio does not
+/// preempt: a projector applying a batch of hundreds of events, or the relay publishing a page,
+/// holds a thread for milliseconds while the MCP calls queued behind it wait. On threads of
+/// their own they are scheduled by the kernel beside the edges, as separate processes are
+/// (`serve`, `relay`, `project`). Measured with 64 end users advancing walkthroughs on 2 cores:
+/// 2,400-3,200 completions/s at p99 39-67 ms on one runtime, 3,300-3,700/s at p99 32-39 ms
+/// apart; read-only tool calls went from 5,100 to 7,100/s.
 pub async fn up(config: Config) -> anyhow::Result<()> {
-    let rt = Runtime::start(config).await?;
-    rt.spawn_relay();
-    rt.spawn_projectors(None)?;
-    rt.serve().await
+    let rt = Runtime::start(config.clone()).await?;
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mcpl-background")
+        .enable_all()
+        .build()
+        .context("cannot start the background runtime")?;
+    let store_id = rt.store.store_id();
+    background
+        .spawn(async move {
+            let pieces = Background::connect(&config, store_id).await?;
+            pieces.spawn_relay();
+            pieces.spawn_projectors(None)
+        })
+        .await
+        .context("the background runtime failed to start")??;
+    let served = rt.serve().await;
+    // Dropping a runtime blocks until its tasks end, which the relay and projectors never do.
+    background.shutdown_background();
+    served
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -192,7 +256,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 pub async fn relay(config: Config) -> anyhow::Result<()> {
     let rt = Runtime::start(config).await?;
-    rt.spawn_relay();
+    rt.background().spawn_relay();
     tracing::info!("relay running; Ctrl-C to stop");
     shutdown_signal().await;
     Ok(())
@@ -200,7 +264,7 @@ pub async fn relay(config: Config) -> anyhow::Result<()> {
 
 pub async fn project(config: Config, only: Option<String>) -> anyhow::Result<()> {
     let rt = Runtime::start(config).await?;
-    rt.spawn_projectors(only.as_deref())?;
+    rt.background().spawn_projectors(only.as_deref())?;
     tracing::info!("projectors running; Ctrl-C to stop");
     shutdown_signal().await;
     Ok(())
