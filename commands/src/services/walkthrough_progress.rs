@@ -229,7 +229,19 @@ pub async fn select(
     let stream = stream_id(target.walkthrough_id, target.end_user_id);
     let key = pointer_key(target.org_id, target.end_user_id);
     for _ in 0..MAX_RETRIES {
-        let (mut progress, version) = load_stream(store, &stream).await?;
+        // The end user's selection and, when it names this walkthrough (a resume or restart,
+        // the usual case), the run: one read on a kept connection, of only the events after
+        // the run this instance last saw. Another walkthrough's run is read on its own.
+        let (mut progress, version, pointed) =
+            match current(store, cache, target.org_id, target.end_user_id, false).await? {
+                Some((selected, progress, version, _)) if selected == target.walkthrough_id => {
+                    (progress, version, Some(selected))
+                }
+                other => {
+                    let (progress, version) = load_stream(store, &stream).await?;
+                    (progress, version, other.map(|(selected, ..)| selected))
+                }
+            };
         let events = progress
             .handle(ProgressCommand::Select {
                 org_id: target.org_id,
@@ -241,7 +253,6 @@ pub async fn select(
                 at,
             })
             .map_err(ExecuteError::Domain)?;
-        let pointed = keys::owner_of(store.pool(), keys::WALKTHROUGH_SELECTED, &key).await?;
         let mut uow = UnitOfWork::new();
         uow.append(
             WalkthroughProgress::TYPE,
@@ -250,7 +261,18 @@ pub async fn select(
             &events,
             &metadata,
         )?;
-        if pointed != Some(target.walkthrough_id) {
+        if pointed == Some(target.walkthrough_id) {
+            // A start or restart commits only while this walkthrough is still the selected one
+            // (otherwise it conflicts and is decided again). A resume writes nothing: the store
+            // answers it without a round trip.
+            if !events.is_empty() {
+                uow.expect_owner(
+                    keys::WALKTHROUGH_SELECTED,
+                    key.clone(),
+                    target.walkthrough_id,
+                );
+            }
+        } else {
             if let Some(old) = pointed {
                 uow.release(keys::WALKTHROUGH_SELECTED, key.clone(), old);
             }
@@ -260,7 +282,6 @@ pub async fn select(
                 target.walkthrough_id,
             );
         }
-        // A resume writes nothing: the store answers it without a round trip.
         match store.commit(uow).await {
             Ok(_) => {
                 for event in &events {
