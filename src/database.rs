@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -59,7 +59,20 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("running migrations")
+    // On a connection of its own without statement logging: a migration that rewrites a large
+    // table takes seconds, and sqlx would log its whole SQL as a slow statement.
+    let options = (*pool.connect_options())
+        .clone()
+        .disable_statement_logging();
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .context("connecting to migrate")?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .context("running migrations")?;
+    conn.close().await.ok();
+    Ok(())
 }
 
 /// The URL without its password, for messages.

@@ -5,9 +5,6 @@ use std::time::Duration;
 
 pub const HEADER_STORE_ID: &str = "Mcpl-Store-Id";
 pub const HEADER_CURSOR: &str = "Mcpl-Cursor";
-pub const HEADER_EVENT_TYPE: &str = "Mcpl-Event-Type";
-pub const HEADER_EVENT_VERSION: &str = "Mcpl-Event-Version";
-pub const HEADER_ORG_ID: &str = "Mcpl-Org-Id";
 
 /// Aggregates of end users' activity on the MCP edge: by far the most events, never read by
 /// the org administration models (audit log, dashboard).

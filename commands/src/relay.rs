@@ -9,10 +9,7 @@
 
 use crate::cursor::Cursor;
 use crate::leader::LeaderLock;
-use crate::nats::{
-    Topology, HEADER_CURSOR, HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_ORG_ID,
-    HEADER_STORE_ID,
-};
+use crate::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
 use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
@@ -191,19 +188,17 @@ fn publish_error(e: async_nats::jetstream::context::PublishError) -> RelayError 
 }
 
 /// The JetStream message of one event: the whole stored event as JSON, with the headers a
-/// consumer needs to route or skip it without parsing the body.
+/// consumer needs to skip it without parsing the body: which event store it came from and its
+/// cursor. (The org, aggregate and event type are in the subject; every header is parsed into
+/// a map by each consumer of every message, so there are no more of them than are read.)
 pub fn message(event: &StoredEvent, store_id: &str) -> Result<Publish, RelayError> {
     let body = serde_json::to_vec(event).map_err(StoreError::Encode)?;
     let cursor = event.cursor.to_string();
-    let org = event.org_id.map(|o| o.to_string()).unwrap_or_default();
     Ok(Publish::build()
         .payload(body.into())
         .message_id(event.event_id.to_string())
         .header(HEADER_STORE_ID, store_id)
-        .header(HEADER_CURSOR, cursor.as_str())
-        .header(HEADER_EVENT_TYPE, event.event_type.as_str())
-        .header(HEADER_EVENT_VERSION, event.event_version.as_str())
-        .header(HEADER_ORG_ID, org.as_str()))
+        .header(HEADER_CURSOR, cursor.as_str()))
 }
 
 pub async fn load_checkpoint<'e, E>(executor: E) -> Result<Cursor, sqlx::Error>

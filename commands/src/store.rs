@@ -109,7 +109,7 @@ pub struct PendingEvent {
     pub sequence: i64,
     pub event_type: &'static str,
     pub event_version: &'static str,
-    /// JSON text, written to the `jsonb` columns as it is.
+    /// JSON text, written to the `json` columns as it is.
     pub payload: Box<RawValue>,
     pub metadata: Box<RawValue>,
     pub org_id: Option<Uuid>,
@@ -747,8 +747,8 @@ async fn append_group(
     let expected = ExpectedOwners::of(uows);
     let query = sqlx::query(
         "SELECT event_id, tx, global_position, refused_unit FROM append_group(\
-         $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[], \
-         $8::jsonb[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
+         $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], \
+         $8::json[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
     )
     .bind(&units);
     let rows = expected
@@ -1047,8 +1047,9 @@ struct EventColumns<'a> {
     sequences: Vec<i64>,
     event_types: Vec<&'a str>,
     versions: Vec<&'a str>,
-    payloads: Vec<sqlx::types::Json<&'a RawValue>>,
-    metadatas: Vec<sqlx::types::Json<&'a RawValue>>,
+    /// Sent as text and cast to `json` in SQL (`json[]` is not a type sqlx binds).
+    payloads: Vec<&'a str>,
+    metadatas: Vec<&'a str>,
     org_ids: Vec<Option<Uuid>>,
 }
 
@@ -1092,8 +1093,8 @@ impl<'a> EventColumns<'a> {
         self.sequences.push(e.sequence);
         self.event_types.push(e.event_type);
         self.versions.push(e.event_version);
-        self.payloads.push(sqlx::types::Json(&*e.payload));
-        self.metadatas.push(sqlx::types::Json(&*e.metadata));
+        self.payloads.push(e.payload.get());
+        self.metadatas.push(e.metadata.get());
         self.org_ids.push(e.org_id);
     }
 }
@@ -1116,7 +1117,7 @@ async fn insert_events(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
          payload, metadata, org_id, event_id) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-         $6::jsonb[], $7::jsonb[], $8::uuid[], $9::uuid[]) {} \
+         $6::json[], $7::json[], $8::uuid[], $9::uuid[]) {} \
          RETURNING event_id, transaction_id::text::bigint AS tx, global_position",
         if skip_conflicts {
             "ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING"

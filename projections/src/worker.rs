@@ -254,11 +254,7 @@ impl Worker {
     fn route(&self, message: jetstream::Message) -> Incoming {
         let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let headers = message.headers.as_ref();
-        let header = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
         let ours = header(HEADER_STORE_ID)
             .and_then(|id| id.parse::<Uuid>().ok())
             .is_some_and(|id| id == self.store_id);

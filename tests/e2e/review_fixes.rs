@@ -21,7 +21,7 @@ async fn events_carry_no_credentials() {
     assert_eq!(status, StatusCode::OK);
     let pool = app.env.pool().await;
     let leaked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE payload::text LIKE '%argon2%' OR payload ? 'password_hash'",
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%argon2%' OR payload::jsonb ? 'password_hash'",
     )
     .fetch_one(&pool)
     .await

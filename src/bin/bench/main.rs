@@ -304,15 +304,15 @@ async fn store(
 
     // 1. Appends vs raw inserts.
     sqlx::query(
-        "CREATE TABLE bench_raw (id uuid PRIMARY KEY, kind text NOT NULL, payload jsonb NOT NULL, \
-         metadata jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+        "CREATE TABLE bench_raw (id uuid PRIMARY KEY, kind text NOT NULL, payload json NOT NULL, \
+         metadata json NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
     )
     .execute(&pool)
     .await?;
     let org = Uuid::new_v4();
     let metadata = EventMetadata::by(Actor::EndUser { id: Uuid::new_v4() }).for_org(org);
-    let payload = serde_json::to_value(sample_event())?;
-    let metadata_json = serde_json::to_value(&metadata)?;
+    let payload = serde_json::to_string(&sample_event())?;
+    let metadata_json = serde_json::to_string(&metadata)?;
     println!();
     println!("append (one-event streams, group commit) vs raw single-row INSERT of the same size");
     println!(
@@ -346,7 +346,8 @@ async fn store(
             let (pl, ml) = (pl.clone(), ml.clone());
             async move {
                 sqlx::query(
-                    "INSERT INTO bench_raw (id, kind, payload, metadata) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO bench_raw (id, kind, payload, metadata) \
+                     VALUES ($1, $2, $3::json, $4::json)",
                 )
                 .bind(Uuid::new_v4())
                 .bind("BenchToolCalled")
@@ -493,10 +494,10 @@ async fn insert_synthetic(pool: &PgPool, _org: Uuid, n: i64) -> anyhow::Result<(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
              payload, metadata, org_id) \
              SELECT 'bench_call', gen_random_uuid()::text, 1, 'BenchToolCalled', '1', \
-             jsonb_build_object('server_id', gen_random_uuid(), 'tool', 'search_docs', \
+             json_build_object('server_id', gen_random_uuid(), 'tool', 'search_docs', \
                'outcome', 'ok', 'duration_ms', (i % 500), 'arguments', \
-               jsonb_build_object('query', 'how do I configure webhooks for my project', 'limit', 10)), \
-             jsonb_build_object('org_id', o, 'actor', jsonb_build_object('kind', 'end_user', 'id', gen_random_uuid()), \
+               json_build_object('query', 'how do I configure webhooks for my project', 'limit', 10)), \
+             json_build_object('org_id', o, 'actor', json_build_object('kind', 'end_user', 'id', gen_random_uuid()), \
                'request_id', 'bench'), o \
              FROM (SELECT i, ('00000000-0000-0000-0000-' || lpad((i % 100)::text, 12, '0'))::uuid AS o \
                    FROM generate_series(1, $1) AS i) AS g",
