@@ -24,16 +24,28 @@ pub fn list(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
     }
-    println!("{:<16} {:<28} TABLES", "NAME", "READS");
-    for p in all {
-        let reads = if p.aggregate_types().is_empty() {
-            "all events".to_owned()
-        } else {
-            p.aggregate_types().join(", ")
-        };
-        println!("{:<16} {:<28} {}", p.name(), reads, p.tables().join(", "));
+    let reads: Vec<String> = all
+        .iter()
+        .map(|p| {
+            if p.aggregate_types().is_empty() {
+                "all events".to_owned()
+            } else {
+                p.aggregate_types().join(", ")
+            }
+        })
+        .collect();
+    let w = column_width("NAME", all.iter().map(|p| p.name()));
+    let r = column_width("READS", reads.iter().map(String::as_str));
+    println!("{:<w$} {:<r$} TABLES", "NAME", "READS");
+    for (p, reads) in all.iter().zip(&reads) {
+        println!("{:<w$} {:<r$} {}", p.name(), reads, p.tables().join(", "));
     }
     Ok(())
+}
+
+/// A column as wide as its longest value (or its heading), so the next column lines up.
+fn column_width<'a>(heading: &str, values: impl Iterator<Item = &'a str>) -> usize {
+    values.map(str::len).max().unwrap_or(0).max(heading.len())
 }
 
 pub async fn status(config: Config, json: bool) -> anyhow::Result<()> {
@@ -46,13 +58,14 @@ pub async fn status(config: Config, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let w = column_width("NAME", rows.iter().map(|s| s.projection.as_str()));
     println!(
-        "{:<16} {:<22} {:>8} {:<7} LAST ERROR",
+        "{:<w$} {:<22} {:>8} {:<7} LAST ERROR",
         "NAME", "CHECKPOINT", "BEHIND", "WORKER"
     );
     for s in rows {
         println!(
-            "{:<16} {:<22} {:>8} {:<7} {}",
+            "{:<w$} {:<22} {:>8} {:<7} {}",
             s.projection,
             s.checkpoint.to_string(),
             s.events_behind,
