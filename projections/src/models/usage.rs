@@ -9,7 +9,7 @@
 //! the same ids.
 
 use crate::projection::{Projection, ProjectionError, Tables};
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, SubsecRound, Utc};
 use commands::StoredEvent;
 use domain::end_user::EndUserEvent;
 use domain::mcp_session::McpSessionEvent;
@@ -339,7 +339,12 @@ impl Projection for UsageProjection {
                     ids.push(*user);
                     calls_n.push(d.calls);
                     sessions_n.push(d.sessions);
-                    seen.push(d.last_seen);
+                    // In whole seconds: `last_seen` is in an index (the recent end users
+                    // list), so every change of it is an update that cannot be heap-only
+                    // (a new row version and two index entries). Per batch, every active end
+                    // user's would change; per second, few do, and the count alone is updated
+                    // in place. (A maximum either way, so any batching gives the same value.)
+                    seen.push(d.last_seen.map(|at| at.trunc_subsecs(0)));
                 }
                 sqlx::query(&format!(
                     "UPDATE {end_users} AS e SET tool_calls = e.tool_calls + u.calls, \
