@@ -68,7 +68,11 @@ pub async fn record(
     };
     match tool_calls::record(
         &core.store,
-        Uuid::new_v4(),
+        // Time-ordered (UUIDv7): a call's id is its stream's key in the events' primary key and
+        // `rm_tool_calls`', so new calls are appended at the right edge of both indexes rather
+        // than scattered over them (random ids dirty a random leaf page each, which once the
+        // indexes outgrow memory means a read and a full-page WAL image per call).
+        Uuid::now_v7(),
         served.tenant.org_id,
         record,
         staged,

@@ -329,7 +329,7 @@ async fn store(
                 let mut uow = UnitOfWork::new();
                 uow.append(
                     "bench_call",
-                    Uuid::new_v4().to_string(),
+                    Uuid::now_v7().to_string(),
                     0,
                     &[sample_event()],
                     &m,
@@ -574,7 +574,7 @@ async fn steady_lag(
                 if uow
                     .append(
                         "bench_call",
-                        Uuid::new_v4().to_string(),
+                        Uuid::now_v7().to_string(),
                         0,
                         &[sample_event()],
                         &metadata,
