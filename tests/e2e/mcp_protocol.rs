@@ -87,6 +87,14 @@ async fn a_2025_client_initializes_by_host_or_path_and_its_calls_are_recorded() 
     assert!(recorded
         .iter()
         .all(|c| c["session_id"].as_str().is_some() && c["client_name"].is_string()));
+    // Tool-call ids are time-ordered (UUIDv7), so new calls append to the indexes keyed by them.
+    assert!(
+        recorded.iter().all(|c| c["id"]
+            .as_str()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .is_some_and(|id| id.get_version_num() == 7)),
+        "{recorded:?}"
+    );
 
     // Sessions view: both protocol sessions, with their calls.
     let (_, sessions) = app
