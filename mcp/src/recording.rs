@@ -10,7 +10,6 @@ use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Implementation
 use rmcp::ErrorData;
 use serde_json::Value;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// The first text of a failed result: what the caller was told went wrong.
 fn error_text(result: &CallToolResult) -> Option<String> {
@@ -68,11 +67,6 @@ pub async fn record(
     };
     match tool_calls::record(
         &core.store,
-        // Time-ordered (UUIDv7): a call's id is its stream's key in the events' primary key and
-        // `rm_tool_calls`', so new calls are appended at the right edge of both indexes rather
-        // than scattered over them (random ids dirty a random leaf page each, which once the
-        // indexes outgrow memory means a read and a full-page WAL image per call).
-        Uuid::now_v7(),
         served.tenant.org_id,
         record,
         staged,

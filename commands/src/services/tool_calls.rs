@@ -12,7 +12,6 @@ use uuid::Uuid;
 /// so a call's effects and its record are never apart. Only a staged unit can conflict.
 pub async fn record(
     store: &EventStore,
-    call_id: Uuid,
     org_id: Uuid,
     record: ToolCallRecord,
     staged: Option<UnitOfWork>,
@@ -24,6 +23,11 @@ pub async fn record(
         // A fresh aggregate has recorded nothing, so this cannot be reached.
         Err(_) => return Err(CommitError::Conflict),
     };
+    // Time-ordered (UUIDv7): the call's id keys its stream in the events' primary key and its
+    // row in `rm_tool_calls`, so new calls go to the newest end of the calls' range in both
+    // indexes rather than to a random leaf page (which, once the indexes outgrow memory, costs
+    // a read and, after each checkpoint, a full-page WAL image per call).
+    let call_id = Uuid::now_v7();
     let mut uow = staged.unwrap_or_default();
     uow.append(ToolCall::TYPE, call_id.to_string(), 0, &events, &metadata)?;
     let appended = store.commit(uow).await?;
