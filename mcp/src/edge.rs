@@ -314,6 +314,7 @@ impl McpEdge {
     /// rmcp speaks the protocol; we fix up what it answers.
     async fn forward(&self, request: Request, scope: Arc<RequestScope>) -> Response {
         let is_post = request.method() == Method::POST;
+        let is_delete = request.method() == Method::DELETE;
         let sent_json = header_str(&request, header::CONTENT_TYPE).is_some_and(|v| {
             v.trim()
                 .to_ascii_lowercase()
@@ -345,6 +346,12 @@ impl McpEdge {
                 PARSE_ERROR,
                 "Parse error: the body is not a JSON-RPC message",
             );
+        }
+        if is_delete && response.status() == StatusCode::ACCEPTED {
+            // A session ended: rmcp says 202, which the official Python SDK logs as "Session
+            // termination failed" (it takes only 200 and 204). The specification names no code,
+            // and every client we know accepts 204.
+            return StatusCode::NO_CONTENT.into_response();
         }
         let (parts, body) = response.into_parts();
         let mut body = coalesce::Coalesce::new(body);
