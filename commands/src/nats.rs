@@ -1,10 +1,13 @@
 //! How events travel over NATS: stream and subject names, message headers.
 
 use crate::store::StoredEvent;
+use async_nats::HeaderName;
 use std::time::Duration;
 
-pub const HEADER_STORE_ID: &str = "Mcpl-Store-Id";
-pub const HEADER_CURSOR: &str = "Mcpl-Cursor";
+// Names made once, from static text: a `&str` name is copied into a new allocation on every
+// header insert and lookup, which the relay and each projector do for every event.
+pub const HEADER_STORE_ID: HeaderName = HeaderName::from_static("Mcpl-Store-Id");
+pub const HEADER_CURSOR: HeaderName = HeaderName::from_static("Mcpl-Cursor");
 
 /// Aggregates of end users' activity on the MCP edge: by far the most events, never read by
 /// the org administration models (audit log, dashboard).

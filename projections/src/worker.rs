@@ -8,6 +8,7 @@
 use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
+use async_nats::HeaderName;
 use commands::leader::LeaderLock;
 use commands::nats::{class_of, ACTIVITY_AGGREGATES};
 use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
@@ -254,7 +255,7 @@ impl Worker {
     fn route(&self, message: jetstream::Message) -> Incoming {
         let stream_sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let headers = message.headers.as_ref();
-        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        let header = |name: HeaderName| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
         let ours = header(HEADER_STORE_ID)
             .and_then(|id| id.parse::<Uuid>().ok())
             .is_some_and(|id| id == self.store_id);
