@@ -61,7 +61,9 @@ pub type Offer = Arc<Vec<Arc<Version>>>;
 #[derive(Default)]
 pub struct Catalog {
     offers: RwLock<HashMap<Uuid, (Instant, Offer)>>,
-    versions: RwLock<HashMap<(Uuid, u32), Arc<Version>>>,
+    /// Keyed by org too: a cached version is only ever handed to its own org, whatever id a
+    /// caller brings.
+    versions: RwLock<HashMap<(Uuid, Uuid, u32), Arc<Version>>>,
 }
 
 fn to_u32(v: i32) -> u32 {
@@ -94,7 +96,7 @@ impl Catalog {
                         version: to_u32(r.version),
                         steps: r.steps.0,
                     });
-                    self.remember(version.clone());
+                    self.remember(org_id, version.clone());
                     version
                 })
                 .collect(),
@@ -105,12 +107,12 @@ impl Catalog {
         Ok(offer)
     }
 
-    fn remember(&self, version: Arc<Version>) {
+    fn remember(&self, org_id: Uuid, version: Arc<Version>) {
         if let Ok(mut versions) = self.versions.write() {
             if versions.len() >= MAX_CACHED_VERSIONS {
                 versions.clear();
             }
-            versions.insert((version.walkthrough_id, version.version), version);
+            versions.insert((org_id, version.walkthrough_id, version.version), version);
         }
     }
 
@@ -123,7 +125,7 @@ impl Catalog {
         version: u32,
     ) -> Result<Option<Arc<Version>>, sqlx::Error> {
         if let Ok(versions) = self.versions.read() {
-            if let Some(v) = versions.get(&(walkthrough_id, version)) {
+            if let Some(v) = versions.get(&(org_id, walkthrough_id, version)) {
                 return Ok(Some(v.clone()));
             }
         }
@@ -138,7 +140,7 @@ impl Catalog {
             version,
             steps: row.steps.0,
         });
-        self.remember(v.clone());
+        self.remember(org_id, v.clone());
         Ok(Some(v))
     }
 }
@@ -693,5 +695,33 @@ mod tests {
         assert!(!text[user..].contains("Check their Node version"));
         assert!(text.contains(&step.id.to_string()));
         assert!(text.starts_with("# Quickstart — step 1 of 3: Install"));
+    }
+    #[tokio::test]
+    async fn a_cached_version_is_handed_only_to_its_own_org() {
+        let (ours, theirs) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let walkthrough_id = Uuid::from_u128(3);
+        let catalog = Catalog::default();
+        catalog.remember(
+            ours,
+            Arc::new(Version {
+                walkthrough_id,
+                title: "Quickstart".to_owned(),
+                description: None,
+                version: 1,
+                steps: Vec::new(),
+            }),
+        );
+        // No database behind it: a cache hit is the only way to an answer.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(200))
+            .connect_lazy("postgres://127.0.0.1:1/nothing")
+            .unwrap();
+        let hit = catalog.version(&pool, ours, walkthrough_id, 1).await;
+        assert_eq!(hit.unwrap().unwrap().title, "Quickstart");
+        let other_org = catalog.version(&pool, theirs, walkthrough_id, 1).await;
+        assert!(
+            !matches!(other_org, Ok(Some(_))),
+            "another org's cached version was handed out"
+        );
     }
 }
