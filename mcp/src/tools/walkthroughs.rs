@@ -696,6 +696,7 @@ mod tests {
         assert!(text.contains(&step.id.to_string()));
         assert!(text.starts_with("# Quickstart — step 1 of 3: Install"));
     }
+
     #[tokio::test]
     async fn a_cached_version_is_handed_only_to_its_own_org() {
         let (ours, theirs) = (Uuid::from_u128(1), Uuid::from_u128(2));
