@@ -13,14 +13,27 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use uuid::Uuid;
 
 /// Largest number of units of work committed in one transaction.
 const MAX_GROUP: usize = 256;
 /// Committer tasks: two let one batch be collected while the other waits for its fsync.
 const COMMITTERS: usize = 2;
+/// A group commit starts beside one still under way only once this many units are waiting, or
+/// once they have waited [`JOIN_WAIT`] for it; until then they wait for it to finish and go in
+/// the next group. A transaction's fixed cost (its round trips, its commit record and WAL
+/// flush: ~120 µs of CPU on a 2-core machine, against a few µs per event) is what a small group
+/// pays most for. Under a steady 2,000 or 3,000 step completions/s, units starting a commit of
+/// their own beside another as soon as they came cost 7 to 8% more CPU per completion, and at
+/// 3,000/s (a machine ~90% busy) the p99 was 53 to 170 ms against 25 to 44 ms.
+const OVERLAP_FROM: usize = 16;
+/// How long gathered units wait for the commit under way before starting their own beside it.
+/// It bounds what a slow disk costs them: where a WAL flush takes milliseconds, two groups'
+/// flushes still overlap.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 /// Optimistic-concurrency retries of a command before answering conflict.
 pub const MAX_RETRIES: usize = 20;
 
@@ -369,8 +382,13 @@ impl EventStore {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let rx = Arc::new(Mutex::new(rx));
         let connections = Arc::new(KeptConnections::new(pool.clone(), COMMITTERS));
+        let under_way = Arc::new(UnderWay::default());
         for _ in 0..COMMITTERS {
-            tokio::spawn(run_committer(connections.clone(), rx.clone()));
+            tokio::spawn(run_committer(
+                connections.clone(),
+                rx.clone(),
+                under_way.clone(),
+            ));
         }
         Ok(Self {
             hot_reads: Arc::new(KeptConnections::new(pool.clone(), HOT_READ_CONNECTIONS)),
@@ -631,24 +649,32 @@ pub fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreErr
     })
 }
 
-async fn run_committer(connections: Arc<KeptConnections>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// The group commits under way, shared by the committers (see [`OVERLAP_FROM`]).
+#[derive(Default)]
+struct UnderWay {
+    commits: AtomicUsize,
+    finished: Notify,
+}
+
+async fn run_committer(
+    connections: Arc<KeptConnections>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    under_way: Arc<UnderWay>,
+) {
     loop {
-        let mut batch = Vec::new();
-        {
+        let batch = {
             let mut rx = jobs.lock().await;
             match rx.recv().await {
-                Some(job) => batch.push(job),
+                Some(job) => gather(&mut rx, vec![job], &under_way).await,
                 None => return,
             }
-            while batch.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
+        };
+        under_way.commits.fetch_add(1, Ordering::AcqRel);
         let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
-        match connections.run(|conn| commit_on(conn, &uows)).await {
+        let committed = connections.run(|conn| commit_on(conn, &uows)).await;
+        under_way.commits.fetch_sub(1, Ordering::AcqRel);
+        under_way.finished.notify_waiters();
+        match committed {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -670,6 +696,44 @@ async fn run_committer(connections: Arc<KeptConnections>, jobs: Arc<Mutex<mpsc::
                     let _ = job.reply.send(result);
                 }
             }
+        }
+    }
+}
+
+/// Adds what is waiting to `batch`; while another group commit is under way and fewer than
+/// [`OVERLAP_FROM`] units are gathered, keeps gathering until it finishes (at most
+/// [`JOIN_WAIT`]).
+async fn gather(
+    rx: &mut mpsc::Receiver<Job>,
+    mut batch: Vec<Job>,
+    under_way: &UnderWay,
+) -> Vec<Job> {
+    let give_up = tokio::time::sleep(JOIN_WAIT);
+    tokio::pin!(give_up);
+    loop {
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() >= OVERLAP_FROM {
+            return batch;
+        }
+        // Registered before the count is read, so a commit finishing in between still wakes us.
+        let finished = under_way.finished.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        if under_way.commits.load(Ordering::Acquire) == 0 {
+            return batch;
+        }
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => batch.push(job),
+                None => return batch,
+            },
+            () = &mut finished => return batch,
+            () = &mut give_up => return batch,
         }
     }
 }
@@ -1185,5 +1249,62 @@ mod tests {
         assert_eq!(back, event);
         let empty = RawValue::from_string("{}".to_owned()).unwrap();
         assert!(decode_payload::<OrganizationEvent>("NoSuchEvent", &empty).is_err());
+    }
+
+    fn job() -> Job {
+        Job {
+            uow: UnitOfWork::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[tokio::test]
+    async fn with_no_commit_under_way_a_group_goes_at_once_with_what_is_waiting() {
+        let (tx, mut rx) = mpsc::channel(64);
+        for _ in 0..3 {
+            tx.try_send(job()).unwrap();
+        }
+        let batch = gather(&mut rx, vec![job()], &UnderWay::default()).await;
+        assert_eq!(batch.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_small_group_waits_for_the_commit_under_way_and_takes_what_came_meanwhile() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let under_way = Arc::new(UnderWay::default());
+        under_way.commits.fetch_add(1, Ordering::AcqRel);
+        let finishing = {
+            let under_way = under_way.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                tx.send(job()).await.unwrap();
+                tx.send(job()).await.unwrap();
+                under_way.commits.fetch_sub(1, Ordering::AcqRel);
+                under_way.finished.notify_waiters();
+            })
+        };
+        let started = std::time::Instant::now();
+        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        finishing.await.unwrap();
+        assert_eq!(batch.len(), 3);
+        assert!(started.elapsed() < JOIN_WAIT * 10);
+    }
+
+    #[tokio::test]
+    async fn a_full_enough_group_or_a_long_wait_starts_beside_the_commit_under_way() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let under_way = UnderWay::default();
+        under_way.commits.fetch_add(1, Ordering::AcqRel);
+        for _ in 1..OVERLAP_FROM {
+            tx.try_send(job()).unwrap();
+        }
+        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        assert_eq!(batch.len(), OVERLAP_FROM);
+
+        // The commit under way never finishes: the lone unit goes after JOIN_WAIT.
+        let started = std::time::Instant::now();
+        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        assert_eq!(batch.len(), 1);
+        assert!(started.elapsed() >= JOIN_WAIT);
     }
 }
