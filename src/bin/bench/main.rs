@@ -85,9 +85,16 @@ enum Bench {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Concurrent end users, comma-separated.
+        /// Concurrent end users calling as fast as they are answered, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         clients: Vec<usize>,
+        /// Completions per second offered by `--paced-clients` end users together, each on a
+        /// schedule, a row per rate (comma-separated; 0 for none).
+        #[arg(long, value_delimiter = ',', default_value = "3000")]
+        paced: Vec<f64>,
+        /// End users of the `--paced` rows.
+        #[arg(long, default_value_t = 64)]
+        paced_clients: usize,
         /// The server's database: analyzed after a warm-up, as a long-running deployment's is.
         #[arg(long, env = "BENCH_SERVER_DATABASE_URL")]
         analyze: Option<String>,
@@ -145,13 +152,20 @@ async fn main() -> anyhow::Result<()> {
             url,
             seconds,
             clients,
+            paced,
+            paced_clients,
             analyze,
             completions,
             queries_only,
             keep,
         } => {
             if !queries_only {
-                walkthrough_load::run_mcp(&url, seconds, &clients, analyze.as_deref()).await?;
+                let paced = walkthrough_load::Paced {
+                    clients: paced_clients,
+                    rates: paced.into_iter().filter(|&rate| rate > 0.0).collect(),
+                };
+                walkthrough_load::run_mcp(&url, seconds, &clients, &paced, analyze.as_deref())
+                    .await?;
             }
             if completions > 0 {
                 walkthrough_load::run_queries(&cli.postgres, completions, keep).await?;

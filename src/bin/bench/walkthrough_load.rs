@@ -4,7 +4,11 @@
 //!    assigned over REST; each virtual client is its own end user (own tracking id, own
 //!    2025-11-25 session) and calls `next_walkthrough_step` in a loop, starting over when it
 //!    finishes. Every answered call is a committed `StepCompleted`; at the end the bench checks
-//!    that the funnel analytics count exactly the completions it was answered.
+//!    that the funnel analytics count exactly the completions it was answered. The rows of
+//!    `--clients` call as fast as they are answered (closed loop: at saturation a call's
+//!    latency is mostly its wait behind the other clients' calls); the rows of `--paced` offer a
+//!    fixed rate instead, each end user calling on a schedule, and time each call from when it
+//!    was due, so a late answer also delays (and is charged to) the calls queued behind it.
 //! 2. On a scratch database: a million step completions (runs spread over 30 days, 3 servers,
 //!    2 versions, some dropping off) are stored, the walkthrough projections are rebuilt from
 //!    them, and the analytics and sankey queries the REST routes run are timed.
@@ -35,6 +39,7 @@ pub async fn run_mcp(
     base: &str,
     seconds: u64,
     clients: &[usize],
+    paced: &Paced,
     analyze: Option<&str>,
 ) -> anyhow::Result<()> {
     let base = base.trim_end_matches('/');
@@ -87,15 +92,31 @@ pub async fn run_mcp(
     let mut round = 0;
     if analyze.is_some() {
         round += 1;
-        let warm = measure(&tenant.base, &tenant.slug, &wt, round, 16, 2).await?;
+        let warm = measure(&tenant.base, &tenant.slug, &wt, round, 16, 2, None).await?;
         total += warm.calls;
         super::analyze(analyze).await?;
     }
     for &n in clients {
         round += 1;
-        let row = measure(&tenant.base, &tenant.slug, &wt, round, n, seconds).await?;
+        let row = measure(&tenant.base, &tenant.slug, &wt, round, n, seconds, None).await?;
         total += row.calls;
         row.print("next_walkthrough_step", n);
+    }
+    for &rate in &paced.rates {
+        round += 1;
+        let n = paced.clients;
+        let row = measure(
+            &tenant.base,
+            &tenant.slug,
+            &wt,
+            round,
+            n,
+            seconds,
+            Some(rate),
+        )
+        .await?;
+        total += row.calls;
+        row.print(&format!("paced at {rate:.0}/s"), n);
     }
     // Every answered call is a step completion the funnel must count.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -125,7 +146,15 @@ pub async fn run_mcp(
     Ok(())
 }
 
-/// One row: `clients` end users walking for `seconds`.
+/// The fixed-rate rows: `clients` end users offering each of `rates` completions per second
+/// between them.
+pub struct Paced {
+    pub clients: usize,
+    pub rates: Vec<f64>,
+}
+
+/// One row: `clients` end users walking for `seconds`, as fast as they are answered, or
+/// offering `rate` calls per second between them.
 async fn measure(
     base: &str,
     slug: &str,
@@ -133,6 +162,7 @@ async fn measure(
     round: usize,
     clients: usize,
     seconds: u64,
+    rate: Option<f64>,
 ) -> anyhow::Result<Row> {
     let mut walkers = Vec::with_capacity(clients);
     for n in 0..clients {
@@ -154,14 +184,31 @@ async fn measure(
     let cpu = BusyCpu::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
+    // Paced, each end user calls every `clients / rate` seconds, the end users' schedules
+    // spread evenly over that interval.
+    let interval = rate.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
     let mut tasks = Vec::new();
-    for (mut client, mut step) in walkers {
+    for (n, (mut client, mut step)) in walkers.into_iter().enumerate() {
         let failed = failed.clone();
         let restart = json!({ "walkthrough_id": wt, "resume_if_exists": false }).to_string();
+        let mut due =
+            started + interval.map_or(Duration::ZERO, |i| i.mul_f64(n as f64 / clients as f64));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
+            while interval.map_or_else(Instant::now, |_| due) < deadline {
+                // A paced call is timed from when it was due, not from when the end user got
+                // round to sending it: a late answer delays the next call, and that wait is
+                // the next call's (without it, a stall would hide all but one of the calls it
+                // held up).
+                let t = match interval {
+                    Some(interval) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        let t = due;
+                        due += interval;
+                        t
+                    }
+                    None => Instant::now(),
+                };
                 let answer: anyhow::Result<Option<StepAnswer>> = client
                     .call(
                         "next_walkthrough_step",
