@@ -665,7 +665,7 @@ async fn run_committer(
         let batch = {
             let mut rx = jobs.lock().await;
             match rx.recv().await {
-                Some(job) => gather(&mut rx, vec![job], &under_way).await,
+                Some(job) => gather(&mut rx, vec![job], &under_way, JOIN_WAIT).await,
                 None => return,
             }
         };
@@ -702,14 +702,16 @@ async fn run_committer(
 
 /// Adds what is waiting to `batch`; while another group commit is under way and fewer than
 /// [`OVERLAP_FROM`] units are gathered, keeps gathering until it finishes (at most
-/// [`JOIN_WAIT`]).
+/// `join_wait`).
 async fn gather(
     rx: &mut mpsc::Receiver<Job>,
     mut batch: Vec<Job>,
     under_way: &UnderWay,
+    join_wait: std::time::Duration,
 ) -> Vec<Job> {
-    let give_up = tokio::time::sleep(JOIN_WAIT);
+    let give_up = tokio::time::sleep(join_wait);
     tokio::pin!(give_up);
+    let mut waited_out = false;
     loop {
         while batch.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -717,7 +719,7 @@ async fn gather(
                 Err(_) => break,
             }
         }
-        if batch.len() >= OVERLAP_FROM {
+        if batch.len() >= OVERLAP_FROM || waited_out {
             return batch;
         }
         // Registered before the count is read, so a commit finishing in between still wakes us.
@@ -727,13 +729,14 @@ async fn gather(
         if under_way.commits.load(Ordering::Acquire) == 0 {
             return batch;
         }
+        // Whatever ends the wait, the next round takes what came meanwhile.
         tokio::select! {
             job = rx.recv() => match job {
                 Some(job) => batch.push(job),
                 None => return batch,
             },
-            () = &mut finished => return batch,
-            () = &mut give_up => return batch,
+            () = &mut finished => {}
+            () = &mut give_up => waited_out = true,
         }
     }
 }
@@ -1264,7 +1267,7 @@ mod tests {
         for _ in 0..3 {
             tx.try_send(job()).unwrap();
         }
-        let batch = gather(&mut rx, vec![job()], &UnderWay::default()).await;
+        let batch = gather(&mut rx, vec![job()], &UnderWay::default(), JOIN_WAIT).await;
         assert_eq!(batch.len(), 4);
     }
 
@@ -1283,11 +1286,16 @@ mod tests {
                 under_way.finished.notify_waiters();
             })
         };
-        let started = std::time::Instant::now();
-        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        // Only the commit's end can end this wait (a missed wake-up fails the timeout).
+        let forever = std::time::Duration::from_secs(3600);
+        let batch = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            gather(&mut rx, vec![job()], &under_way, forever),
+        )
+        .await
+        .expect("woken when the commit under way finished");
         finishing.await.unwrap();
         assert_eq!(batch.len(), 3);
-        assert!(started.elapsed() < JOIN_WAIT * 10);
     }
 
     #[tokio::test]
@@ -1298,12 +1306,18 @@ mod tests {
         for _ in 1..OVERLAP_FROM {
             tx.try_send(job()).unwrap();
         }
-        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        let forever = std::time::Duration::from_secs(3600);
+        let batch = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            gather(&mut rx, vec![job()], &under_way, forever),
+        )
+        .await
+        .expect("a full enough group does not wait");
         assert_eq!(batch.len(), OVERLAP_FROM);
 
-        // The commit under way never finishes: the lone unit goes after JOIN_WAIT.
+        // The commit under way never finishes: the lone unit goes when its wait runs out.
         let started = std::time::Instant::now();
-        let batch = gather(&mut rx, vec![job()], &under_way).await;
+        let batch = gather(&mut rx, vec![job()], &under_way, JOIN_WAIT).await;
         assert_eq!(batch.len(), 1);
         assert!(started.elapsed() >= JOIN_WAIT);
     }
