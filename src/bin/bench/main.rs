@@ -160,6 +160,12 @@ async fn main() -> anyhow::Result<()> {
             keep,
         } => {
             if !queries_only {
+                if let Some(rate) = paced.iter().find(|rate| !(0.0..=1e6).contains(*rate)) {
+                    anyhow::bail!("--paced {rate}: give completions per second, 0 to 1000000");
+                }
+                if paced_clients == 0 && paced.iter().any(|&rate| rate > 0.0) {
+                    anyhow::bail!("--paced-clients 0: paced rows need at least one end user");
+                }
                 let paced = walkthrough_load::Paced {
                     clients: paced_clients,
                     rates: paced.into_iter().filter(|&rate| rate > 0.0).collect(),
