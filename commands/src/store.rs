@@ -656,6 +656,23 @@ struct UnderWay {
     finished: Notify,
 }
 
+impl UnderWay {
+    /// Counts a commit as under way until the returned guard is dropped, however it ends.
+    fn count(&self) -> CommitUnderWay<'_> {
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        CommitUnderWay(self)
+    }
+}
+
+struct CommitUnderWay<'a>(&'a UnderWay);
+
+impl Drop for CommitUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.commits.fetch_sub(1, Ordering::AcqRel);
+        self.0.finished.notify_waiters();
+    }
+}
+
 async fn run_committer(
     connections: Arc<KeptConnections>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
@@ -669,11 +686,11 @@ async fn run_committer(
                 None => return,
             }
         };
-        under_way.commits.fetch_add(1, Ordering::AcqRel);
         let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
-        let committed = connections.run(|conn| commit_on(conn, &uows)).await;
-        under_way.commits.fetch_sub(1, Ordering::AcqRel);
-        under_way.finished.notify_waiters();
+        let committed = {
+            let _counted = under_way.count();
+            connections.run(|conn| commit_on(conn, &uows)).await
+        };
         match committed {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
@@ -1275,17 +1292,17 @@ mod tests {
     async fn a_small_group_waits_for_the_commit_under_way_and_takes_what_came_meanwhile() {
         let (tx, mut rx) = mpsc::channel(64);
         let under_way = Arc::new(UnderWay::default());
-        under_way.commits.fetch_add(1, Ordering::AcqRel);
         let finishing = {
             let under_way = under_way.clone();
             tokio::spawn(async move {
+                let commit = under_way.count();
                 tokio::task::yield_now().await;
                 tx.send(job()).await.unwrap();
                 tx.send(job()).await.unwrap();
-                under_way.commits.fetch_sub(1, Ordering::AcqRel);
-                under_way.finished.notify_waiters();
+                drop(commit);
             })
         };
+        tokio::task::yield_now().await;
         // Only the commit's end can end this wait (a missed wake-up fails the timeout).
         let forever = std::time::Duration::from_secs(3600);
         let batch = tokio::time::timeout(
@@ -1302,7 +1319,7 @@ mod tests {
     async fn a_full_enough_group_or_a_long_wait_starts_beside_the_commit_under_way() {
         let (tx, mut rx) = mpsc::channel(64);
         let under_way = UnderWay::default();
-        under_way.commits.fetch_add(1, Ordering::AcqRel);
+        let _commit = under_way.count();
         for _ in 1..OVERLAP_FROM {
             tx.try_send(job()).unwrap();
         }
