@@ -1278,6 +1278,22 @@ mod tests {
         }
     }
 
+    /// Gathers from one new unit with no wait of its own to run out; a gathering that waits
+    /// when it should not (or misses its wake-up) fails after a generous timeout instead.
+    async fn gather_without_giving_up(
+        rx: &mut mpsc::Receiver<Job>,
+        under_way: &UnderWay,
+        expected: &str,
+    ) -> Vec<Job> {
+        let forever = std::time::Duration::from_secs(3600);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            gather(rx, vec![job()], under_way, forever),
+        )
+        .await
+        .expect(expected)
+    }
+
     #[tokio::test]
     async fn with_no_commit_under_way_a_group_goes_at_once_with_what_is_waiting() {
         let (tx, mut rx) = mpsc::channel(64);
@@ -1303,14 +1319,8 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        // Only the commit's end can end this wait (a missed wake-up fails the timeout).
-        let forever = std::time::Duration::from_secs(3600);
-        let batch = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            gather(&mut rx, vec![job()], &under_way, forever),
-        )
-        .await
-        .expect("woken when the commit under way finished");
+        // Only the commit's end can end this wait.
+        let batch = gather_without_giving_up(&mut rx, &under_way, "woken when it finished").await;
         finishing.await.unwrap();
         assert_eq!(batch.len(), 3);
     }
@@ -1323,13 +1333,7 @@ mod tests {
         for _ in 1..OVERLAP_FROM {
             tx.try_send(job()).unwrap();
         }
-        let forever = std::time::Duration::from_secs(3600);
-        let batch = tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            gather(&mut rx, vec![job()], &under_way, forever),
-        )
-        .await
-        .expect("a full enough group does not wait");
+        let batch = gather_without_giving_up(&mut rx, &under_way, "a full group goes").await;
         assert_eq!(batch.len(), OVERLAP_FROM);
 
         // The commit under way never finishes: the lone unit goes when its wait runs out.
