@@ -3,28 +3,85 @@
 
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use domain::{Actor, EventMetadata};
+use domain::{text, Actor, EventMetadata};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use uuid::Uuid;
 
 /// A JSON body. Syntax errors answer 400, type and field errors 422 naming the field, a
-/// missing content type 415, an oversize body 413.
+/// missing content type 415, an oversize body 413. Text with a NUL character (`\u0000`) is
+/// refused with 422 naming its field: no read model could store it (see `domain::text`).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        json_body(req, state, true).await.map(JsonBody)
     }
+}
+
+/// A JSON body whose NULs reach the handler, for the one that must see every attempt as sent:
+/// a failed login is recorded whatever the email held (the login scrubs it before recording).
+pub struct JsonBodyWithNul<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBodyWithNul<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        json_body(req, state, false).await.map(JsonBodyWithNul)
+    }
+}
+
+async fn json_body<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+    refuse_nul: bool,
+) -> Result<T, ApiError> {
+    if !json_content_type(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| json_rejection(e.into()))?;
+    if refuse_nul && std::str::from_utf8(&body).is_ok_and(text::has_nul_escape) {
+        let field = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|value| text::nul_path(&value))
+            .unwrap_or_else(|| "body".to_owned());
+        return Err(ApiError::Validation(vec![FieldError {
+            field,
+            message: "must not contain the NUL character (\\u0000)".to_owned(),
+        }]));
+    }
+    match axum::Json::<T>::from_bytes(&body) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(json_rejection(rejection)),
+    }
+}
+
+/// `application/json` or any `application/*+json`, as axum's own `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5
+                && subtype.is_char_boundary(subtype.len() - 5)
+                && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -181,6 +238,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        refuse_nul_in_query(query)?;
         serde_urlencoded::from_str::<T>(query)
             .map(QueryParams)
             .map_err(|e| ApiError::BadRequest {
@@ -198,11 +256,30 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        refuse_nul_in_query(query)?;
         serde_urlencoded::from_str::<Vec<(String, String)>>(query)
             .map(QueryPairs)
             .map_err(|e| ApiError::BadRequest {
                 code: "invalid_query",
                 detail: format!("invalid query string: {e}"),
             })
+    }
+}
+
+/// A `%00` in a query would reach Postgres as text it refuses: answered 400 here instead.
+fn refuse_nul_in_query(query: &str) -> Result<(), ApiError> {
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap_or_default();
+    match pairs
+        .iter()
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        Some((name, _)) => Err(ApiError::BadRequest {
+            code: "invalid_query",
+            detail: format!(
+                "invalid query parameter `{}`: must not contain the NUL character (%00)",
+                text::without_nul(name)
+            ),
+        }),
+        None => Ok(()),
     }
 }

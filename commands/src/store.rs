@@ -7,11 +7,13 @@
 use crate::cursor::Cursor;
 use crate::kept::KeptConnections;
 use chrono::{DateTime, Utc};
+use domain::text::replace_nul_escapes;
 use domain::{Aggregate, DomainEvent, EventMetadata};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -269,12 +271,17 @@ fn encode_payload<E: DomainEvent>(event: &E) -> Result<Box<RawValue>, StoreError
 }
 
 /// The inverse of [`encode_payload`]: reads the payload, JSON text, as the `event_type` variant
-/// (a null payload is a unit variant), parsing it once, into the event itself.
+/// (a null payload is a unit variant), parsing it once, into the event itself. A NUL character
+/// in it (stored before the edges refused them) reads as U+FFFD, so that no read model is ever
+/// handed text it cannot store (see `domain::text`).
 fn decode_payload<E: DomainEvent>(
     event_type: &str,
     payload: &RawValue,
 ) -> Result<E, serde_json::Error> {
     use serde::de::value::{MapAccessDeserializer, MapDeserializer, StrDeserializer};
+    if let Cow::Owned(replaced) = replace_nul_escapes(payload.get()) {
+        return decode_payload(event_type, &RawValue::from_string(replaced)?);
+    }
     if payload.get() == "null" {
         return <E as serde::Deserialize>::deserialize(StrDeserializer::<serde_json::Error>::new(
             event_type,
@@ -315,13 +322,16 @@ impl StoredEvent {
     }
 
     /// The metadata, typed. Malformed metadata (never written by us) reads as a system actor.
+    /// A NUL in it reads as U+FFFD, as in [`StoredEvent::decode`].
     pub fn typed_metadata(&self) -> EventMetadata {
-        serde_json::from_str(self.metadata.get()).unwrap_or_else(|_| EventMetadata::system())
+        serde_json::from_str(&replace_nul_escapes(self.metadata.get()))
+            .unwrap_or_else(|_| EventMetadata::system())
     }
 
     /// The payload as a JSON value, for readers that look into it without knowing its type.
+    /// A NUL in it reads as U+FFFD, as in [`StoredEvent::decode`].
     pub fn payload_value(&self) -> Value {
-        serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
+        serde_json::from_str(&replace_nul_escapes(self.payload.get())).unwrap_or(Value::Null)
     }
 }
 
@@ -1269,6 +1279,28 @@ mod tests {
         assert_eq!(back, event);
         let empty = RawValue::from_string("{}".to_owned()).unwrap();
         assert!(decode_payload::<OrganizationEvent>("NoSuchEvent", &empty).is_err());
+    }
+
+    #[test]
+    fn a_nul_stored_in_a_payload_reads_as_a_replacement_character() {
+        use domain::tool_call::{Outcome, ToolCallEvent, ToolCallRecord};
+        let event = ToolCallEvent::ToolCalled(ToolCallRecord {
+            server_id: Uuid::nil(),
+            session_id: None,
+            end_user_id: None,
+            tracking_id: None,
+            tool: "Ada".into(),
+            outcome: Outcome::Ok,
+            error: None,
+            duration_ms: 1,
+            client_name: None,
+            client_version: None,
+            arguments: Value::Null,
+        });
+        let payload = encode_payload(&event).unwrap();
+        let stored = RawValue::from_string(payload.get().replace("Ada", "A\\u0000da")).unwrap();
+        let ToolCallEvent::ToolCalled(read) = decode_payload("ToolCalled", &stored).unwrap();
+        assert_eq!(read.tool, "A\u{FFFD}da");
     }
 
     fn job() -> Job {

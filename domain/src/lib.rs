@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod organization;
 pub mod refresh_token;
 pub mod server;
+pub mod text;
 pub mod ticket;
 pub mod tool_call;
 pub mod user;

@@ -5,6 +5,7 @@
 //! 2026-era clients have no protocol session; the sessions read model groups their calls by end
 //! user and client instead (see the `mcp_usage` projection).
 
+use crate::text::{scrub_nul, scrub_string};
 use crate::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -85,10 +86,23 @@ impl Aggregate for McpSession {
 
     fn handle(&self, command: McpSessionCommand) -> Result<Vec<McpSessionEvent>, McpSessionError> {
         match command {
-            McpSessionCommand::Start(start) => {
+            McpSessionCommand::Start(mut start) => {
                 if self.start.is_some() {
                     return Err(McpSessionError::AlreadyStarted);
                 }
+                // The client names itself; a NUL in that name is kept as U+FFFD (see `text`).
+                for text in [
+                    Some(&mut start.protocol_version),
+                    start.client_name.as_mut(),
+                    start.client_version.as_mut(),
+                    start.tracking_id.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    scrub_string(text);
+                }
+                scrub_nul(&mut start.initialize_params);
                 Ok(vec![McpSessionEvent::McpSessionStarted(start)])
             }
             McpSessionCommand::End { reason } => {

@@ -2,6 +2,7 @@
 //! own one-event stream (aggregate id = call id) and recording it never contends with anything.
 //! (The MCP edge that records it comes with issue 3.)
 
+use crate::text::{scrub_string, without_nul};
 use crate::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -31,6 +32,8 @@ fn is_secret_key(key: &str) -> bool {
     SECRET_KEYS.iter().any(|s| lower.contains(s))
 }
 
+/// A copy with secret-looking values redacted, and NUL characters (which no read model can
+/// store) replaced, in values and keys.
 fn redact(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -41,16 +44,18 @@ fn redact(value: &Value) -> Value {
                     } else {
                         redact(v)
                     };
-                    (k.clone(), v)
+                    (without_nul(k).into_owned(), v)
                 })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(s) => Value::String(without_nul(s).into_owned()),
         other => other.clone(),
     }
 }
 
-/// The arguments as stored: secret-looking values redacted at any depth, then capped. Over the
+/// The arguments as stored: secret-looking values redacted and NULs replaced at any depth, then
+/// capped. Over the
 /// cap, the stored value says so and keeps a prefix of the serialized (already redacted) text.
 pub fn stored_arguments(arguments: &Value) -> Value {
     let redacted = redact(arguments);
@@ -139,8 +144,23 @@ impl Aggregate for ToolCall {
         }
         let ToolCallCommand::Record(mut record) = command;
         record.arguments = stored_arguments(&record.arguments);
-        record.error = record.error.map(|e| e.chars().take(2000).collect());
-        record.tool = record.tool.chars().take(200).collect();
+        // Recorded as the client sent them, so failures with odd input are kept too; only what no
+        // read model can store (NUL) is replaced.
+        record.error = record
+            .error
+            .map(|e| without_nul(&e).chars().take(2000).collect());
+        record.tool = without_nul(&record.tool).chars().take(200).collect();
+        for text in [
+            &mut record.session_id,
+            &mut record.tracking_id,
+            &mut record.client_name,
+            &mut record.client_version,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            scrub_string(text);
+        }
         Ok(vec![ToolCallEvent::ToolCalled(record)])
     }
 
@@ -215,5 +235,31 @@ mod tests {
             ToolCallCommand::Record(record),
         );
         assert_eq!(again.err(), Some(ToolCallError::AlreadyRecorded));
+    }
+
+    #[test]
+    fn a_call_with_nul_characters_is_recorded_with_them_replaced() {
+        let record = ToolCallRecord {
+            server_id: Uuid::nil(),
+            session_id: Some("s\u{0}".into()),
+            end_user_id: None,
+            tracking_id: None,
+            tool: "get\u{0}support".into(),
+            outcome: Outcome::Error,
+            error: Some("bad \u{0}".into()),
+            duration_ms: 1,
+            client_name: Some("ide\u{0}".into()),
+            client_version: Some("1\u{0}".into()),
+            arguments: json!({ "title\u{0}": ["a\u{0}b"] }),
+        };
+        let events = given_when::<ToolCall>(&[], ToolCallCommand::Record(record));
+        let Ok([ToolCallEvent::ToolCalled(stored)]) = events.as_deref() else {
+            panic!("expected one ToolCalled event: {events:?}");
+        };
+        let text = serde_json::to_string(stored).unwrap_or_default();
+        assert!(!text.contains("\\u0000"), "{text}");
+        assert_eq!(stored.tool, "get\u{FFFD}support");
+        assert_eq!(stored.arguments, json!({ "title\u{FFFD}": ["a\u{FFFD}b"] }));
+        assert_eq!(stored.client_name.as_deref(), Some("ide\u{FFFD}"));
     }
 }

@@ -2,8 +2,10 @@
 //! compare, such as NUL bytes, are a 4xx and never a 500 or an endless retry.
 
 use crate::helpers::*;
+use crate::mcp_raw::Mcp;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn nul_bytes_and_control_characters_are_client_errors() {
@@ -24,16 +26,22 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // In filters: a clear 400, for pages and for the live stream.
+    // In filters: a clear 400 naming the parameter, for pages and for the live stream, before
+    // any route reads its query.
     for path in [
         format!("/api/v1/orgs/{org}/events?type=Server%00Created"),
         format!("/api/v1/orgs/{org}/events/stream?type=Server%00Created"),
-        format!("/api/v1/orgs/{org}/events?type=drop%20table"),
+        format!("/api/v1/orgs/{org}/tool-calls?tool=get%00support"),
     ] {
         let (status, body) = app.get(&path, &owner.token).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert_eq!(body["code"], "invalid_type");
+        assert_eq!(body["code"], "invalid_query");
+        assert!(body["detail"].as_str().unwrap_or_default().contains("NUL"));
     }
+    let path = format!("/api/v1/orgs/{org}/events?type=drop%20table");
+    let (status, body) = app.get(&path, &owner.token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    assert_eq!(body["code"], "invalid_type");
 
     // In bodies: validation errors, and a failed login with a NUL in the email is still
     // recorded (without the control character) and answered 401.
@@ -62,4 +70,119 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
     .await
     .unwrap();
     assert_eq!(recorded, 1);
+}
+
+/// A NUL reaching an event would be refused by every read model it is projected into, and a
+/// projection cannot get past an event it cannot apply: one anonymous tool call would stop the
+/// usage and ticket read models of every org. So the edges refuse it, facts recorded as sent
+/// keep it as U+FFFD, and an event stored with one before (inserted here directly) reads as
+/// U+FFFD too.
+#[tokio::test]
+async fn a_nul_in_text_is_refused_at_the_edges_and_never_stalls_a_projection() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+
+    // REST bodies: 422 naming the field, at any depth, and nothing stored.
+    let walkthroughs = format!("/api/v1/orgs/{org}/walkthroughs");
+    let (status, body) = app
+        .post(&walkthroughs, &owner.token, json!({ "title": "a\u{0}b" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "title", "{body}");
+    let (status, created) = app
+        .post(&walkthroughs, &owner.token, json!({ "title": "Tour" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let steps = format!("{walkthroughs}/{}/steps", created["id"].as_str().unwrap());
+    let (status, body) = app
+        .post(
+            &steps,
+            &owner.token,
+            json!({ "title": "One", "content": "ok", "operations": ["run", "x\u{0}"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "operations[1]", "{body}");
+    // An escaped backslash followed by `u0000` is plain text, not a NUL.
+    let (status, body) = app
+        .post(
+            &walkthroughs,
+            &owner.token,
+            json!({ "title": "C: \\u0000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["title"], "C: \\u0000");
+
+    // MCP: a client naming itself with a NUL gets its session; a tool argument with one is a
+    // tool error naming the field (recorded, with U+FFFD); the next call goes through.
+    let mut client = Mcp::new(app.url("/s/acme-docs/t/user-1/mcp"));
+    client.initialize("ide\u{0}x").await;
+    let reply = client
+        .call_tool(
+            "get_support",
+            json!({ "title": "nul \u{0} here", "description": "d" }),
+        )
+        .await;
+    let result = reply.result();
+    assert_eq!(result["isError"], true, "{}", reply.text);
+    assert!(
+        reply.text.contains("`title` must not contain the NUL"),
+        "{}",
+        reply.text
+    );
+    let reply = client
+        .call_tool(
+            "get_support",
+            json!({ "title": "fine", "description": "d" }),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+
+    // A ToolCalled event with a NUL in its arguments, as stored before the edges refused them.
+    let pool = app.env.pool().await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, org_id) \
+         SELECT aggregate_type, gen_random_uuid()::text, 1, event_type, event_version, \
+                replace(payload::text, '\"fine\"', '\"stored fi\\u0000ne\"')::json, metadata, org_id \
+         FROM events WHERE event_type = 'ToolCalled' AND payload::text LIKE '%\"fine\"%'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // Every call is projected, the stored NUL included, and the usage projection keeps going.
+    let titles: Vec<Value> =
+        eventually("tool calls projected", Duration::from_secs(15), || async {
+            let (status, body) = app
+                .get(&format!("/api/v1/orgs/{org}/tool-calls"), &owner.token)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let items = body["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == 3).then(|| {
+                items
+                    .iter()
+                    .map(|c| c["arguments"]["title"].clone())
+                    .collect()
+            })
+        })
+        .await;
+    for title in ["nul \u{FFFD} here", "fine", "stored fi\u{FFFD}ne"] {
+        assert!(titles.contains(&json!(title)), "{title} in {titles:?}");
+    }
+    let (status, sessions) = app
+        .get(&format!("/api/v1/orgs/{org}/sessions"), &owner.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    assert_eq!(
+        sessions["items"][0]["client_name"], "ide\u{FFFD}x",
+        "{sessions}"
+    );
+    let out = app.env.cli(&["projections", "status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(!status.contains("invalid byte sequence"), "{status}");
+    assert!(!status.contains("Unicode escape"), "{status}");
 }

@@ -2,7 +2,7 @@
 
 use crate::auth::{passwords, tokens};
 use crate::error::ApiError;
-use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::extract::{AuthUser, JsonBody, JsonBodyWithNul, RequestContext};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::State;
@@ -171,7 +171,7 @@ pub async fn signup(
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
-    JsonBody(body): JsonBody<LoginBody>,
+    JsonBodyWithNul(body): JsonBodyWithNul<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let typed_email = body.email.trim().to_lowercase();
     if let Err(wait) = state.limiter.check(&typed_email, ctx.client_ip.as_deref()) {

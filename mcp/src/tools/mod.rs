@@ -107,6 +107,14 @@ pub async fn call(
     arguments: &JsonObject,
 ) -> Result<CallToolResponse, ErrorData> {
     let name = request.name.as_ref();
+    // Before any tool sees them: no read model could store a NUL (see `domain::text`). The call
+    // is still recorded, with its NULs replaced.
+    if let Some(field) = domain::text::nul_field(arguments) {
+        return Ok(tool_error(format!(
+            "`{field}` must not contain the NUL character (\\u0000); remove it and call again"
+        ))
+        .into());
+    }
     match name {
         support::NAME if cx.tenant.support_tool => {
             support::call(cx, arguments).await.map(Into::into)
