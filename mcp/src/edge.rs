@@ -4,7 +4,7 @@
 
 use crate::coalesce;
 use crate::identity::Caller;
-use crate::sessions::{RequestScope, SCOPE};
+use crate::sessions::{RequestScope, SessionCheck, SCOPE};
 use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
 use crate::{McpEdge, MAX_BODY_BYTES};
 use axum::body::Body;
@@ -185,7 +185,9 @@ impl McpEdge {
             .filter(|_| !is_stateless_era(&request))
             .map(str::to_owned);
         if let Some(session_id) = session_id {
-            self.check_session(&session_id, &tenant).await?;
+            let tracking_id = caller.tracking_id.as_ref().map(|t| t.as_str());
+            self.check_session(&session_id, &tenant, tracking_id)
+                .await?;
         }
 
         let metadata = Arc::new(metadata);
@@ -287,25 +289,37 @@ impl McpEdge {
         Ok((caller, metadata))
     }
 
-    /// A session named by a 2025-era request must be a live session of this very server,
-    /// whichever instance holds it.
-    async fn check_session(&self, session_id: &str, tenant: &Tenant) -> Result<(), Refused> {
+    /// A session named by a 2025-era request must be a live session of this very server and
+    /// end user (the tracking id it was started with), whichever instance holds it.
+    async fn check_session(
+        &self,
+        session_id: &str,
+        tenant: &Tenant,
+        tracking_id: Option<&str>,
+    ) -> Result<(), Refused> {
+        let not_found = || {
+            refuse(
+                StatusCode::NOT_FOUND,
+                INVALID_REQUEST,
+                "Session not found: it has ended, or it was started on another server or for \
+                 another end user; initialize a new session",
+            )
+        };
         match self
             .core
             .sessions
-            .is_live_on(session_id, tenant.server_id)
+            .check(session_id, tenant.server_id, tracking_id)
             .await
         {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                // Ended elsewhere (or never ours): drop any copy held here.
+            Ok(SessionCheck::Live) => Ok(()),
+            Ok(SessionCheck::NotYours) => Err(not_found()),
+            Ok(SessionCheck::Gone) => {
+                // Ended elsewhere: drop any copy held here.
                 let id = session_id.to_owned().into();
                 if self.local_sessions.has_session(&id).await.unwrap_or(false) {
                     let _ = self.local_sessions.close_session(&id).await;
                 }
-                Err(Box::new(
-                    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response(),
-                ))
+                Err(not_found())
             }
             Err(e) => Err(unavailable(e)),
         }

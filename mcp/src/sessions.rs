@@ -42,10 +42,44 @@ pub const SESSION_RECHECK: Duration = Duration::from_secs(1);
 
 const MAX_CACHED: usize = 100_000;
 
-/// Which server each live session belongs to, from the event store, briefly cached.
+/// Whose a live session is: the server it was started on and the end user its URL named (the
+/// tracking id, or none). A request on the session must come the same way: one end user's
+/// session id used under another tracking id would file their calls under the wrong person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub server_id: Uuid,
+    pub tracking_id: Option<String>,
+}
+
+impl SessionOwner {
+    fn of(start: &SessionStart) -> Self {
+        Self {
+            server_id: start.server_id,
+            tracking_id: start.tracking_id.clone(),
+        }
+    }
+
+    fn is(&self, server_id: Uuid, tracking_id: Option<&str>) -> bool {
+        self.server_id == server_id && self.tracking_id.as_deref() == tracking_id
+    }
+}
+
+/// What the event store says of a session a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// Live, and the request comes from its server and end user.
+    Live,
+    /// Live, but another server's or another end user's: as unknown to this request as one
+    /// that never existed, and left alone for its owner.
+    NotYours,
+    /// Ended, or never started.
+    Gone,
+}
+
+/// Whose each live session is, from the event store, briefly cached.
 pub struct Sessions {
     store: EventStore,
-    live: RwLock<HashMap<String, (Instant, Uuid)>>,
+    live: RwLock<HashMap<String, (Instant, SessionOwner)>>,
 }
 
 impl Sessions {
@@ -56,37 +90,48 @@ impl Sessions {
         }
     }
 
-    /// Whether `session_id` is a live session of `server_id`. Another server's session is as
-    /// unknown as one that never existed.
-    pub async fn is_live_on(&self, session_id: &str, server_id: Uuid) -> Result<bool, StoreError> {
-        if let Some((at, owner)) = self
-            .live
-            .read()
-            .ok()
-            .and_then(|l| l.get(session_id).copied())
-        {
-            if at.elapsed() < SESSION_RECHECK {
-                return Ok(owner == server_id);
+    /// Whether `session_id` is a live session of `server_id` started for `tracking_id`.
+    pub async fn check(
+        &self,
+        session_id: &str,
+        server_id: Uuid,
+        tracking_id: Option<&str>,
+    ) -> Result<SessionCheck, StoreError> {
+        let verdict = |yours: bool| {
+            if yours {
+                SessionCheck::Live
+            } else {
+                SessionCheck::NotYours
             }
+        };
+        let cached = self.live.read().ok().and_then(|l| {
+            l.get(session_id)
+                .filter(|(at, _)| at.elapsed() < SESSION_RECHECK)
+                .map(|(_, owner)| owner.is(server_id, tracking_id))
+        });
+        if let Some(yours) = cached {
+            return Ok(verdict(yours));
         }
         match mcp_sessions::live(&self.store, session_id).await? {
             Some(start) => {
-                self.remember(session_id, start.server_id);
-                Ok(start.server_id == server_id)
+                let owner = SessionOwner::of(&start);
+                let yours = owner.is(server_id, tracking_id);
+                self.remember(session_id, owner);
+                Ok(verdict(yours))
             }
             None => {
                 self.forget(session_id);
-                Ok(false)
+                Ok(SessionCheck::Gone)
             }
         }
     }
 
-    fn remember(&self, session_id: &str, server_id: Uuid) {
+    fn remember(&self, session_id: &str, owner: SessionOwner) {
         if let Ok(mut live) = self.live.write() {
             if live.len() >= MAX_CACHED {
                 live.clear();
             }
-            live.insert(session_id.to_owned(), (Instant::now(), server_id));
+            live.insert(session_id.to_owned(), (Instant::now(), owner));
         }
     }
 
@@ -122,11 +167,13 @@ impl SessionStore for EventSourcedSessionStore {
         let Some(start) = mcp_sessions::live(&self.store, session_id).await? else {
             return Ok(None);
         };
-        if start.server_id != scope.tenant.server_id {
+        let owner = SessionOwner::of(&start);
+        let tracking_id = scope.caller.tracking_id.as_ref().map(|t| t.as_str());
+        if !owner.is(scope.tenant.server_id, tracking_id) {
             return Ok(None);
         }
         let params: InitializeRequestParams = serde_json::from_value(start.initialize_params)?;
-        self.sessions.remember(session_id, start.server_id);
+        self.sessions.remember(session_id, owner);
         Ok(Some(SessionState::new(params)))
     }
 
@@ -147,10 +194,11 @@ impl SessionStore for EventSourcedSessionStore {
             client_version: Some(params.client_info.version.clone()),
             initialize_params: serde_json::to_value(params).map_err(|e| fail(&scope, e))?,
         };
+        let owner = SessionOwner::of(&start);
         mcp_sessions::start(&self.store, session_id, start, &scope.metadata)
             .await
             .map_err(|e| fail(&scope, e))?;
-        self.sessions.remember(session_id, scope.tenant.server_id);
+        self.sessions.remember(session_id, owner);
         Ok(())
     }
 

@@ -158,6 +158,41 @@ async fn sessions_end_on_delete_and_unknown_ones_are_404() {
     );
 }
 
+/// A session belongs to the end user its URL named: the same session id under another tracking
+/// id (or none) would file that caller's calls in someone else's session. It is answered as an
+/// unknown session, as JSON-RPC, and stays usable by its owner.
+#[tokio::test]
+async fn a_session_is_served_only_to_the_end_user_it_was_started_for() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let mut ada = Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    ada.initialize("ada-ide").await;
+    for other in ["/s/acme-docs/t/mallory/mcp", "/s/acme-docs/mcp"] {
+        let mut mallory = Mcp::new(app.url(other));
+        mallory.session_id = ada.session_id.clone();
+        let reply = mallory
+            .call_tool("get_support", json!({ "title": "t", "description": "d" }))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{other}: {}",
+            reply.text
+        );
+        assert_eq!(reply.error_code(), Some(-32600), "{}", reply.text);
+        assert!(reply.text.contains("Session not found"), "{}", reply.text);
+    }
+    let reply = ada
+        .call_tool(
+            "get_support",
+            json!({ "title": "mine", "description": "d" }),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    let recorded = calls(&app, &owner, &org, 1).await;
+    assert_eq!(recorded[0]["tracking_id"], "ada", "{recorded:?}");
+}
+
 #[tokio::test]
 async fn a_session_started_on_one_instance_continues_on_another() {
     let app = spawn_app().await;
