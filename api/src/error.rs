@@ -39,6 +39,8 @@ pub enum ApiError {
         code: &'static str,
         detail: String,
     },
+    /// 405: the route exists but not with this method (axum adds `Allow`).
+    MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests {
@@ -128,6 +130,14 @@ impl IntoResponse for ApiError {
                 (StatusCode::NOT_FOUND, code, detail, None, None)
             }
             ApiError::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail, None, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method; the Allow header lists those it does"
+                    .to_owned(),
+                None,
+                None,
+            ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -120,13 +120,49 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// axum prefixes its own sentence; keep serde's part.
+/// axum prefixes its own sentence; keep serde's part, in the client's terms: serde names our
+/// Rust types (`expected struct CreateBody`), which mean nothing to a client.
 fn inner_message(text: &str) -> String {
-    text.split_once("target type: ")
+    let message = text
+        .split_once("target type: ")
         .map(|(_, rest)| rest)
         .or_else(|| text.split_once("JSON: ").map(|(_, rest)| rest))
-        .unwrap_or(text)
-        .to_owned()
+        .unwrap_or(text);
+    match message.split_once("expected struct ") {
+        Some((before, after)) => {
+            let rest = after.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
+            // A JSON array is read as the struct's fields in order: "... with 2 elements".
+            let rest = match rest.strip_prefix(" with ") {
+                Some(count) => count
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .trim_start_matches(" elements")
+                    .trim_start_matches(" element"),
+                None => rest,
+            };
+            let before = before
+                .replace("invalid length 0, ", "invalid type: empty array, ")
+                .replace("invalid type: sequence, ", "invalid type: array, ");
+            format!("{before}expected a JSON object{rest}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inner_message;
+
+    #[test]
+    fn serde_messages_never_name_our_types() {
+        assert_eq!(
+            inner_message("invalid type: sequence, expected struct CreateBody at line 1 column 0"),
+            "invalid type: array, expected a JSON object at line 1 column 0"
+        );
+        assert_eq!(
+            inner_message("missing field `title`"),
+            "missing field `title`"
+        );
+    }
 }
 
 /// serde names the field in "missing field `x`" / "unknown field `x`" messages.

@@ -142,13 +142,8 @@ async fn not_found() -> ApiError {
     }
 }
 
-async fn method_not_allowed() -> Response {
-    let mut response = axum::response::IntoResponse::into_response(ApiError::BadRequest {
-        code: "method_not_allowed",
-        detail: "this route does not accept that method".to_owned(),
-    });
-    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-    response
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// A span per request (method, path, request id; actor and org once known) and response

@@ -660,6 +660,11 @@ async fn unreadable_bodies_get_400_413_415_422_and_never_500() {
     let got = app.call(Method::GET, SIGNUP, None, None).await;
     assert_eq!(got.0, StatusCode::METHOD_NOT_ALLOWED, "{}", got.1);
     assert_eq!(got.1["code"], "method_not_allowed");
+    assert_eq!(
+        got.1["status"], 405,
+        "the body agrees with the status: {}",
+        got.1
+    );
 
     // After all that the server is healthy and answers normally.
     let (status, _) = app.get(ME, &user.token).await;

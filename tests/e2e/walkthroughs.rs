@@ -276,6 +276,16 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A body that forgot where to move the step is refused, not read as "first".
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/steps/{s1}/move")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "after_step_id", "{body}");
     let (status, body) = app
         .patch(
             &a.path(&format!("/walkthroughs/{wt}/steps/{s15}")),

@@ -85,9 +85,17 @@ pub struct EditStepBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveBody {
-    /// The step to follow; `null` makes it the first.
-    #[schema(value_type = Option<Uuid>)]
+    /// The step to follow; `null` makes it the first. Required: a body that forgot it must not
+    /// move the step to the top.
+    #[serde(deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<Uuid>, required = true)]
     after_step_id: Option<Uuid>,
+}
+
+/// A field that must be sent, though it may be `null` (with `deserialize_with` and no
+/// `default`, serde reports it missing instead of reading it as `None`).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
+    Option::deserialize(d)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
