@@ -55,8 +55,8 @@ fn redact(value: &Value) -> Value {
 }
 
 /// The arguments as stored: secret-looking values redacted and NULs replaced at any depth, then
-/// capped. Over the
-/// cap, the stored value says so and keeps a prefix of the serialized (already redacted) text.
+/// capped. Over the cap, the stored value says so and keeps a prefix of the serialized (already
+/// redacted) text.
 pub fn stored_arguments(arguments: &Value) -> Value {
     let redacted = redact(arguments);
     let text = redacted.to_string();
