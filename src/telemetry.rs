@@ -1,6 +1,8 @@
 //! One place that sets up logging: an `EnvFilter` with a sensible default (override with
 //! `RUST_LOG`), text or JSON lines on stderr.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: &str) {
@@ -8,7 +10,10 @@ pub fn init(format: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,rmcp=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: redirected to a file or a log collector,
+        // the escape codes would be noise in every line.
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {

@@ -64,6 +64,23 @@ pub fn reference(ticket_id: Uuid) -> String {
     format!("TCK-{}", simple[..8].to_ascii_uppercase())
 }
 
+/// The ids a quoted reference (`TCK-1A2B3C4D`, any case) can stand for: every id whose first
+/// 8 hex digits are the reference's, as an inclusive range in the order Postgres sorts `uuid`.
+pub fn reference_range(quoted: &str) -> Option<(Uuid, Uuid)> {
+    let hex = quoted
+        .get(..4)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("TCK-"))
+        .map(|_| &quoted[4..])?;
+    if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let high = u128::from(u32::from_str_radix(hex, 16).ok()?) << 96;
+    Some((
+        Uuid::from_u128(high),
+        Uuid::from_u128(high | ((1u128 << 96) - 1)),
+    ))
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Ticket {
     pub opened: bool,
@@ -253,6 +270,31 @@ mod tests {
     use super::*;
     use crate::aggregate::{given_when, replay};
     use TicketStatus::*;
+
+    #[test]
+    fn a_reference_stands_for_the_ids_that_start_with_its_digits() {
+        let id: Uuid = "1a2b3c4d-5e6f-4000-8000-00000000abcd".parse().unwrap();
+        let quoted = reference(id);
+        assert_eq!(quoted, "TCK-1A2B3C4D");
+        for form in [quoted.as_str(), "tck-1a2b3c4d", "Tck-1A2b3C4d"] {
+            let (low, high) = reference_range(form).unwrap();
+            assert_eq!(low.to_string(), "1a2b3c4d-0000-0000-0000-000000000000");
+            assert_eq!(high.to_string(), "1a2b3c4d-ffff-ffff-ffff-ffffffffffff");
+            assert!(low <= id && id <= high);
+        }
+        for bad in [
+            "",
+            "TCK-",
+            "TCK-1A2B3C4",
+            "TCK-1A2B3C4D5",
+            "TCK-1A2B3C4G",
+            "TKT-1A2B3C4D",
+            "TCK-+A2B3C4D",
+            "TCK-é2B3C4D",
+        ] {
+            assert_eq!(reference_range(bad), None, "{bad:?}");
+        }
+    }
 
     fn opened() -> Vec<TicketEvent> {
         vec![TicketEvent::TicketOpened {

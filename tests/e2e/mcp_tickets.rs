@@ -188,6 +188,25 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         .get(&format!("/api/v1/orgs/{org}/tickets?limit=1"), &owner.token)
         .await;
     assert_eq!(page1["items"][0]["id"], second.as_str());
+    let quoted = page1["items"][0]["reference"].as_str().unwrap().to_owned();
+    assert_eq!(quoted, format!("TCK-{}", second[..8].to_ascii_uppercase()));
+    // The reference the end user quotes finds the ticket, in either case, for reads and writes.
+    for form in [quoted.clone(), quoted.to_ascii_lowercase()] {
+        let (status, by_reference) = app
+            .get(&format!("/api/v1/orgs/{org}/tickets/{form}"), &owner.token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{form}: {by_reference}");
+        assert_eq!(by_reference["id"], second.as_str());
+    }
+    let (status, commented) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/tickets/{quoted}/comments"),
+            &owner.token,
+            json!({ "body": "Found by its reference" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{commented}");
+    assert_eq!(commented["id"], second.as_str());
     let cursor = page1["next_cursor"].as_str().unwrap();
     let (_, page2) = app
         .get(
@@ -210,13 +229,16 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-    let (status, _) = app
-        .get(
-            &format!("/api/v1/orgs/{org}/tickets/not-a-uuid"),
-            &owner.token,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    for unknown in ["not-a-uuid", "TCK-", "TCK-ZZZZZZZZ", "TCK-00000000X"] {
+        let (status, body) = app
+            .get(
+                &format!("/api/v1/orgs/{org}/tickets/{unknown}"),
+                &owner.token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}: {body}");
+        assert_eq!(body["code"], "ticket_not_found");
+    }
 
     // Analytics over the calls that opened them (the tool-call read model catches up on its
     // own; the ticket reads above waited only for the tickets one).
@@ -302,8 +324,10 @@ async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_th
     let end_user = users_a["items"][0]["id"].as_str().unwrap().to_owned();
 
     // Alice's objects through Bob's org: not found, and Bob's lists are empty.
+    let quoted = format!("TCK-{}", ticket_id[..8].to_ascii_uppercase());
     for (path, code) in [
         (format!("/tickets/{ticket_id}"), "ticket_not_found"),
+        (format!("/tickets/{quoted}"), "ticket_not_found"),
         (format!("/users/{end_user}"), "end_user_not_found"),
         (format!("/sessions/{a_session}"), "session_not_found"),
     ] {

@@ -13,11 +13,11 @@ use axum::response::IntoResponse;
 use axum::Json;
 use commands::services::tickets::{self, AssignError};
 use commands::{ExecuteError, Executed};
-use domain::ticket::{reference, Ticket, TicketError, TicketEvent, TicketStatus};
+use domain::ticket::{reference, reference_range, Ticket, TicketError, TicketEvent, TicketStatus};
 use domain::values::OrgId;
 use domain::Aggregate;
 use projections::models::tickets::{self as rm, TicketFilter};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -83,8 +83,20 @@ fn parse_status(raw: &str) -> Result<TicketStatus, ApiError> {
     })
 }
 
-fn ticket_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found("ticket"))
+/// A ticket named in a path: by its id, or by the `TCK-…` reference its end user was given.
+async fn ticket_id(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiError> {
+    if let Ok(id) = raw.parse() {
+        return Ok(id);
+    }
+    let range = reference_range(raw).ok_or_else(|| ApiError::not_found("ticket"))?;
+    match rm::ids_in_range(&state.pool, org, range).await?.as_slice() {
+        [id] => Ok(*id),
+        [] => Err(ApiError::not_found("ticket")),
+        _ => Err(ApiError::Conflict {
+            code: "ambiguous_reference",
+            detail: format!("more than one ticket has the reference {raw}; use the ticket id"),
+        }),
+    }
 }
 
 #[utoipa::path(operation_id = "tickets_list", get, path = "/api/v1/orgs/{org}/tickets", tag = "tickets",
@@ -112,9 +124,25 @@ pub async fn list(
         end_user_id: q.end_user,
     };
     let rows = rm::list(&state.pool, org, &filter, before, limit).await?;
-    Ok(paging::page(rows, limit, |r| {
-        (r.created_at, r.id.to_string())
+    let items = rows.into_iter().map(Listed::from).collect();
+    Ok(paging::page(items, limit, |r: &Listed| {
+        (r.row.created_at, r.row.id.to_string())
     }))
+}
+
+/// A list item: the ticket's row and the reference its end user was given and quotes back.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    row: rm::TicketRow,
+    reference: String,
+}
+
+impl From<rm::TicketRow> for Listed {
+    fn from(row: rm::TicketRow) -> Self {
+        let reference = reference(row.id);
+        Self { row, reference }
+    }
 }
 
 async fn detail(state: &AppState, org: OrgId, id: Uuid) -> Result<Value, ApiError> {
@@ -157,7 +185,7 @@ async fn written(
 }
 
 #[utoipa::path(operation_id = "tickets_get", get, path = "/api/v1/orgs/{org}/tickets/{ticket}", tag = "tickets",
-    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = Uuid, Path, description = "Ticket id")), security(("bearer" = [])),
+    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), security(("bearer" = [])),
     responses((status = 200, description = "The ticket with its activity timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -165,12 +193,12 @@ pub async fn get(
     Path((org_ref, ticket_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = ticket_id(&ticket_ref)?;
+    let id = ticket_id(&state, org, &ticket_ref).await?;
     Ok(Json(detail(&state, org, id).await?))
 }
 
 #[utoipa::path(operation_id = "tickets_change_status", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/status", tag = "tickets",
-    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = Uuid, Path, description = "Ticket id")), request_body = StatusBody, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = StatusBody, security(("bearer" = [])),
     responses((status = 200, description = "The ticket after the change"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "Illegal transition; the detail names the allowed ones", body = Problem), (status = 422, description = "Unknown status", body = Problem)))]
 pub async fn change_status(
     State(state): State<AppState>,
@@ -180,7 +208,7 @@ pub async fn change_status(
     JsonBody(body): JsonBody<StatusBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = ticket_id(&ticket_ref)?;
+    let id = ticket_id(&state, org, &ticket_ref).await?;
     let to = parse_status(&body.status)?;
     let done = tickets::change_status(
         &state.store,
@@ -196,7 +224,7 @@ pub async fn change_status(
 }
 
 #[utoipa::path(operation_id = "tickets_comment", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/comments", tag = "tickets",
-    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = Uuid, Path, description = "Ticket id")), request_body = CommentBody, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = CommentBody, security(("bearer" = [])),
     responses((status = 200, description = "The ticket with the comment in its timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 422, description = "Empty or oversize body", body = Problem)))]
 pub async fn comment(
     State(state): State<AppState>,
@@ -206,7 +234,7 @@ pub async fn comment(
     JsonBody(body): JsonBody<CommentBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = ticket_id(&ticket_ref)?;
+    let id = ticket_id(&state, org, &ticket_ref).await?;
     let done = tickets::comment(
         &state.store,
         org.0,
@@ -221,7 +249,7 @@ pub async fn comment(
 }
 
 #[utoipa::path(operation_id = "tickets_assign", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/assign", tag = "tickets",
-    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = Uuid, Path, description = "Ticket id")), request_body = AssignBody, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = AssignBody, security(("bearer" = [])),
     responses((status = 200, description = "The ticket with its new assignee"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 422, description = "Not a member of the org", body = Problem)))]
 pub async fn assign(
     State(state): State<AppState>,
@@ -231,7 +259,7 @@ pub async fn assign(
     JsonBody(body): JsonBody<AssignBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = ticket_id(&ticket_ref)?;
+    let id = ticket_id(&state, org, &ticket_ref).await?;
     let done = tickets::assign(
         &state.store,
         org.0,

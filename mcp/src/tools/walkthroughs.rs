@@ -259,6 +259,15 @@ async fn offered(cx: &CallContext<'_>) -> Result<Offer, ErrorData> {
         .map_err(unavailable)
 }
 
+/// "1 step", "10 steps": the count as the listing reads it.
+fn step_count_text(count: usize) -> String {
+    if count == 1 {
+        "1 step".to_owned()
+    } else {
+        format!("{count} steps")
+    }
+}
+
 fn progress_json(progress: &WalkthroughProgress) -> Value {
     match &progress.run {
         None => json!({ "status": "not_started" }),
@@ -299,11 +308,11 @@ async fn list(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
         };
         let _ = writeln!(
             text,
-            "{}. {} (id: {}) — {} steps, {status}{}",
+            "{}. {} (id: {}) — {}, {status}{}",
             i + 1,
             w.title,
             w.walkthrough_id,
-            w.steps.len(),
+            step_count_text(w.steps.len()),
             w.description
                 .as_deref()
                 .map(|d| format!("\n   {d}"))
@@ -581,9 +590,14 @@ async fn respond(
             )
         } else {
             format!(
-                "Walkthrough complete: \"{}\", all {total} steps done. Congratulate the user and \
-                 ask whether they want to explore anything else.",
-                version.title
+                "Walkthrough complete: \"{}\", {} done. Congratulate the user and ask whether \
+                 they want to explore anything else.",
+                version.title,
+                if total == 1 {
+                    "its one step".to_owned()
+                } else {
+                    format!("all {total} steps")
+                }
             )
         };
         let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);

@@ -197,6 +197,24 @@ pub async fn get(
     .await
 }
 
+/// The org's tickets whose ids lie in `range` (see `domain::ticket::reference_range`), at most
+/// two: enough to tell a reference that names one ticket from one that names several.
+pub async fn ids_in_range(
+    pool: &PgPool,
+    org: OrgId,
+    range: (Uuid, Uuid),
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT ticket_id FROM rm_tickets WHERE org_id = $1 AND ticket_id BETWEEN $2 AND $3 \
+         ORDER BY ticket_id LIMIT 2",
+    )
+    .bind(org.0)
+    .bind(range.0)
+    .bind(range.1)
+    .fetch_all(pool)
+    .await
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ActivityRow {
     pub occurred_at: DateTime<Utc>,
