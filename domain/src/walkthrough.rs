@@ -244,6 +244,11 @@ pub enum WalkthroughEvent {
     WalkthroughUnpublished {
         version: u32,
     },
+    /// An unpublished walkthrough shown again unchanged: the same version, not a copy of it,
+    /// so its runs and analytics stay under one version.
+    WalkthroughRepublished {
+        version: u32,
+    },
     WalkthroughArchived,
     WalkthroughAssigned {
         server_id: Uuid,
@@ -271,6 +276,7 @@ impl DomainEvent for WalkthroughEvent {
             Self::StepMoved { .. } => "StepMoved",
             Self::WalkthroughPublished { .. } => "WalkthroughPublished",
             Self::WalkthroughUnpublished { .. } => "WalkthroughUnpublished",
+            Self::WalkthroughRepublished { .. } => "WalkthroughRepublished",
             Self::WalkthroughArchived => "WalkthroughArchived",
             Self::WalkthroughAssigned { .. } => "WalkthroughAssigned",
             Self::WalkthroughAssignmentChanged { .. } => "WalkthroughAssignmentChanged",
@@ -453,13 +459,17 @@ impl Aggregate for Walkthrough {
                 if self.steps.is_empty() {
                     return Err(WalkthroughError::NoSteps);
                 }
-                if self.version > 0
-                    && self.status == WalkthroughStatus::Published
+                let unchanged = self.version > 0
                     && self.steps == self.published
                     && self.title == self.published_title
-                    && self.description == self.published_description
-                {
+                    && self.description == self.published_description;
+                if unchanged && self.status == WalkthroughStatus::Published {
                     return Err(WalkthroughError::NothingToPublish(self.version));
+                }
+                if unchanged {
+                    return Ok(vec![E::WalkthroughRepublished {
+                        version: self.version,
+                    }]);
                 }
                 Ok(vec![E::WalkthroughPublished {
                     version: self.version + 1,
@@ -557,6 +567,7 @@ impl Aggregate for Walkthrough {
                 self.published_description = description.clone();
             }
             E::WalkthroughUnpublished { .. } => self.status = WalkthroughStatus::Unpublished,
+            E::WalkthroughRepublished { .. } => self.status = WalkthroughStatus::Published,
             E::WalkthroughArchived => self.status = WalkthroughStatus::Archived,
             E::WalkthroughAssigned {
                 server_id,
@@ -793,6 +804,35 @@ mod tests {
         assert!(matches!(
             &v2[0],
             WalkthroughEvent::WalkthroughPublished { version: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn publishing_again_after_unpublishing_without_edits_shows_the_same_version() {
+        let mut history = vec![created(), added(10, None)];
+        history.extend(given_when::<Walkthrough>(&history, WalkthroughCommand::Publish).unwrap());
+        history.extend(given_when::<Walkthrough>(&history, WalkthroughCommand::Unpublish).unwrap());
+        let again = given_when::<Walkthrough>(&history, WalkthroughCommand::Publish).unwrap();
+        assert_eq!(
+            again,
+            vec![WalkthroughEvent::WalkthroughRepublished { version: 1 }]
+        );
+        history.extend(again);
+        let state = replay::<Walkthrough>(&history);
+        assert_eq!(
+            (state.status, state.version),
+            (WalkthroughStatus::Published, 1)
+        );
+        assert_eq!(
+            given_when::<Walkthrough>(&history, WalkthroughCommand::Publish),
+            Err(WalkthroughError::NothingToPublish(1))
+        );
+        // With an edit made while unpublished, publishing makes a new version.
+        history.extend(given_when::<Walkthrough>(&history, WalkthroughCommand::Unpublish).unwrap());
+        history.push(added(11, Some(10)));
+        assert!(matches!(
+            &given_when::<Walkthrough>(&history, WalkthroughCommand::Publish).unwrap()[0],
+            WalkthroughEvent::WalkthroughPublished { version: 2, steps, .. } if steps.len() == 2
         ));
     }
 

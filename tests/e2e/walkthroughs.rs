@@ -446,6 +446,23 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("unpublished"))
     );
+    // Published again without edits: the same version is shown again, not a copy of it.
+    let body = a.publish(&wt).await;
+    assert_eq!(
+        (body["status"].as_str(), body["published_version"].as_i64()),
+        (Some("published"), Some(2)),
+        "{body}"
+    );
+    let (_, versions) = a.get(&format!("/walkthroughs/{wt}/versions")).await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/unpublish")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app
         .post(
             &a.path(&format!("/walkthroughs/{wt}/archive")),

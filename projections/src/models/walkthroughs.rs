@@ -137,6 +137,18 @@ impl Projection for WalkthroughsProjection {
                         )
                         .await?;
                     }
+                    E::WalkthroughRepublished { version } => {
+                        set_status(
+                            conn,
+                            &walkthroughs,
+                            org_id,
+                            id,
+                            WalkthroughStatus::Published,
+                            Some(version),
+                            at,
+                        )
+                        .await?;
+                    }
                     E::WalkthroughUnpublished { .. } => {
                         set_status(
                             conn,
