@@ -104,11 +104,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/orgs/{org}/walkthroughs/{walkthrough}/analytics",
-            get(walkthroughs::analytics),
+            get(walkthrough_analytics::analytics),
         )
         .route(
             "/orgs/{org}/walkthroughs/{walkthrough}/sankey",
-            get(walkthroughs::sankey),
+            get(walkthrough_analytics::sankey),
         )
         .route(
             "/orgs/{org}/servers/{server}/walkthroughs",

@@ -56,7 +56,7 @@ impl Modify for BearerAuth {
         routes::walkthroughs::steps, routes::walkthroughs::add_step,
         routes::walkthroughs::edit_step, routes::walkthroughs::remove_step,
         routes::walkthroughs::move_step, routes::walkthroughs::versions,
-        routes::walkthroughs::analytics, routes::walkthroughs::sankey,
+        routes::walkthrough_analytics::analytics, routes::walkthrough_analytics::sankey,
         routes::walkthroughs::server_list, routes::walkthroughs::assign,
         routes::walkthroughs::update_assignment, routes::walkthroughs::unassign,
         routes::events::page, routes::events::stream,

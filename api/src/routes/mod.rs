@@ -10,4 +10,5 @@ pub mod servers;
 pub mod sessions;
 pub mod tickets;
 pub mod tool_calls;
+pub mod walkthrough_analytics;
 pub mod walkthroughs;
