@@ -813,6 +813,84 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
     .await;
     assert_eq!(v2["restarts"], 1);
     assert_eq!(v2["completions"], 0);
+
+    // Every step of the version shown, in its order.
+    let listed = |body: &Value| -> Vec<(String, Value, i64)> {
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["step_id"].as_str().unwrap().to_owned(),
+                    s["position"].clone(),
+                    s["reached"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let steps_of_v2 = listed(&v2);
+    assert_eq!(
+        steps_of_v2,
+        vec![
+            (sa.clone(), json!(1), 2),
+            (sc.clone(), json!(2), 1),
+            (sd.clone(), json!(3), 1),
+        ]
+    );
+    let (_, v1_sankey) = a.get(&format!("/walkthroughs/{wt}/sankey?version=1")).await;
+    let step_nodes: Vec<&str> = v1_sankey["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "step")
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(step_nodes, vec![sa.as_str(), sb.as_str(), sc.as_str()]);
+    // Without a version: the newest version's steps, then B, which only version 1 had.
+    let (_, all) = a.get(&format!("/walkthroughs/{wt}/analytics")).await;
+    let order: Vec<(String, Value)> = listed(&all).into_iter().map(|(id, p, _)| (id, p)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (sa.clone(), json!(1)),
+            (sc.clone(), json!(2)),
+            (sd.clone(), json!(3)),
+            (sb.clone(), Value::Null),
+        ]
+    );
+    let (status, body) = a
+        .get(&format!("/walkthroughs/{wt}/analytics?version=3"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "version", "{body}");
+
+    // A walkthrough nobody has started: its steps with zeros, and their nodes in the sankey.
+    let (untouched, untouched_steps) = a
+        .published_on("versions-srv", "Untouched", &["X", "Y"])
+        .await;
+    let (status, body) = a.get(&format!("/walkthroughs/{untouched}/analytics")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        listed(&body),
+        vec![
+            (untouched_steps[0].clone(), json!(1), 0),
+            (untouched_steps[1].clone(), json!(2), 0),
+        ]
+    );
+    assert_eq!(body["steps"][0]["dropped"], 0);
+    let (_, graph) = a.get(&format!("/walkthroughs/{untouched}/sankey")).await;
+    let kinds: Vec<&str> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "step", "step", "completed", "restarted", "dropped"]
+    );
+    assert_eq!(graph["links"], json!([]));
 }
 
 #[tokio::test]

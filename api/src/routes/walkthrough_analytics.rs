@@ -105,6 +105,60 @@ fn step_titles(row: &rm::WalkthroughRow, versions: &[rm::VersionRow]) -> HashMap
     titles
 }
 
+/// A step as the funnel and the sankey list it: its place in the version shown (`None` for a
+/// step only earlier versions had) and its totals, zeros where nobody reached it.
+#[derive(Debug, PartialEq)]
+struct FunnelStep {
+    position: Option<usize>,
+    totals: analytics::StepTotals,
+}
+
+/// Every step of the version shown, in its order, zeros included (a step nobody reached is
+/// where the funnel ends): with `version=`, that version; otherwise the newest, then the steps
+/// only earlier versions had (runs pinned to those versions still reach them), in the order
+/// they last stood. `versions` is newest first, as `rm::versions` reads them.
+fn funnel_steps(
+    versions: &[rm::VersionRow],
+    version: Option<i32>,
+    totals: Vec<analytics::StepTotals>,
+) -> Result<Vec<FunnelStep>, ApiError> {
+    let shown = match version {
+        Some(v) => Some(
+            versions
+                .iter()
+                .find(|row| row.version == v)
+                .ok_or_else(|| {
+                    ApiError::field("version", format!("the walkthrough has no version {v}"))
+                })?,
+        ),
+        None => versions.first(),
+    };
+    let mut reached: HashMap<Uuid, analytics::StepTotals> =
+        totals.into_iter().map(|t| (t.step_id, t)).collect();
+    let mut steps: Vec<FunnelStep> = shown
+        .map_or(&[][..], |row| &row.steps.0[..])
+        .iter()
+        .enumerate()
+        .map(|(index, step)| FunnelStep {
+            position: Some(index + 1),
+            totals: reached.remove(&step.id).unwrap_or(analytics::StepTotals {
+                step_id: step.id,
+                step_index: i32::try_from(index).unwrap_or(i32::MAX),
+                reached: 0,
+                completed: 0,
+                restarted: 0,
+            }),
+        })
+        .collect();
+    let mut earlier: Vec<analytics::StepTotals> = reached.into_values().collect();
+    earlier.sort_by_key(|t| (t.step_index, t.step_id));
+    steps.extend(earlier.into_iter().map(|totals| FunnelStep {
+        position: None,
+        totals,
+    }));
+    Ok(steps)
+}
+
 fn rate(part: i64, whole: i64) -> f64 {
     if whole == 0 {
         0.0
@@ -145,16 +199,17 @@ pub async fn analytics(
         medians,
     } = funnel;
     let titles = step_titles(&row, &versions);
+    let steps = funnel_steps(&versions, w.version, steps)?;
     let starts: i64 = days.iter().map(|d| d.starts).sum();
     let restarts: i64 = days.iter().map(|d| d.restarts).sum();
     let completions: i64 = days.iter().map(|d| d.completions).sum();
     let step_items: Vec<Value> = steps
         .iter()
-        .map(|s| {
+        .map(|FunnelStep { position, totals: s }| {
             let dropped = (s.reached - s.completed - s.restarted).max(0);
             json!({
                 "step_id": s.step_id,
-                "position": s.step_index + 1,
+                "position": position,
                 "title": titles.get(&s.step_id),
                 "reached": s.reached,
                 "completed": s.completed,
@@ -221,25 +276,30 @@ pub async fn sankey(
         },
     )?;
     let titles = step_titles(&row, &versions);
-    Ok(Json(sankey_graph(id, &flows.links, &flows.steps, &titles)))
+    let steps = funnel_steps(&versions, w.version, flows.steps)?;
+    Ok(Json(sankey_graph(id, &flows.links, &steps, &titles)))
 }
 
-/// Nodes: `start`, each step (in position order), `completed`, `restarted`, `dropped`. Links
-/// come from the transition rollup; each step's drop-off is what reached it and neither
-/// completed it nor restarted from it.
+/// Nodes: `start`, each step (as [`funnel_steps`] lists them), `completed`, `restarted`,
+/// `dropped`. Links come from the transition rollup; each step's drop-off is what reached it
+/// and neither completed it nor restarted from it.
 fn sankey_graph(
     id: Uuid,
     links: &[analytics::LinkRow],
-    steps: &[analytics::StepTotals],
+    steps: &[FunnelStep],
     titles: &HashMap<Uuid, String>,
 ) -> Value {
     const DROPPED: &str = "dropped";
     let mut nodes = vec![json!({ "id": START, "kind": "start", "label": "Start" })];
-    for s in steps {
+    for FunnelStep {
+        position,
+        totals: s,
+    } in steps
+    {
         nodes.push(json!({
             "id": s.step_id.to_string(),
             "kind": "step",
-            "position": s.step_index + 1,
+            "position": position,
             "label": titles.get(&s.step_id).cloned().unwrap_or_else(|| format!("Step {}", s.step_index + 1)),
         }));
     }
@@ -251,7 +311,7 @@ fn sankey_graph(
         .filter(|l| l.n > 0)
         .map(|l| json!({ "source": l.from_node, "target": l.to_node, "value": l.n }))
         .collect();
-    for s in steps {
+    for FunnelStep { totals: s, .. } in steps {
         let dropped = s.reached - s.completed - s.restarted;
         if dropped > 0 {
             out.push(
@@ -260,4 +320,86 @@ fn sankey_graph(
         }
     }
     json!({ "walkthrough_id": id, "nodes": nodes, "links": out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::walkthrough::{Step, StepContent};
+    use sqlx::types::Json;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn version(number: i32, steps: &[u128]) -> rm::VersionRow {
+        rm::VersionRow {
+            version: number,
+            title: "Tour".into(),
+            description: None,
+            steps: Json(
+                steps
+                    .iter()
+                    .map(|&n| Step {
+                        id: id(n),
+                        content: StepContent {
+                            title: format!("Step {n}"),
+                            content: String::new(),
+                            agent_instructions: None,
+                            operations: Vec::new(),
+                        },
+                    })
+                    .collect(),
+            ),
+            published_at: Utc::now(),
+            published_by: None,
+        }
+    }
+
+    fn totals(step: u128, step_index: i32, reached: i64) -> analytics::StepTotals {
+        analytics::StepTotals {
+            step_id: id(step),
+            step_index,
+            reached,
+            completed: 0,
+            restarted: 0,
+        }
+    }
+
+    fn listed(steps: &[FunnelStep]) -> Vec<(u128, Option<usize>, i64)> {
+        steps
+            .iter()
+            .map(|s| (s.totals.step_id.as_u128(), s.position, s.totals.reached))
+            .collect()
+    }
+
+    #[test]
+    fn every_step_of_the_version_shown_is_listed_in_its_order_with_zeros() {
+        // Version 1: A B C; version 2 dropped B and added D: A C D. Nobody reached D yet.
+        let versions = [version(2, &[1, 3, 4]), version(1, &[1, 2, 3])];
+        let reached = || vec![totals(1, 0, 9), totals(2, 1, 5), totals(3, 2, 4)];
+
+        let newest = funnel_steps(&versions, None, reached()).unwrap();
+        assert_eq!(
+            listed(&newest),
+            vec![
+                (1, Some(1), 9),
+                (3, Some(2), 4),
+                (4, Some(3), 0),
+                (2, None, 5)
+            ]
+        );
+        let first = funnel_steps(&versions, Some(1), reached()).unwrap();
+        assert_eq!(
+            listed(&first),
+            vec![(1, Some(1), 9), (2, Some(2), 5), (3, Some(3), 4)]
+        );
+        let none_yet = funnel_steps(&versions, Some(2), Vec::new()).unwrap();
+        assert_eq!(
+            listed(&none_yet),
+            vec![(1, Some(1), 0), (3, Some(2), 0), (4, Some(3), 0)]
+        );
+        assert!(funnel_steps(&versions, Some(3), Vec::new()).is_err());
+        assert!(funnel_steps(&[], None, Vec::new()).unwrap().is_empty());
+    }
 }

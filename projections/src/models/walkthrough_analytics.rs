@@ -500,7 +500,7 @@ async fn daily(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StepTotals {
     pub step_id: Uuid,
     pub step_index: i32,
