@@ -10,14 +10,17 @@ use crate::Core;
 use commands::store::{conflict_backoff, MAX_RETRIES};
 use domain::EventMetadata;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, DiscoverResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
+    CustomResult, DiscoverResult, ErrorCode, GetPromptRequestParams, GetPromptResponse,
+    Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -297,6 +300,27 @@ impl ServerHandler for McpHandler {
         conformance::complete(request)
     }
 
+    /// rmcp reads a request by trying each method's typed params in turn; a request for a
+    /// method we serve whose params fit none of them arrives here, as a custom request. That is
+    /// the client's mistake in the params (-32602, saying what is wrong), not an unknown method.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let CustomRequest { method, params, .. } = request;
+        Err(match params_problem(&method, params) {
+            Some(problem) => {
+                ErrorData::invalid_params(format!("Invalid params for {method}: {problem}"), None)
+            }
+            None => ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+                None,
+            ),
+        })
+    }
+
     #[allow(deprecated)] // logging/setLevel is still part of the 2025 revisions
     async fn set_level(
         &self,
@@ -305,4 +329,41 @@ impl ServerHandler for McpHandler {
     ) -> Result<(), ErrorData> {
         fixtures_only(&served(&context)?)
     }
+}
+
+/// What is wrong with the params of a request for a method we serve, in serde's words; `None`
+/// for a method we do not serve.
+#[allow(deprecated)] // logging/setLevel is still part of the 2025 revisions
+fn params_problem(method: &str, params: Option<Value>) -> Option<String> {
+    fn read<T: DeserializeOwned>(params: Option<Value>) -> String {
+        match params {
+            None => "params are required".to_owned(),
+            Some(value) if !value.is_object() => "params must be a JSON object".to_owned(),
+            Some(value) => match serde_json::from_value::<T>(value) {
+                Err(e) => e.to_string(),
+                Ok(_) => "params are not in the form this method takes".to_owned(),
+            },
+        }
+    }
+    fn optional<T: DeserializeOwned>(params: Option<Value>) -> String {
+        match params {
+            None => "params are not in the form this method takes".to_owned(),
+            some => read::<T>(some),
+        }
+    }
+    Some(match method {
+        "initialize" => read::<InitializeRequestParams>(params),
+        "tools/call" => read::<CallToolRequestParams>(params),
+        "prompts/get" => read::<GetPromptRequestParams>(params),
+        "resources/read" => read::<ReadResourceRequestParams>(params),
+        "resources/subscribe" => read::<SubscribeRequestParams>(params),
+        "resources/unsubscribe" => read::<UnsubscribeRequestParams>(params),
+        "completion/complete" => read::<CompleteRequestParams>(params),
+        "logging/setLevel" => read::<rmcp::model::SetLevelRequestParams>(params),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            optional::<PaginatedRequestParams>(params)
+        }
+        "ping" => "params are not in the form this method takes".to_owned(),
+        _ => return None,
+    })
 }

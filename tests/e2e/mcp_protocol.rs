@@ -438,6 +438,32 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
         unknown_method.text
     );
 
+    assert!(
+        unknown_method
+            .text
+            .contains("Method not found: tools/frobnicate"),
+        "{}",
+        unknown_method.text
+    );
+
+    // A method we serve with params it cannot take: invalid params, saying what is wrong.
+    for (params, says) in [
+        (json!({ "arguments": {} }), "missing field `name`"),
+        (json!({ "name": 5 }), "invalid type: integer `5`"),
+        (
+            json!({ "name": "get_support", "arguments": [1, 2] }),
+            "invalid type",
+        ),
+    ] {
+        let bad = client.call("tools/call", params.clone()).await;
+        assert_eq!(bad.error_code(), Some(-32602), "{params}: {}", bad.text);
+        assert!(bad.text.contains(says), "{params}: {}", bad.text);
+    }
+    let no_params = client
+        .post_raw(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call"}"#)
+        .await;
+    assert_eq!(no_params.error_code(), Some(-32602), "{}", no_params.text);
+
     let unknown_tool = client.call_tool("no_such_tool", json!({})).await;
     assert_eq!(
         unknown_tool.error_code(),
