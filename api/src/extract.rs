@@ -58,6 +58,14 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
             message: "must not contain the NUL character (\\u0000)".to_owned(),
         }]));
     }
+    // Every body we take is an object. serde would also read a struct from an array (its
+    // fields in order), so `[]` would pass as a PATCH that changes nothing.
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "body".to_owned(),
+            message: "expected a JSON object".to_owned(),
+        }]));
+    }
     match axum::Json::<T>::from_bytes(raw.get().as_bytes()) {
         Ok(axum::Json(value)) => Ok(value),
         Err(rejection) => Err(json_rejection(rejection)),

@@ -53,6 +53,28 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A body that is JSON but not an object: serde would read `[]` as a PATCH of nothing.
+    app.create_server(&owner, &org, "acme-docs").await;
+    for body in [
+        json!([]),
+        json!(["Renamed"]),
+        json!("Renamed"),
+        json!(7),
+        json!(null),
+    ] {
+        let (status, got) = app
+            .patch(
+                &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+                &owner.token,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {got}");
+        assert_eq!(got["errors"][0]["field"], "body", "{body}: {got}");
+        assert_eq!(got["errors"][0]["message"], "expected a JSON object");
+    }
+
     let (status, body) = app
         .call(
             Method::POST,
