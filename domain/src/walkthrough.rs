@@ -382,7 +382,9 @@ impl Aggregate for Walkthrough {
         if !self.exists() {
             return Err(WalkthroughError::NotFound);
         }
-        if self.status == WalkthroughStatus::Archived {
+        // Archived is read-only, but for taking it off a server: nobody sees it there any more,
+        // and an admin tidying a server's list must be able to remove it.
+        if self.status == WalkthroughStatus::Archived && !matches!(command, C::Unassign { .. }) {
             return Err(WalkthroughError::Archived);
         }
         match command {
@@ -861,6 +863,13 @@ mod tests {
         assert_eq!(
             given_when::<Walkthrough>(&history, WalkthroughCommand::Publish),
             Err(WalkthroughError::Archived)
+        );
+        // …but an archived walkthrough can still be taken off a server.
+        assert_eq!(
+            given_when::<Walkthrough>(&history, WalkthroughCommand::Unassign { server_id: id(5) }),
+            Ok(vec![WalkthroughEvent::WalkthroughUnassigned {
+                server_id: id(5)
+            }])
         );
     }
 

@@ -489,6 +489,16 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(list["items"], json!([]));
     let (_, list) = a.get("/walkthroughs?status=archived").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // Read-only, but it can still be taken off the server it was on.
+    let (status, body) = app
+        .delete(
+            &a.path(&format!("/servers/wt-a/walkthroughs/{wt}")),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, listed) = a.get("/servers/wt-a/walkthroughs").await;
+    assert_eq!(listed["items"], json!([]));
 }
 
 #[tokio::test]
