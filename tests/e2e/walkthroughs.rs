@@ -748,6 +748,17 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
     ] {
         assert!(!payload[field].is_null(), "{field} missing: {payload}");
     }
+
+    // u1 starts over: one more run under way, and the run u1 completed still counts.
+    let over = select(&u1, &wt, false).await;
+    assert_eq!(step_id(&over), s1);
+    eventually("u1's new run counted", Duration::from_secs(10), || async {
+        let (_, dash) = a.get("/dashboard").await;
+        (dash["counters"]["walkthroughs_active"] == 3).then_some(())
+    })
+    .await;
+    let (_, dash) = a.get("/dashboard").await;
+    assert_eq!(dash["counters"]["walkthroughs_completed"], 3, "{dash}");
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use commands::Cursor;
 use projections::models::{
-    audit, dashboard, organizations, servers, tickets, usage, walkthrough_progress,
+    audit, dashboard, organizations, servers, tickets, usage, walkthrough_analytics,
+    walkthrough_progress,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -33,8 +34,8 @@ pub async fn overview(
     let calls_24h = usage::calls_since(&state.pool, org, now - chrono::Duration::hours(24)).await?;
     let calls_7d = usage::calls_since(&state.pool, org, now - chrono::Duration::days(7)).await?;
     let open_tickets = tickets::count_open(&state.pool, org).await?;
-    let (walkthroughs_active, walkthroughs_completed) =
-        walkthrough_progress::counts(&state.pool, org).await?;
+    let walkthroughs_active = walkthrough_progress::active_runs(&state.pool, org).await?;
+    let walkthroughs_completed = walkthrough_analytics::completed_runs(&state.pool, org).await?;
     let server_rows = servers::list(&state.pool, org, false).await?;
     let servers: Vec<_> = server_rows
         .iter()
@@ -62,7 +63,8 @@ pub async fn overview(
             "tool_calls_24h": calls_24h,
             "tool_calls_7d": calls_7d,
             "open_tickets": open_tickets,
-            // End users' walkthrough runs: under way, and finished.
+            // End users' walkthrough runs: under way now, and completed ever (a completed run
+            // still counts after its end user starts over).
             "walkthroughs_active": walkthroughs_active,
             "walkthroughs_completed": walkthroughs_completed,
         },

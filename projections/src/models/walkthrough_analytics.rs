@@ -429,6 +429,18 @@ pub struct Flows {
     pub steps: Vec<StepTotals>,
 }
 
+/// Runs ever completed, across the org's walkthroughs (a run completed and then restarted
+/// still counts): the daily rollup's completions, a row per walkthrough, day, server and
+/// version.
+pub async fn completed_runs(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(completions), 0)::bigint FROM rm_walkthrough_daily WHERE org_id = $1",
+    )
+    .bind(org.0)
+    .fetch_one(pool)
+    .await
+}
+
 /// The funnel of a walkthrough, its rollups read in one snapshot: while completions are being
 /// projected, totals, steps and medians still describe the same moment.
 pub async fn funnel(

@@ -264,11 +264,10 @@ pub async fn of_end_user(
     .await
 }
 
-/// Runs in progress and completed, across the org.
-pub async fn counts(pool: &PgPool, org: OrgId) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE status = 'in_progress'), \
-         COUNT(*) FILTER (WHERE status = 'completed') FROM rm_walkthrough_progress WHERE org_id = $1",
+/// Runs under way now, across the org: end users part-way through a walkthrough.
+pub async fn active_runs(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM rm_walkthrough_progress WHERE org_id = $1 AND status = 'in_progress'",
     )
     .bind(org.0)
     .fetch_one(pool)
