@@ -263,11 +263,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         refuse_nul_in_query(query)?;
-        serde_urlencoded::from_str::<T>(query)
+        // serde_urlencoded's own errors do not say which parameter they are about.
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize::<_, T>(pairs)
             .map(QueryParams)
-            .map_err(|e| ApiError::BadRequest {
-                code: "invalid_query",
-                detail: format!("invalid query parameter: {e}"),
+            .map_err(|e| {
+                let parameter = e.path().to_string();
+                let detail = if parameter == "." {
+                    format!("invalid query: {}", e.inner())
+                } else {
+                    format!("invalid query parameter `{parameter}`: {}", e.inner())
+                };
+                ApiError::BadRequest {
+                    code: "invalid_query",
+                    detail,
+                }
             })
     }
 }

@@ -191,7 +191,11 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
     let quoted = page1["items"][0]["reference"].as_str().unwrap().to_owned();
     assert_eq!(quoted, format!("TCK-{}", second[..8].to_ascii_uppercase()));
     // The reference the end user quotes finds the ticket, in either case, for reads and writes.
-    for form in [quoted.clone(), quoted.to_ascii_lowercase()] {
+    for form in [
+        quoted.clone(),
+        quoted.to_ascii_lowercase(),
+        format!("%20{quoted}%09"),
+    ] {
         let (status, by_reference) = app
             .get(&format!("/api/v1/orgs/{org}/tickets/{form}"), &owner.token)
             .await;
@@ -229,6 +233,18 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    // A malformed query parameter is named.
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/tickets?limit=many"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("`limit`"),
+        "{body}"
+    );
     for unknown in ["not-a-uuid", "TCK-", "TCK-ZZZZZZZZ", "TCK-00000000X"] {
         let (status, body) = app
             .get(
@@ -273,6 +289,17 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/analytics/tools?bucket=hour&from=2020-01-01"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("`from`"),
+        "{body}"
+    );
     let (status, _) = app
         .get(
             &format!("/api/v1/orgs/{org}/analytics/tools?bucket=minute&from=2020-01-01T00:00:00Z"),

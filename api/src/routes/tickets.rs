@@ -85,6 +85,8 @@ fn parse_status(raw: &str) -> Result<TicketStatus, ApiError> {
 
 /// A ticket named in a path: by its id, or by the `TCK-…` reference its end user was given.
 async fn ticket_id(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiError> {
+    // Pasted references often bring a space or a tab along.
+    let raw = raw.trim();
     if let Ok(id) = raw.parse() {
         return Ok(id);
     }
