@@ -350,12 +350,47 @@ async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_th
     .await;
     let end_user = users_a["items"][0]["id"].as_str().unwrap().to_owned();
 
+    // In Alice's org the end user is also found by the tracking id the support team knows.
+    let (status, by_tracking) = app
+        .get(
+            &format!("/api/v1/orgs/{org_a}/users/reporter-1"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{by_tracking}");
+    assert_eq!(by_tracking["id"], end_user.as_str());
+    for (query, expected) in [
+        ("/tickets?end_user=reporter-1", 1),
+        ("/tickets?end_user=nobody-here", 0),
+        ("/tool-calls?end_user=reporter-1&tool=get_support", 1),
+    ] {
+        let (status, body) = app
+            .get(&format!("/api/v1/orgs/{org_a}{query}"), &alice.token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(
+            body["items"].as_array().unwrap().len(),
+            expected,
+            "{query}: {body}"
+        );
+    }
+    for unknown in ["nobody-here", "not%20a%20tracking%20id"] {
+        let (status, _) = app
+            .get(
+                &format!("/api/v1/orgs/{org_a}/users/{unknown}"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    }
+
     // Alice's objects through Bob's org: not found, and Bob's lists are empty.
     let quoted = format!("TCK-{}", ticket_id[..8].to_ascii_uppercase());
     for (path, code) in [
         (format!("/tickets/{ticket_id}"), "ticket_not_found"),
         (format!("/tickets/{quoted}"), "ticket_not_found"),
         (format!("/users/{end_user}"), "end_user_not_found"),
+        ("/users/reporter-1".to_owned(), "end_user_not_found"),
         (format!("/sessions/{a_session}"), "session_not_found"),
     ] {
         let (status, body) = app
@@ -402,6 +437,8 @@ async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_th
         format!("/tickets?end_user={end_user}"),
         "/tool-calls?server=server-a".to_owned(),
         format!("/sessions?end_user={end_user}"),
+        "/tickets?end_user=reporter-1".to_owned(),
+        "/tool-calls?end_user=reporter-1".to_owned(),
     ] {
         let (_, body) = app
             .get(&format!("/api/v1/orgs/{org_b}{query}"), &bob.token)

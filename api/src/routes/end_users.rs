@@ -9,6 +9,9 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
+use commands::services::end_users;
+use domain::end_user::TrackingId;
+use domain::values::OrgId;
 use projections::models::tickets::{self as rm_tickets, TicketFilter};
 use projections::models::usage::{self as rm, SessionFilter};
 use projections::models::walkthrough_progress;
@@ -45,7 +48,7 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "end_users_get", get, path = "/api/v1/orgs/{org}/users/{user}", tag = "end users",
-    params(("org" = String, Path, description = "Org id or slug"), ("user" = Uuid, Path, description = "End user id")), security(("bearer" = [])),
+    params(("org" = String, Path, description = "Org id or slug"), ("user" = String, Path, description = "End user id, or a tracking id the org's servers have seen")), security(("bearer" = [])),
     responses((status = 200, description = "The end user with recent sessions and tickets"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such end user in this org", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -53,12 +56,10 @@ pub async fn get(
     Path((org_ref, user_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id: Uuid = user_ref
-        .parse()
-        .map_err(|_| ApiError::not_found("end user"))?;
-    let row = rm::end_user(&state.pool, org, id)
+    let row = end_user(&state, org, &user_ref)
         .await?
         .ok_or_else(|| ApiError::not_found("end user"))?;
+    let id = row.id;
     let sessions = rm::sessions(
         &state.pool,
         org,
@@ -89,4 +90,41 @@ pub async fn get(
         obj.insert("walkthroughs".to_owned(), json!(walkthroughs));
     }
     Ok(Json(value))
+}
+
+/// An end user named in a path or a filter: by id, or by a tracking id the org's servers have
+/// seen (the support team knows those). Tracking ids are often UUIDs themselves, so an id that
+/// names no end user of the org is tried as a tracking id too.
+async fn end_user(
+    state: &AppState,
+    org: OrgId,
+    raw: &str,
+) -> Result<Option<rm::EndUserRow>, ApiError> {
+    let raw = raw.trim();
+    if let Ok(id) = raw.parse::<Uuid>() {
+        if let Some(row) = rm::end_user(&state.pool, org, id).await? {
+            return Ok(Some(row));
+        }
+    }
+    let Some(tracking_id) = TrackingId::parse(raw) else {
+        return Ok(None);
+    };
+    match end_users::find(&state.pool, org.0, &tracking_id).await? {
+        Some(id) => Ok(rm::end_user(&state.pool, org, id).await?),
+        None => Ok(None),
+    }
+}
+
+/// An `end_user` filter of a list (an end user id or tracking id): `Some(None)` when absent,
+/// `Some(Some(id))` for an end user of the org, `None` when it names nobody (the list is then
+/// empty).
+pub async fn end_user_filter(
+    state: &AppState,
+    org: OrgId,
+    raw: Option<&str>,
+) -> Result<Option<Option<Uuid>>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Some(None));
+    };
+    Ok(end_user(state, org, raw).await?.map(|row| Some(row.id)))
 }

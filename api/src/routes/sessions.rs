@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::extract::{AuthUser, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
+use crate::routes::end_users::end_user_filter;
 use crate::routes::orgs::resolve;
 use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
@@ -13,7 +14,6 @@ use axum::Json;
 use projections::models::usage::{self as rm, SessionFilter, ToolCallFilter};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +21,7 @@ pub struct ListQuery {
     #[serde(default)]
     server: Option<String>,
     #[serde(default)]
-    end_user: Option<Uuid>,
+    end_user: Option<String>,
     #[serde(default)]
     cursor: Option<String>,
     #[serde(default)]
@@ -29,7 +29,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(operation_id = "sessions_list", get, path = "/api/v1/orgs/{org}/sessions", tag = "sessions",
-    params(("org" = String, Path, description = "Org id or slug"), ("server" = Option<String>, Query, description = "Server id or slug"), ("end_user" = Option<Uuid>, Query, description = "End user id"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    params(("org" = String, Path, description = "Org id or slug"), ("server" = Option<String>, Query, description = "Server id or slug"), ("end_user" = Option<String>, Query, description = "End user id or tracking id"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
     security(("bearer" = [])),
     responses((status = 200, description = "Sessions, newest first: `protocol` ones (Mcp-Session-Id) and `grouped` ones (2026-era calls grouped per end user and client, 30 minutes of inactivity apart)"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem)))]
 pub async fn list(
@@ -44,9 +44,12 @@ pub async fn list(
     let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
         return Ok(paging::empty());
     };
+    let Some(end_user_id) = end_user_filter(&state, org, q.end_user.as_deref()).await? else {
+        return Ok(paging::empty());
+    };
     let filter = SessionFilter {
         server_id,
-        end_user_id: q.end_user,
+        end_user_id,
     };
     let rows = rm::sessions(&state.pool, org, &filter, before, limit).await?;
     Ok(paging::page(rows, limit, |r| (r.started_at, r.id.clone())))

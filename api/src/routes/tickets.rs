@@ -5,6 +5,7 @@ use crate::error::{from_execute, ApiError};
 use crate::extract::{AuthUser, JsonBody, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
+use crate::routes::end_users::end_user_filter;
 use crate::routes::orgs::resolve;
 use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
@@ -29,7 +30,7 @@ pub struct ListQuery {
     #[serde(default)]
     server: Option<String>,
     #[serde(default)]
-    end_user: Option<Uuid>,
+    end_user: Option<String>,
     #[serde(default)]
     cursor: Option<String>,
     #[serde(default)]
@@ -102,7 +103,7 @@ async fn ticket_id(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiE
 }
 
 #[utoipa::path(operation_id = "tickets_list", get, path = "/api/v1/orgs/{org}/tickets", tag = "tickets",
-    params(("org" = String, Path, description = "Org id or slug"), ("status" = Option<String>, Query, description = "Only tickets in this status"), ("server" = Option<String>, Query, description = "Server id or slug"), ("end_user" = Option<Uuid>, Query, description = "End user id"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    params(("org" = String, Path, description = "Org id or slug"), ("status" = Option<String>, Query, description = "Only tickets in this status"), ("server" = Option<String>, Query, description = "Server id or slug"), ("end_user" = Option<String>, Query, description = "End user id or tracking id"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
     security(("bearer" = [])),
     responses((status = 200, description = "Tickets, newest first, and the next cursor"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn list(
@@ -120,10 +121,13 @@ pub async fn list(
     let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
         return Ok(paging::empty());
     };
+    let Some(end_user_id) = end_user_filter(&state, org, q.end_user.as_deref()).await? else {
+        return Ok(paging::empty());
+    };
     let filter = TicketFilter {
         status: q.status,
         server_id,
-        end_user_id: q.end_user,
+        end_user_id,
     };
     let rows = rm::list(&state.pool, org, &filter, before, limit).await?;
     let items = rows.into_iter().map(Listed::from).collect();

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use crate::extract::{AuthUser, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
+use crate::routes::end_users::end_user_filter;
 use crate::routes::orgs::resolve;
 use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
@@ -24,7 +25,7 @@ pub struct ListQuery {
     #[serde(default)]
     tool: Option<String>,
     #[serde(default)]
-    end_user: Option<Uuid>,
+    end_user: Option<String>,
     #[serde(default)]
     outcome: Option<String>,
     #[serde(default)]
@@ -38,7 +39,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(operation_id = "tool_calls_list", get, path = "/api/v1/orgs/{org}/tool-calls", tag = "tool calls",
-    params(("org" = String, Path, description = "Org id or slug"), ("server" = Option<String>, Query, description = "Server id or slug"), ("tool" = Option<String>, Query, description = "Tool name"), ("end_user" = Option<Uuid>, Query, description = "End user id"), ("outcome" = Option<String>, Query, description = "ok or error"), ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    params(("org" = String, Path, description = "Org id or slug"), ("server" = Option<String>, Query, description = "Server id or slug"), ("tool" = Option<String>, Query, description = "Tool name"), ("end_user" = Option<String>, Query, description = "End user id or tracking id"), ("outcome" = Option<String>, Query, description = "ok or error"), ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
     security(("bearer" = [])),
     responses((status = 200, description = "Tool calls, newest first, arguments redacted and capped"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid filter", body = Problem)))]
 pub async fn list(
@@ -58,10 +59,13 @@ pub async fn list(
     let Some(server_id) = server_id_filter(&state, org, q.server.as_deref()).await? else {
         return Ok(paging::empty());
     };
+    let Some(end_user_id) = end_user_filter(&state, org, q.end_user.as_deref()).await? else {
+        return Ok(paging::empty());
+    };
     let filter = ToolCallFilter {
         server_id,
         tool: q.tool,
-        end_user_id: q.end_user,
+        end_user_id,
         session_id: None,
         outcome: q.outcome,
         from: q.from,

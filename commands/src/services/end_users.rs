@@ -12,6 +12,21 @@ pub fn tracking_key(org_id: Uuid, tracking_id: &TrackingId) -> String {
     format!("{org_id}/{}", tracking_id.as_str())
 }
 
+/// The end user a tracking id names in an org, if the org's servers have seen it (never
+/// creates one).
+pub async fn find(
+    pool: &sqlx::PgPool,
+    org_id: Uuid,
+    tracking_id: &TrackingId,
+) -> Result<Option<Uuid>, crate::store::StoreError> {
+    keys::owner_of(
+        pool,
+        keys::END_USER_TRACKING,
+        &tracking_key(org_id, tracking_id),
+    )
+    .await
+}
+
 /// The end user a tracking id names in an org, created on first sight. Two first calls racing
 /// with one new tracking id agree on one end user: the key claim lets one win, and the loser
 /// reads the winner's id.
