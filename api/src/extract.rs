@@ -38,6 +38,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBodyWithNul<T> 
     }
 }
 
+/// For a body field that must be sent, though it may be `null` (with `deserialize_with` and no
+/// `default`, serde reports it missing instead of reading it as `None`).
+pub fn present_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d)
+}
+
 /// axum's `Json` reads the body as raw JSON text first (content type, size limit and syntax
 /// checked as usual), so that a NUL can be looked for before the typed parse.
 async fn json_body<T: DeserializeOwned, S: Send + Sync>(

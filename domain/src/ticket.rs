@@ -112,6 +112,9 @@ pub enum TicketCommand {
         member_id: Uuid,
         by: Actor,
     },
+    Unassign {
+        by: Actor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +144,9 @@ pub enum TicketEvent {
         member_id: Uuid,
         by: Actor,
     },
+    TicketUnassigned {
+        by: Actor,
+    },
 }
 
 impl DomainEvent for TicketEvent {
@@ -150,6 +156,7 @@ impl DomainEvent for TicketEvent {
             TicketEvent::TicketStatusChanged { .. } => "TicketStatusChanged",
             TicketEvent::TicketCommented { .. } => "TicketCommented",
             TicketEvent::TicketAssigned { .. } => "TicketAssigned",
+            TicketEvent::TicketUnassigned { .. } => "TicketUnassigned",
         }
     }
 }
@@ -248,6 +255,12 @@ impl Aggregate for Ticket {
                 }
                 Ok(vec![TicketEvent::TicketAssigned { member_id, by }])
             }
+            TicketCommand::Unassign { by } => {
+                if self.assignee.is_none() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TicketEvent::TicketUnassigned { by }])
+            }
         }
     }
 
@@ -261,6 +274,7 @@ impl Aggregate for Ticket {
             TicketEvent::TicketStatusChanged { to, .. } => self.status = Some(*to),
             TicketEvent::TicketCommented { .. } => {}
             TicketEvent::TicketAssigned { member_id, .. } => self.assignee = Some(*member_id),
+            TicketEvent::TicketUnassigned { .. } => self.assignee = None,
         }
     }
 }
@@ -270,6 +284,33 @@ mod tests {
     use super::*;
     use crate::aggregate::{given_when, replay};
     use TicketStatus::*;
+
+    #[test]
+    fn a_ticket_is_assigned_and_taken_off_its_assignee_once_each() {
+        let by = Actor::System;
+        let member_id = Uuid::from_u128(7);
+        let mut history = opened();
+        assert_eq!(
+            given_when::<Ticket>(&history, TicketCommand::Unassign { by: by.clone() }),
+            Ok(vec![]),
+            "nobody to take it off"
+        );
+        history.extend(
+            given_when::<Ticket>(
+                &history,
+                TicketCommand::Assign {
+                    member_id,
+                    by: by.clone(),
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(replay::<Ticket>(&history).assignee, Some(member_id));
+        let off = given_when::<Ticket>(&history, TicketCommand::Unassign { by: by.clone() });
+        assert_eq!(off, Ok(vec![TicketEvent::TicketUnassigned { by }]));
+        history.extend(off.unwrap());
+        assert_eq!(replay::<Ticket>(&history).assignee, None);
+    }
 
     #[test]
     fn a_reference_stands_for_the_ids_that_start_with_its_digits() {

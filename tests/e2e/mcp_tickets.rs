@@ -160,6 +160,25 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{who}: {body}");
     }
+    // `null` takes the ticket off its assignee; leaving `member` out is a mistake.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/tickets/{id}/assign"),
+            &owner.token,
+            json!({ "member": null }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["assignee_id"], Value::Null, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/tickets/{id}/assign"),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "member", "{body}");
 
     // The timeline has it all, in order.
     let detail = ticket(&app, &owner, &org, &id).await;
@@ -172,6 +191,7 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
     assert_eq!(kinds.first(), Some(&"opened"));
     assert_eq!(kinds.iter().filter(|k| **k == "status_changed").count(), 7);
     assert!(kinds.contains(&"commented") && kinds.contains(&"assigned"));
+    assert_eq!(kinds.last(), Some(&"unassigned"));
     assert_eq!(detail["comments"], 1);
 
     // Filters and pages.

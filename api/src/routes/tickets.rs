@@ -2,7 +2,7 @@
 //! org's members.
 
 use crate::error::{from_execute, ApiError};
-use crate::extract::{AuthUser, JsonBody, QueryParams, RequestContext};
+use crate::extract::{present_or_null, AuthUser, JsonBody, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::end_users::end_user_filter;
@@ -53,8 +53,9 @@ pub struct CommentBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
-    /// An org member's user id or email.
-    member: String,
+    /// An org member's user id or email; `null` takes the ticket off whoever has it.
+    #[serde(deserialize_with = "present_or_null")]
+    member: Option<String>,
 }
 
 fn ticket_error(e: ExecuteError<TicketError>) -> ApiError {
@@ -266,18 +267,17 @@ pub async fn assign(
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
     let id = ticket_id(&state, org, &ticket_ref).await?;
-    let done = tickets::assign(
-        &state.store,
-        org.0,
-        id,
-        &body.member,
-        user.actor(),
-        &ctx.metadata(user.actor()),
-    )
-    .await
-    .map_err(|e| match e {
-        AssignError::NotAMember(_) => ApiError::field("member", e),
-        AssignError::Execute(e) => ticket_error(e),
-    })?;
+    let metadata = ctx.metadata(user.actor());
+    let done = match &body.member {
+        Some(member) => tickets::assign(&state.store, org.0, id, member, user.actor(), &metadata)
+            .await
+            .map_err(|e| match e {
+                AssignError::NotAMember(_) => ApiError::field("member", e),
+                AssignError::Execute(e) => ticket_error(e),
+            })?,
+        None => tickets::unassign(&state.store, org.0, id, user.actor(), &metadata)
+            .await
+            .map_err(ticket_error)?,
+    };
     written(&state, org, id, done).await
 }

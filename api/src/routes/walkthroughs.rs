@@ -3,7 +3,7 @@
 //! walkthroughs a server offers.
 
 use crate::error::{from_execute, ApiError};
-use crate::extract::{AuthUser, JsonBody, QueryParams, RequestContext};
+use crate::extract::{present_or_null, AuthUser, JsonBody, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
@@ -83,12 +83,6 @@ pub struct MoveBody {
     #[serde(deserialize_with = "present_or_null")]
     #[schema(value_type = Option<Uuid>, required = true)]
     after_step_id: Option<Uuid>,
-}
-
-/// A field that must be sent, though it may be `null` (with `deserialize_with` and no
-/// `default`, serde reports it missing instead of reading it as `None`).
-fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
-    Option::deserialize(d)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -96,6 +96,20 @@ pub async fn comment(
     .await
 }
 
+/// Takes the ticket off whoever has it (nothing happens if nobody does).
+pub async fn unassign(
+    store: &EventStore,
+    org_id: Uuid,
+    ticket_id: Uuid,
+    by: Actor,
+    metadata: &EventMetadata,
+) -> Result {
+    on_ticket(store, org_id, ticket_id, metadata, || {
+        TicketCommand::Unassign { by: by.clone() }
+    })
+    .await
+}
+
 /// Why an assignment was refused before the ticket was touched.
 #[derive(Debug, thiserror::Error)]
 pub enum AssignError {

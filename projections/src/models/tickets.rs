@@ -106,6 +106,18 @@ impl Projection for TicketsProjection {
                         .await?;
                         ("assigned", json!({ "member_id": member_id }))
                     }
+                    TicketEvent::TicketUnassigned { .. } => {
+                        sqlx::query(&format!(
+                            "UPDATE {tickets} SET assignee_id = NULL, updated_at = $3 \
+                             WHERE org_id = $1 AND ticket_id = $2"
+                        ))
+                        .bind(org_id)
+                        .bind(ticket_id)
+                        .bind(at)
+                        .execute(&mut *conn)
+                        .await?;
+                        ("unassigned", json!({}))
+                    }
                 };
                 sqlx::query(&format!(
                     "INSERT INTO {activity} (org_id, ticket_id, event_id, transaction_id, \
