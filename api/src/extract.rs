@@ -13,9 +13,11 @@ use serde_json::value::RawValue;
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-/// A JSON body. Syntax errors answer 400, type and field errors 422 naming the field, a
-/// missing content type 415, an oversize body 413. Text with a NUL character (`\u0000`) is
-/// refused with 422 naming its field: no read model could store it (see `domain::text`).
+/// A JSON object body, for a struct `T` (a body that is any other JSON value is 422 `expected
+/// a JSON object`: serde would read a struct from an array). Syntax errors answer 400, type
+/// and field errors 422 naming the field, a missing content type 415, an oversize body 413.
+/// Text with a NUL character (`\u0000`) is refused with 422 naming its field: no read model
+/// could store it (see `domain::text`).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {

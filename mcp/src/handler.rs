@@ -11,11 +11,11 @@ use commands::store::{conflict_backoff, MAX_RETRIES};
 use domain::EventMetadata;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
-    CustomResult, DiscoverResult, ErrorCode, GetPromptRequestParams, GetPromptResponse,
-    Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    CustomResult, DiscoverRequestParams, DiscoverResult, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -306,9 +306,14 @@ impl ServerHandler for McpHandler {
     async fn on_custom_request(
         &self,
         request: CustomRequest,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         let CustomRequest { method, params, .. } = request;
+        // Prompts, resources, completion and logging are served only with the conformance
+        // fixtures; elsewhere they are unknown whatever their params, as `fixtures_only` says.
+        if is_fixture_method(&method) {
+            fixtures_only(&served(&context)?)?;
+        }
         Err(match params_problem(&method, params) {
             Some(problem) => {
                 ErrorData::invalid_params(format!("Invalid params for {method}: {problem}"), None)
@@ -329,6 +334,13 @@ impl ServerHandler for McpHandler {
     ) -> Result<(), ErrorData> {
         fixtures_only(&served(&context)?)
     }
+}
+
+/// Methods only a server with the conformance fixtures serves.
+fn is_fixture_method(method: &str) -> bool {
+    method.starts_with("prompts/")
+        || method.starts_with("resources/")
+        || matches!(method, "completion/complete" | "logging/setLevel")
 }
 
 /// What is wrong with the params of a request for a method we serve, in serde's words; `None`
@@ -353,6 +365,7 @@ fn params_problem(method: &str, params: Option<Value>) -> Option<String> {
     }
     Some(match method {
         "initialize" => read::<InitializeRequestParams>(params),
+        "server/discover" => read::<DiscoverRequestParams>(params),
         "tools/call" => read::<CallToolRequestParams>(params),
         "prompts/get" => read::<GetPromptRequestParams>(params),
         "resources/read" => read::<ReadResourceRequestParams>(params),

@@ -463,6 +463,16 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
         .post_raw(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call"}"#)
         .await;
     assert_eq!(no_params.error_code(), Some(-32602), "{}", no_params.text);
+    // Prompts are not served here (no conformance fixtures): unknown, whatever the params.
+    for params in [json!({ "name": "p" }), json!({ "nome": 5 })] {
+        let prompts = client.call("prompts/get", params.clone()).await;
+        assert_eq!(
+            prompts.error_code(),
+            Some(-32601),
+            "{params}: {}",
+            prompts.text
+        );
+    }
 
     let unknown_tool = client.call_tool("no_such_tool", json!({})).await;
     assert_eq!(

@@ -253,6 +253,44 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    // A reference that two tickets share (one in 4 billion; made here in the read model
+    // directly) is refused with both ids, not answered with either.
+    let pool = app.env.pool().await;
+    for twin in [
+        "abcdef01-0000-4000-8000-000000000001",
+        "abcdef01-ffff-4000-8000-000000000002",
+    ] {
+        sqlx::query(
+            "INSERT INTO rm_tickets (org_id, ticket_id, server_id, title, description, status, \
+             created_at, updated_at) \
+             SELECT $1::uuid, $2::uuid, server_id, 'Twin', 'Twin', 'new', now(), now() \
+             FROM rm_tickets WHERE org_id = $1::uuid LIMIT 1",
+        )
+        .bind(&org)
+        .bind(twin)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/tickets/TCK-ABCDEF01"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "ambiguous_reference");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("abcdef01-0000-4000-8000-000000000001")
+            && detail.contains("abcdef01-ffff-4000-8000-000000000002"),
+        "{body}"
+    );
+    sqlx::query("DELETE FROM rm_tickets WHERE title = 'Twin'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
     // A malformed query parameter is named.
     let (status, body) = app
         .get(
@@ -383,6 +421,7 @@ async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_th
         ("/tickets?end_user=reporter-1", 1),
         ("/tickets?end_user=nobody-here", 0),
         ("/tool-calls?end_user=reporter-1&tool=get_support", 1),
+        ("/sessions?end_user=reporter-1", 1),
     ] {
         let (status, body) = app
             .get(&format!("/api/v1/orgs/{org_a}{query}"), &alice.token)

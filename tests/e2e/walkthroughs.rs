@@ -886,6 +886,30 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "version", "{body}");
 
+    // Unpublished, then published again unchanged: version 2 is offered again (not a copy of
+    // it), and `late`'s run on version 2 carries on where it was.
+    let (status, _) = app
+        .post(
+            &a.path(&format!("/walkthroughs/{wt}/unpublish")),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(a.publish(&wt).await["published_version"], 2);
+    eventually(
+        "version 2 offered again",
+        Duration::from_secs(10),
+        || async {
+            let listed = tool(&late, "list_walkthroughs", json!({})).await;
+            (listed["structuredContent"]["walkthroughs"][0]["version"] == 2).then_some(())
+        },
+    )
+    .await;
+    let carried_on = next(&late, Some(&sa)).await;
+    assert_eq!(step_id(&carried_on), sc, "{carried_on}");
+    assert_eq!(carried_on["structuredContent"]["version"], 2);
+
     // A walkthrough nobody has started: its steps with zeros, and their nodes in the sankey.
     let (untouched, untouched_steps) = a
         .published_on("versions-srv", "Untouched", &["X", "Y"])

@@ -109,7 +109,7 @@ async fn end_user(
     let Some(tracking_id) = TrackingId::parse(raw) else {
         return Ok(None);
     };
-    match end_users::find(&state.pool, org.0, &tracking_id).await? {
+    match end_users::find(&state.pool, org, &tracking_id).await? {
         Some(id) => Ok(rm::end_user(&state.pool, org, id).await?),
         None => Ok(None),
     }

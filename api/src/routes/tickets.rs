@@ -96,9 +96,16 @@ async fn ticket_id(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiE
     match rm::ids_in_range(&state.pool, org, range).await?.as_slice() {
         [id] => Ok(*id),
         [] => Err(ApiError::not_found("ticket")),
-        _ => Err(ApiError::Conflict {
+        several => Err(ApiError::Conflict {
             code: "ambiguous_reference",
-            detail: format!("more than one ticket has the reference {raw}; use the ticket id"),
+            detail: format!(
+                "the reference {raw} names more than one ticket ({}); use one of their ids",
+                several
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }),
     }
 }
@@ -193,7 +200,7 @@ async fn written(
 
 #[utoipa::path(operation_id = "tickets_get", get, path = "/api/v1/orgs/{org}/tickets/{ticket}", tag = "tickets",
     params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with its activity timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem)))]
+    responses((status = 200, description = "The ticket with its activity timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -206,7 +213,7 @@ pub async fn get(
 
 #[utoipa::path(operation_id = "tickets_change_status", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/status", tag = "tickets",
     params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = StatusBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket after the change"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "Illegal transition; the detail names the allowed ones", body = Problem), (status = 422, description = "Unknown status", body = Problem)))]
+    responses((status = 200, description = "The ticket after the change"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "Illegal transition, the detail naming the allowed ones; or a reference naming more than one ticket", body = Problem), (status = 422, description = "Unknown status", body = Problem)))]
 pub async fn change_status(
     State(state): State<AppState>,
     user: AuthUser,
@@ -232,7 +239,7 @@ pub async fn change_status(
 
 #[utoipa::path(operation_id = "tickets_comment", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/comments", tag = "tickets",
     params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = CommentBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with the comment in its timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 422, description = "Empty or oversize body", body = Problem)))]
+    responses((status = 200, description = "The ticket with the comment in its timeline"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem), (status = 422, description = "Empty or oversize body", body = Problem)))]
 pub async fn comment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -257,7 +264,7 @@ pub async fn comment(
 
 #[utoipa::path(operation_id = "tickets_assign", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/assign", tag = "tickets",
     params(("org" = String, Path, description = "Org id or slug"), ("ticket" = String, Path, description = "Ticket id, or its TCK- reference")), request_body = AssignBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with its new assignee"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 422, description = "Not a member of the org", body = Problem)))]
+    responses((status = 200, description = "The ticket with its new assignee"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem), (status = 422, description = "Not a member of the org", body = Problem)))]
 pub async fn assign(
     State(state): State<AppState>,
     user: AuthUser,

@@ -1,5 +1,6 @@
 //! `/api/v1/orgs/{org}/walkthroughs/{id}/analytics` and `.../sankey`: the funnel and the flows
-//! of a walkthrough over a window of UTC days, read from the `walkthrough_analytics` rollups.
+//! of a walkthrough over a window of UTC days, read from the `walkthrough_analytics` rollups,
+//! with the steps, their order and titles from the published versions.
 
 use crate::error::ApiError;
 use crate::extract::{AuthUser, QueryParams};
@@ -86,6 +87,27 @@ async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Window,
     })
 }
 
+/// A `version=` the walkthrough never had is the caller's mistake: said before any rollup is
+/// read.
+async fn refuse_unknown_version(
+    state: &AppState,
+    org: OrgId,
+    id: Uuid,
+    version: Option<i32>,
+) -> Result<(), ApiError> {
+    let Some(v) = version else {
+        return Ok(());
+    };
+    match rm::version(&state.pool, org, id, v).await? {
+        Some(_) => Ok(()),
+        None => Err(unknown_version(v)),
+    }
+}
+
+fn unknown_version(v: i32) -> ApiError {
+    ApiError::field("version", format!("the walkthrough has no version {v}"))
+}
+
 /// Step titles by id: the draft's, then each version's, newest first (a step removed later
 /// keeps its last title).
 fn step_titles(row: &rm::WalkthroughRow, versions: &[rm::VersionRow]) -> HashMap<Uuid, String> {
@@ -115,8 +137,8 @@ struct FunnelStep {
 
 /// Every step of the version shown, in its order, zeros included (a step nobody reached is
 /// where the funnel ends): with `version=`, that version; otherwise the newest, then the steps
-/// only earlier versions had (runs pinned to those versions still reach them), in the order
-/// they last stood. `versions` is newest first, as `rm::versions` reads them.
+/// only earlier versions had (runs pinned to those versions still reach them), by the furthest
+/// position they held. `versions` is newest first, as `rm::versions` reads them.
 fn funnel_steps(
     versions: &[rm::VersionRow],
     version: Option<i32>,
@@ -127,9 +149,7 @@ fn funnel_steps(
             versions
                 .iter()
                 .find(|row| row.version == v)
-                .ok_or_else(|| {
-                    ApiError::field("version", format!("the walkthrough has no version {v}"))
-                })?,
+                .ok_or_else(|| unknown_version(v))?,
         ),
         None => versions.first(),
     };
@@ -181,6 +201,7 @@ pub async fn analytics(
     let row = fetch(&state, org, &id).await?;
     let id = row.id;
     let w = window(&state, org, &q).await?;
+    refuse_unknown_version(&state, org, id, w.version).await?;
     let (funnel, versions) = tokio::try_join!(
         async {
             analytics::funnel(&state.pool, org, id, &w)
@@ -263,6 +284,7 @@ pub async fn sankey(
     let row = fetch(&state, org, &id).await?;
     let id = row.id;
     let w = window(&state, org, &q).await?;
+    refuse_unknown_version(&state, org, id, w.version).await?;
     let (flows, versions) = tokio::try_join!(
         async {
             analytics::flows(&state.pool, org, id, &w)

@@ -411,7 +411,7 @@ async fn lifecycle(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_publish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/publish", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "The draft is now a new immutable version, shown to end users"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "No steps, nothing changed, or archived", body = Problem)))]
+    responses((status = 200, description = "The draft is now a new immutable version, shown to end users; after an unpublish with no edits, the same version is shown again"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "No steps, nothing changed while published, or archived", body = Problem)))]
 pub async fn publish(
     State(state): State<AppState>,
     user: AuthUser,

@@ -3,7 +3,7 @@
 use crate::keys;
 use crate::store::{EventStore, ExecuteError, Executed};
 use domain::end_user::{EndUser, EndUserCommand, EndUserError, EndUserEvent, TrackingId};
-use domain::values::Email;
+use domain::values::{Email, OrgId};
 use domain::{Aggregate, EventMetadata};
 use uuid::Uuid;
 
@@ -13,16 +13,16 @@ pub fn tracking_key(org_id: Uuid, tracking_id: &TrackingId) -> String {
 }
 
 /// The end user a tracking id names in an org, if the org's servers have seen it (never
-/// creates one).
+/// creates one). Read from the key index the edge claims it in, so it is never behind.
 pub async fn find(
     pool: &sqlx::PgPool,
-    org_id: Uuid,
+    org: OrgId,
     tracking_id: &TrackingId,
 ) -> Result<Option<Uuid>, crate::store::StoreError> {
     keys::owner_of(
         pool,
         keys::END_USER_TRACKING,
-        &tracking_key(org_id, tracking_id),
+        &tracking_key(org.0, tracking_id),
     )
     .await
 }

@@ -1,7 +1,7 @@
 //! The Postgres event store: units of work and how they are appended, loading aggregates,
 //! executing commands with optimistic concurrency, and reading the stream in cursor order.
 //!
-//! Appends go through the group committers ([`group_commit`]): concurrent units of work are
+//! Appends go through the group committers (`group_commit`): concurrent units of work are
 //! written in one transaction, so the durable-commit cost is paid once per batch. Each unit
 //! still succeeds or fails on its own (optimistic concurrency per aggregate, unique-key claims).
 

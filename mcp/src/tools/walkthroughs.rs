@@ -590,14 +590,10 @@ async fn respond(
             )
         } else {
             format!(
-                "Walkthrough complete: \"{}\", {} done. Congratulate the user and ask whether \
-                 they want to explore anything else.",
+                "Walkthrough complete: \"{}\" ({} done). Congratulate the user and ask \
+                 whether they want to explore anything else.",
                 version.title,
-                if total == 1 {
-                    "its one step".to_owned()
-                } else {
-                    format!("all {total} steps")
-                }
+                step_count_text(total)
             )
         };
         let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
@@ -687,6 +683,13 @@ pub fn render_step(walkthrough: &str, step: &Step, number: usize, total: usize) 
 mod tests {
     use super::*;
     use domain::walkthrough::StepContent;
+
+    #[test]
+    fn step_counts_read_as_english() {
+        assert_eq!(step_count_text(0), "0 steps");
+        assert_eq!(step_count_text(1), "1 step");
+        assert_eq!(step_count_text(10), "10 steps");
+    }
 
     #[test]
     fn the_template_keeps_agent_material_apart_from_user_content() {

@@ -210,7 +210,7 @@ pub async fn get(
 }
 
 /// The org's tickets whose ids lie in `range` (see `domain::ticket::reference_range`), at most
-/// two: enough to tell a reference that names one ticket from one that names several.
+/// five: a reference names one, or the caller is shown a few of those it could mean.
 pub async fn ids_in_range(
     pool: &PgPool,
     org: OrgId,
@@ -218,7 +218,7 @@ pub async fn ids_in_range(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT ticket_id FROM rm_tickets WHERE org_id = $1 AND ticket_id BETWEEN $2 AND $3 \
-         ORDER BY ticket_id LIMIT 2",
+         ORDER BY ticket_id LIMIT 5",
     )
     .bind(org.0)
     .bind(range.0)
