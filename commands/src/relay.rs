@@ -3,7 +3,7 @@
 //! One leader at a time (Postgres advisory lock); other instances stand by. It reads after its
 //! checkpoint, publishes each event with `Nats-Msg-Id = event_id` (JetStream drops
 //! re-publishes), awaits the acks in order, then moves its checkpoint on (stored at most every
-//! [`CHECKPOINT_EVERY`] under load, and whenever it has caught up). LISTEN/NOTIFY wakes it on
+//! `CHECKPOINT_EVERY` under load, and whenever it has caught up). LISTEN/NOTIFY wakes it on
 //! append; polling is the fallback. When NATS is away it retries with backoff while appends
 //! keep succeeding; it catches up when NATS is back.
 
