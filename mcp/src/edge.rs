@@ -46,6 +46,16 @@ fn unavailable(e: impl std::fmt::Display) -> Refused {
     )
 }
 
+/// Whether a response already speaks JSON-RPC (a JSON body or an event stream).
+fn is_json_or_stream(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(b"application/json") || v.starts_with(b"text/event-stream")
+        })
+}
+
 /// Whether an `Origin` may talk to `host`: its own host, or one the operator allowed.
 pub(crate) fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bool {
     let origin = origin.trim();
@@ -360,6 +370,24 @@ impl McpEdge {
                 PARSE_ERROR,
                 "Parse error: the body is not a JSON-RPC message",
             );
+        }
+        if response.status().is_client_error() && !is_json_or_stream(response.headers()) {
+            // rmcp answers transport mistakes (a missing Accept, a wrong content type, a
+            // request without a session) in plain text; clients read a JSON-RPC error.
+            let status = response.status();
+            let text = axum::body::to_bytes(Body::new(response.into_body()), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                .unwrap_or_default();
+            let message = if text.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("Bad Request")
+                    .to_owned()
+            } else {
+                text
+            };
+            return *refuse(status, INVALID_REQUEST, message);
         }
         if is_delete && response.status() == StatusCode::ACCEPTED {
             // A session ended: rmcp says 202, which the official Python SDK logs as "Session

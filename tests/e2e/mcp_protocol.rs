@@ -527,6 +527,39 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
         )
         .await;
     assert_eq!(wrong_accept.status, StatusCode::NOT_ACCEPTABLE);
+    // Transport mistakes answer with a JSON-RPC error clients can show, not plain text.
+    assert_eq!(
+        wrong_accept.error_code(),
+        Some(-32600),
+        "{}",
+        wrong_accept.text
+    );
+    assert!(
+        wrong_accept.text.contains("Accept"),
+        "{}",
+        wrong_accept.text
+    );
+    assert_eq!(
+        bad_version.error_code(),
+        Some(-32600),
+        "{}",
+        bad_version.text
+    );
+    let plain = client
+        .send(
+            client
+                .request(Method::POST)
+                .header("content-type", "text/plain")
+                .body(json!({"jsonrpc":"2.0","id":8,"method":"ping"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        plain.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        plain.text
+    );
+    assert_eq!(plain.error_code(), Some(-32600), "{}", plain.text);
 
     // Hosts and origins: no such server, not our host, a foreign page.
     let nobody = Mcp::new(app.url("/mcp"))
