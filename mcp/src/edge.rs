@@ -48,12 +48,10 @@ fn unavailable(e: impl std::fmt::Display) -> Refused {
 
 /// Whether a response already speaks JSON-RPC (a JSON body or an event stream).
 fn is_json_or_stream(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            let v = v.as_bytes();
-            v.starts_with(b"application/json") || v.starts_with(b"text/event-stream")
-        })
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json") || v.starts_with(b"text/event-stream")
+    })
 }
 
 /// Whether an `Origin` may talk to `host`: its own host, or one the operator allowed.
