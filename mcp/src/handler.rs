@@ -309,6 +309,17 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         let CustomRequest { method, params, .. } = request;
+        let method_not_found = || {
+            ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+                None,
+            )
+        };
+        // The 2026-07-28 revision removed these methods: unknown there, whatever their params.
+        if is_stateless_era(&context) && REMOVED_IN_2026.contains(&method.as_str()) {
+            return Err(method_not_found());
+        }
         // Prompts, resources, completion and logging are served only with the conformance
         // fixtures; elsewhere they are unknown whatever their params, as `fixtures_only` says.
         if is_fixture_method(&method) {
@@ -318,11 +329,7 @@ impl ServerHandler for McpHandler {
             Some(problem) => {
                 ErrorData::invalid_params(format!("Invalid params for {method}: {problem}"), None)
             }
-            None => ErrorData::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                format!("Method not found: {method}"),
-                None,
-            ),
+            None => method_not_found(),
         })
     }
 
@@ -334,6 +341,25 @@ impl ServerHandler for McpHandler {
     ) -> Result<(), ErrorData> {
         fixtures_only(&served(&context)?)
     }
+}
+
+/// Methods of the 2025 revisions that the 2026-07-28 revision removed.
+const REMOVED_IN_2026: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// Whether the request declares the stateless 2026-era protocol (as the edge decides it).
+fn is_stateless_era(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-protocol-version"))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= "2026-07-28")
 }
 
 /// Methods only a server with the conformance fixtures serves.
