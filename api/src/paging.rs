@@ -11,7 +11,20 @@ use serde_json::{json, Value};
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
-pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
+/// A page size a client asked for. A list reads one row more than it shows ([`Limit::rows`]),
+/// so that a page gets a `next_cursor` only when another row follows it: a full last page is
+/// not followed by an empty one.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(i64);
+
+impl Limit {
+    /// The rows to read for the page: its size and one more.
+    pub fn rows(self) -> i64 {
+        self.0 + 1
+    }
+}
+
+pub fn limit(requested: Option<i64>) -> Result<Limit, ApiError> {
     let limit = requested.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest {
@@ -19,7 +32,7 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
             detail: format!("limit must be between 1 and {MAX_LIMIT}"),
         });
     }
-    Ok(limit)
+    Ok(Limit(limit))
 }
 
 pub fn encode(at: DateTime<Utc>, id: &str) -> String {
@@ -53,14 +66,24 @@ pub fn decode<T>(
     Ok(Some((at, id)))
 }
 
-/// A page as every list answers it: `{items, next_cursor}`, the cursor present when the page
-/// is full and made of the last row's `(time, id)`.
+/// Keeps a page's rows, read with [`Limit::rows`], and says whether another page follows.
+pub fn split<R>(mut rows: Vec<R>, limit: Limit) -> (Vec<R>, bool) {
+    let size = usize::try_from(limit.0).unwrap_or(usize::MAX);
+    let more = rows.len() > size;
+    rows.truncate(size);
+    (rows, more)
+}
+
+/// A page as every list answers it: `{items, next_cursor}` from rows read with
+/// [`Limit::rows`]; the cursor, the last shown row's `(time, id)`, is present only when
+/// another row follows.
 pub fn page<R: serde::Serialize>(
     rows: Vec<R>,
-    limit: i64,
+    limit: Limit,
     position: impl Fn(&R) -> (DateTime<Utc>, String),
 ) -> Json<Value> {
-    let next_cursor = (rows.len() as i64 == limit)
+    let (rows, more) = split(rows, limit);
+    let next_cursor = more
         .then(|| {
             rows.last().map(|r| {
                 let (at, id) = position(r);
@@ -74,4 +97,19 @@ pub fn page<R: serde::Serialize>(
 /// The answer of a list whose filter matches nothing by construction.
 pub fn empty() -> Json<Value> {
     Json(json!({ "items": [], "next_cursor": null }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_another_row_follows() {
+        let two = limit(Some(2)).unwrap();
+        assert_eq!(two.rows(), 3);
+        assert_eq!(split(vec![1, 2, 3], two), (vec![1, 2], true));
+        assert_eq!(split(vec![1, 2], two), (vec![1, 2], false));
+        assert_eq!(split(Vec::<i32>::new(), two), (vec![], false));
+        assert!(limit(Some(0)).is_err() && limit(Some(MAX_LIMIT + 1)).is_err());
+    }
 }

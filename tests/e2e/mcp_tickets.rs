@@ -239,6 +239,11 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         )
         .await;
     assert_eq!(page2["items"][0]["id"], id.as_str());
+    assert_eq!(
+        page2["next_cursor"],
+        Value::Null,
+        "the last page, though full, says no page follows"
+    );
     let (_, by_server) = app
         .get(
             &format!("/api/v1/orgs/{org}/tickets?server=acme-docs"),

@@ -99,8 +99,9 @@ pub async fn audit_log(
             detail: e.to_string(),
         })?;
     let limit = crate::paging::limit(q.limit)?;
-    let items = audit::page(&state.pool, org, before, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
+    let rows = audit::page(&state.pool, org, before, limit.rows()).await?;
+    let (items, more) = crate::paging::split(rows, limit);
+    let next_cursor = more
         .then(|| items.last().map(|e| e.cursor.to_string()))
         .flatten();
     Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))

@@ -41,7 +41,7 @@ pub async fn list(
     let (org, _) = resolve(&state, &user, &org_ref).await?;
     let limit = paging::limit(q.limit)?;
     let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
-    let rows = rm::end_users(&state.pool, org, before, limit).await?;
+    let rows = rm::end_users(&state.pool, org, before, limit.rows()).await?;
     Ok(paging::page(rows, limit, |r| {
         (r.last_seen, r.id.to_string())
     }))

@@ -51,7 +51,7 @@ pub async fn list(
         server_id,
         end_user_id,
     };
-    let rows = rm::sessions(&state.pool, org, &filter, before, limit).await?;
+    let rows = rm::sessions(&state.pool, org, &filter, before, limit.rows()).await?;
     Ok(paging::page(rows, limit, |r| (r.started_at, r.id.clone())))
 }
 

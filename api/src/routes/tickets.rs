@@ -137,7 +137,7 @@ pub async fn list(
         server_id,
         end_user_id,
     };
-    let rows = rm::list(&state.pool, org, &filter, before, limit).await?;
+    let rows = rm::list(&state.pool, org, &filter, before, limit.rows()).await?;
     let items = rows.into_iter().map(Listed::from).collect();
     Ok(paging::page(items, limit, |r: &Listed| {
         (r.row.created_at, r.row.id.to_string())

@@ -71,7 +71,7 @@ pub async fn list(
         from: q.from,
         to: q.to,
     };
-    let rows = rm::tool_calls(&state.pool, org, &filter, before, limit).await?;
+    let rows = rm::tool_calls(&state.pool, org, &filter, before, limit.rows()).await?;
     Ok(paging::page(rows, limit, |r| {
         (r.called_at, r.id.to_string())
     }))

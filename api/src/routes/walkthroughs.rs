@@ -308,7 +308,7 @@ pub async fn list(
             ));
         }
     }
-    let rows = rm::list(&state.pool, org, q.status.as_deref(), before, limit).await?;
+    let rows = rm::list(&state.pool, org, q.status.as_deref(), before, limit.rows()).await?;
     let items: Vec<ListItem> = rows
         .into_iter()
         .map(|row| ListItem {
