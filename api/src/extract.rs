@@ -294,6 +294,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// For a route that takes no query parameters: any is refused with 400, as routes that take
+/// some refuse those they do not know, so a mistyped or unsupported `limit` is not silently
+/// ignored.
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        match form_urlencoded::parse(query.as_bytes()).next() {
+            None => Ok(NoQuery),
+            Some((name, _)) => Err(ApiError::BadRequest {
+                code: "invalid_query",
+                detail: format!("unknown query parameter `{name}`: this route takes none"),
+            }),
+        }
+    }
+}
+
 /// Every `(name, value)` pair of the query string, for repeated parameters like `type=a&type=b`.
 pub struct QueryPairs(pub Vec<(String, String)>);
 

@@ -38,6 +38,17 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
         assert_eq!(body["code"], "invalid_query");
         assert!(body["detail"].as_str().unwrap_or_default().contains("NUL"));
     }
+    // Routes refuse query parameters they do not take, rather than ignore them.
+    for path in [
+        format!("/api/v1/orgs/{org}/dashboard?foo=1"),
+        format!("/api/v1/orgs/{org}/members?limit=10"),
+        format!("/api/v1/orgs/{org}/servers?foo=1"),
+        format!("/api/v1/orgs/{org}?verbose"),
+    ] {
+        let (status, body) = app.get(&path, &owner.token).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["code"], "invalid_query", "{path}: {body}");
+    }
     let path = format!("/api/v1/orgs/{org}/events?type=drop%20table");
     let (status, body) = app.get(&path, &owner.token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");

@@ -2,7 +2,7 @@
 
 use crate::auth::{passwords, tokens};
 use crate::error::ApiError;
-use crate::extract::{AuthUser, JsonBody, JsonBodyWithNul, RequestContext};
+use crate::extract::{AuthUser, JsonBody, JsonBodyWithNul, NoQuery, RequestContext};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::State;
@@ -312,6 +312,7 @@ pub async fn logout(
 pub async fn me(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/dashboard` and `/api/v1/orgs/{org}/audit`.
 
 use crate::error::ApiError;
-use crate::extract::{AuthUser, QueryParams};
+use crate::extract::{AuthUser, NoQuery, QueryParams};
 use crate::openapi::Problem;
 use crate::routes::orgs::resolve;
 use crate::state::AppState;
@@ -21,6 +21,7 @@ use serde_json::json;
 pub async fn overview(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path(org_ref): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, role) = resolve(&state, &user, &org_ref).await?;

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/users`: the end users of an org's servers.
 
 use crate::error::ApiError;
-use crate::extract::{AuthUser, QueryParams};
+use crate::extract::{AuthUser, NoQuery, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
@@ -53,6 +53,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, user_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;

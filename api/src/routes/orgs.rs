@@ -1,7 +1,7 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org}/members`.
 
 use crate::error::ApiError;
-use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::extract::{AuthUser, JsonBody, NoQuery, RequestContext};
 use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -84,6 +84,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let items = rm::orgs_of(&state.pool, user.user_id).await?;
     Ok(Json(json!({ "items": items })))
@@ -94,6 +95,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path(org_ref): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
@@ -126,6 +128,7 @@ pub struct ChangeRoleBody {
 pub async fn members(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path(org_ref): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;

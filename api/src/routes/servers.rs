@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::QueryParams;
-use crate::extract::{AuthUser, JsonBody, RequestContext};
+use crate::extract::{AuthUser, JsonBody, NoQuery, RequestContext};
 use crate::openapi::Problem;
 use crate::routes::orgs::resolve;
 use crate::state::AppState;
@@ -52,6 +52,7 @@ pub struct UpdateServerBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
     include_archived: bool,
@@ -187,6 +188,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, server_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/sessions`: end users' sessions of both protocol eras.
 
 use crate::error::ApiError;
-use crate::extract::{AuthUser, QueryParams};
+use crate::extract::{AuthUser, NoQuery, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::end_users::end_user_filter;
@@ -61,6 +61,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, session_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;

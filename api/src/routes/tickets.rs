@@ -2,7 +2,7 @@
 //! org's members.
 
 use crate::error::{from_execute, ApiError};
-use crate::extract::{present_or_null, AuthUser, JsonBody, QueryParams, RequestContext};
+use crate::extract::{present_or_null, AuthUser, JsonBody, NoQuery, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::end_users::end_user_filter;
@@ -204,6 +204,7 @@ async fn written(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, ticket_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;

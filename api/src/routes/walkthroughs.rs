@@ -3,7 +3,7 @@
 //! walkthroughs a server offers.
 
 use crate::error::{from_execute, ApiError};
-use crate::extract::{present_or_null, AuthUser, JsonBody, QueryParams, RequestContext};
+use crate::extract::{present_or_null, AuthUser, JsonBody, NoQuery, QueryParams, RequestContext};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
@@ -364,6 +364,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
@@ -448,6 +449,7 @@ pub async fn archive(
 pub async fn steps(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
@@ -566,6 +568,7 @@ pub async fn move_step(
 pub async fn versions(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
@@ -600,6 +603,7 @@ pub(super) async fn fetch(
 pub async fn server_list(
     State(state): State<AppState>,
     user: AuthUser,
+    _: NoQuery,
     Path((org_ref, server_ref)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (org, _) = resolve(&state, &user, &org_ref).await?;
