@@ -68,8 +68,12 @@ pub(crate) fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bo
 
 /// The protocol era a request declares: 2026-era requests carry no session.
 fn is_stateless_era(request: &Request) -> bool {
-    request
-        .headers()
+    declares_stateless_era(request.headers())
+}
+
+/// Whether these request headers declare the 2026-era (stateless) protocol.
+pub(crate) fn declares_stateless_era(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get("mcp-protocol-version")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v >= "2026-07-28")

@@ -357,9 +357,7 @@ fn is_stateless_era(context: &RequestContext<RoleServer>) -> bool {
     context
         .extensions
         .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.headers.get("mcp-protocol-version"))
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v >= "2026-07-28")
+        .is_some_and(|parts| crate::edge::declares_stateless_era(&parts.headers))
 }
 
 /// Methods only a server with the conformance fixtures serves.
