@@ -422,6 +422,11 @@ async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_th
         .await;
     assert_eq!(status, StatusCode::OK, "{by_tracking}");
     assert_eq!(by_tracking["id"], end_user.as_str());
+    assert_eq!(
+        by_tracking["tickets"][0]["reference"],
+        format!("TCK-{}", ticket_id[..8].to_ascii_uppercase()),
+        "{by_tracking}"
+    );
     for (query, expected) in [
         ("/tickets?end_user=reporter-1", 1),
         ("/tickets?end_user=nobody-here", 0),

@@ -389,6 +389,23 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, listed) = a.get("/servers/wt-b/walkthroughs").await;
     assert_eq!(listed["items"], json!([]));
+    // Nothing new goes on an archived server.
+    let gone = app.create_server(&owner, &org, "wt-gone").await;
+    let gone_id = gone["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.delete(&a.path("/servers/wt-gone"), &owner.token).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = app
+        .post(
+            &a.path(&format!("/servers/{gone_id}/walkthroughs")),
+            &owner.token,
+            json!({ "walkthrough_id": wt }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("server_archived")),
+        "{body}"
+    );
 
     // Another org's walkthrough and server are not found; a plain member may not author.
     let other = app.signup("other@wt.test").await;

@@ -5,6 +5,7 @@ use crate::extract::{AuthUser, NoQuery, QueryParams};
 use crate::openapi::Problem;
 use crate::paging;
 use crate::routes::orgs::resolve;
+use crate::routes::tickets::TicketItem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -83,6 +84,7 @@ pub async fn get(
         50,
     )
     .await?;
+    let tickets: Vec<TicketItem> = tickets.into_iter().map(TicketItem::from).collect();
     let walkthroughs = walkthrough_progress::of_end_user(&state.pool, org, id).await?;
     let mut value = json!(row);
     if let Some(obj) = value.as_object_mut() {

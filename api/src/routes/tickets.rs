@@ -138,21 +138,22 @@ pub async fn list(
         end_user_id,
     };
     let rows = rm::list(&state.pool, org, &filter, before, limit.rows()).await?;
-    let items = rows.into_iter().map(Listed::from).collect();
-    Ok(paging::page(items, limit, |r: &Listed| {
+    let items = rows.into_iter().map(TicketItem::from).collect();
+    Ok(paging::page(items, limit, |r: &TicketItem| {
         (r.row.created_at, r.row.id.to_string())
     }))
 }
 
-/// A list item: the ticket's row and the reference its end user was given and quotes back.
+/// A ticket in a list (here and in an end user's detail): its row and the reference its end
+/// user was given and quotes back.
 #[derive(Serialize)]
-struct Listed {
+pub(crate) struct TicketItem {
     #[serde(flatten)]
     row: rm::TicketRow,
     reference: String,
 }
 
-impl From<rm::TicketRow> for Listed {
+impl From<rm::TicketRow> for TicketItem {
     fn from(row: rm::TicketRow) -> Self {
         let reference = reference(row.id);
         Self { row, reference }

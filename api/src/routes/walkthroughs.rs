@@ -167,6 +167,10 @@ fn walkthrough_error(e: ExecuteError<WalkthroughError>) -> ApiError {
 fn assign_error(e: AssignError) -> ApiError {
     match e {
         AssignError::ServerNotFound => ApiError::not_found("server"),
+        AssignError::ServerArchived => ApiError::Conflict {
+            code: "server_archived",
+            detail: e.to_string(),
+        },
         AssignError::Execute(e) => walkthrough_error(e),
     }
 }

@@ -77,6 +77,8 @@ pub async fn change(
 pub enum AssignError {
     #[error("server not found")]
     ServerNotFound,
+    #[error("the server is archived; nothing new can be assigned to it")]
+    ServerArchived,
     #[error(transparent)]
     Execute(#[from] ExecuteError<WalkthroughError>),
 }
@@ -97,6 +99,11 @@ pub async fn change_assignment(
         .map_err(ExecuteError::Store)?;
     if server.org_id != Some(org_id) {
         return Err(AssignError::ServerNotFound);
+    }
+    // An archived server serves nobody: nothing new goes on it, though what is on it can still
+    // be changed or taken off.
+    if server.archived && matches!(command(), WalkthroughCommand::Assign { .. }) {
+        return Err(AssignError::ServerArchived);
     }
     Ok(change(store, org_id, walkthrough_id, actor_id, metadata, command).await?)
 }
