@@ -113,6 +113,14 @@ impl Projection for AuditProjection {
 /// A one-line human summary of an event for the audit log.
 pub fn describe(event_type: &str, payload: &Value) -> String {
     let s = |key: &str| payload.get(key).and_then(Value::as_str).unwrap_or("?");
+    let n = |key: &str| payload.get(key).and_then(Value::as_i64).unwrap_or_default();
+    let step_title = || {
+        payload
+            .get("step")
+            .and_then(|step| step.get("title"))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    };
     match event_type {
         "OrganizationCreated" => format!("created organization {} ({})", s("name"), s("slug")),
         "MemberAdded" => format!("added {} as {}", s("email"), s("role")),
@@ -126,6 +134,35 @@ pub fn describe(event_type: &str, payload: &Value) -> String {
         "ServerCreated" => format!("created server {} ({})", s("name"), s("slug")),
         "ServerUpdated" => format!("updated server {} ({})", s("name"), s("slug")),
         "ServerArchived" => format!("archived server {}", s("slug")),
+        "WalkthroughCreated" => format!("created walkthrough \"{}\"", s("title")),
+        "WalkthroughDetailsChanged" => format!("renamed the walkthrough \"{}\"", s("title")),
+        "StepAdded" => format!("added step \"{}\"", step_title()),
+        "StepEdited" => format!("edited step \"{}\"", step_title()),
+        "StepRemoved" => "removed a step".to_owned(),
+        "StepMoved" => "moved a step".to_owned(),
+        "WalkthroughPublished" => {
+            format!("published version {} of \"{}\"", n("version"), s("title"))
+        }
+        "WalkthroughUnpublished" => format!("unpublished version {}", n("version")),
+        "WalkthroughRepublished" => format!("published version {} again", n("version")),
+        "WalkthroughArchived" => "archived the walkthrough".to_owned(),
+        "WalkthroughAssigned" => format!("put the walkthrough on server {}", s("server_id")),
+        "WalkthroughAssignmentChanged" => format!(
+            "changed the walkthrough's place on server {} (order {}, {})",
+            s("server_id"),
+            n("display_order"),
+            if payload.get("enabled") == Some(&Value::Bool(true)) {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        ),
+        "WalkthroughUnassigned" => format!("took the walkthrough off server {}", s("server_id")),
+        "TicketOpened" => format!("opened ticket \"{}\"", s("title")),
+        "TicketStatusChanged" => format!("moved the ticket from {} to {}", s("from"), s("to")),
+        "TicketCommented" => "commented on the ticket".to_owned(),
+        "TicketAssigned" => format!("assigned the ticket to {}", s("member_id")),
+        "TicketUnassigned" => "took the ticket off its assignee".to_owned(),
         other => other.to_owned(),
     }
 }
@@ -201,4 +238,73 @@ pub async fn page(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use domain::metadata::Actor;
+    use domain::ticket::{TicketEvent, TicketStatus};
+    use domain::walkthrough::{StepContent, WalkthroughEvent};
+    use domain::DomainEvent;
+    use serde::Serialize;
+    use serde_json::Value;
+    use uuid::Uuid;
+
+    /// The summary of an event as the store holds it: its fields, without the variant tag.
+    fn summary<E: Serialize + DomainEvent>(event: E) -> String {
+        let tagged = serde_json::to_value(&event).unwrap();
+        let payload = match tagged {
+            Value::Object(map) => map.into_iter().next().map(|(_, v)| v).unwrap(),
+            unit => unit,
+        };
+        describe(event.event_type(), &payload)
+    }
+
+    #[test]
+    fn walkthrough_and_ticket_events_read_as_sentences() {
+        let step = StepContent {
+            title: "Install".into(),
+            content: String::new(),
+            agent_instructions: None,
+            operations: Vec::new(),
+        };
+        assert_eq!(
+            summary(WalkthroughEvent::StepAdded {
+                step_id: Uuid::nil(),
+                after_step_id: None,
+                step,
+            }),
+            "added step \"Install\""
+        );
+        assert_eq!(
+            summary(WalkthroughEvent::WalkthroughPublished {
+                version: 2,
+                title: "Quickstart".into(),
+                description: None,
+                steps: Vec::new(),
+            }),
+            "published version 2 of \"Quickstart\""
+        );
+        assert_eq!(
+            summary(WalkthroughEvent::WalkthroughRepublished { version: 2 }),
+            "published version 2 again"
+        );
+        assert_eq!(
+            summary(WalkthroughEvent::WalkthroughArchived),
+            "archived the walkthrough"
+        );
+        assert_eq!(
+            summary(TicketEvent::TicketStatusChanged {
+                from: TicketStatus::New,
+                to: TicketStatus::InProgress,
+                by: Actor::System,
+            }),
+            "moved the ticket from new to in_progress"
+        );
+        assert_eq!(
+            summary(TicketEvent::TicketUnassigned { by: Actor::System }),
+            "took the ticket off its assignee"
+        );
+    }
 }
