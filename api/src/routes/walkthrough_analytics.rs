@@ -87,25 +87,52 @@ async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Window,
     })
 }
 
-/// A `version=` the walkthrough never had is the caller's mistake: said before any rollup is
-/// read.
-async fn refuse_unknown_version(
-    state: &AppState,
+/// What the analytics and the sankey both start from: the org, the walkthrough, the window,
+/// and the walkthrough's versions (newest first). A `version=` the walkthrough never had is
+/// refused here, before any rollup is read.
+struct Scope {
     org: OrgId,
-    id: Uuid,
-    version: Option<i32>,
-) -> Result<(), ApiError> {
-    let Some(v) = version else {
-        return Ok(());
-    };
-    match rm::version(&state.pool, org, id, v).await? {
-        Some(_) => Ok(()),
-        None => Err(unknown_version(v)),
-    }
+    row: rm::WalkthroughRow,
+    window: Window,
+    versions: Vec<rm::VersionRow>,
 }
 
-fn unknown_version(v: i32) -> ApiError {
-    ApiError::field("version", format!("the walkthrough has no version {v}"))
+async fn scope(
+    state: &AppState,
+    user: &AuthUser,
+    org_ref: &str,
+    id: &str,
+    q: &WindowQuery,
+) -> Result<Scope, ApiError> {
+    let (org, _) = resolve(state, user, org_ref).await?;
+    let row = fetch(state, org, id).await?;
+    let window = window(state, org, q).await?;
+    let versions = rm::versions(&state.pool, org, row.id).await?;
+    shown_version(&versions, window.version)?;
+    Ok(Scope {
+        org,
+        row,
+        window,
+        versions,
+    })
+}
+
+/// The version whose steps are shown: `version=`'s (422 if the walkthrough never had it), else
+/// the newest, if any was published.
+fn shown_version(
+    versions: &[rm::VersionRow],
+    version: Option<i32>,
+) -> Result<Option<&rm::VersionRow>, ApiError> {
+    match version {
+        Some(v) => versions
+            .iter()
+            .find(|row| row.version == v)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::field("version", format!("the walkthrough has no version {v}"))
+            }),
+        None => Ok(versions.first()),
+    }
 }
 
 /// Step titles by id: the draft's, then each version's, newest first (a step removed later
@@ -144,15 +171,7 @@ fn funnel_steps(
     version: Option<i32>,
     totals: Vec<analytics::StepTotals>,
 ) -> Result<Vec<FunnelStep>, ApiError> {
-    let shown = match version {
-        Some(v) => Some(
-            versions
-                .iter()
-                .find(|row| row.version == v)
-                .ok_or_else(|| unknown_version(v))?,
-        ),
-        None => versions.first(),
-    };
+    let shown = shown_version(versions, version)?;
     let mut reached: HashMap<Uuid, analytics::StepTotals> =
         totals.into_iter().map(|t| (t.step_id, t)).collect();
     let mut steps: Vec<FunnelStep> = shown
@@ -197,23 +216,14 @@ pub async fn analytics(
     Path((org_ref, id)): Path<(String, String)>,
     QueryParams(q): QueryParams<WindowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = fetch(&state, org, &id).await?;
+    let Scope {
+        org,
+        row,
+        window: w,
+        versions,
+    } = scope(&state, &user, &org_ref, &id, &q).await?;
     let id = row.id;
-    let w = window(&state, org, &q).await?;
-    refuse_unknown_version(&state, org, id, w.version).await?;
-    let (funnel, versions) = tokio::try_join!(
-        async {
-            analytics::funnel(&state.pool, org, id, &w)
-                .await
-                .map_err(ApiError::from)
-        },
-        async {
-            rm::versions(&state.pool, org, id)
-                .await
-                .map_err(ApiError::from)
-        },
-    )?;
+    let funnel = analytics::funnel(&state.pool, org, id, &w).await?;
     let analytics::Funnel {
         days,
         steps,
@@ -280,23 +290,14 @@ pub async fn sankey(
     Path((org_ref, id)): Path<(String, String)>,
     QueryParams(q): QueryParams<WindowQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = fetch(&state, org, &id).await?;
+    let Scope {
+        org,
+        row,
+        window: w,
+        versions,
+    } = scope(&state, &user, &org_ref, &id, &q).await?;
     let id = row.id;
-    let w = window(&state, org, &q).await?;
-    refuse_unknown_version(&state, org, id, w.version).await?;
-    let (flows, versions) = tokio::try_join!(
-        async {
-            analytics::flows(&state.pool, org, id, &w)
-                .await
-                .map_err(ApiError::from)
-        },
-        async {
-            rm::versions(&state.pool, org, id)
-                .await
-                .map_err(ApiError::from)
-        },
-    )?;
+    let flows = analytics::flows(&state.pool, org, id, &w).await?;
     let titles = step_titles(&row, &versions);
     let steps = funnel_steps(&versions, w.version, flows.steps)?;
     Ok(Json(sankey_graph(id, &flows.links, &steps, &titles)))

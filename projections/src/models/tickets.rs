@@ -94,28 +94,12 @@ impl Projection for TicketsProjection {
                         ("commented", json!({ "body": body }))
                     }
                     TicketEvent::TicketAssigned { member_id, .. } => {
-                        sqlx::query(&format!(
-                            "UPDATE {tickets} SET assignee_id = $3, updated_at = $4 \
-                             WHERE org_id = $1 AND ticket_id = $2"
-                        ))
-                        .bind(org_id)
-                        .bind(ticket_id)
-                        .bind(member_id)
-                        .bind(at)
-                        .execute(&mut *conn)
-                        .await?;
+                        set_assignee(conn, &tickets, org_id, ticket_id, Some(member_id), at)
+                            .await?;
                         ("assigned", json!({ "member_id": member_id }))
                     }
                     TicketEvent::TicketUnassigned { .. } => {
-                        sqlx::query(&format!(
-                            "UPDATE {tickets} SET assignee_id = NULL, updated_at = $3 \
-                             WHERE org_id = $1 AND ticket_id = $2"
-                        ))
-                        .bind(org_id)
-                        .bind(ticket_id)
-                        .bind(at)
-                        .execute(&mut *conn)
-                        .await?;
+                        set_assignee(conn, &tickets, org_id, ticket_id, None, at).await?;
                         ("unassigned", json!({}))
                     }
                 };
@@ -207,6 +191,28 @@ pub async fn get(
     .bind(ticket_id)
     .fetch_optional(pool)
     .await
+}
+
+/// A ticket's assignee, `None` for nobody.
+async fn set_assignee(
+    conn: &mut PgConnection,
+    tickets: &str,
+    org_id: Uuid,
+    ticket_id: Uuid,
+    assignee: Option<Uuid>,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {tickets} SET assignee_id = $3, updated_at = $4 \
+         WHERE org_id = $1 AND ticket_id = $2"
+    ))
+    .bind(org_id)
+    .bind(ticket_id)
+    .bind(assignee)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The org's tickets whose ids lie in `range` (see `domain::ticket::reference_range`), at most
