@@ -3,10 +3,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use commands::ExecuteError;
 use domain::organization::OrganizationError;
 use domain::server::ServerError;
 use domain::values::ValueError;
+use eventstore::ExecuteError;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -201,7 +201,7 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if commands::store::is_unavailable(&e) {
+        if eventstore::is_unavailable(&e) {
             ApiError::Unavailable
         } else if is_data_exception(&e) {
             // Postgres refused a value (class 22: data exception), so the input was bad. The
@@ -226,8 +226,8 @@ pub fn plausible_ref(segment: &str) -> bool {
     !segment.is_empty() && segment.len() <= 254 && !segment.chars().any(char::is_control)
 }
 
-impl From<commands::StoreError> for ApiError {
-    fn from(e: commands::StoreError) -> Self {
+impl From<eventstore::StoreError> for ApiError {
+    fn from(e: eventstore::StoreError) -> Self {
         if e.is_unavailable() {
             ApiError::Unavailable
         } else {
@@ -236,12 +236,12 @@ impl From<commands::StoreError> for ApiError {
     }
 }
 
-impl From<commands::CommitError> for ApiError {
-    fn from(e: commands::CommitError) -> Self {
+impl From<eventstore::CommitError> for ApiError {
+    fn from(e: eventstore::CommitError) -> Self {
         match e {
-            commands::CommitError::Conflict => conflict(),
-            commands::CommitError::KeyTaken { kind } => key_taken(&kind),
-            commands::CommitError::Store(s) => s.into(),
+            eventstore::CommitError::Conflict => conflict(),
+            eventstore::CommitError::KeyTaken { kind } => key_taken(kind),
+            eventstore::CommitError::Store(s) => s.into(),
         }
     }
 }
@@ -253,12 +253,13 @@ fn conflict() -> ApiError {
     }
 }
 
-fn key_taken(kind: &str) -> ApiError {
+fn key_taken(kind: eventstore::KeyKind) -> ApiError {
+    use eventstore::KeyKind;
     let (code, detail) = match kind {
-        commands::keys::EMAIL => ("email_taken", "an account with this email already exists"),
-        commands::keys::ORG_SLUG => ("slug_taken", "this organization slug is already taken"),
-        commands::keys::SERVER_SLUG => ("slug_taken", "this server slug is already taken"),
-        _ => ("conflict", "already taken"),
+        KeyKind::UserEmail => ("email_taken", "an account with this email already exists"),
+        KeyKind::OrgSlug => ("slug_taken", "this organization slug is already taken"),
+        KeyKind::ServerSlug => ("slug_taken", "this server slug is already taken"),
+        KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => ("conflict", "already taken"),
     };
     ApiError::Conflict {
         code,
@@ -271,7 +272,7 @@ pub fn from_execute<E>(e: ExecuteError<E>, domain: impl FnOnce(E) -> ApiError) -
     match e {
         ExecuteError::Domain(d) => domain(d),
         ExecuteError::Conflict => conflict(),
-        ExecuteError::KeyTaken { kind } => key_taken(&kind),
+        ExecuteError::KeyTaken { kind } => key_taken(kind),
         ExecuteError::Store(s) => s.into(),
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::TokenKeys;
-use commands::nats::Topology;
-use commands::{Cursor, EventStore};
+use eventstore::nats::Topology;
+use eventstore::{Cursor, EventStore};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,17 +1,5 @@
-//! The write side: the Postgres event store (with group commit), the command services that run
-//! domain aggregates against it, and the relay that publishes committed events to NATS.
+//! The command services: each looks up what its command needs (the write-side index, other
+//! aggregates), runs the domain aggregate, and commits everything it writes as one unit of
+//! work on the event store (`eventstore`).
 
-pub mod cursor;
-pub mod kept;
-pub mod keys;
-pub mod leader;
-pub mod nats;
-pub mod relay;
 pub mod services;
-pub mod store;
-
-pub use cursor::Cursor;
-pub use store::{
-    CommitError, EmailGuard, EventFilter, EventStore, ExecuteError, Executed, PendingEvent,
-    StoreError, StoredEvent, UnitOfWork,
-};

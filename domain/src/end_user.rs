@@ -47,7 +47,9 @@ pub enum EndUserCommand {
     RecordEmail { email: Email },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum EndUserEvent {
     EndUserIdentified {
         org_id: Uuid,
@@ -61,10 +63,7 @@ pub enum EndUserEvent {
 
 impl DomainEvent for EndUserEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            EndUserEvent::EndUserIdentified { .. } => "EndUserIdentified",
-            EndUserEvent::EndUserEmailRecorded { .. } => "EndUserEmailRecorded",
-        }
+        self.into()
     }
 }
 

@@ -4,6 +4,7 @@
 //! arrive as command fields, so every rule is a plain, deterministic function.
 
 pub mod aggregate;
+pub mod catalogue;
 pub mod end_user;
 pub mod login;
 pub mod mcp_session;

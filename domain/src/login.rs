@@ -32,7 +32,9 @@ pub enum LoginCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum LoginEvent {
     LoginSucceeded {
         user_id: Uuid,
@@ -49,10 +51,7 @@ pub enum LoginEvent {
 
 impl DomainEvent for LoginEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            LoginEvent::LoginSucceeded { .. } => "LoginSucceeded",
-            LoginEvent::LoginFailed { .. } => "LoginFailed",
-        }
+        self.into()
     }
 }
 

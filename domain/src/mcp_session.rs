@@ -55,7 +55,9 @@ pub enum McpSessionCommand {
     End { reason: EndReason },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum McpSessionEvent {
     McpSessionStarted(SessionStart),
     McpSessionEnded { reason: EndReason },
@@ -63,10 +65,7 @@ pub enum McpSessionEvent {
 
 impl DomainEvent for McpSessionEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            McpSessionEvent::McpSessionStarted(_) => "McpSessionStarted",
-            McpSessionEvent::McpSessionEnded { .. } => "McpSessionEnded",
-        }
+        self.into()
     }
 }
 

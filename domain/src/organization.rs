@@ -83,7 +83,9 @@ pub enum OrganizationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum OrganizationEvent {
     OrganizationCreated {
         name: Name,
@@ -122,15 +124,7 @@ pub enum OrganizationEvent {
 
 impl DomainEvent for OrganizationEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            OrganizationEvent::OrganizationCreated { .. } => "OrganizationCreated",
-            OrganizationEvent::MemberAdded { .. } => "MemberAdded",
-            OrganizationEvent::MemberInvited { .. } => "MemberInvited",
-            OrganizationEvent::InvitationAccepted { .. } => "InvitationAccepted",
-            OrganizationEvent::InvitationRevoked { .. } => "InvitationRevoked",
-            OrganizationEvent::MemberRoleChanged { .. } => "MemberRoleChanged",
-            OrganizationEvent::MemberRemoved { .. } => "MemberRemoved",
-        }
+        self.into()
     }
 }
 

@@ -44,7 +44,9 @@ pub enum RefreshTokenCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum RefreshTokenEvent {
     RefreshTokenIssued {
         user_id: Uuid,
@@ -62,11 +64,7 @@ pub enum RefreshTokenEvent {
 
 impl DomainEvent for RefreshTokenEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            RefreshTokenEvent::RefreshTokenIssued { .. } => "RefreshTokenIssued",
-            RefreshTokenEvent::RefreshTokenRotated { .. } => "RefreshTokenRotated",
-            RefreshTokenEvent::RefreshTokenFamilyRevoked { .. } => "RefreshTokenFamilyRevoked",
-        }
+        self.into()
     }
 }
 

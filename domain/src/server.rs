@@ -54,7 +54,9 @@ pub enum ServerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum ServerEvent {
     ServerCreated {
         org_id: Uuid,
@@ -72,11 +74,7 @@ pub enum ServerEvent {
 
 impl DomainEvent for ServerEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            ServerEvent::ServerCreated { .. } => "ServerCreated",
-            ServerEvent::ServerUpdated { .. } => "ServerUpdated",
-            ServerEvent::ServerArchived { .. } => "ServerArchived",
-        }
+        self.into()
     }
 }
 

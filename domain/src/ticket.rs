@@ -117,7 +117,9 @@ pub enum TicketCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum TicketEvent {
     TicketOpened {
         org_id: Uuid,
@@ -151,13 +153,7 @@ pub enum TicketEvent {
 
 impl DomainEvent for TicketEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            TicketEvent::TicketOpened { .. } => "TicketOpened",
-            TicketEvent::TicketStatusChanged { .. } => "TicketStatusChanged",
-            TicketEvent::TicketCommented { .. } => "TicketCommented",
-            TicketEvent::TicketAssigned { .. } => "TicketAssigned",
-            TicketEvent::TicketUnassigned { .. } => "TicketUnassigned",
-        }
+        self.into()
     }
 }
 

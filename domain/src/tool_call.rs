@@ -115,14 +115,16 @@ pub enum ToolCallCommand {
     Record(ToolCallRecord),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum ToolCallEvent {
     ToolCalled(ToolCallRecord),
 }
 
 impl DomainEvent for ToolCallEvent {
     fn event_type(&self) -> &'static str {
-        "ToolCalled"
+        self.into()
     }
 }
 

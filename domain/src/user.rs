@@ -18,16 +18,16 @@ pub enum UserCommand {
 
 /// Events carry no credential: they are published to NATS and exported to analysts. The
 /// password hash lives in a write-side table, written in the same commit as the signup.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum UserEvent {
     UserSignedUp { email: Email, name: Name },
 }
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            UserEvent::UserSignedUp { .. } => "UserSignedUp",
-        }
+        self.into()
     }
 }
 

@@ -203,7 +203,9 @@ pub enum WalkthroughCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum WalkthroughEvent {
     WalkthroughCreated {
         org_id: Uuid,
@@ -267,21 +269,7 @@ pub enum WalkthroughEvent {
 
 impl DomainEvent for WalkthroughEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::WalkthroughCreated { .. } => "WalkthroughCreated",
-            Self::WalkthroughDetailsChanged { .. } => "WalkthroughDetailsChanged",
-            Self::StepAdded { .. } => "StepAdded",
-            Self::StepEdited { .. } => "StepEdited",
-            Self::StepRemoved { .. } => "StepRemoved",
-            Self::StepMoved { .. } => "StepMoved",
-            Self::WalkthroughPublished { .. } => "WalkthroughPublished",
-            Self::WalkthroughUnpublished { .. } => "WalkthroughUnpublished",
-            Self::WalkthroughRepublished { .. } => "WalkthroughRepublished",
-            Self::WalkthroughArchived => "WalkthroughArchived",
-            Self::WalkthroughAssigned { .. } => "WalkthroughAssigned",
-            Self::WalkthroughAssignmentChanged { .. } => "WalkthroughAssignmentChanged",
-            Self::WalkthroughUnassigned { .. } => "WalkthroughUnassigned",
-        }
+        self.into()
     }
 }
 

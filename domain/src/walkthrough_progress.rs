@@ -50,7 +50,9 @@ pub struct WalkthroughProgress {
 impl WalkthroughProgress {
     /// The event after which nothing earlier matters: a start replaces the whole state, so
     /// loading may begin at the stream's last one (restarts never make loads slower).
-    pub const RESET_EVENT: &'static str = "WalkthroughStarted";
+    pub fn reset_event() -> &'static str {
+        ProgressEventType::WalkthroughStarted.into()
+    }
 }
 
 /// The version a new run starts on.
@@ -90,7 +92,17 @@ pub struct LeftRun {
     pub step_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::EnumDiscriminants,
+)]
+#[strum_discriminants(name(ProgressEventType), derive(strum::IntoStaticStr))]
 pub enum ProgressEvent {
     WalkthroughStarted {
         org_id: Uuid,
@@ -133,11 +145,7 @@ pub enum ProgressEvent {
 
 impl DomainEvent for ProgressEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::WalkthroughStarted { .. } => "WalkthroughStarted",
-            Self::StepCompleted { .. } => "StepCompleted",
-            Self::WalkthroughCompleted { .. } => "WalkthroughCompleted",
-        }
+        self.into()
     }
 }
 
@@ -393,7 +401,7 @@ mod tests {
         history.extend(given_when::<WalkthroughProgress>(&history, next(None, 12)).unwrap());
         let last_start = history
             .iter()
-            .rposition(|e| e.event_type() == WalkthroughProgress::RESET_EVENT)
+            .rposition(|e| e.event_type() == WalkthroughProgress::reset_event())
             .unwrap();
         let full = replay::<WalkthroughProgress>(&history);
         let tail = replay::<WalkthroughProgress>(&history[last_start..]);

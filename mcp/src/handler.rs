@@ -7,8 +7,8 @@ use crate::recording::{self, RecordError};
 use crate::tenant::Tenant;
 use crate::tools::{self, conformance, CallContext};
 use crate::Core;
-use commands::store::{conflict_backoff, MAX_RETRIES};
 use domain::EventMetadata;
+use eventstore::{conflict_backoff, MAX_RETRIES};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
     CustomResult, DiscoverRequestParams, DiscoverResult, ErrorCode, GetPromptRequestParams,

@@ -1,9 +1,9 @@
 //! Who is calling: the end user a tracking id names, created on first sight.
 
 use commands::services::end_users;
-use commands::{EventStore, ExecuteError};
 use domain::end_user::{EndUserError, TrackingId};
 use domain::EventMetadata;
+use eventstore::{EventStore, ExecuteError};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use uuid::Uuid;

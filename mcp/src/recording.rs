@@ -4,8 +4,8 @@
 use crate::handler::Served;
 use crate::Core;
 use commands::services::tool_calls;
-use commands::{CommitError, UnitOfWork};
 use domain::tool_call::{Outcome, ToolCallRecord};
+use eventstore::{CommitError, UnitOfWork};
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject};
 use rmcp::ErrorData;
 use serde_json::Value;

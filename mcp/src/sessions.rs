@@ -9,9 +9,9 @@
 use crate::identity::Caller;
 use crate::tenant::Tenant;
 use commands::services::mcp_sessions;
-use commands::{EventStore, StoreError};
 use domain::mcp_session::{EndReason, SessionStart};
 use domain::EventMetadata;
+use eventstore::{EventStore, StoreError};
 use rmcp::model::InitializeRequestParams;
 use rmcp::transport::streamable_http_server::session::{
     SessionState, SessionStore, SessionStoreError,
@@ -216,7 +216,7 @@ impl SessionStore for EventSourcedSessionStore {
             Ok(_) => Ok(()),
             // The edge only lets a DELETE through for a live session of this server, so a
             // missing session here means it ended meanwhile: nothing left to do.
-            Err(commands::ExecuteError::Domain(_)) => Ok(()),
+            Err(eventstore::ExecuteError::Domain(_)) => Ok(()),
             Err(e) => Err(fail(&scope, e)),
         }
     }

@@ -2,9 +2,9 @@
 //! in the path. Servers are read from the write model (slug index + server stream), so a server
 //! answers the moment it is created, and cached briefly so the hot path does no look-up.
 
-use commands::{keys, EventStore, StoreError};
 use domain::server::Server;
 use domain::values::AuthMode;
+use eventstore::{index, EventStore, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -67,7 +67,9 @@ impl TenantCache {
 }
 
 async fn load(store: &EventStore, slug: &str) -> Result<Option<Tenant>, StoreError> {
-    let Some(server_id) = keys::owner_of(store.pool(), keys::SERVER_SLUG, slug).await? else {
+    let Some(server_id) =
+        index::owner_of(store.pool(), eventstore::KeyKind::ServerSlug, slug).await?
+    else {
         return Ok(None);
     };
     let (server, _) = store.load::<Server>(&server_id.to_string()).await?;

@@ -1,14 +1,14 @@
 //! Projection checkpoints: `(transaction_id, global_position)` of the last applied event and the
 //! JetStream sequence of the last message consumed, stored with the read-model writes.
 
-use commands::Cursor;
+use eventstore::Cursor;
 use sqlx::{PgConnection, PgPool, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
     pub cursor: Cursor,
     pub stream_sequence: i64,
-    /// The fencing token of the worker that leads this projection (see `commands::leader`).
+    /// The fencing token of the worker that leads this projection (see `eventstore::leader`).
     pub owner: Option<uuid::Uuid>,
 }
 

@@ -3,7 +3,7 @@
 //! The same `apply` writes live tables (from NATS) and shadow tables (during a rebuild), so a
 //! rebuilt model is the live model by construction.
 
-use commands::StoredEvent;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
 
@@ -12,7 +12,7 @@ pub enum ProjectionError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
-    Store(#[from] commands::StoreError),
+    Store(#[from] eventstore::StoreError),
     #[error("nats: {0}")]
     Nats(String),
     #[error("unknown projection {0:?}")]

@@ -8,7 +8,7 @@
 
 use crate::checkpoint::{self, rebuild_lock_key, worker_lock_key};
 use crate::projection::{shadow_name, Projection, ProjectionError, Tables};
-use commands::{Cursor, EventFilter, StoredEvent};
+use eventstore::{Cursor, EventFilter, StoredEvent};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use std::sync::Arc;
@@ -79,14 +79,14 @@ pub async fn rebuild(
 
     // Read pages on one connection while the previous page is written on another.
     let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, commands::StoreError>>(2);
+        tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, eventstore::StoreError>>(2);
     let reader_pool = pool.clone();
     let reader_filter = filter.clone();
     let reader = tokio::spawn(async move {
         let mut cursor = Cursor::START;
         loop {
             let page =
-                commands::store::read_after(&reader_pool, &reader_filter, cursor, PAGE).await;
+                eventstore::reading::read_after(&reader_pool, &reader_filter, cursor, PAGE).await;
             let done = match &page {
                 Ok(events) => match events.last() {
                     Some(last) => {
@@ -222,7 +222,7 @@ async fn read_between(
          AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
          AND (cardinality($5::text[]) = 0 OR aggregate_type = ANY($5)) \
          ORDER BY transaction_id, global_position",
-        commands::store::EVENT_COLUMNS
+        eventstore::reading::EVENT_COLUMNS
     ))
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
@@ -233,7 +233,7 @@ async fn read_between(
     .await?;
     Ok(rows
         .iter()
-        .map(commands::store::row_to_event)
+        .map(eventstore::reading::row_to_event)
         .collect::<Result<_, _>>()?)
 }
 

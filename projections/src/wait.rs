@@ -3,7 +3,7 @@
 //! do not catch up in time (NATS away), the write has still succeeded; reads converge later.
 
 use crate::registry;
-use commands::Cursor;
+use eventstore::Cursor;
 use sqlx::{PgPool, Row};
 use std::time::Duration;
 

@@ -9,10 +9,10 @@ use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use async_nats::HeaderName;
-use commands::leader::LeaderLock;
-use commands::nats::{class_of, ACTIVITY_AGGREGATES};
-use commands::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
-use commands::{Cursor, EventFilter, StoredEvent};
+use eventstore::leader::LeaderLock;
+use eventstore::nats::{class_of, ACTIVITY_AGGREGATES};
+use eventstore::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
+use eventstore::{Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
 use sqlx::{Connection, PgPool};
 use std::sync::Arc;
@@ -169,7 +169,7 @@ impl Worker {
             let current = checkpoint::lock(&mut tx, name).await?;
             fence(&current, owner)?;
             let page =
-                commands::store::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
+                eventstore::reading::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
             let Some(last) = page.last().map(|e| e.cursor) else {
                 // Ended now, not whenever the connection is next used: the checkpoint row lock
@@ -298,7 +298,7 @@ impl Worker {
                 continue;
             }
             let event: StoredEvent = serde_json::from_slice(&incoming.message.payload)
-                .map_err(commands::StoreError::Encode)?;
+                .map_err(eventstore::StoreError::Encode)?;
             if self.projection.wants(&event.aggregate_type) {
                 events.push(event);
             }

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::database;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::{Cursor, EventFilter, StoredEvent};
+use eventstore::{Cursor, EventFilter, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::io::Write;
@@ -34,7 +34,7 @@ async fn resolve_org(pool: &PgPool, org: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = org.parse::<Uuid>() {
         return Ok(id);
     }
-    commands::keys::owner_of(pool, commands::keys::ORG_SLUG, org)
+    eventstore::index::owner_of(pool, eventstore::KeyKind::OrgSlug, org)
         .await?
         .with_context(|| format!("no organization with slug {org:?}"))
 }
@@ -79,7 +79,7 @@ pub async fn export(config: Config, args: ExportArgs) -> anyhow::Result<()> {
     let mut cursor = Cursor::START;
     let mut count = 0u64;
     loop {
-        let page = commands::store::read_after(&pool, &filter, cursor, 5000).await?;
+        let page = eventstore::reading::read_after(&pool, &filter, cursor, 5000).await?;
         let Some(last) = page.last() else { break };
         cursor = last.cursor;
         for event in &page {
@@ -150,11 +150,11 @@ pub async fn tail(config: Config, org: Option<String>, types: Vec<String>) -> an
     };
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen("mcplatform_events").await?;
-    let mut cursor = commands::store::head(&pool).await?;
+    let mut cursor = eventstore::reading::head(&pool).await?;
     eprintln!("following new events from {cursor}; Ctrl-C to stop");
     let stdout = std::io::stdout();
     loop {
-        let page = commands::store::read_after(&pool, &filter, cursor, 1000).await?;
+        let page = eventstore::reading::read_after(&pool, &filter, cursor, 1000).await?;
         if let Some(last) = page.last() {
             cursor = last.cursor;
             let mut out = stdout.lock();

@@ -5,9 +5,9 @@ use crate::database;
 use anyhow::Context;
 use api::auth::rate_limit::LoginLimiter;
 use api::auth::tokens::TokenKeys;
-use commands::nats::Topology;
-use commands::relay::Relay;
-use commands::EventStore;
+use eventstore::nats::Topology;
+use eventstore::relay::Relay;
+use eventstore::EventStore;
 use projections::worker::Worker;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ impl Background {
 }
 
 async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
-    commands::nats::connect(&config.nats_url)
+    eventstore::nats::connect(&config.nats_url)
         .await
         .with_context(|| {
             format!(

@@ -1,10 +1,10 @@
 //! The event store and the relay: optimistic concurrency, late commits, re-publishing.
 
 use crate::helpers::*;
-use commands::{CommitError, Cursor, EventFilter, EventStore, UnitOfWork};
-use domain::organization::OrganizationEvent;
+use domain::organization::{Organization, OrganizationEvent};
 use domain::values::{Email, Name, Role, Slug};
 use domain::EventMetadata;
+use eventstore::{CommitError, Cursor, EventFilter, EventStore, KeyKind, UnitOfWork};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -39,8 +39,7 @@ fn member(n: u8) -> Vec<OrganizationEvent> {
 
 fn unit(org: Uuid, version: i64, events: &[OrganizationEvent]) -> UnitOfWork {
     let mut uow = UnitOfWork::new();
-    uow.append(
-        "organization",
+    uow.append::<Organization>(
         org.to_string(),
         version,
         events,
@@ -112,14 +111,13 @@ async fn a_unit_refused_in_a_group_leaves_none_of_its_events_and_spares_the_othe
     let (taken, fresh, keyed) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     store.commit(unit(taken, 0, &created(taken))).await.unwrap();
     let mut claim = unit(keyed, 0, &created(keyed));
-    claim.claim("bench-test-key", format!("k-{keyed}"), keyed);
+    claim.claim(KeyKind::OrgSlug, format!("k-{keyed}"), keyed);
     store.commit(claim).await.unwrap();
 
     // A new stream plus a stream whose version 0 is already taken.
     let mut spanning = unit(fresh, 0, &created(fresh));
     spanning
-        .append(
-            "organization",
+        .append::<Organization>(
             taken.to_string(),
             0,
             &member(1),
@@ -128,9 +126,9 @@ async fn a_unit_refused_in_a_group_leaves_none_of_its_events_and_spares_the_othe
         .unwrap();
     // Decided on a key owner that is not the one on record.
     let mut stale = unit(keyed, 1, &member(2));
-    stale.expect_owner("bench-test-key", format!("k-{keyed}"), Uuid::new_v4());
+    stale.expect_owner(KeyKind::OrgSlug, format!("k-{keyed}"), Uuid::new_v4());
     let mut held = unit(keyed, 1, &member(3));
-    held.expect_owner("bench-test-key", format!("k-{keyed}"), keyed);
+    held.expect_owner(KeyKind::OrgSlug, format!("k-{keyed}"), keyed);
     let plain: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
 
     let plain_commits = futures::future::join_all(

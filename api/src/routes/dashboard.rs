@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
-use commands::Cursor;
+use eventstore::Cursor;
 use projections::models::{
     audit, dashboard, organizations, servers, tickets, usage, walkthrough_analytics,
     walkthrough_progress,

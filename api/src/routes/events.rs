@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use commands::{Cursor, EventFilter, StoredEvent};
+use eventstore::{Cursor, EventFilter, StoredEvent};
 use futures::{Stream, StreamExt};
 use serde_json::json;
 use std::collections::VecDeque;
@@ -35,7 +35,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     for (key, value) in pairs {
         match key.as_str() {
             "after" if !value.is_empty() => {
-                q.after = Some(value.parse().map_err(|e: commands::cursor::BadCursor| {
+                q.after = Some(value.parse().map_err(|e: eventstore::cursor::BadCursor| {
                     ApiError::BadRequest {
                         code: "invalid_cursor",
                         detail: e.to_string(),

@@ -14,13 +14,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use commands::services::walkthroughs::{self as service, AssignError};
-use commands::{ExecuteError, Executed};
 use domain::values::OrgId;
 use domain::walkthrough::{
     parse_details, Assignment, Step, StepContent, StepEdit, Walkthrough, WalkthroughCommand,
     WalkthroughError, WalkthroughEvent,
 };
 use domain::Aggregate;
+use eventstore::{ExecuteError, Executed};
 use projections::models::walkthroughs as rm;
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -1,10 +1,6 @@
 //! Platform accounts: signup (joining every org that invited the email), login facts, and
 //! rotating refresh-token families.
 
-use crate::keys;
-use crate::store::{
-    CommitError, EmailGuard, EventStore, ExecuteError, Executed, StoreError, UnitOfWork,
-};
 use chrono::{DateTime, Utc};
 use domain::login::{LoginAttempt, LoginCommand};
 use domain::organization::{Organization, OrganizationCommand};
@@ -14,6 +10,10 @@ use domain::refresh_token::{
 use domain::user::{User, UserCommand, UserError};
 use domain::values::{Email, Name};
 use domain::{Aggregate, EventMetadata};
+use eventstore::index::{self, KeyKind};
+use eventstore::{
+    CommitError, EventStore, ExecuteError, Executed, Precondition, StoreError, UnitOfWork,
+};
 use uuid::Uuid;
 
 /// A new refresh-token family to start with a successful signup or login.
@@ -28,7 +28,7 @@ pub struct NewRefreshFamily {
 #[derive(Debug, Clone)]
 pub struct SignedUp {
     pub joined_orgs: Vec<Uuid>,
-    pub last_cursor: Option<crate::Cursor>,
+    pub last_cursor: Option<eventstore::Cursor>,
 }
 
 /// Signs a user up, accepts their pending invitations, and starts a refresh family, atomically.
@@ -41,7 +41,7 @@ pub async fn sign_up(
     refresh: NewRefreshFamily,
     metadata: &EventMetadata,
 ) -> Result<SignedUp, ExecuteError<UserError>> {
-    for _ in 0..crate::store::MAX_RETRIES {
+    for _ in 0..eventstore::MAX_RETRIES {
         let mut uow = UnitOfWork::new();
         let events = User::default()
             .handle(UserCommand::SignUp {
@@ -49,14 +49,14 @@ pub async fn sign_up(
                 name: name.clone(),
             })
             .map_err(ExecuteError::Domain)?;
-        uow.append(User::TYPE, user_id.to_string(), 0, &events, metadata)?;
-        uow.claim(keys::EMAIL, email.as_str(), user_id);
-        uow.credentials.push((user_id, password_hash.clone()));
+        uow.append::<User>(user_id.to_string(), 0, &events, metadata)?;
+        uow.claim(KeyKind::UserEmail, email.as_str(), user_id);
+        uow.set_credential(user_id, password_hash.clone());
         append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
 
         let mut joined = Vec::new();
-        let inviting = keys::orgs_inviting(store.pool(), email.as_str()).await?;
-        uow.email_guard = Some(EmailGuard::Invitations(
+        let inviting = index::orgs_inviting(store.pool(), email.as_str()).await?;
+        uow.require(Precondition::EmailInvitedBy(
             email.as_str().to_owned(),
             inviting.clone(),
         ));
@@ -69,15 +69,8 @@ pub async fn sign_up(
                 continue;
             };
             let org_meta = metadata.clone().for_org(org_id);
-            uow.append(
-                Organization::TYPE,
-                org_id.to_string(),
-                version,
-                &events,
-                &org_meta,
-            )?;
-            uow.invitations_removed
-                .push((email.as_str().to_owned(), org_id));
+            uow.append::<Organization>(org_id.to_string(), version, &events, &org_meta)?;
+            uow.remove_invitation(email.as_str(), org_id);
             joined.push(org_id);
         }
         match store.commit(uow).await {
@@ -87,7 +80,7 @@ pub async fn sign_up(
                     last_cursor: appended.iter().map(|a| a.cursor).max(),
                 })
             }
-            Err(CommitError::Conflict) => crate::store::conflict_backoff().await,
+            Err(CommitError::Conflict) => eventstore::conflict_backoff().await,
             Err(e) => return Err(e.into()),
         }
     }
@@ -108,13 +101,7 @@ fn append_refresh_issue(
             expires_at: refresh.expires_at,
         })
         .map_err(|_| CommitError::Conflict)?;
-    uow.append(
-        RefreshTokenFamily::TYPE,
-        refresh.family_id.to_string(),
-        0,
-        &events,
-        metadata,
-    )?;
+    uow.append::<RefreshTokenFamily>(refresh.family_id.to_string(), 0, &events, metadata)?;
     Ok(())
 }
 
@@ -123,7 +110,8 @@ pub async fn find_user_by_email(
     store: &EventStore,
     email: &Email,
 ) -> Result<Option<(Uuid, User)>, StoreError> {
-    let Some(user_id) = keys::owner_of(store.pool(), keys::EMAIL, email.as_str()).await? else {
+    let Some(user_id) = index::owner_of(store.pool(), KeyKind::UserEmail, email.as_str()).await?
+    else {
         return Ok(None);
     };
     let (user, _) = store.load::<User>(&user_id.to_string()).await?;
@@ -161,13 +149,7 @@ pub async fn record_login_success(
     let events = LoginAttempt::default()
         .handle(LoginCommand::RecordSuccess { user_id, email })
         .map_err(|_| CommitError::Conflict)?;
-    uow.append(
-        LoginAttempt::TYPE,
-        Uuid::new_v4().to_string(),
-        0,
-        &events,
-        metadata,
-    )?;
+    uow.append::<LoginAttempt>(Uuid::new_v4().to_string(), 0, &events, metadata)?;
     append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
     store.commit(uow).await?;
     Ok(())
@@ -183,13 +165,7 @@ pub async fn record_login_failure(
         .handle(command)
         .map_err(|_| CommitError::Conflict)?;
     let mut uow = UnitOfWork::new();
-    uow.append(
-        LoginAttempt::TYPE,
-        Uuid::new_v4().to_string(),
-        0,
-        &events,
-        metadata,
-    )?;
+    uow.append::<LoginAttempt>(Uuid::new_v4().to_string(), 0, &events, metadata)?;
     store.commit(uow).await?;
     Ok(())
 }

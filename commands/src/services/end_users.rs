@@ -1,10 +1,10 @@
 //! End users of an org's servers, known by tracking id.
 
-use crate::keys;
-use crate::store::{EventStore, ExecuteError, Executed};
 use domain::end_user::{EndUser, EndUserCommand, EndUserError, EndUserEvent, TrackingId};
 use domain::values::{Email, OrgId};
 use domain::{Aggregate, EventMetadata};
+use eventstore::index::{self, KeyKind};
+use eventstore::{EventStore, ExecuteError, Executed};
 use uuid::Uuid;
 
 /// The unique-key value of a tracking id: tracking ids are unique per org.
@@ -18,10 +18,10 @@ pub async fn find(
     pool: &sqlx::PgPool,
     org: OrgId,
     tracking_id: &TrackingId,
-) -> Result<Option<Uuid>, crate::store::StoreError> {
-    keys::owner_of(
+) -> Result<Option<Uuid>, eventstore::StoreError> {
+    index::owner_of(
         pool,
-        keys::END_USER_TRACKING,
+        KeyKind::EndUserTracking,
         &tracking_key(org.0, tracking_id),
     )
     .await
@@ -39,7 +39,7 @@ pub async fn identify(
 ) -> Result<Uuid, ExecuteError<EndUserError>> {
     let key = tracking_key(org_id, tracking_id);
     for _ in 0..3 {
-        if let Some(owner) = keys::owner_of(store.pool(), keys::END_USER_TRACKING, &key).await? {
+        if let Some(owner) = index::owner_of(store.pool(), KeyKind::EndUserTracking, &key).await? {
             return Ok(owner);
         }
         let end_user_id = Uuid::new_v4();
@@ -57,7 +57,7 @@ pub async fn identify(
                     })
                 },
                 |_, _, uow| {
-                    uow.claim(keys::END_USER_TRACKING, key.clone(), end_user_id);
+                    uow.claim(KeyKind::EndUserTracking, key.clone(), end_user_id);
                 },
             )
             .await;

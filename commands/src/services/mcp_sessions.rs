@@ -1,11 +1,11 @@
 //! Protocol sessions of 2025-era MCP clients, stored as events so any instance can continue
 //! them.
 
-use crate::store::{EventStore, ExecuteError, Executed, StoreError};
 use domain::mcp_session::{
     EndReason, McpSession, McpSessionCommand, McpSessionError, McpSessionEvent, SessionStart,
 };
 use domain::EventMetadata;
+use eventstore::{EventStore, ExecuteError, Executed, StoreError};
 
 type Result = std::result::Result<Executed<McpSessionEvent>, ExecuteError<McpSessionError>>;
 

@@ -1,12 +1,12 @@
 //! Organizations and their members.
 
-use crate::keys;
-use crate::store::{EmailGuard, EventStore, ExecuteError, Executed, StoreError};
 use domain::organization::{
     Organization, OrganizationCommand, OrganizationError, OrganizationEvent,
 };
 use domain::values::{Email, Name, Role, Slug};
 use domain::{Aggregate, EventMetadata};
+use eventstore::index::{self, KeyKind};
+use eventstore::{EventStore, ExecuteError, Executed, Precondition, StoreError};
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<Executed<OrganizationEvent>, ExecuteError<T>>;
@@ -36,7 +36,7 @@ pub async fn create(
                 })
             },
             |_, _, uow| {
-                uow.claim(keys::ORG_SLUG, claim_key.clone(), org_id);
+                uow.claim(KeyKind::OrgSlug, claim_key.clone(), org_id);
             },
         )
         .await
@@ -57,7 +57,7 @@ pub async fn add_member(
     let invite_key = email.as_str().to_owned();
     let mut outcome = Err(ExecuteError::Conflict);
     for _ in 0..3 {
-        let user_id = keys::owner_of(store.pool(), keys::EMAIL, email.as_str()).await?;
+        let user_id = index::owner_of(store.pool(), KeyKind::UserEmail, email.as_str()).await?;
         outcome = store
             .execute::<Organization, _, _>(
                 &org_id.to_string(),
@@ -75,8 +75,8 @@ pub async fn add_member(
                         .iter()
                         .any(|e| matches!(e, OrganizationEvent::MemberInvited { .. }))
                     {
-                        uow.invitations_added.push((invite_key.clone(), org_id));
-                        uow.email_guard = Some(EmailGuard::NoAccount(invite_key.clone()));
+                        uow.add_invitation(invite_key.clone(), org_id)
+                            .require(Precondition::EmailHasNoAccount(invite_key.clone()));
                     }
                 },
             )
@@ -142,7 +142,9 @@ pub async fn revoke_invitation(
                     email: email.clone(),
                 })
             },
-            |_, _, uow| uow.invitations_removed.push((key.clone(), org_id)),
+            |_, _, uow| {
+                uow.remove_invitation(key.clone(), org_id);
+            },
         )
         .await
 }

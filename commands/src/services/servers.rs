@@ -1,13 +1,13 @@
 //! Hosted MCP servers of an org.
 
-use crate::keys;
 use crate::services::organizations;
-use crate::store::{EventStore, ExecuteError, Executed};
 use domain::server::{
     Server, ServerChanges, ServerCommand, ServerConfig, ServerError, ServerEvent,
 };
 use domain::values::Role;
 use domain::{Aggregate, EventMetadata};
+use eventstore::KeyKind;
+use eventstore::{EventStore, ExecuteError, Executed};
 use uuid::Uuid;
 
 type Result = std::result::Result<Executed<ServerEvent>, ExecuteError<ServerError>>;
@@ -48,7 +48,7 @@ pub async fn create(
                 })
             },
             |_, _, uow| {
-                uow.claim(keys::SERVER_SLUG, slug.clone(), server_id);
+                uow.claim(KeyKind::ServerSlug, slug.clone(), server_id);
             },
         )
         .await
@@ -84,9 +84,9 @@ pub async fn update(
                     if let ServerEvent::ServerUpdated { config } = event {
                         if old.as_deref() != Some(config.slug.as_str()) {
                             if let Some(old) = &old {
-                                uow.release(keys::SERVER_SLUG, old.clone(), server_id);
+                                uow.release(KeyKind::ServerSlug, old.clone(), server_id);
                             }
-                            uow.claim(keys::SERVER_SLUG, config.slug.as_str(), server_id);
+                            uow.claim(KeyKind::ServerSlug, config.slug.as_str(), server_id);
                         }
                     }
                 }
@@ -118,7 +118,7 @@ pub async fn archive(
             |_, events, uow| {
                 for event in events {
                     if let ServerEvent::ServerArchived { slug } = event {
-                        uow.release(keys::SERVER_SLUG, slug.as_str(), server_id);
+                        uow.release(KeyKind::ServerSlug, slug.as_str(), server_id);
                     }
                 }
             },

@@ -1,10 +1,10 @@
 //! Support tickets: opened by end users through `get_support`, worked by the org's members.
 
-use crate::keys;
 use crate::services::organizations;
-use crate::store::{EventStore, ExecuteError, Executed};
 use domain::ticket::{Ticket, TicketCommand, TicketError, TicketEvent, TicketStatus};
 use domain::{Actor, Aggregate, EventMetadata};
+use eventstore::index::{self, KeyKind};
+use eventstore::{EventStore, ExecuteError, Executed};
 use uuid::Uuid;
 
 type Result = std::result::Result<Executed<TicketEvent>, ExecuteError<TicketError>>;
@@ -130,9 +130,13 @@ pub async fn assign(
 ) -> std::result::Result<Executed<TicketEvent>, AssignError> {
     let member_id = match member.parse::<Uuid>() {
         Ok(id) => Some(id),
-        Err(_) => keys::owner_of(store.pool(), keys::EMAIL, &member.trim().to_lowercase())
-            .await
-            .map_err(ExecuteError::Store)?,
+        Err(_) => index::owner_of(
+            store.pool(),
+            KeyKind::UserEmail,
+            &member.trim().to_lowercase(),
+        )
+        .await
+        .map_err(ExecuteError::Store)?,
     };
     let org = organizations::load(store, org_id)
         .await

@@ -1,9 +1,9 @@
 //! Recording tool calls: one fact per call.
 
-use crate::store::{CommitError, EventStore, UnitOfWork};
-use crate::Cursor;
 use domain::tool_call::{ToolCall, ToolCallCommand, ToolCallRecord};
 use domain::{Aggregate, EventMetadata};
+use eventstore::Cursor;
+use eventstore::{CommitError, EventStore, UnitOfWork};
 use uuid::Uuid;
 
 /// Records a call durably. A call is its own new stream, so there is nothing to load and
@@ -29,7 +29,7 @@ pub async fn record(
     // a read and, after each checkpoint, a full-page WAL image per call).
     let call_id = Uuid::now_v7();
     let mut uow = staged.unwrap_or_default();
-    uow.append(ToolCall::TYPE, call_id.to_string(), 0, &events, &metadata)?;
+    uow.append::<ToolCall>(call_id.to_string(), 0, &events, &metadata)?;
     let appended = store.commit(uow).await?;
     Ok(appended.iter().map(|a| a.cursor).max())
 }

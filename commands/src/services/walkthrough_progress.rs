@@ -5,15 +5,15 @@
 //! none) is a pointer in the write-side key index (`walkthrough_selected`, one row per end
 //! user), written in the same transaction as the start, so it is never behind the events.
 
-use crate::keys;
-use crate::store::{
-    conflict_backoff, CommitError, EventStore, ExecuteError, UnitOfWork, MAX_RETRIES,
-};
 use chrono::{DateTime, Utc};
 use domain::walkthrough_progress::{
     stream_id, ProgressCommand, ProgressError, ProgressEvent, StartingVersion, WalkthroughProgress,
 };
 use domain::{Aggregate, EventMetadata};
+use eventstore::KeyKind;
+use eventstore::{
+    conflict_backoff, CommitError, EventStore, ExecuteError, UnitOfWork, MAX_RETRIES,
+};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,7 +36,7 @@ pub async fn load(
     store: &EventStore,
     walkthrough_id: Uuid,
     end_user_id: Uuid,
-) -> std::result::Result<WalkthroughProgress, crate::StoreError> {
+) -> std::result::Result<WalkthroughProgress, eventstore::StoreError> {
     Ok(load_stream(store, &stream_id(walkthrough_id, end_user_id))
         .await?
         .0)
@@ -130,7 +130,7 @@ pub async fn current(
     org_id: Uuid,
     end_user_id: Uuid,
     trust_cache: bool,
-) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64, Source)>, crate::StoreError> {
+) -> std::result::Result<Option<(Uuid, WalkthroughProgress, i64, Source)>, eventstore::StoreError> {
     if let Some(c) = trust_cache
         .then(|| cache.take(org_id, end_user_id))
         .flatten()
@@ -162,11 +162,11 @@ pub async fn current(
              ) e ON true \
              WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
         )
-        .bind(keys::WALKTHROUGH_SELECTED)
+        .bind(KeyKind::WalkthroughSelected.as_str())
         .bind(&key)
         .bind(WalkthroughProgress::TYPE)
         .bind(&end_user)
-        .bind(WalkthroughProgress::RESET_EVENT)
+        .bind(WalkthroughProgress::reset_event())
         .bind(cached_id)
         .bind(cached_version)
         .fetch_all(&mut conn)
@@ -200,9 +200,9 @@ pub async fn current(
 async fn load_stream(
     store: &EventStore,
     stream: &str,
-) -> std::result::Result<(WalkthroughProgress, i64), crate::StoreError> {
+) -> std::result::Result<(WalkthroughProgress, i64), eventstore::StoreError> {
     store
-        .load_since_reset::<WalkthroughProgress>(stream, WalkthroughProgress::RESET_EVENT)
+        .load_since_reset::<WalkthroughProgress>(stream, WalkthroughProgress::reset_event())
         .await
 }
 
@@ -254,30 +254,24 @@ pub async fn select(
             })
             .map_err(ExecuteError::Domain)?;
         let mut uow = UnitOfWork::new();
-        uow.append(
-            WalkthroughProgress::TYPE,
-            stream.clone(),
-            version,
-            &events,
-            &metadata,
-        )?;
+        uow.append::<WalkthroughProgress>(stream.clone(), version, &events, &metadata)?;
         if pointed == Some(target.walkthrough_id) {
             // A start or restart commits only while this walkthrough is still the selected one
             // (otherwise it conflicts and is decided again). A resume writes nothing: the store
             // answers it without a round trip.
             if !events.is_empty() {
                 uow.expect_owner(
-                    keys::WALKTHROUGH_SELECTED,
+                    KeyKind::WalkthroughSelected,
                     key.clone(),
                     target.walkthrough_id,
                 );
             }
         } else {
             if let Some(old) = pointed {
-                uow.release(keys::WALKTHROUGH_SELECTED, key.clone(), old);
+                uow.release(KeyKind::WalkthroughSelected, key.clone(), old);
             }
             uow.claim(
-                keys::WALKTHROUGH_SELECTED,
+                KeyKind::WalkthroughSelected,
                 key.clone(),
                 target.walkthrough_id,
             );
@@ -329,8 +323,7 @@ pub fn stage_step(
         })
         .map_err(ExecuteError::Domain)?;
     let mut uow = UnitOfWork::new();
-    uow.append(
-        WalkthroughProgress::TYPE,
+    uow.append::<WalkthroughProgress>(
         stream_id(target.walkthrough_id, target.end_user_id),
         version,
         &events,
@@ -338,7 +331,7 @@ pub fn stage_step(
     )?;
     // Decided on the run of this walkthrough: only while it is still the one selected.
     uow.expect_owner(
-        keys::WALKTHROUGH_SELECTED,
+        KeyKind::WalkthroughSelected,
         pointer_key(target.org_id, target.end_user_id),
         target.walkthrough_id,
     );

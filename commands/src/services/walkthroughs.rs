@@ -3,10 +3,10 @@
 //! is refused at once.
 
 use crate::services::organizations;
-use crate::store::{EventStore, ExecuteError, Executed};
 use domain::server::Server;
 use domain::walkthrough::{Walkthrough, WalkthroughCommand, WalkthroughError, WalkthroughEvent};
 use domain::{Aggregate, EventMetadata};
+use eventstore::{EventStore, ExecuteError, Executed};
 use uuid::Uuid;
 
 type Result<T = Executed<WalkthroughEvent>> =
@@ -113,7 +113,7 @@ pub async fn load(
     store: &EventStore,
     org_id: Uuid,
     walkthrough_id: Uuid,
-) -> std::result::Result<Option<Walkthrough>, crate::StoreError> {
+) -> std::result::Result<Option<Walkthrough>, eventstore::StoreError> {
     let (walkthrough, _) = store
         .load::<Walkthrough>(&walkthrough_id.to_string())
         .await?;

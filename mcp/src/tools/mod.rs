@@ -8,8 +8,8 @@ pub mod walkthroughs;
 use crate::identity::Caller;
 use crate::tenant::Tenant;
 use crate::Core;
-use commands::UnitOfWork;
 use domain::EventMetadata;
+use eventstore::UnitOfWork;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool,
 };

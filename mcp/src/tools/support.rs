@@ -82,7 +82,7 @@ pub async fn call(
     .await;
     match opened {
         Ok(_) => {}
-        Err(commands::ExecuteError::Domain(e)) => return Ok(tool_error(e.to_string())),
+        Err(eventstore::ExecuteError::Domain(e)) => return Ok(tool_error(e.to_string())),
         Err(e) => {
             tracing::error!(error = %e, "opening a ticket failed");
             return Err(ErrorData::internal_error(

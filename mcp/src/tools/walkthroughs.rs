@@ -7,12 +7,12 @@
 
 use super::{json_type, schema, tool_error, CallContext};
 use commands::services::walkthrough_progress::{self as progress, Outcome, Source, Target};
-use commands::ExecuteError;
 use domain::values::OrgId;
 use domain::walkthrough::Step;
 use domain::walkthrough_progress::{
     ProgressError, ProgressEvent, StartingVersion, WalkthroughProgress,
 };
+use eventstore::ExecuteError;
 use projections::models::walkthroughs as rm;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use rmcp::ErrorData;

@@ -2,8 +2,8 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::{Cursor, StoredEvent};
 use domain::values::OrgId;
+use eventstore::{Cursor, StoredEvent};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
@@ -14,7 +14,7 @@ pub struct AuditProjection;
 
 /// Aggregates whose events stay out of the audit log: end users' own activity on the MCP edge,
 /// which has its own views (end users, sessions, tool calls).
-const NOT_AUDITED: &[&str] = commands::nats::ACTIVITY_AGGREGATES;
+const NOT_AUDITED: &[&str] = eventstore::nats::ACTIVITY_AGGREGATES;
 
 impl Projection for AuditProjection {
     fn name(&self) -> &'static str {

@@ -2,8 +2,11 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
+use domain::organization::{Organization, OrganizationEvent};
+use domain::server::{Server, ServerEvent};
 use domain::values::OrgId;
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -38,7 +41,7 @@ impl Projection for DashboardProjection {
     /// End users' activity is counted by its own read models (end users, sessions, tool
     /// calls); `events` counts what happened to the org itself.
     fn wants(&self, aggregate_type: &str) -> bool {
-        !commands::nats::ACTIVITY_AGGREGATES.contains(&aggregate_type)
+        !eventstore::nats::ACTIVITY_AGGREGATES.contains(&aggregate_type)
     }
 
     fn apply<'a>(
@@ -55,21 +58,28 @@ impl Projection for DashboardProjection {
                 let d = deltas.entry(org_id).or_default();
                 d.events_total += 1;
                 d.last_event_at = d.last_event_at.max(Some(event.recorded_at));
-                match event.event_type.as_str() {
-                    "OrganizationCreated" | "MemberAdded" => d.members += 1,
-                    "InvitationAccepted" => {
-                        d.members += 1;
-                        d.invitations_pending -= 1;
+                if event.aggregate_type == Organization::TYPE {
+                    match event.decode::<OrganizationEvent>()? {
+                        OrganizationEvent::OrganizationCreated { .. }
+                        | OrganizationEvent::MemberAdded { .. } => d.members += 1,
+                        OrganizationEvent::InvitationAccepted { .. } => {
+                            d.members += 1;
+                            d.invitations_pending -= 1;
+                        }
+                        OrganizationEvent::MemberInvited { .. } => d.invitations_pending += 1,
+                        OrganizationEvent::InvitationRevoked { .. } => d.invitations_pending -= 1,
+                        OrganizationEvent::MemberRemoved { .. } => d.members -= 1,
+                        OrganizationEvent::MemberRoleChanged { .. } => {}
                     }
-                    "MemberInvited" => d.invitations_pending += 1,
-                    "InvitationRevoked" => d.invitations_pending -= 1,
-                    "MemberRemoved" => d.members -= 1,
-                    "ServerCreated" => d.servers_active += 1,
-                    "ServerArchived" => {
-                        d.servers_active -= 1;
-                        d.servers_archived += 1;
+                } else if event.aggregate_type == Server::TYPE {
+                    match event.decode::<ServerEvent>()? {
+                        ServerEvent::ServerCreated { .. } => d.servers_active += 1,
+                        ServerEvent::ServerArchived { .. } => {
+                            d.servers_active -= 1;
+                            d.servers_archived += 1;
+                        }
+                        ServerEvent::ServerUpdated { .. } => {}
                     }
-                    _ => {}
                 }
             }
             let table = t.name("rm_dashboard");

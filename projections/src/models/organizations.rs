@@ -2,10 +2,11 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
-use domain::organization::OrganizationEvent;
-use domain::user::UserEvent;
+use domain::organization::{Organization, OrganizationEvent};
+use domain::user::{User, UserEvent};
 use domain::values::OrgId;
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -19,7 +20,7 @@ impl Projection for OrganizationsProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["organization", "user"]
+        &[Organization::TYPE, User::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

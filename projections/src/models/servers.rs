@@ -2,9 +2,10 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
-use domain::server::{ServerConfig, ServerEvent};
+use domain::server::{Server, ServerConfig, ServerEvent};
 use domain::values::OrgId;
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -18,7 +19,7 @@ impl Projection for ServersProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["mcp_server"]
+        &[Server::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -2,9 +2,10 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
-use domain::ticket::TicketEvent;
+use domain::ticket::{Ticket, TicketEvent};
 use domain::values::OrgId;
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,7 +20,7 @@ impl Projection for TicketsProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["ticket"]
+        &[Ticket::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

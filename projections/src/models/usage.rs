@@ -10,11 +10,12 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Duration, DurationRound, SubsecRound, Utc};
-use commands::StoredEvent;
-use domain::end_user::EndUserEvent;
-use domain::mcp_session::McpSessionEvent;
-use domain::tool_call::{Outcome, ToolCallEvent, ToolCallRecord};
+use domain::end_user::{EndUser, EndUserEvent};
+use domain::mcp_session::{McpSession, McpSessionEvent};
+use domain::tool_call::{Outcome, ToolCall, ToolCallEvent, ToolCallRecord};
 use domain::values::OrgId;
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -79,7 +80,7 @@ impl Projection for UsageProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["end_user", "mcp_session", "tool_call"]
+        &[EndUser::TYPE, McpSession::TYPE, ToolCall::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -117,7 +118,7 @@ impl Projection for UsageProjection {
                 let Some(org_id) = event.org_id else { continue };
                 let at = event.recorded_at;
                 match event.aggregate_type.as_str() {
-                    "end_user" => {
+                    t if t == EndUser::TYPE => {
                         let end_user_id: Uuid = event.aggregate_id.parse().unwrap_or_default();
                         match event.decode::<EndUserEvent>()? {
                             EndUserEvent::EndUserIdentified { tracking_id, .. } => {
@@ -148,7 +149,7 @@ impl Projection for UsageProjection {
                             }
                         }
                     }
-                    "mcp_session" => match event.decode::<McpSessionEvent>()? {
+                    t if t == McpSession::TYPE => match event.decode::<McpSessionEvent>()? {
                         McpSessionEvent::McpSessionStarted(start) => {
                             let inserted = sqlx::query(&format!(
                                 "INSERT INTO {sessions} (org_id, session_id, server_id, end_user_id, \
@@ -187,7 +188,7 @@ impl Projection for UsageProjection {
                             .await?;
                         }
                     },
-                    "tool_call" => {
+                    t if t == ToolCall::TYPE => {
                         let ToolCallEvent::ToolCalled(record) = event.decode::<ToolCallEvent>()?;
                         let failed = record.outcome == Outcome::Error;
                         let session_id = match &record.session_id {

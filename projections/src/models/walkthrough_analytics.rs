@@ -12,9 +12,10 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::NaiveDate;
-use commands::StoredEvent;
 use domain::values::OrgId;
-use domain::walkthrough_progress::ProgressEvent;
+use domain::walkthrough_progress::{ProgressEvent, WalkthroughProgress};
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::postgres::PgArguments;
@@ -200,7 +201,7 @@ impl Projection for WalkthroughAnalyticsProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["walkthrough_progress"]
+        &[WalkthroughProgress::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -5,9 +5,10 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
 use domain::values::OrgId;
-use domain::walkthrough_progress::ProgressEvent;
+use domain::walkthrough_progress::{ProgressEvent, WalkthroughProgress};
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -44,7 +45,7 @@ impl Projection for WalkthroughProgressProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["walkthrough_progress"]
+        &[WalkthroughProgress::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

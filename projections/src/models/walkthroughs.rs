@@ -3,9 +3,10 @@
 
 use crate::projection::{Projection, ProjectionError, Tables};
 use chrono::{DateTime, Utc};
-use commands::StoredEvent;
 use domain::values::OrgId;
-use domain::walkthrough::{edit_draft, Step, WalkthroughEvent, WalkthroughStatus};
+use domain::walkthrough::{edit_draft, Step, Walkthrough, WalkthroughEvent, WalkthroughStatus};
+use domain::Aggregate;
+use eventstore::StoredEvent;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::types::Json;
@@ -20,7 +21,7 @@ impl Projection for WalkthroughsProjection {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &["walkthrough"]
+        &[Walkthrough::TYPE]
     }
 
     fn tables(&self) -> &'static [&'static str] {

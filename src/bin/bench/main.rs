@@ -8,10 +8,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use commands::nats::Topology;
-use commands::relay::Relay;
-use commands::{Cursor, EventStore, UnitOfWork};
 use domain::{Actor, DomainEvent, EventMetadata};
+use eventstore::nats::Topology;
+use eventstore::relay::Relay;
+use eventstore::{Cursor, EventStore, UnitOfWork};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -124,8 +124,27 @@ enum BenchEvent {
 
 impl DomainEvent for BenchEvent {
     fn event_type(&self) -> &'static str {
-        "BenchToolCalled"
+        match self {
+            BenchEvent::BenchToolCalled { .. } => "BenchToolCalled",
+        }
     }
+}
+
+/// The stream type the bench's events are appended to: one event per stream, as tool calls.
+#[derive(Default)]
+struct BenchCall;
+
+impl domain::Aggregate for BenchCall {
+    const TYPE: &'static str = "bench_call";
+    type Command = std::convert::Infallible;
+    type Event = BenchEvent;
+    type Error = std::convert::Infallible;
+
+    fn handle(&self, command: Self::Command) -> Result<Vec<BenchEvent>, Self::Error> {
+        match command {}
+    }
+
+    fn apply(&mut self, _: &BenchEvent) {}
 }
 
 fn sample_event() -> BenchEvent {
@@ -347,13 +366,7 @@ async fn store(
             let m = m.clone();
             async move {
                 let mut uow = UnitOfWork::new();
-                uow.append(
-                    "bench_call",
-                    Uuid::now_v7().to_string(),
-                    0,
-                    &[sample_event()],
-                    &m,
-                )?;
+                uow.append::<BenchCall>(Uuid::now_v7().to_string(), 0, &[sample_event()], &m)?;
                 s.commit(uow).await?;
                 Ok(())
             }
@@ -397,7 +410,7 @@ async fn store(
         "bench{}",
         &Uuid::new_v4().simple().to_string()[..8]
     ));
-    let nats = commands::nats::connect(nats_url).await?;
+    let nats = eventstore::nats::connect(nats_url).await?;
     let js = async_nats::jetstream::new(nats.clone());
     js.get_or_create_stream(topology.stream_config()).await?;
     // Everything appended so far counts as already relayed: start the relay at the head.
@@ -409,7 +422,7 @@ async fn store(
     let relay_task = tokio::spawn(relay.run());
     let started = Instant::now();
     loop {
-        let at = commands::relay::load_checkpoint(&pool).await?;
+        let at = eventstore::relay::load_checkpoint(&pool).await?;
         if at >= relay_target {
             break;
         }
@@ -592,8 +605,7 @@ async fn steady_lag(
                 tick.tick().await;
                 let mut uow = UnitOfWork::new();
                 if uow
-                    .append(
-                        "bench_call",
+                    .append::<BenchCall>(
                         Uuid::now_v7().to_string(),
                         0,
                         &[sample_event()],

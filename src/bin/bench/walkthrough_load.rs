@@ -18,12 +18,12 @@ use super::mcp_load::{post, set_up, StepAnswer, VirtualClient};
 use super::{ms, percentile, scratch_database, Row};
 use anyhow::{bail, Context};
 use chrono::{Duration as Days, Utc};
-use commands::{EventStore, UnitOfWork};
 use domain::walkthrough::{
     StepContent, StepEdit, Walkthrough, WalkthroughCommand, WalkthroughEvent,
 };
 use domain::walkthrough_progress::{stream_id, ProgressEvent, WalkthroughProgress};
 use domain::{Actor, Aggregate, EventMetadata};
+use eventstore::{EventStore, UnitOfWork};
 use projections::models::walkthrough_analytics::{self as analytics, Window};
 use projections::models::walkthroughs as rm;
 use reqwest::Client;
@@ -288,7 +288,7 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
         history.extend(events);
     }
     let mut uow = UnitOfWork::new();
-    uow.append(Walkthrough::TYPE, wt_id.to_string(), 0, &history, &metadata)?;
+    uow.append::<Walkthrough>(wt_id.to_string(), 0, &history, &metadata)?;
     store.commit(uow).await?;
 
     // Runs: most finish, every fifth drops off at a step of its own; until `completions`.
@@ -353,13 +353,7 @@ pub async fn run_queries(postgres: &str, completions: u64, keep: bool) -> anyhow
                 });
             }
             events_total += events.len() as u64;
-            uow.append(
-                WalkthroughProgress::TYPE,
-                stream_id(wt_id, end_user),
-                0,
-                &events,
-                &metadata,
-            )?;
+            uow.append::<WalkthroughProgress>(stream_id(wt_id, end_user), 0, &events, &metadata)?;
         }
         let store = store.clone();
         pending.push(tokio::spawn(async move { store.commit(uow).await }));

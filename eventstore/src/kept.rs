@@ -7,7 +7,7 @@
 //! mcplatform's CPU. These connections are taken, used and put back as they are. Like the
 //! leaders' connections they are opened besides the pool.
 
-use crate::store::is_unavailable;
+use crate::error::is_unavailable;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Mutex;

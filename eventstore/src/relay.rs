@@ -8,9 +8,11 @@
 //! keep succeeding; it catches up when NATS is back.
 
 use crate::cursor::Cursor;
+use crate::error::StoreError;
+use crate::event::StoredEvent;
 use crate::leader::LeaderLock;
 use crate::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
-use crate::store::{read_after, EventFilter, StoreError, StoredEvent};
+use crate::reading::{read_after, EventFilter};
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use sqlx::postgres::PgListener;

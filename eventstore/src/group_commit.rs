@@ -4,11 +4,13 @@
 //! fails on its own: one whose stream moved on or whose expected key owner changed is refused
 //! whole, the others commit.
 
-use super::{
-    is_unavailable, Appended, CommitError, EmailGuard, Job, PendingEvent, StoreError, UnitOfWork,
-};
 use crate::cursor::Cursor;
+use crate::error::{is_unavailable, CommitError, StoreError};
+use crate::event::{Appended, PendingEvent};
+use crate::index::KeyKind;
 use crate::kept::KeptConnections;
+use crate::store::Job;
+use crate::unit_of_work::{IndexWrite, Precondition, UnitOfWork};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +36,7 @@ const OVERLAP_FROM: usize = 16;
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Starts the committers on their kept connections; units of work are sent to them as jobs.
-pub(super) fn start(pool: &PgPool) -> mpsc::Sender<Job> {
+pub(crate) fn start(pool: &PgPool) -> mpsc::Sender<Job> {
     let (jobs, rx) = mpsc::channel::<Job>(4096);
     let rx = Arc::new(Mutex::new(rx));
     let connections = Arc::new(KeptConnections::new(pool.clone(), COMMITTERS));
@@ -378,87 +380,13 @@ async fn write_unit(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     uow: &UnitOfWork,
 ) -> Result<Vec<Appended>, UnitFailure> {
-    if let Some(guard) = &uow.email_guard {
-        let email = match guard {
-            EmailGuard::NoAccount(e) | EmailGuard::Invitations(e, _) => e,
-        };
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mcplatform:email:' || $1, 0))")
-            .bind(email)
-            .execute(&mut **tx)
-            .await?;
-        let holds = match guard {
-            EmailGuard::NoAccount(email) => {
-                !sqlx::query_scalar::<_, bool>(
-                    "SELECT EXISTS (SELECT 1 FROM unique_keys WHERE kind = $1 AND key = $2)",
-                )
-                .bind(crate::keys::EMAIL)
-                .bind(email)
-                .fetch_one(&mut **tx)
-                .await?
-            }
-            EmailGuard::Invitations(email, expected) => {
-                let pending: Vec<Uuid> = sqlx::query_scalar(
-                    "SELECT org_id FROM pending_invitations WHERE email = $1 ORDER BY org_id",
-                )
-                .bind(email)
-                .fetch_all(&mut **tx)
-                .await?;
-                &pending == expected
-            }
-        };
-        if !holds {
+    for condition in &uow.preconditions {
+        if !holds(tx, condition).await? {
             return Err(UnitFailure::Refused(CommitError::Conflict));
         }
     }
-    for claim in &uow.releases {
-        sqlx::query("DELETE FROM unique_keys WHERE kind = $1 AND key = $2 AND owner_id = $3")
-            .bind(claim.kind)
-            .bind(&claim.key)
-            .bind(claim.owner_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for claim in &uow.claims {
-        let inserted = sqlx::query(
-            "INSERT INTO unique_keys (kind, key, owner_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (kind, key) DO UPDATE SET owner_id = EXCLUDED.owner_id \
-             WHERE unique_keys.owner_id = EXCLUDED.owner_id",
-        )
-        .bind(claim.kind)
-        .bind(&claim.key)
-        .bind(claim.owner_id)
-        .execute(&mut **tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(UnitFailure::Refused(CommitError::KeyTaken {
-                kind: claim.kind.to_owned(),
-            }));
-        }
-    }
-    for (email, org_id) in &uow.invitations_added {
-        sqlx::query("INSERT INTO pending_invitations (email, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(email)
-            .bind(org_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for (email, org_id) in &uow.invitations_removed {
-        sqlx::query("DELETE FROM pending_invitations WHERE email = $1 AND org_id = $2")
-            .bind(email)
-            .bind(org_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for (user_id, password_hash) in &uow.credentials {
-        sqlx::query(
-            "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
-             updated_at = now()",
-        )
-        .bind(user_id)
-        .bind(password_hash)
-        .execute(&mut **tx)
-        .await?;
+    for write in &uow.index {
+        write_index(tx, write).await?;
     }
     let events: Vec<&PendingEvent> = uow.events.iter().collect();
     let inserted = insert_events(tx, &events, true).await?;
@@ -470,6 +398,102 @@ async fn write_unit(
         }
     }
     Ok(appended)
+}
+
+/// Checks a precondition under a transaction-scoped lock on what it is about.
+async fn holds(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    condition: &Precondition,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mcplatform:email:' || $1, 0))")
+        .bind(condition.email())
+        .execute(&mut **tx)
+        .await?;
+    Ok(match condition {
+        Precondition::EmailHasNoAccount(email) => {
+            !sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM unique_keys WHERE kind = $1 AND key = $2)",
+            )
+            .bind(KeyKind::UserEmail.as_str())
+            .bind(email)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        Precondition::EmailInvitedBy(email, expected) => {
+            let pending: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT org_id FROM pending_invitations WHERE email = $1 ORDER BY org_id",
+            )
+            .bind(email)
+            .fetch_all(&mut **tx)
+            .await?;
+            &pending == expected
+        }
+    })
+}
+
+async fn write_index(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    write: &IndexWrite,
+) -> Result<(), UnitFailure> {
+    match write {
+        IndexWrite::Release(claim) => {
+            sqlx::query("DELETE FROM unique_keys WHERE kind = $1 AND key = $2 AND owner_id = $3")
+                .bind(claim.kind.as_str())
+                .bind(&claim.key)
+                .bind(claim.owner_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        IndexWrite::Claim(claim) => {
+            let inserted = sqlx::query(
+                "INSERT INTO unique_keys (kind, key, owner_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind, key) DO UPDATE SET owner_id = EXCLUDED.owner_id \
+                 WHERE unique_keys.owner_id = EXCLUDED.owner_id",
+            )
+            .bind(claim.kind.as_str())
+            .bind(&claim.key)
+            .bind(claim.owner_id)
+            .execute(&mut **tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(UnitFailure::Refused(CommitError::KeyTaken {
+                    kind: claim.kind,
+                }));
+            }
+        }
+        IndexWrite::InvitationAdded { email, org_id } => {
+            sqlx::query(
+                "INSERT INTO pending_invitations (email, org_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(email)
+            .bind(org_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        IndexWrite::InvitationRemoved { email, org_id } => {
+            sqlx::query("DELETE FROM pending_invitations WHERE email = $1 AND org_id = $2")
+                .bind(email)
+                .bind(org_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        IndexWrite::Credential {
+            user_id,
+            password_hash,
+        } => {
+            sqlx::query(
+                "INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2) \
+                 ON CONFLICT (user_id) DO UPDATE SET password_hash = EXCLUDED.password_hash, \
+                 updated_at = now()",
+            )
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// One lock order for the events of every group (their primary key order), so two committers
@@ -502,7 +526,7 @@ impl<'a> ExpectedOwners<'a> {
         for (i, uow) in uows.iter().enumerate() {
             for claim in &uow.expected_owners {
                 expected.units.push(i as i32);
-                expected.kinds.push(claim.kind);
+                expected.kinds.push(claim.kind.as_str());
                 expected.keys.push(claim.key.as_str());
                 expected.owner_ids.push(claim.owner_id);
             }

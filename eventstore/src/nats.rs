@@ -1,7 +1,12 @@
 //! How events travel over NATS: stream and subject names, message headers.
 
-use crate::store::StoredEvent;
+use crate::event::StoredEvent;
 use async_nats::HeaderName;
+use domain::end_user::EndUser;
+use domain::mcp_session::McpSession;
+use domain::tool_call::ToolCall;
+use domain::walkthrough_progress::WalkthroughProgress;
+use domain::Aggregate;
 use std::time::Duration;
 
 // Names made once, from static text: a `&str` name is copied into a new allocation on every
@@ -12,10 +17,10 @@ pub const HEADER_CURSOR: HeaderName = HeaderName::from_static("Mcpl-Cursor");
 /// Aggregates of end users' activity on the MCP edge: by far the most events, never read by
 /// the org administration models (audit log, dashboard).
 pub const ACTIVITY_AGGREGATES: &[&str] = &[
-    "end_user",
-    "mcp_session",
-    "tool_call",
-    "walkthrough_progress",
+    EndUser::TYPE,
+    McpSession::TYPE,
+    ToolCall::TYPE,
+    WalkthroughProgress::TYPE,
 ];
 
 /// The subject class of an aggregate type: `activity` for MCP usage (end users, sessions,
@@ -25,7 +30,7 @@ pub const ACTIVITY_AGGREGATES: &[&str] = &[
 /// completion.
 pub fn class_of(aggregate_type: &str) -> &'static str {
     match aggregate_type {
-        "walkthrough_progress" => "progress",
+        t if t == WalkthroughProgress::TYPE => "progress",
         t if ACTIVITY_AGGREGATES.contains(&t) => "activity",
         _ => "org",
     }
@@ -136,10 +141,10 @@ mod tests {
 
     #[test]
     fn each_high_volume_stream_has_a_class_of_its_own() {
-        assert_eq!(class_of("tool_call"), "activity");
-        assert_eq!(class_of("mcp_session"), "activity");
-        assert_eq!(class_of("walkthrough_progress"), "progress");
-        assert_eq!(class_of("walkthrough"), "org");
-        assert_eq!(class_of("organization"), "org");
+        assert_eq!(class_of(ToolCall::TYPE), "activity");
+        assert_eq!(class_of(McpSession::TYPE), "activity");
+        assert_eq!(class_of(WalkthroughProgress::TYPE), "progress");
+        assert_eq!(class_of(domain::walkthrough::Walkthrough::TYPE), "org");
+        assert_eq!(class_of(domain::organization::Organization::TYPE), "org");
     }
 }

@@ -1,0 +1,86 @@
+//! The write-side index (`unique_keys`, `pending_invitations`, `user_credentials`): natural
+//! keys claimed by the stream that owns them, written in the same transaction as the events
+//! (see [`crate::UnitOfWork`]), so these look-ups are strongly consistent. Commands use them to
+//! find the stream an email, a slug or a tracking id belongs to.
+
+use crate::error::StoreError;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The kinds of unique key. Each is stored by [`KeyKind::as_str`], which must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    /// An account's email, platform-wide.
+    UserEmail,
+    /// An organization's slug, platform-wide.
+    OrgSlug,
+    /// A hosted server's slug, platform-wide (it is a subdomain).
+    ServerSlug,
+    /// `{org id}/{tracking id}` → the end user: tracking ids are unique per org, not
+    /// platform-wide.
+    EndUserTracking,
+    /// `{org id}/{end user id}` → the walkthrough the end user selected last (a pointer,
+    /// claimed again on every new selection).
+    WalkthroughSelected,
+}
+
+impl KeyKind {
+    pub const ALL: [KeyKind; 5] = [
+        KeyKind::UserEmail,
+        KeyKind::OrgSlug,
+        KeyKind::ServerSlug,
+        KeyKind::EndUserTracking,
+        KeyKind::WalkthroughSelected,
+    ];
+
+    /// The stored name (`unique_keys.kind`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::UserEmail => "user_email",
+            KeyKind::OrgSlug => "org_slug",
+            KeyKind::ServerSlug => "server_slug",
+            KeyKind::EndUserTracking => "end_user_tracking",
+            KeyKind::WalkthroughSelected => "walkthrough_selected",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The owner of a unique key, if claimed.
+pub async fn owner_of(pool: &PgPool, kind: KeyKind, key: &str) -> Result<Option<Uuid>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT owner_id FROM unique_keys WHERE kind = $1 AND key = $2")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Orgs that invited an email which has no account yet.
+pub async fn orgs_inviting(pool: &PgPool, email: &str) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT org_id FROM pending_invitations WHERE email = $1 ORDER BY org_id",
+    )
+    .bind(email)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_key_kinds_are_distinct() {
+        let mut names: Vec<&str> = KeyKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KeyKind::ALL.len());
+    }
+}
