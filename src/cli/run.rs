@@ -294,9 +294,13 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
 /// needs no HTTP client of its own.
 pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     let url = format!("http://{}/readyz", args.target());
-    let response = reqwest::Client::new()
-        .get(&url)
+    // Straight to loopback, whatever HTTP_PROXY the container was given.
+    let client = reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(&url)
         .send()
         .await
         .with_context(|| format!("{url} did not answer"))?;
