@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(format: &str) {
+use crate::config::LogFormat;
+
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,rmcp=error"));
     let builder = tracing_subscriber::fmt()
@@ -14,7 +16,7 @@ pub fn init(format: &str) {
         // Colours only for a person at a terminal: redirected to a file or a log collector,
         // the escape codes would be noise in every line.
         .with_ansi(std::io::stderr().is_terminal());
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

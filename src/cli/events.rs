@@ -1,6 +1,6 @@
 //! `events export` and `events tail`: the event store for analysts, straight from Postgres.
 
-use crate::config::Config;
+use crate::config::DatabaseArgs;
 use crate::database;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -29,6 +29,17 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
 }
 
+/// An event type mcplatform stores; any other is refused with the list of known ones.
+pub fn event_type(s: &str) -> Result<String, String> {
+    if domain::catalogue::is_event_type(s) {
+        return Ok(s.to_owned());
+    }
+    Err(format!(
+        "unknown event type; known types: {}",
+        domain::catalogue::event_types().join(", ")
+    ))
+}
+
 /// An org by id or slug.
 async fn resolve_org(pool: &PgPool, org: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = org.parse::<Uuid>() {
@@ -48,8 +59,8 @@ pub struct ExportArgs {
     pub output: Option<std::path::PathBuf>,
 }
 
-pub async fn export(config: Config, args: ExportArgs) -> anyhow::Result<()> {
-    let pool = database::connect(&config.database_url, 2).await?;
+pub async fn export(database: DatabaseArgs, args: ExportArgs) -> anyhow::Result<()> {
+    let pool = database::connect_migrated(&database.database_url, 2).await?;
     let org_id = resolve_org(&pool, &args.org).await?;
     let filter = EventFilter {
         org_id: Some(org_id),
@@ -137,8 +148,12 @@ fn csv_record(e: &StoredEvent) -> [String; 12] {
 }
 
 /// Follows new events as NDJSON, woken by Postgres notifications (works with NATS down).
-pub async fn tail(config: Config, org: Option<String>, types: Vec<String>) -> anyhow::Result<()> {
-    let pool = database::connect(&config.database_url, 2).await?;
+pub async fn tail(
+    database: DatabaseArgs,
+    org: Option<String>,
+    types: Vec<String>,
+) -> anyhow::Result<()> {
+    let pool = database::connect_migrated(&database.database_url, 2).await?;
     let org_id = match org {
         Some(org) => Some(resolve_org(&pool, &org).await?),
         None => None,

@@ -1,5 +1,6 @@
 //! The verbs of the `mcplatform` binary.
 
 pub mod events;
+pub mod output;
 pub mod projections;
 pub mod run;

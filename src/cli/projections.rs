@@ -1,15 +1,16 @@
 //! `projections list | status | rebuild`.
 
-use crate::config::Config;
+use crate::config::DatabaseArgs;
 use crate::database;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::rebuild::{self, Progress};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 pub fn list(json: bool) -> anyhow::Result<()> {
     let all = projections::registry::all();
+    let mut out = std::io::stdout().lock();
     if json {
         let items: Vec<_> = all
             .iter()
@@ -21,7 +22,7 @@ pub fn list(json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
         return Ok(());
     }
     let reads: Vec<String> = all
@@ -36,9 +37,15 @@ pub fn list(json: bool) -> anyhow::Result<()> {
         .collect();
     let w = column_width("NAME", all.iter().map(|p| p.name()));
     let r = column_width("READS", reads.iter().map(String::as_str));
-    println!("{:<w$} {:<r$} TABLES", "NAME", "READS");
+    writeln!(out, "{:<w$} {:<r$} TABLES", "NAME", "READS")?;
     for (p, reads) in all.iter().zip(&reads) {
-        println!("{:<w$} {:<r$} {}", p.name(), reads, p.tables().join(", "));
+        writeln!(
+            out,
+            "{:<w$} {:<r$} {}",
+            p.name(),
+            reads,
+            p.tables().join(", ")
+        )?;
     }
     Ok(())
 }
@@ -48,36 +55,39 @@ fn column_width<'a>(heading: &str, values: impl Iterator<Item = &'a str>) -> usi
     values.map(str::len).max().unwrap_or(0).max(heading.len())
 }
 
-pub async fn status(config: Config, json: bool) -> anyhow::Result<()> {
-    let pool = database::connect(&config.database_url, 2).await?;
+pub async fn status(database: DatabaseArgs, json: bool) -> anyhow::Result<()> {
+    let pool = database::connect_migrated(&database.database_url, 2).await?;
     let mut rows = Vec::new();
     for p in projections::registry::all() {
         rows.push(rebuild::status(&pool, p.as_ref()).await?);
     }
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
     let w = column_width("NAME", rows.iter().map(|s| s.projection.as_str()));
-    println!(
+    writeln!(
+        out,
         "{:<w$} {:<22} {:>8} {:<7} LAST ERROR",
         "NAME", "CHECKPOINT", "BEHIND", "WORKER"
-    );
+    )?;
     for s in rows {
-        println!(
+        writeln!(
+            out,
             "{:<w$} {:<22} {:>8} {:<7} {}",
             s.projection,
             s.checkpoint.to_string(),
             s.events_behind,
             if s.worker_active { "active" } else { "none" },
             s.last_error.unwrap_or_else(|| "-".to_owned())
-        );
+        )?;
     }
     Ok(())
 }
 
 pub async fn rebuild_cmd(
-    config: Config,
+    database: DatabaseArgs,
     name: Option<String>,
     all: bool,
     json: bool,
@@ -93,7 +103,7 @@ pub async fn rebuild_cmd(
         })?],
         (None, false) => anyhow::bail!("name a projection to rebuild, or pass --all"),
     };
-    let pool = database::connect(&config.database_url, 4).await?;
+    let pool = database::connect_migrated(&database.database_url, 4).await?;
     let terminal = std::io::stderr().is_terminal() && !json;
     for projection in targets {
         let name = projection.name();
@@ -130,17 +140,19 @@ pub async fn rebuild_cmd(
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        let mut out = std::io::stdout().lock();
         if json {
-            println!("{}", serde_json::to_string(&report)?);
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
         } else {
-            println!(
+            writeln!(
+                out,
                 "{}: rebuilt from {} events in {:.2} s ({:.0} events/s), checkpoint {}",
                 report.projection,
                 report.events,
                 report.seconds,
                 report.events_per_second,
                 report.checkpoint
-            );
+            )?;
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
-//! `up`, `serve`, `relay`, `project`, `migrate`: the running pieces, together or apart.
+//! `up`, `serve`, `relay`, `project`, `migrate`, `healthcheck`: the running pieces, together or
+//! apart.
 
-use crate::config::Config;
+use crate::config::{DatabaseArgs, HealthcheckArgs, HttpArgs, RuntimeArgs, ServeArgs};
 use crate::database;
 use anyhow::Context;
 use api::auth::rate_limit::LoginLimiter;
@@ -9,13 +10,13 @@ use eventstore::nats::Topology;
 use eventstore::relay::Relay;
 use eventstore::EventStore;
 use projections::worker::Worker;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything a running piece needs.
 pub struct Runtime {
-    pub config: Config,
     pub pool: PgPool,
     pub store: EventStore,
     pub nats: async_nats::Client,
@@ -23,15 +24,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        database::ensure_database(&config.database_url).await?;
-        let pool = database::connect(&config.database_url, config.db_pool).await?;
+    pub async fn start(config: &RuntimeArgs) -> anyhow::Result<Self> {
+        let url = &config.database.database_url;
+        database::ensure_database(url).await?;
+        let pool = database::connect(url, config.db_pool).await?;
         database::migrate(&pool).await?;
         let store = EventStore::open(pool.clone()).await?;
-        let nats = connect_nats(&config).await?;
+        let nats = connect_nats(config).await?;
         let topology = Topology::new(config.nats_prefix.clone());
         Ok(Self {
-            config,
             pool,
             store,
             nats,
@@ -50,11 +51,11 @@ impl Runtime {
         }
     }
 
-    pub async fn serve(&self) -> anyhow::Result<()> {
-        let secret = self.config.secret_or_dev()?;
-        let listener = tokio::net::TcpListener::bind(self.config.bind)
+    pub async fn serve(&self, http: HttpArgs) -> anyhow::Result<()> {
+        let secret = http.secret_or_dev()?;
+        let listener = tokio::net::TcpListener::bind(http.bind)
             .await
-            .with_context(|| format!("cannot listen on {}", self.config.bind))?;
+            .with_context(|| format!("cannot listen on {}", http.bind))?;
         let addr = listener.local_addr()?;
         let limiter = Arc::new(LoginLimiter::default());
         let shrink = limiter.clone();
@@ -69,10 +70,10 @@ impl Runtime {
             pool: self.pool.clone(),
             nats: Some(self.nats.clone()),
             topology: self.topology.clone(),
-            tokens: Arc::new(TokenKeys::from_secret(secret.expose().as_bytes())),
+            tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())),
             limiter,
             config: Arc::new(api::ApiConfig {
-                base_domain: self.config.base_domain.clone(),
+                base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
                 // How long a write waits for the read models to show it (read-your-writes).
                 // Only reached when projectors lag (just after start, under a backlog);
@@ -83,23 +84,28 @@ impl Runtime {
         let edge = mcp::McpEdge::new(
             self.store.clone(),
             mcp::McpConfig {
-                base_domain: self.config.base_domain.to_ascii_lowercase(),
-                extra_hosts: self.config.extra_hosts.clone(),
-                allowed_origins: self.config.mcp_allowed_origins.clone(),
+                base_domain: http.base_domain.to_ascii_lowercase(),
+                extra_hosts: http.extra_hosts,
+                allowed_origins: http.mcp_allowed_origins,
                 request_state_key: api::auth::tokens::derive_key(
-                    secret.expose().as_bytes(),
+                    secret.expose_secret().as_bytes(),
                     "mcp request state",
                 ),
             },
         );
         let app = api::router(state).merge(mcp::router(edge.clone()));
-        // Printed on stdout, so scripts and tests can find the port.
-        println!("mcplatform listening on http://{addr}");
-        println!(
-            "  sign up:  curl -s -X POST http://{addr}/api/v1/auth/signup -H 'content-type: application/json' \\\n            -d '{{\"email\":\"you@example.com\",\"password\":\"a long passphrase\",\"name\":\"You\"}}'"
-        );
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        // Printed on stdout, so scripts and tests can find the port. Nobody may be reading
+        // (`mcplatform up | head -1`): the server runs on regardless.
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "mcplatform listening on http://{addr}");
+            let _ = writeln!(
+                out,
+                "  sign up:  curl -s -X POST http://{addr}/api/v1/auth/signup -H 'content-type: application/json' \\\n            -d '{{\"email\":\"you@example.com\",\"password\":\"a long passphrase\",\"name\":\"You\"}}'"
+            );
+            let _ = out.flush();
+        }
         // Responses (SSE frames above all) go out at once instead of waiting on Nagle's
         // algorithm and the peer's delayed ACK, which would add ~40 ms to every MCP call.
         use axum::serve::ListenerExt;
@@ -132,10 +138,10 @@ pub struct Background {
 
 impl Background {
     /// Connections of its own, for a runtime of its own (see [`up`]).
-    async fn connect(config: &Config, store_id: uuid::Uuid) -> anyhow::Result<Self> {
+    async fn connect(config: &RuntimeArgs, store_id: uuid::Uuid) -> anyhow::Result<Self> {
         // The relay and each projector lead on a connection of their own (`LeaderLock`); the
         // pool serves only their start-up and checkpoint reads.
-        let pool = database::connect(&config.database_url, 4).await?;
+        let pool = database::connect(&config.database.database_url, 4).await?;
         let nats = connect_nats(config).await?;
         Ok(Self {
             pool,
@@ -185,15 +191,11 @@ impl Background {
     }
 }
 
-async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
-    eventstore::nats::connect(&config.nats_url)
+async fn connect_nats(config: &RuntimeArgs) -> anyhow::Result<async_nats::Client> {
+    let url = config.nats_url.expose_secret();
+    eventstore::nats::connect(url)
         .await
-        .with_context(|| {
-            format!(
-                "NATS_URL {} is not usable",
-                database::redact(&config.nats_url)
-            )
-        })
+        .with_context(|| format!("NATS_URL {} is not usable", database::redact(url)))
 }
 
 pub async fn shutdown_signal() {
@@ -228,8 +230,12 @@ pub async fn shutdown_signal() {
 /// (`serve`, `relay`, `project`). Measured with 64 end users advancing walkthroughs on 2 cores:
 /// 2,400-3,200 completions/s at p99 39-67 ms on one runtime, 3,300-3,700/s at p99 32-39 ms
 /// apart; read-only tool calls went from 5,100 to 7,100/s.
-pub async fn up(config: Config) -> anyhow::Result<()> {
-    let rt = Runtime::start(config.clone()).await?;
+pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        runtime: config,
+        http,
+    } = args;
+    let rt = Runtime::start(&config).await?;
     let background = tokio::runtime::Builder::new_multi_thread()
         .thread_name("mcpl-background")
         .enable_all()
@@ -244,39 +250,61 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         })
         .await
         .context("the background runtime failed to start")??;
-    let served = rt.serve().await;
+    let served = rt.serve(http).await;
     // Dropping a runtime blocks until its tasks end, which the relay and projectors never do.
     background.shutdown_background();
     served
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    Runtime::start(config).await?.serve().await
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    Runtime::start(&args.runtime).await?.serve(args.http).await
 }
 
-pub async fn relay(config: Config) -> anyhow::Result<()> {
-    let rt = Runtime::start(config).await?;
+pub async fn relay(config: RuntimeArgs) -> anyhow::Result<()> {
+    let rt = Runtime::start(&config).await?;
     rt.background().spawn_relay();
     tracing::info!("relay running; Ctrl-C to stop");
     shutdown_signal().await;
     Ok(())
 }
 
-pub async fn project(config: Config, only: Option<String>) -> anyhow::Result<()> {
-    let rt = Runtime::start(config).await?;
+pub async fn project(config: RuntimeArgs, only: Option<String>) -> anyhow::Result<()> {
+    let rt = Runtime::start(&config).await?;
     rt.background().spawn_projectors(only.as_deref())?;
     tracing::info!("projectors running; Ctrl-C to stop");
     shutdown_signal().await;
     Ok(())
 }
 
-pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    database::ensure_database(&config.database_url).await?;
-    let pool = database::connect(&config.database_url, 2).await?;
+pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let url = &args.database_url;
+    database::ensure_database(url).await?;
+    let pool = database::connect(url, 2).await?;
     database::migrate(&pool).await?;
-    println!(
+    use std::io::Write;
+    writeln!(
+        std::io::stdout(),
         "migrations applied to {}",
-        database::redact(&config.database_url)
-    );
+        database::redact(url.expose_secret())
+    )?;
+    Ok(())
+}
+
+/// Asks the local server's `/readyz`, for a container's `HEALTHCHECK`: the runtime image then
+/// needs no HTTP client of its own.
+pub async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let url = format!("http://{}/readyz", args.target());
+    // Straight to loopback, whatever HTTP_PROXY the container was given.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
     Ok(())
 }

@@ -193,3 +193,141 @@ async fn serve_relay_and_project_run_as_separate_processes() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown projection"));
 }
+
+#[tokio::test]
+async fn an_unknown_event_type_is_refused_with_the_known_types() {
+    let env = TestEnv::new();
+    for verb in [
+        &["events", "tail", "--type", "Foo"][..],
+        &["events", "export", "--org", "acme", "--type", "Foo"][..],
+    ] {
+        let out = env.cli(verb);
+        assert!(!out.status.success(), "{verb:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("'Foo'"), "{stderr}");
+        for known in ["OrganizationCreated", "ServerCreated", "TicketOpened"] {
+            assert!(stderr.contains(known), "{verb:?}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_a_verb_quietly() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    for n in 0..3 {
+        app.create_server(&owner, &org, &format!("acme-{n}")).await;
+    }
+    for verb in [
+        &["events", "export", "--org", "acme"][..],
+        &["events", "export", "--org", "acme", "--format", "csv"][..],
+        &["projections", "list"][..],
+        &["projections", "status", "--json"][..],
+    ] {
+        // The reader goes away before the verb writes its first line, as `| head -0` would.
+        let mut child = app
+            .env
+            .command()
+            .args(verb)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{verb:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{verb:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_verb_shows_only_the_flags_it_uses() {
+    let env = TestEnv::new();
+    let help = |verb: &[&str]| {
+        let out = env.cli(&[verb, &["--help"]].concat());
+        assert!(out.status.success(), "{verb:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let export = help(&["events", "export"]);
+    for unused in ["--secret", "--bind", "--nats-url", "--db-pool", "--json"] {
+        assert!(!export.contains(unused), "{unused} in {export}");
+    }
+    assert!(export.contains("--database-url") && export.contains("--format"));
+    let list = help(&["projections", "list"]);
+    assert!(
+        list.contains("--json") && !list.contains("--database-url"),
+        "{list}"
+    );
+    let migrate = help(&["migrate"]);
+    assert!(!migrate.contains("--secret") && !migrate.contains("--nats-url"));
+    let up = help(&["up"]);
+    for used in ["--secret", "--bind", "--nats-url", "--database-url"] {
+        assert!(up.contains(used), "{used} missing from {up}");
+    }
+    assert!(!up.contains("--json"), "{up}");
+}
+
+#[tokio::test]
+async fn verbs_that_only_read_refuse_a_missing_database_and_do_not_create_it() {
+    let env = TestEnv::new();
+    for verb in [
+        &["events", "export", "--org", "acme"][..],
+        &["events", "tail"][..],
+        &["projections", "status"][..],
+        &["projections", "rebuild", "--all"][..],
+    ] {
+        let out = env.cli(verb);
+        assert!(!out.status.success(), "{verb:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("does not exist") && stderr.contains("mcplatform migrate"),
+            "{verb:?}: {stderr}"
+        );
+    }
+    let admin = sqlx::PgPool::connect(&admin_url("postgres")).await.unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&env.db_name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(!exists, "a read-only verb created the database");
+    admin.close().await;
+
+    // A database behind this binary's migrations is refused the same way until migrated.
+    assert!(env.cli(&["migrate"]).status.success());
+    let pool = env.pool().await;
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let out = env.cli(&["projections", "status"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lacks 1 migration"), "{stderr}");
+}
+
+#[tokio::test]
+async fn healthcheck_asks_the_running_server() {
+    let app = spawn_app().await;
+    let bind = app.proc.base().trim_start_matches("http://").to_owned();
+    let ok = app.env.cli(&["healthcheck", "--bind", &bind]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Nothing listens on the port a closed listener had.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let down = app.env.cli(&["healthcheck", "--bind", &free]);
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/readyz"));
+}

@@ -10,6 +10,7 @@ mod mcp_raw;
 mod api_auth;
 mod api_isolation;
 mod api_orgs_servers;
+mod audit_log;
 mod cli;
 mod event_store;
 mod faults;

@@ -12,6 +12,7 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_servers", "server_id"),
     ("rm_dashboard", "org_id"),
     ("rm_audit_log", "org_id, transaction_id, global_position"),
+    ("rm_audit_names", "kind, id"),
     ("rm_end_users", "org_id, end_user_id"),
     ("rm_sessions", "org_id, session_id"),
     ("rm_tool_calls", "org_id, call_id"),
