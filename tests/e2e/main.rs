@@ -16,6 +16,7 @@ mod faults;
 mod hostile_inputs;
 mod mcp_clients;
 mod mcp_protocol;
+mod mcp_refusals;
 mod mcp_tickets;
 mod openapi;
 mod projections;
