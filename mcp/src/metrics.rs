@@ -109,6 +109,11 @@ pub struct McpMetrics {
 
 impl Default for McpMetrics {
     fn default() -> Self {
+        metrics::describe_histogram!(
+            MCP_REQUEST_DURATION,
+            metrics::Unit::Seconds,
+            "MCP request latency at the edge by JSON-RPC method (and tool of a tools/call)"
+        );
         let by_method = Method::ALL
             .iter()
             .map(|m| match m.labels() {

@@ -24,8 +24,12 @@ pub struct Runtime {
 
 impl Runtime {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        // Before anything records: the event store's and the MCP edge's metric handles are
+        // made as they start.
+        api::metrics::install().context("cannot install the metrics recorder")?;
         database::ensure_database(&config.database_url).await?;
         let pool = database::connect(&config.database_url, config.db_pool).await?;
+        api::metrics::watch_pool("main", &pool);
         database::migrate(&pool).await?;
         let store = EventStore::open(pool.clone()).await?;
         let nats = connect_nats(&config).await?;
@@ -69,7 +73,7 @@ impl Runtime {
             pool: self.pool.clone(),
             nats: Some(self.nats.clone()),
             topology: self.topology.clone(),
-            tokens: Arc::new(TokenKeys::from_secret(secret.expose().as_bytes())),
+            tokens: Arc::new(TokenKeys::from_secret(secret.expose().as_bytes())?),
             limiter,
             config: Arc::new(api::ApiConfig {
                 base_domain: self.config.base_domain.clone(),
@@ -89,10 +93,11 @@ impl Runtime {
                 request_state_key: api::auth::tokens::derive_key(
                     secret.expose().as_bytes(),
                     "mcp request state",
-                ),
+                )?
+                .to_vec(),
             },
         );
-        let app = api::router(state).merge(mcp::router(edge.clone()));
+        let app = api::instrument(api::router(state).merge(mcp::router(edge.clone())));
         // Printed on stdout, so scripts and tests can find the port.
         println!("mcplatform listening on http://{addr}");
         println!(
@@ -136,6 +141,7 @@ impl Background {
         // The relay and each projector lead on a connection of their own (`LeaderLock`); the
         // pool serves only their start-up and checkpoint reads.
         let pool = database::connect(&config.database_url, 4).await?;
+        api::metrics::watch_pool("background", &pool);
         let nats = connect_nats(config).await?;
         Ok(Self {
             pool,
