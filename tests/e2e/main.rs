@@ -20,5 +20,6 @@ mod mcp_refusals;
 mod mcp_tickets;
 mod openapi;
 mod projections;
+mod request_ids_and_metrics;
 mod review_fixes;
 mod walkthroughs;
