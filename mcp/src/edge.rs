@@ -1,6 +1,7 @@
 //! One MCP request through the edge: admit it (size, host, origin, server, tracking id, auth
-//! mode, end user, session), then hand it to rmcp with the tenant attached, then shape the
-//! answer. Every refusal is an HTTP status with a JSON-RPC error body a client can show.
+//! mode, session), then hand it to rmcp with its scope attached, then shape the answer. Every
+//! refusal is an HTTP status with a JSON-RPC error body a client can show. The end user a
+//! tracking id names is resolved only once rmcp has accepted the request (see `RequestScope`).
 
 use crate::coalesce;
 use crate::sessions::{RequestScope, SessionCheck, SCOPE};
