@@ -10,12 +10,14 @@ pub mod routes;
 pub mod state;
 
 use crate::error::ApiError;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::Router;
 pub use state::{ApiConfig, AppState};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -131,7 +133,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(observe))
         .with_state(state)
 }
 
@@ -146,41 +147,90 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// A span per request (method, path, request id; actor and org once known) and response
-/// metrics. A request without `x-request-id` gets one, and every response echoes it.
-async fn observe(mut request: Request, next: Next) -> Response {
+/// Request ids, request spans and HTTP metrics around every route of `app` (this router merged
+/// with the MCP edge's), so both edges get them alike:
+///
+/// - a request without a usable `x-request-id` (1 to 128 visible ASCII characters) gets a UUID,
+///   and every response echoes the request's id (tower-http's request-id layers);
+/// - a span per request with method, path, route template and request id, and the `actor` and
+///   `org` fields handlers record once they know them (tower-http's `TraceLayer`; failures are
+///   not logged here: an internal error is logged once, where it is answered);
+/// - latency by method, route template and status class, and responses by status class
+///   ([`metrics::record_response`]).
+pub fn instrument(app: Router) -> Router {
+    // `layer` wraps what is there: the last layer added runs first.
+    app.layer(middleware::from_fn(record_metrics))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(
+                    |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                        tracing::debug!(
+                            parent: span,
+                            status = response.status().as_u16(),
+                            elapsed_ms = latency.as_secs_f64() * 1000.0,
+                            "response"
+                        );
+                    },
+                )
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
+}
+
+/// A client's `x-request-id` is kept when it is 1 to 128 visible ASCII characters; any other is
+/// dropped here, so the request gets a fresh one.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable =
+        |v: &axum::http::HeaderValue| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok();
+    if request
+        .headers()
+        .get(X_REQUEST_ID)
+        .is_some_and(|v| !usable(v))
+    {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let header = axum::http::HeaderValue::from_str(&request_id).ok();
-    if let Some(value) = &header {
-        request.headers_mut().insert("x-request-id", value.clone());
-    }
-    let span = tracing::info_span!(
+        .unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %request_id,
+        route,
+        request_id,
         actor = tracing::field::Empty,
         org = tracing::field::Empty,
-    );
+    )
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
-    let status = response.status().as_u16();
-    metrics::record_response(status);
-    if let Some(value) = header {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    span.in_scope(|| {
-        tracing::debug!(
-            status,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "response"
-        );
-    });
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    metrics::record_response(
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        response.status(),
+        started.elapsed(),
+    );
     response
 }

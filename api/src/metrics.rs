@@ -1,55 +1,314 @@
-//! Prometheus text exposition. A handful of counters and gauges does not justify a metrics
-//! registry crate; the format is four lines of code.
+//! The platform's metrics, in the Prometheus text format at `/metrics`: the recorder
+//! (`metrics` + `metrics-exporter-prometheus`), what the HTTP layer records per request, and the
+//! gauges read from the database at each scrape (the event log's head, the relay's and each
+//! projection's position and lag, the Postgres pools). The MCP edge and the event store record
+//! their own (`mcplatform_mcp_*`, `mcplatform_group_commit_*`) into the same recorder.
 
 use crate::state::AppState;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use axum::http::{Method, StatusCode};
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::{PgPool, Row};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-/// HTTP responses by status class (1xx..5xx).
-static RESPONSES: [AtomicU64; 5] = [
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
+/// HTTP responses by status class (`class="2xx"`), both edges.
+pub const HTTP_RESPONSES: &str = "mcplatform_http_responses_total";
+/// Seconds from a request's routing to its response head, by method, route template and status
+/// class.
+pub const HTTP_REQUEST_DURATION: &str = "mcplatform_http_request_duration_seconds";
+pub const EVENT_STORE_HEAD: &str = "mcplatform_event_store_head_position";
+pub const RELAY_CHECKPOINT: &str = "mcplatform_relay_checkpoint_position";
+pub const RELAY_LAG_EVENTS: &str = "mcplatform_relay_lag_events";
+pub const RELAY_LAG_SECONDS: &str = "mcplatform_relay_lag_seconds";
+pub const PROJECTION_CHECKPOINT: &str = "mcplatform_projection_checkpoint_position";
+pub const PROJECTION_LAG_EVENTS: &str = "mcplatform_projection_lag_events";
+pub const PROJECTION_LAG_SECONDS: &str = "mcplatform_projection_lag_seconds";
+pub const POOL_SIZE: &str = "mcplatform_db_pool_connections";
+pub const POOL_IDLE: &str = "mcplatform_db_pool_idle_connections";
+pub const POOL_IN_USE: &str = "mcplatform_db_pool_in_use_connections";
+pub const POOL_MAX: &str = "mcplatform_db_pool_max_connections";
+
+/// Latency buckets, 100 µs to 10 s: an MCP call is well under a millisecond of work, a REST
+/// write waits for its read model, a slow disk shows in the seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
+/// Group sizes of the group committers (units of work, events), up to their 256-unit limit.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Counting the events behind a position stops here (the gauge then reads "at least this").
+const LAG_COUNT_LIMIT: i64 = 100_000;
+/// How often histograms are folded in when nobody scrapes (their samples wait in a buffer).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-pub fn record_response(status: u16) {
-    let class = (status / 100).clamp(1, 5) as usize - 1;
-    RESPONSES[class].fetch_add(1, Ordering::Relaxed);
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static POOLS: Mutex<Vec<(&'static str, PgPool)>> = Mutex::new(Vec::new());
+
+/// Installs the process-wide recorder (once; later calls do nothing). Call it before anything
+/// records: handles made earlier record nowhere.
+pub fn install() -> Result<(), BuildError> {
+    if HANDLE.get().is_some() {
+        return Ok(());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Prefix("mcplatform_group_commit_batch_".to_owned()),
+            BATCH_BUCKETS,
+        )?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started; histograms fold in at scrapes only");
+    }
+    let _ = HANDLE.set(handle);
+    describe();
+    // Every class is listed from the start, at zero.
+    for class in CLASSES {
+        metrics::counter!(HTTP_RESPONSES, "class" => class).increment(0);
+    }
+    Ok(())
 }
 
-pub async fn render(state: &AppState) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE mcplatform_http_responses_total counter");
-    for (i, counter) in RESPONSES.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "mcplatform_http_responses_total{{class=\"{}xx\"}} {}",
-            i + 1,
-            counter.load(Ordering::Relaxed)
-        );
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(HTTP_RESPONSES, "HTTP responses by status class");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by method, route template and status class"
+    );
+    describe_gauge!(
+        EVENT_STORE_HEAD,
+        "Global position of the newest readable event"
+    );
+    describe_gauge!(
+        RELAY_CHECKPOINT,
+        "Global position the relay has published up to"
+    );
+    describe_gauge!(
+        RELAY_LAG_EVENTS,
+        "Events committed but not yet published to NATS"
+    );
+    describe_gauge!(
+        RELAY_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest event not yet published to NATS (0 when caught up)"
+    );
+    describe_gauge!(
+        PROJECTION_CHECKPOINT,
+        "Global position a projection has applied up to"
+    );
+    describe_gauge!(
+        PROJECTION_LAG_EVENTS,
+        "Events of a projection's aggregate types it has not applied yet"
+    );
+    describe_gauge!(
+        PROJECTION_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest event a projection has not applied yet (0 when caught up)"
+    );
+    describe_gauge!(POOL_SIZE, "Open connections of a Postgres pool");
+    describe_gauge!(POOL_IDLE, "Idle connections of a Postgres pool");
+    describe_gauge!(POOL_IN_USE, "Connections of a Postgres pool in use");
+    describe_gauge!(POOL_MAX, "Most connections a Postgres pool may open");
+}
+
+/// Reports a Postgres pool's usage under `name` at every scrape.
+pub fn watch_pool(name: &'static str, pool: &PgPool) {
+    if let Ok(mut pools) = POOLS.lock() {
+        pools.retain(|(n, _)| *n != name);
+        pools.push((name, pool.clone()));
     }
-    if let Ok(head) = state.store.head().await {
-        let _ = writeln!(out, "# TYPE mcplatform_event_store_head_position gauge");
-        let _ = writeln!(
-            out,
-            "mcplatform_event_store_head_position {}",
-            head.global_position
-        );
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
+];
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
-    let rows = projections::checkpoint::positions(&state.pool).await;
-    if let Ok(rows) = rows {
-        let _ = writeln!(
-            out,
-            "# TYPE mcplatform_projection_checkpoint_position gauge"
-        );
-        for (name, position) in rows {
-            let _ = writeln!(
-                out,
-                "mcplatform_projection_checkpoint_position{{projection=\"{name}\"}} {position}"
-            );
+}
+
+/// One route's histogram handles, by method and status class, made on first use.
+type RouteHandles = [Option<Histogram>; METHODS.len() * CLASSES.len()];
+
+/// Handles by route template, and the response counters by class.
+#[derive(Default)]
+struct ThreadHandles {
+    by_route: HashMap<Box<str>, RouteHandles>,
+    responses: Vec<Counter>,
+}
+
+thread_local! {
+    /// Per thread: recording a request is then a map read and an atomic push, with no lock and
+    /// no allocation once a thread has seen the route.
+    static HANDLES: RefCell<ThreadHandles> = RefCell::new(ThreadHandles::default());
+}
+
+/// Records one answered request. `route` is the matched route template (`None`: no route).
+pub fn record_response(
+    method: &Method,
+    route: Option<&str>,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let class = usize::from((status.as_u16() / 100).clamp(1, 5)) - 1;
+    let route = route.unwrap_or("unmatched");
+    let slot = method_index(method) * CLASSES.len() + class;
+    HANDLES.with(|handles| {
+        let Ok(mut handles) = handles.try_borrow_mut() else {
+            return;
+        };
+        let ThreadHandles {
+            by_route,
+            responses,
+        } = &mut *handles;
+        if responses.is_empty() {
+            *responses = CLASSES
+                .iter()
+                .map(|c| metrics::counter!(HTTP_RESPONSES, "class" => *c))
+                .collect();
         }
+        if let Some(counter) = responses.get(class) {
+            counter.increment(1);
+        }
+        if !by_route.contains_key(route) {
+            by_route.insert(route.into(), std::array::from_fn(|_| None));
+        }
+        if let Some(handles) = by_route.get_mut(route) {
+            handles[slot]
+                .get_or_insert_with(|| {
+                    metrics::histogram!(
+                        HTTP_REQUEST_DURATION,
+                        "method" => METHODS[slot / CLASSES.len()],
+                        "route" => route.to_owned(),
+                        "status" => CLASSES[class],
+                    )
+                })
+                .record(elapsed.as_secs_f64());
+        }
+    });
+}
+
+/// The exposition: the recorded metrics, with the database gauges read now.
+pub async fn render(state: &AppState) -> String {
+    if let Ok(head) = state.store.head().await {
+        metrics::gauge!(EVENT_STORE_HEAD).set(head.global_position as f64);
     }
-    out
+    if let Err(e) = relay_lag(&state.pool).await {
+        tracing::debug!(error = %e, "relay lag not read");
+    }
+    if let Err(e) = projection_lags(&state.pool).await {
+        tracing::debug!(error = %e, "projection lags not read");
+    }
+    let pools = POOLS.lock().map(|p| p.clone()).unwrap_or_default();
+    for (name, pool) in pools {
+        let size = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+        metrics::gauge!(POOL_SIZE, "pool" => name).set(size);
+        metrics::gauge!(POOL_IDLE, "pool" => name).set(idle);
+        metrics::gauge!(POOL_IN_USE, "pool" => name).set(size.saturating_sub(idle));
+        metrics::gauge!(POOL_MAX, "pool" => name).set(pool.options().get_max_connections());
+    }
+    HANDLE
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+/// How far behind a position the readable log is, in events (counted up to a limit) and in
+/// the age of the oldest event beyond it, among `types` (all when empty).
+async fn lag_after(
+    pool: &PgPool,
+    transaction_id: i64,
+    global_position: i64,
+    types: &[&str],
+) -> Result<(i64, f64), sqlx::Error> {
+    let row = sqlx::query(
+        "WITH behind AS ( \
+             SELECT recorded_at FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
+             ORDER BY transaction_id, global_position LIMIT $4) \
+         SELECT count(*) AS events, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at)), 0)::float8 AS seconds \
+         FROM behind",
+    )
+    .bind(transaction_id.to_string())
+    .bind(global_position)
+    .bind(types)
+    .bind(LAG_COUNT_LIMIT)
+    .fetch_one(pool)
+    .await?;
+    Ok((
+        row.try_get("events")?,
+        row.try_get::<f64, _>("seconds")?.max(0.0),
+    ))
+}
+
+async fn relay_lag(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let checkpoint = eventstore::relay::load_checkpoint(pool).await?;
+    let (events, seconds) = lag_after(
+        pool,
+        checkpoint.transaction_id,
+        checkpoint.global_position,
+        &[],
+    )
+    .await?;
+    metrics::gauge!(RELAY_CHECKPOINT).set(checkpoint.global_position as f64);
+    metrics::gauge!(RELAY_LAG_EVENTS).set(events as f64);
+    metrics::gauge!(RELAY_LAG_SECONDS).set(seconds);
+    Ok(())
+}
+
+async fn projection_lags(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT name, transaction_id::text::bigint AS tx, global_position \
+         FROM projection_checkpoints ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let name: String = row.try_get("name")?;
+        let position: i64 = row.try_get("global_position")?;
+        metrics::gauge!(PROJECTION_CHECKPOINT, "projection" => name.clone()).set(position as f64);
+        let Some(projection) = projections::registry::by_name(&name) else {
+            continue;
+        };
+        let (events, seconds) = lag_after(
+            pool,
+            row.try_get("tx")?,
+            position,
+            projection.aggregate_types(),
+        )
+        .await?;
+        metrics::gauge!(PROJECTION_LAG_EVENTS, "projection" => name.clone()).set(events as f64);
+        metrics::gauge!(PROJECTION_LAG_SECONDS, "projection" => name).set(seconds);
+    }
+    Ok(())
 }

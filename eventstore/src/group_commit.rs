@@ -35,8 +35,22 @@ const OVERLAP_FROM: usize = 16;
 /// flushes still overlap.
 const JOIN_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Units of work per group commit.
+pub const GROUP_UNITS: &str = "mcplatform_group_commit_batch_units";
+/// Events per group commit.
+pub const GROUP_EVENTS: &str = "mcplatform_group_commit_batch_events";
+/// Seconds one group's transaction took (its round trips and the commit's WAL flush).
+pub const GROUP_DURATION: &str = "mcplatform_group_commit_duration_seconds";
+
 /// Starts the committers on their kept connections; units of work are sent to them as jobs.
 pub(crate) fn start(pool: &PgPool) -> mpsc::Sender<Job> {
+    metrics::describe_histogram!(GROUP_UNITS, "Units of work committed per group commit");
+    metrics::describe_histogram!(GROUP_EVENTS, "Events committed per group commit");
+    metrics::describe_histogram!(
+        GROUP_DURATION,
+        metrics::Unit::Seconds,
+        "Time one group commit's transaction took"
+    );
     let (jobs, rx) = mpsc::channel::<Job>(4096);
     let rx = Arc::new(Mutex::new(rx));
     let connections = Arc::new(KeptConnections::new(pool.clone(), COMMITTERS));
@@ -80,6 +94,11 @@ async fn run_committer(
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     under_way: Arc<UnderWay>,
 ) {
+    // Made once per committer (the recorder is installed before the store opens): recording a
+    // group is then two atomic pushes.
+    let units = metrics::histogram!(GROUP_UNITS);
+    let events = metrics::histogram!(GROUP_EVENTS);
+    let took = metrics::histogram!(GROUP_DURATION);
     loop {
         let batch = {
             let mut rx = jobs.lock().await;
@@ -89,10 +108,14 @@ async fn run_committer(
             }
         };
         let uows: Vec<&UnitOfWork> = batch.iter().map(|j| &j.uow).collect();
+        units.record(uows.len() as f64);
+        events.record(uows.iter().map(|u| u.events.len()).sum::<usize>() as f64);
+        let started = std::time::Instant::now();
         let committed = {
             let _counted = under_way.count();
             connections.run(|conn| commit_on(conn, &uows)).await
         };
+        took.record(started.elapsed().as_secs_f64());
         match committed {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {

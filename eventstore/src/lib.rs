@@ -17,6 +17,7 @@ pub mod leader;
 pub mod nats;
 pub mod reading;
 pub mod relay;
+pub mod retry;
 pub mod store;
 pub mod unit_of_work;
 
@@ -25,5 +26,6 @@ pub use error::{is_unavailable, CommitError, ExecuteError, StoreError};
 pub use event::{Appended, Executed, PendingEvent, StoredEvent};
 pub use index::KeyKind;
 pub use reading::EventFilter;
-pub use store::{conflict_backoff, EventStore, MAX_RETRIES};
+pub use retry::{ConflictPauses, MAX_RETRIES};
+pub use store::EventStore;
 pub use unit_of_work::{IndexWrite, KeyClaim, Precondition, UnitOfWork};

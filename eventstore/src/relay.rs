@@ -13,8 +13,10 @@ use crate::event::StoredEvent;
 use crate::leader::LeaderLock;
 use crate::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
 use crate::reading::{read_after, EventFilter};
+use crate::retry;
 use async_nats::jetstream;
 use async_nats::jetstream::context::{Publish, PublishErrorKind};
+use backon::Retryable;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use std::time::{Duration, Instant};
@@ -66,18 +68,15 @@ impl Relay {
     }
 
     /// Runs forever: stands by until it holds the leader lock, then relays. Errors are logged
-    /// and retried with backoff.
+    /// and retried with backoff ([`retry::WORKERS`]).
     pub async fn run(self) {
-        let mut backoff = Duration::from_millis(200);
         loop {
-            match self.lead().await {
-                Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => {
-                    tracing::warn!(error = %e, "relay interrupted; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+            let _ = (|| self.lead())
+                .retry(retry::WORKERS)
+                .notify(|e, pause| {
+                    tracing::warn!(error = %e, ?pause, "relay interrupted; retrying");
+                })
+                .await;
         }
     }
 
@@ -129,38 +128,27 @@ impl Relay {
 
     /// Creates or updates the stream; retried until NATS answers.
     async fn ensure_stream(&self) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self
-                .js
-                .get_or_create_stream(self.topology.stream_config())
-                .await
-            {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "relay: cannot reach the JetStream stream yet");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let _ = (|| self.js.get_or_create_stream(self.topology.stream_config()))
+            .retry(retry::WORKERS)
+            .notify(|e, pause| {
+                tracing::warn!(error = %e, ?pause, "relay: cannot reach the JetStream stream yet");
+            })
+            .await;
     }
 
     async fn publish_until_acked(&self, events: &[StoredEvent]) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.publish(events).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, pending = events.len(), "relay: publish failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if matches!(e, RelayError::StreamMissing) {
-                        self.ensure_stream().await;
-                    }
-                }
+        let _ = (|| async {
+            let published = self.publish(events).await;
+            if let Err(RelayError::StreamMissing) = published {
+                self.ensure_stream().await;
             }
-        }
+            published
+        })
+        .retry(retry::WORKERS)
+        .notify(|e, pause| {
+            tracing::warn!(error = %e, pending = events.len(), ?pause, "relay: publish failed; retrying");
+        })
+        .await;
     }
 
     /// Publishes a page and awaits every ack, in order.

@@ -12,6 +12,7 @@ use crate::event::{Appended, Executed, StoredEvent};
 use crate::group_commit;
 use crate::kept::KeptConnections;
 use crate::reading::{self, EventFilter};
+use crate::retry::{ConflictPauses, MAX_RETRIES};
 use crate::unit_of_work::UnitOfWork;
 use domain::{Aggregate, EventMetadata};
 use serde_json::value::RawValue;
@@ -19,9 +20,6 @@ use sqlx::{PgPool, Row};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-
-/// Optimistic-concurrency retries of a command before answering conflict.
-pub const MAX_RETRIES: usize = 20;
 
 /// A unit of work on its way to a committer, with where to send the outcome.
 pub(crate) struct Job {
@@ -171,6 +169,7 @@ impl EventStore {
         D: FnMut(&A) -> Result<Vec<A::Event>, A::Error>,
         X: FnMut(&A, &[A::Event], &mut UnitOfWork),
     {
+        let mut pauses = ConflictPauses::new();
         for _ in 0..MAX_RETRIES {
             let (aggregate, version) = self.load::<A>(aggregate_id).await?;
             let events = decide(&aggregate).map_err(ExecuteError::Domain)?;
@@ -179,7 +178,7 @@ impl EventStore {
             extend(&aggregate, &events, &mut uow);
             match self.commit(uow).await {
                 Ok(appended) => return Ok(Executed { events, appended }),
-                Err(CommitError::Conflict) => conflict_backoff().await,
+                Err(CommitError::Conflict) => pauses.pause().await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -217,10 +216,4 @@ impl EventStore {
     pub async fn head(&self) -> Result<Cursor, StoreError> {
         reading::head(&self.pool).await
     }
-}
-
-/// A short random pause before retrying a conflicted command, so contenders spread out.
-pub async fn conflict_backoff() {
-    let jitter = Uuid::new_v4().as_u128() % 4000;
-    tokio::time::sleep(std::time::Duration::from_micros(500 + jitter as u64)).await;
 }

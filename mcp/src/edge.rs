@@ -1,9 +1,9 @@
 //! One MCP request through the edge: admit it (size, host, origin, server, tracking id, auth
-//! mode, end user, session), then hand it to rmcp with the tenant attached, then shape the
-//! answer. Every refusal is an HTTP status with a JSON-RPC error body a client can show.
+//! mode, session), then hand it to rmcp with its scope attached, then shape the answer. Every
+//! refusal is an HTTP status with a JSON-RPC error body a client can show. The end user a
+//! tracking id names is resolved only once rmcp has accepted the request (see `RequestScope`).
 
 use crate::coalesce;
-use crate::identity::Caller;
 use crate::sessions::{RequestScope, SessionCheck, SCOPE};
 use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
 use crate::{McpEdge, MAX_BODY_BYTES};
@@ -17,8 +17,9 @@ use domain::{Actor, EventMetadata};
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 const PARSE_ERROR: i32 = -32700;
 const INVALID_REQUEST: i32 = -32600;
@@ -159,6 +160,7 @@ impl McpEdge {
         tracking_id: Option<String>,
         request: Request,
     ) -> Response {
+        let started = Instant::now();
         if let Some(declared) = oversize(&request) {
             if declared <= DRAIN_LIMIT {
                 let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
@@ -170,13 +172,21 @@ impl McpEdge {
             );
         }
         match self.admit(slug_in_path, tracking_id, request).await {
-            Ok((request, scope)) => self.forward(request, scope).await,
+            Ok((request, scope)) => {
+                let response = self.forward(request, scope.clone()).await;
+                if let Some(method) = scope.method.get() {
+                    self.metrics.record(*method, started.elapsed());
+                }
+                response
+            }
             Err(refused) => *refused,
         }
     }
 
-    /// Every check before the protocol; on success the request carries its tenant, caller and
-    /// event metadata, and the scope the session store will see.
+    /// Every check before the protocol; on success the request carries its scope (tenant,
+    /// tracking id, event metadata), which the session store sees too. The end user is not
+    /// looked up here: a request the protocol then refuses must not create one (see
+    /// [`RequestScope::identified`]).
     async fn admit(
         &self,
         slug_in_path: Option<String>,
@@ -189,30 +199,16 @@ impl McpEdge {
         check_auth_mode(&tenant, tracking_id.is_some())?;
         // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
         let metadata = request_metadata(&request, &tenant);
-        let is_post = request.method() == Method::POST;
-        let (caller, metadata) = self
-            .identify(is_post, &tenant, tracking_id, metadata)
-            .await?;
         let session_id = header_str(&request, "mcp-session-id")
             .filter(|_| !is_stateless_era(&request))
             .map(str::to_owned);
         if let Some(session_id) = session_id {
-            let tracking_id = caller.tracking_id.as_ref().map(|t| t.as_str());
+            let tracking_id = tracking_id.as_ref().map(|t| t.as_str());
             self.check_session(&session_id, &tenant, tracking_id)
                 .await?;
         }
-
-        let metadata = Arc::new(metadata);
-        let scope = Arc::new(RequestScope {
-            tenant: tenant.clone(),
-            caller: caller.clone(),
-            metadata: (*metadata).clone(),
-            store_failed: AtomicBool::new(false),
-        });
-        let extensions = request.extensions_mut();
-        extensions.insert::<Arc<Tenant>>(tenant);
-        extensions.insert(caller);
-        extensions.insert(metadata);
+        let scope = Arc::new(RequestScope::new(tenant, tracking_id, metadata));
+        request.extensions_mut().insert(scope.clone());
         Ok((request, scope))
     }
 
@@ -267,38 +263,6 @@ impl McpEdge {
             )),
             Err(e) => Err(unavailable(e)),
         }
-    }
-
-    /// The caller: the end user a tracking id names (created on a POST that first uses it),
-    /// and the metadata their events carry.
-    async fn identify(
-        &self,
-        is_post: bool,
-        tenant: &Tenant,
-        tracking_id: Option<TrackingId>,
-        mut metadata: EventMetadata,
-    ) -> Result<(Caller, EventMetadata), Refused> {
-        let mut caller = Caller {
-            end_user_id: None,
-            tracking_id,
-        };
-        if let (Some(tracking_id), true) = (&caller.tracking_id, is_post) {
-            let id = self
-                .core
-                .identities
-                .end_user(
-                    &self.core.store,
-                    tenant.org_id,
-                    tenant.server_id,
-                    tracking_id,
-                    &metadata,
-                )
-                .await
-                .map_err(unavailable)?;
-            caller.end_user_id = Some(id);
-            metadata.actor = Actor::EndUser { id };
-        }
-        Ok((caller, metadata))
     }
 
     /// A session named by a 2025-era request must be a live session of this very server and

@@ -3,12 +3,14 @@
 //! change reaches even sessions that are already open.
 
 use crate::identity::Caller;
+use crate::metrics::Method;
 use crate::recording::{self, RecordError};
+use crate::sessions::RequestScope;
 use crate::tenant::Tenant;
 use crate::tools::{self, conformance, CallContext};
 use crate::Core;
 use domain::EventMetadata;
-use eventstore::{conflict_backoff, MAX_RETRIES};
+use eventstore::{ConflictPauses, MAX_RETRIES};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
     CustomResult, DiscoverRequestParams, DiscoverResult, ErrorCode, GetPromptRequestParams,
@@ -29,7 +31,7 @@ pub struct McpHandler {
     pub core: Arc<Core>,
 }
 
-/// The tenant and caller the edge attached to this request.
+/// The tenant and caller of the request being served.
 pub struct Served {
     pub tenant: Arc<Tenant>,
     pub caller: Caller,
@@ -37,37 +39,48 @@ pub struct Served {
     pub session_id: Option<String>,
 }
 
-fn served(context: &RequestContext<RoleServer>) -> Result<Served, ErrorData> {
-    let parts = context
+fn scope(context: &RequestContext<RoleServer>) -> Result<&Arc<RequestScope>, ErrorData> {
+    context
         .extensions
         .get::<axum::http::request::Parts>()
-        .ok_or_else(|| ErrorData::internal_error("request arrived without HTTP context", None))?;
-    let tenant = parts
-        .extensions
-        .get::<Arc<Tenant>>()
-        .cloned()
-        .ok_or_else(|| ErrorData::internal_error("request arrived without a tenant", None))?;
-    let caller = parts
-        .extensions
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_default();
-    let metadata = parts
-        .extensions
-        .get::<Arc<EventMetadata>>()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(EventMetadata::by(domain::Actor::Anonymous)));
-    let session_id = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok(Served {
-        tenant,
-        caller,
-        metadata,
-        session_id,
-    })
+        .and_then(|parts| parts.extensions.get::<Arc<RequestScope>>())
+        .ok_or_else(|| ErrorData::internal_error("request arrived without its edge scope", None))
+}
+
+/// Names what the request is, for its latency metric.
+fn name(context: &RequestContext<RoleServer>, method: Method) {
+    if let Ok(scope) = scope(context) {
+        let _ = scope.method.set(method);
+    }
+}
+
+impl McpHandler {
+    /// The tenant and caller of an accepted request: the end user its tracking id names comes
+    /// into being here, with the first request the protocol accepted (see `RequestScope`).
+    async fn served(
+        &self,
+        context: &RequestContext<RoleServer>,
+        method: Method,
+    ) -> Result<Served, ErrorData> {
+        let scope = scope(context)?;
+        let _ = scope.method.set(method);
+        let identified = scope.identified(&self.core).await.map_err(|e| {
+            tracing::error!(error = %e, "identifying the caller failed");
+            ErrorData::internal_error("temporarily unavailable, please retry", None)
+        })?;
+        let session_id = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Served {
+            tenant: scope.tenant.clone(),
+            caller: identified.caller.clone(),
+            metadata: identified.metadata.clone(),
+            session_id,
+        })
+    }
 }
 
 /// What a server advertises: tools always; the rest only with the conformance fixtures.
@@ -120,7 +133,7 @@ impl ServerHandler for McpHandler {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        let served = served(&context)?;
+        let served = self.served(&context, Method::Initialize).await?;
         context.peer.set_peer_info(request.clone());
         let mut result = self.negotiate_initialize(&request)?;
         result.capabilities = capabilities(&served.tenant);
@@ -129,11 +142,16 @@ impl ServerHandler for McpHandler {
         Ok(result)
     }
 
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        name(&context, Method::Ping);
+        Ok(())
+    }
+
     async fn discover(
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, ErrorData> {
-        let served = served(&context)?;
+        let served = self.served(&context, Method::Discover).await?;
         let mut config = ServerConfig::new(capabilities(&served.tenant))
             .with_server_info(server_info(&served.tenant));
         config.instructions = instructions(&served.tenant);
@@ -150,7 +168,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let served = served(&context)?;
+        let served = self.served(&context, Method::ToolsList).await?;
         let walkthroughs = tools::offers_walkthroughs(&self.core, &served.tenant).await?;
         let mut result = ListToolsResult::with_all_items(tools::list(&served.tenant, walkthroughs));
         result.cache_scope = Some(rmcp::model::CacheScope::Private);
@@ -168,12 +186,15 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let served = served(&context)?;
+        let served = self
+            .served(&context, Method::tool_call(&request.name))
+            .await?;
         let started = Instant::now();
         let arguments = request.arguments.clone().unwrap_or_default();
         let client = context.client_info();
         let retry_memo = Mutex::new(None);
         let mut attempts = 0;
+        let mut pauses = ConflictPauses::new();
         loop {
             let staged = Mutex::new(None);
             let after_commit = Mutex::new(None);
@@ -211,7 +232,7 @@ impl ServerHandler for McpHandler {
                 // Only staged writes conflict; run the call again on fresh state.
                 Err(RecordError::Conflict) if attempts < MAX_RETRIES => {
                     attempts += 1;
-                    conflict_backoff().await;
+                    pauses.pause().await;
                 }
                 Err(RecordError::Conflict) => {
                     return Err(ErrorData::internal_error(
@@ -230,7 +251,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::PromptsList).await?)?;
         Ok(conformance::list_prompts())
     }
 
@@ -239,7 +260,7 @@ impl ServerHandler for McpHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::PromptsGet).await?)?;
         if request.name == tools::conformance_rounds::PROMPT {
             return tools::conformance_rounds::get_prompt(&request);
         }
@@ -251,7 +272,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::ResourcesList).await?)?;
         Ok(conformance::list_resources())
     }
 
@@ -260,7 +281,7 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::ResourceTemplatesList).await?)?;
         Ok(conformance::list_resource_templates())
     }
 
@@ -269,7 +290,7 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::ResourcesRead).await?)?;
         conformance::read_resource(request).map(Into::into)
     }
 
@@ -278,7 +299,7 @@ impl ServerHandler for McpHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::ResourcesSubscribe).await?)?;
         conformance::subscribe(&request.uri)
     }
 
@@ -287,7 +308,7 @@ impl ServerHandler for McpHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::ResourcesUnsubscribe).await?)?;
         conformance::subscribe(&request.uri)
     }
 
@@ -296,7 +317,7 @@ impl ServerHandler for McpHandler {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        fixtures_only(&served(&context)?)?;
+        fixtures_only(&self.served(&context, Method::CompletionComplete).await?)?;
         conformance::complete(request)
     }
 
@@ -308,6 +329,7 @@ impl ServerHandler for McpHandler {
         request: CustomRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
+        name(&context, Method::Other);
         let CustomRequest { method, params, .. } = request;
         let method_not_found = || {
             ErrorData::new(
@@ -323,7 +345,7 @@ impl ServerHandler for McpHandler {
         // Prompts, resources, completion and logging are served only with the conformance
         // fixtures; elsewhere they are unknown whatever their params, as `fixtures_only` says.
         if is_fixture_method(&method) {
-            fixtures_only(&served(&context)?)?;
+            fixtures_only(&self.served(&context, Method::Other).await?)?;
         }
         Err(match params_problem(&method, params) {
             Some(problem) => {
@@ -339,7 +361,7 @@ impl ServerHandler for McpHandler {
         _request: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&served(&context)?)
+        fixtures_only(&self.served(&context, Method::LoggingSetLevel).await?)
     }
 }
 

@@ -4,8 +4,8 @@ use commands::services::end_users;
 use domain::end_user::{EndUserError, TrackingId};
 use domain::EventMetadata;
 use eventstore::{EventStore, ExecuteError};
-use std::collections::HashMap;
-use std::sync::RwLock;
+use moka::future::Cache;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The caller of one request. Without a tracking id (auth mode `none`) the caller is anonymous.
@@ -15,14 +15,21 @@ pub struct Caller {
     pub tracking_id: Option<TrackingId>,
 }
 
-/// Bound on remembered tracking ids; past it the map starts over (a miss costs one index read).
-const MAX_CACHED: usize = 100_000;
+/// Bound on remembered tracking ids (a miss costs one index read).
+const MAX_CACHED: u64 = 100_000;
 
-/// Tracking id → end user, per org. The mapping never changes once made, so it is cached for
-/// the life of the process.
-#[derive(Default)]
+/// Tracking id → end user, per org. The mapping never changes once made, so it is cached until
+/// evicted; the first calls of a new tracking id that arrive together identify it once.
 pub struct Identities {
-    known: RwLock<HashMap<(Uuid, TrackingId), Uuid>>,
+    known: Cache<(Uuid, TrackingId), Uuid>,
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Self {
+            known: Cache::new(MAX_CACHED),
+        }
+    }
 }
 
 impl Identities {
@@ -33,18 +40,11 @@ impl Identities {
         server_id: Uuid,
         tracking_id: &TrackingId,
         metadata: &EventMetadata,
-    ) -> Result<Uuid, ExecuteError<EndUserError>> {
-        let key = (org_id, tracking_id.clone());
-        if let Some(id) = self.known.read().ok().and_then(|k| k.get(&key).copied()) {
-            return Ok(id);
-        }
-        let id = end_users::identify(store, org_id, server_id, tracking_id, metadata).await?;
-        if let Ok(mut known) = self.known.write() {
-            if known.len() >= MAX_CACHED {
-                known.clear();
-            }
-            known.insert(key, id);
-        }
-        Ok(id)
+    ) -> Result<Uuid, Arc<ExecuteError<EndUserError>>> {
+        self.known
+            .try_get_with((org_id, tracking_id.clone()), async {
+                end_users::identify(store, org_id, server_id, tracking_id, metadata).await
+            })
+            .await
     }
 }

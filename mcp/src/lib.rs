@@ -9,6 +9,7 @@ mod coalesce;
 mod edge;
 pub mod handler;
 pub mod identity;
+pub mod metrics;
 pub mod recording;
 pub mod sessions;
 pub mod tenant;
@@ -61,6 +62,7 @@ pub struct Core {
 
 pub struct McpEdge {
     core: Arc<Core>,
+    metrics: metrics::McpMetrics,
     service: StreamableHttpService<McpHandler, LocalSessionManager>,
     local_sessions: Arc<LocalSessionManager>,
     shutdown: CancellationToken,
@@ -73,7 +75,7 @@ impl McpEdge {
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let core = Arc::new(Core {
             request_states,
-            store: store.clone(),
+            store,
             config,
             tenants: TenantCache::default(),
             identities: Identities::default(),
@@ -96,7 +98,7 @@ impl McpEdge {
             .with_json_response(true)
             .with_max_request_body_bytes(MAX_BODY_BYTES)
             .with_cancellation_token(shutdown.clone());
-        config.session_store = Some(Arc::new(EventSourcedSessionStore { store, sessions }));
+        config.session_store = Some(Arc::new(EventSourcedSessionStore { core: core.clone() }));
         let handler_core = core.clone();
         let service = StreamableHttpService::new(
             move || {
@@ -109,6 +111,7 @@ impl McpEdge {
         );
         Arc::new(Self {
             core,
+            metrics: metrics::McpMetrics::default(),
             service,
             local_sessions,
             shutdown,

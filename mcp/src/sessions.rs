@@ -8,28 +8,101 @@
 
 use crate::identity::Caller;
 use crate::tenant::Tenant;
+use crate::Core;
 use commands::services::mcp_sessions;
+use domain::end_user::{EndUserError, TrackingId};
 use domain::mcp_session::{EndReason, SessionStart};
-use domain::EventMetadata;
-use eventstore::{EventStore, StoreError};
+use domain::{Actor, EventMetadata};
+use eventstore::{EventStore, ExecuteError, StoreError};
+use moka::future::Cache;
 use rmcp::model::InitializeRequestParams;
 use rmcp::transport::streamable_http_server::session::{
     SessionState, SessionStore, SessionStoreError,
 };
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 /// What the edge knows about the request being served.
+///
+/// The end user a tracking id names is not looked up (nor created) when the request arrives
+/// but when the request is first served: by the handler, or by the session store recording an
+/// `initialize`. A request the transport refuses (wrong `Accept` or content type, a body that
+/// is not JSON-RPC, a missing or unknown session) so never creates an end user.
 pub struct RequestScope {
     pub tenant: Arc<Tenant>,
-    pub caller: Caller,
+    pub tracking_id: Option<TrackingId>,
+    /// Who and where the request comes from, before the caller is known (anonymous actor).
     pub metadata: EventMetadata,
+    identified: OnceCell<Identified>,
     /// Set when the session store could not write; the edge then fails the request instead of
     /// handing out a session that no other instance could continue.
     pub store_failed: AtomicBool,
+    /// What the request turned out to be, for its latency metric (set by the handler).
+    pub method: std::sync::OnceLock<crate::metrics::Method>,
+}
+
+/// The caller of a served request and the metadata their events carry.
+pub struct Identified {
+    pub caller: Caller,
+    pub metadata: Arc<EventMetadata>,
+}
+
+impl RequestScope {
+    pub fn new(
+        tenant: Arc<Tenant>,
+        tracking_id: Option<TrackingId>,
+        metadata: EventMetadata,
+    ) -> Self {
+        Self {
+            tenant,
+            tracking_id,
+            metadata,
+            identified: OnceCell::new(),
+            store_failed: AtomicBool::new(false),
+            method: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The caller: the end user the tracking id names (created on first sight), resolved once
+    /// per request. A tracking id already seen by this process costs a cache read.
+    pub async fn identified(
+        &self,
+        core: &Core,
+    ) -> Result<&Identified, Arc<ExecuteError<EndUserError>>> {
+        self.identified
+            .get_or_try_init(|| async {
+                let Some(tracking_id) = &self.tracking_id else {
+                    return Ok(Identified {
+                        caller: Caller::default(),
+                        metadata: Arc::new(self.metadata.clone()),
+                    });
+                };
+                let id = core
+                    .identities
+                    .end_user(
+                        &core.store,
+                        self.tenant.org_id,
+                        self.tenant.server_id,
+                        tracking_id,
+                        &self.metadata,
+                    )
+                    .await?;
+                Ok(Identified {
+                    caller: Caller {
+                        end_user_id: Some(id),
+                        tracking_id: Some(tracking_id.clone()),
+                    },
+                    metadata: Arc::new(EventMetadata {
+                        actor: Actor::EndUser { id },
+                        ..self.metadata.clone()
+                    }),
+                })
+            })
+            .await
+    }
 }
 
 tokio::task_local! {
@@ -40,7 +113,7 @@ tokio::task_local! {
 /// ended through another instance stops being served here within this time.
 pub const SESSION_RECHECK: Duration = Duration::from_secs(1);
 
-const MAX_CACHED: usize = 100_000;
+const MAX_CACHED: u64 = 100_000;
 
 /// Whose a live session is: the server it was started on and the end user its URL named (the
 /// tracking id, or none). A request on the session must come the same way: one end user's
@@ -76,17 +149,31 @@ pub enum SessionCheck {
     Gone,
 }
 
-/// Whose each live session is, from the event store, briefly cached.
+/// Why a session's owner could not be cached: it is gone (never cached, so a session is
+/// never taken for gone longer than the store says), or the store could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Miss {
+    #[error("no such live session")]
+    Gone,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whose each live session is, from the event store, briefly cached. Concurrent requests on
+/// one session that miss the cache share one read.
 pub struct Sessions {
     store: EventStore,
-    live: RwLock<HashMap<String, (Instant, SessionOwner)>>,
+    live: Cache<String, SessionOwner>,
 }
 
 impl Sessions {
     pub fn new(store: EventStore) -> Self {
         Self {
             store,
-            live: RwLock::default(),
+            live: Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(SESSION_RECHECK)
+                .build(),
         }
     }
 
@@ -96,56 +183,36 @@ impl Sessions {
         session_id: &str,
         server_id: Uuid,
         tracking_id: Option<&str>,
-    ) -> Result<SessionCheck, StoreError> {
-        let verdict = |yours: bool| {
-            if yours {
-                SessionCheck::Live
-            } else {
-                SessionCheck::NotYours
-            }
-        };
-        let cached = self.live.read().ok().and_then(|l| {
-            l.get(session_id)
-                .filter(|(at, _)| at.elapsed() < SESSION_RECHECK)
-                .map(|(_, owner)| owner.is(server_id, tracking_id))
-        });
-        if let Some(yours) = cached {
-            return Ok(verdict(yours));
-        }
-        match mcp_sessions::live(&self.store, session_id).await? {
-            Some(start) => {
-                let owner = SessionOwner::of(&start);
-                let yours = owner.is(server_id, tracking_id);
-                self.remember(session_id, owner);
-                Ok(verdict(yours))
-            }
-            None => {
-                self.forget(session_id);
-                Ok(SessionCheck::Gone)
-            }
+    ) -> Result<SessionCheck, Arc<Miss>> {
+        let owner = self
+            .live
+            .try_get_with_by_ref(session_id, async {
+                match mcp_sessions::live(&self.store, session_id).await? {
+                    Some(start) => Ok(SessionOwner::of(&start)),
+                    None => Err(Miss::Gone),
+                }
+            })
+            .await;
+        match owner {
+            Ok(owner) if owner.is(server_id, tracking_id) => Ok(SessionCheck::Live),
+            Ok(_) => Ok(SessionCheck::NotYours),
+            Err(miss) if matches!(*miss, Miss::Gone) => Ok(SessionCheck::Gone),
+            Err(miss) => Err(miss),
         }
     }
 
-    fn remember(&self, session_id: &str, owner: SessionOwner) {
-        if let Ok(mut live) = self.live.write() {
-            if live.len() >= MAX_CACHED {
-                live.clear();
-            }
-            live.insert(session_id.to_owned(), (Instant::now(), owner));
-        }
+    async fn remember(&self, session_id: &str, owner: SessionOwner) {
+        self.live.insert(session_id.to_owned(), owner).await;
     }
 
-    pub fn forget(&self, session_id: &str) {
-        if let Ok(mut live) = self.live.write() {
-            live.remove(session_id);
-        }
+    pub async fn forget(&self, session_id: &str) {
+        self.live.invalidate(session_id).await;
     }
 }
 
 /// rmcp's session store, backed by the event store.
 pub struct EventSourcedSessionStore {
-    pub store: EventStore,
-    pub sessions: Arc<Sessions>,
+    pub core: Arc<Core>,
 }
 
 fn current_scope() -> Result<Arc<RequestScope>, SessionStoreError> {
@@ -164,49 +231,50 @@ fn fail(scope: &RequestScope, error: impl std::fmt::Display) -> SessionStoreErro
 impl SessionStore for EventSourcedSessionStore {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
         let scope = current_scope()?;
-        let Some(start) = mcp_sessions::live(&self.store, session_id).await? else {
+        let Some(start) = mcp_sessions::live(&self.core.store, session_id).await? else {
             return Ok(None);
         };
         let owner = SessionOwner::of(&start);
-        let tracking_id = scope.caller.tracking_id.as_ref().map(|t| t.as_str());
+        let tracking_id = scope.tracking_id.as_ref().map(|t| t.as_str());
         if !owner.is(scope.tenant.server_id, tracking_id) {
             return Ok(None);
         }
         let params: InitializeRequestParams = serde_json::from_value(start.initialize_params)?;
-        self.sessions.remember(session_id, owner);
+        self.core.sessions.remember(session_id, owner).await;
         Ok(Some(SessionState::new(params)))
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         let scope = current_scope()?;
+        // An accepted `initialize`: the first request that may bring an end user into being.
+        let identified = scope
+            .identified(&self.core)
+            .await
+            .map_err(|e| fail(&scope, e))?;
         let params = &state.initialize_params;
         let start = SessionStart {
             org_id: scope.tenant.org_id,
             server_id: scope.tenant.server_id,
-            end_user_id: scope.caller.end_user_id,
-            tracking_id: scope
-                .caller
-                .tracking_id
-                .as_ref()
-                .map(|t| t.as_str().to_owned()),
+            end_user_id: identified.caller.end_user_id,
+            tracking_id: scope.tracking_id.as_ref().map(|t| t.as_str().to_owned()),
             protocol_version: params.protocol_version.to_string(),
             client_name: Some(params.client_info.name.clone()),
             client_version: Some(params.client_info.version.clone()),
             initialize_params: serde_json::to_value(params).map_err(|e| fail(&scope, e))?,
         };
         let owner = SessionOwner::of(&start);
-        mcp_sessions::start(&self.store, session_id, start, &scope.metadata)
+        mcp_sessions::start(&self.core.store, session_id, start, &identified.metadata)
             .await
             .map_err(|e| fail(&scope, e))?;
-        self.sessions.remember(session_id, owner);
+        self.core.sessions.remember(session_id, owner).await;
         Ok(())
     }
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
         let scope = current_scope()?;
-        self.sessions.forget(session_id);
+        self.core.sessions.forget(session_id).await;
         match mcp_sessions::end(
-            &self.store,
+            &self.core.store,
             session_id,
             EndReason::ClientClosed,
             &scope.metadata,

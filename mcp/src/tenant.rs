@@ -5,9 +5,9 @@
 use domain::server::Server;
 use domain::values::AuthMode;
 use eventstore::{index, EventStore, StoreError};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use moka::future::Cache;
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// A hosted server as the MCP edge needs it.
@@ -28,14 +28,23 @@ pub struct Tenant {
 pub const TENANT_TTL: Duration = Duration::from_secs(1);
 
 /// Bound on cached slugs, so a client probing random hosts cannot grow memory without limit.
-const MAX_CACHED: usize = 10_000;
+const MAX_CACHED: u64 = 10_000;
 
-/// When a slug was resolved, and to what (`None`: no such active server).
-type Resolved = (Instant, Option<Arc<Tenant>>);
-
-#[derive(Default)]
+/// Slug → the active server with it (`None`: no such active server), briefly cached. Concurrent
+/// misses for one slug share one load.
 pub struct TenantCache {
-    entries: RwLock<HashMap<String, Resolved>>,
+    entries: Cache<String, Option<Arc<Tenant>>>,
+}
+
+impl Default for TenantCache {
+    fn default() -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(TENANT_TTL)
+                .build(),
+        }
+    }
 }
 
 impl TenantCache {
@@ -44,25 +53,10 @@ impl TenantCache {
         &self,
         store: &EventStore,
         slug: &str,
-    ) -> Result<Option<Arc<Tenant>>, StoreError> {
-        if let Ok(entries) = self.entries.read() {
-            if let Some((at, tenant)) = entries.get(slug) {
-                if at.elapsed() < TENANT_TTL {
-                    return Ok(tenant.clone());
-                }
-            }
-        }
-        let tenant = load(store, slug).await?.map(Arc::new);
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.len() >= MAX_CACHED {
-                entries.retain(|_, (at, _)| at.elapsed() < TENANT_TTL);
-                if entries.len() >= MAX_CACHED {
-                    entries.clear();
-                }
-            }
-            entries.insert(slug.to_owned(), (Instant::now(), tenant.clone()));
-        }
-        Ok(tenant)
+    ) -> Result<Option<Arc<Tenant>>, Arc<StoreError>> {
+        self.entries
+            .try_get_with_by_ref(slug, async { Ok(load(store, slug).await?.map(Arc::new)) })
+            .await
     }
 }
 

@@ -9,10 +9,11 @@ use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use async_nats::HeaderName;
+use backon::Retryable;
 use eventstore::leader::LeaderLock;
 use eventstore::nats::{class_of, ACTIVITY_AGGREGATES};
 use eventstore::nats::{Topology, HEADER_CURSOR, HEADER_STORE_ID};
-use eventstore::{Cursor, EventFilter, StoredEvent};
+use eventstore::{retry, Cursor, EventFilter, StoredEvent};
 use futures::StreamExt;
 use sqlx::{Connection, PgPool};
 use std::sync::Arc;
@@ -59,20 +60,23 @@ impl Worker {
         }
     }
 
-    /// Runs forever; errors are recorded on the checkpoint and retried with backoff.
+    /// Runs forever; errors are recorded on the checkpoint and retried with backoff
+    /// ([`retry::WORKERS`]).
     pub async fn run(self) {
         let name = self.projection.name();
-        let mut backoff = Duration::from_millis(200);
         loop {
-            match self.lead().await {
-                Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => {
-                    tracing::warn!(projection = name, error = %e, "projector interrupted; retrying");
+            let _ = (|| async {
+                let led = self.lead().await;
+                if let Err(e) = &led {
                     let _ = checkpoint::record_error(&self.pool, name, &e.to_string()).await;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-            }
+                led
+            })
+            .retry(retry::WORKERS)
+            .notify(|e, pause| {
+                tracing::warn!(projection = name, error = %e, ?pause, "projector interrupted; retrying");
+            })
+            .await;
         }
     }
 

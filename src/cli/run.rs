@@ -25,9 +25,13 @@ pub struct Runtime {
 
 impl Runtime {
     pub async fn start(config: &RuntimeArgs) -> anyhow::Result<Self> {
+        // Before anything records: the event store's and the MCP edge's metric handles are
+        // made as they start.
+        api::metrics::install().context("cannot install the metrics recorder")?;
         let url = &config.database.database_url;
         database::ensure_database(url).await?;
         let pool = database::connect(url, config.db_pool).await?;
+        api::metrics::watch_pool("main", &pool);
         database::migrate(&pool).await?;
         let store = EventStore::open(pool.clone()).await?;
         let nats = connect_nats(config).await?;
@@ -70,7 +74,7 @@ impl Runtime {
             pool: self.pool.clone(),
             nats: Some(self.nats.clone()),
             topology: self.topology.clone(),
-            tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())),
+            tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())?),
             limiter,
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
@@ -90,10 +94,11 @@ impl Runtime {
                 request_state_key: api::auth::tokens::derive_key(
                     secret.expose_secret().as_bytes(),
                     "mcp request state",
-                ),
+                )?
+                .to_vec(),
             },
         );
-        let app = api::router(state).merge(mcp::router(edge.clone()));
+        let app = api::instrument(api::router(state).merge(mcp::router(edge.clone())));
         // Printed on stdout, so scripts and tests can find the port. Nobody may be reading
         // (`mcplatform up | head -1`): the server runs on regardless.
         {
@@ -142,6 +147,7 @@ impl Background {
         // The relay and each projector lead on a connection of their own (`LeaderLock`); the
         // pool serves only their start-up and checkpoint reads.
         let pool = database::connect(&config.database.database_url, 4).await?;
+        api::metrics::watch_pool("background", &pool);
         let nats = connect_nats(config).await?;
         Ok(Self {
             pool,

@@ -1,13 +1,15 @@
 //! Platform access tokens (JWT, HS256) and rotating refresh tokens.
 //!
-//! Keys are derived from `MCPLATFORM_SECRET` with a purpose label, so the platform's keys and
-//! (later) the end users' keys never coincide and a token of one is never valid for the other.
+//! Keys are derived from `MCPLATFORM_SECRET` with HKDF-SHA256 and a purpose label, so the
+//! platform's keys and (later) the end users' keys never coincide and a token of one is never
+//! valid for the other.
 
 use crate::error::ApiError;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use hkdf::Hkdf;
 use jsonwebtoken::{
     decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
@@ -38,29 +40,40 @@ pub struct TokenKeys {
     validation: Validation,
 }
 
-/// Derives a purpose-bound key from the platform secret.
-pub fn derive_key(secret: &[u8], purpose: &str) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(b"mcplatform key derivation v1\0");
-    h.update(purpose.as_bytes());
-    h.update(b"\0");
-    h.update(secret);
-    h.finalize().to_vec()
+/// Length of a derived key: HMAC-SHA256's own block of output.
+pub const KEY_LEN: usize = 32;
+
+/// HKDF's salt for every key of the platform: the version of this derivation scheme.
+const KDF_SALT: &[u8] = b"mcplatform key derivation v1";
+
+/// HKDF refused the output length (it cannot for [`KEY_LEN`], far below its 255 × 32 limit).
+#[derive(Debug, thiserror::Error)]
+#[error("key derivation failed: {0}")]
+pub struct KeyDerivationError(hkdf::InvalidLength);
+
+/// Derives a purpose-bound key from the platform secret (HKDF-SHA256, RFC 5869): the purpose
+/// is the `info`, so each purpose gets an independent key from the one secret.
+pub fn derive_key(secret: &[u8], purpose: &str) -> Result<[u8; KEY_LEN], KeyDerivationError> {
+    let mut key = [0u8; KEY_LEN];
+    Hkdf::<Sha256>::new(Some(KDF_SALT), secret)
+        .expand(purpose.as_bytes(), &mut key)
+        .map_err(KeyDerivationError)?;
+    Ok(key)
 }
 
 impl TokenKeys {
-    pub fn from_secret(secret: &[u8]) -> Self {
-        let key = derive_key(secret, "platform access token");
+    pub fn from_secret(secret: &[u8]) -> Result<Self, KeyDerivationError> {
+        let key = derive_key(secret, "platform access token")?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Self {
+        Ok(Self {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
             validation,
-        }
+        })
     }
 
     /// Issues an access token; returns it and its lifetime in seconds.
@@ -154,8 +167,8 @@ mod tests {
 
     #[test]
     fn access_tokens_round_trip_and_forgeries_fail() {
-        let keys = TokenKeys::from_secret(b"secret one");
-        let other = TokenKeys::from_secret(b"secret two");
+        let keys = TokenKeys::from_secret(b"secret one").unwrap();
+        let other = TokenKeys::from_secret(b"secret two").unwrap();
         let id = Uuid::new_v4();
         let (token, _) = keys.issue_access(id, "a@b.co", Utc::now()).unwrap();
         assert_eq!(keys.verify_access(&token).unwrap().sub, id);
@@ -170,6 +183,26 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn each_purpose_gets_its_own_key_per_secret() {
+        let access = derive_key(b"secret", "platform access token").unwrap();
+        let state = derive_key(b"secret", "mcp request state").unwrap();
+        assert_ne!(access, state);
+        assert_eq!(
+            access,
+            derive_key(b"secret", "platform access token").unwrap()
+        );
+        assert_ne!(
+            access,
+            derive_key(b"other", "platform access token").unwrap()
+        );
+        // HKDF-SHA256 (RFC 5869) as computed independently (Python's hmac): a change of the
+        // scheme would sign every issued token out, so it must be deliberate.
+        let expected = "eff2c437d07046537d14c87d94a2202c606a80e8b91fa0a47d374eb21b0e47ff";
+        let hex: String = access.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]

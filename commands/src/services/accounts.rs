@@ -41,6 +41,7 @@ pub async fn sign_up(
     refresh: NewRefreshFamily,
     metadata: &EventMetadata,
 ) -> Result<SignedUp, ExecuteError<UserError>> {
+    let mut pauses = eventstore::ConflictPauses::new();
     for _ in 0..eventstore::MAX_RETRIES {
         let mut uow = UnitOfWork::new();
         let events = User::default()
@@ -80,7 +81,7 @@ pub async fn sign_up(
                     last_cursor: appended.iter().map(|a| a.cursor).max(),
                 })
             }
-            Err(CommitError::Conflict) => eventstore::conflict_backoff().await,
+            Err(CommitError::Conflict) => pauses.pause().await,
             Err(e) => return Err(e.into()),
         }
     }

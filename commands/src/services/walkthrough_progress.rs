@@ -11,12 +11,9 @@ use domain::walkthrough_progress::{
 };
 use domain::{Aggregate, EventMetadata};
 use eventstore::KeyKind;
-use eventstore::{
-    conflict_backoff, CommitError, EventStore, ExecuteError, UnitOfWork, MAX_RETRIES,
-};
+use eventstore::{CommitError, ConflictPauses, EventStore, ExecuteError, UnitOfWork, MAX_RETRIES};
+use moka::sync::Cache;
 use sqlx::Row;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use uuid::Uuid;
 
 type Result<T> = std::result::Result<T, ExecuteError<ProgressError>>;
@@ -51,10 +48,17 @@ pub async fn load(
 /// completing the wrong step. The committed result goes back in; after a conflict the entry is
 /// gone and the call is decided again on a fresh read. A committed selection updates the entry
 /// too. When the entry was read rather than committed here, only the events after its version
-/// are read. Bounded: cleared when full.
-#[derive(Default)]
+/// are read. Bounded: the least used entries are evicted first.
 pub struct RunCache {
-    runs: Mutex<HashMap<(Uuid, Uuid), CachedRun>>,
+    runs: Cache<(Uuid, Uuid), CachedRun>,
+}
+
+impl Default for RunCache {
+    fn default() -> Self {
+        Self {
+            runs: Cache::new(MAX_CACHED_RUNS),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -64,17 +68,15 @@ struct CachedRun {
     progress: WalkthroughProgress,
 }
 
-const MAX_CACHED_RUNS: usize = 50_000;
+const MAX_CACHED_RUNS: u64 = 50_000;
 
 impl RunCache {
     fn get(&self, org_id: Uuid, end_user_id: Uuid) -> Option<CachedRun> {
-        let runs = self.runs.lock().ok()?;
-        runs.get(&(org_id, end_user_id)).cloned()
+        self.runs.get(&(org_id, end_user_id))
     }
 
     fn take(&self, org_id: Uuid, end_user_id: Uuid) -> Option<CachedRun> {
-        let mut runs = self.runs.lock().ok()?;
-        runs.remove(&(org_id, end_user_id))
+        self.runs.remove(&(org_id, end_user_id))
     }
 
     /// Records a run as committed: `progress` at `version`, in `walkthrough_id`, the end
@@ -99,12 +101,7 @@ impl RunCache {
     }
 
     fn put(&self, org_id: Uuid, end_user_id: Uuid, run: CachedRun) {
-        if let Ok(mut runs) = self.runs.lock() {
-            if runs.len() >= MAX_CACHED_RUNS {
-                runs.clear();
-            }
-            runs.insert((org_id, end_user_id), run);
-        }
+        self.runs.insert((org_id, end_user_id), run);
     }
 }
 
@@ -228,6 +225,7 @@ pub async fn select(
     let metadata = metadata.clone().for_org(target.org_id);
     let stream = stream_id(target.walkthrough_id, target.end_user_id);
     let key = pointer_key(target.org_id, target.end_user_id);
+    let mut pauses = ConflictPauses::new();
     for _ in 0..MAX_RETRIES {
         // The end user's selection and, when it names this walkthrough (a resume or restart,
         // the usual case), the run: one read on a kept connection, of only the events after
@@ -291,7 +289,7 @@ pub async fn select(
                 return Ok(Outcome { progress, events });
             }
             // Another select of the same end user moved the pointer meanwhile: decide again.
-            Err(CommitError::Conflict | CommitError::KeyTaken { .. }) => conflict_backoff().await,
+            Err(CommitError::Conflict | CommitError::KeyTaken { .. }) => pauses.pause().await,
             Err(e) => return Err(e.into()),
         }
     }

@@ -13,15 +13,15 @@ use domain::walkthrough_progress::{
     ProgressError, ProgressEvent, StartingVersion, WalkthroughProgress,
 };
 use eventstore::ExecuteError;
+use moka::future::Cache;
 use projections::models::walkthroughs as rm;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use rmcp::ErrorData;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 pub const LIST: &str = "list_walkthroughs";
@@ -31,8 +31,10 @@ pub const TOOLS: [&str; 3] = [LIST, SELECT, NEXT];
 
 /// How long a server's offer is reused: assignment changes reach end users within this.
 const OFFER_TTL: Duration = Duration::from_secs(1);
-/// Bound on cached versions; past it the cache starts over.
-const MAX_CACHED_VERSIONS: usize = 10_000;
+/// Bound on cached offers (one per server).
+const MAX_CACHED_OFFERS: u64 = 10_000;
+/// Bound on cached versions.
+const MAX_CACHED_VERSIONS: u64 = 10_000;
 
 /// A published version as end users get it.
 #[derive(Debug)]
@@ -57,13 +59,34 @@ impl Version {
 pub type Offer = Arc<Vec<Arc<Version>>>;
 
 /// What each server offers (briefly cached) and every published version (immutable, so cached
-/// until evicted).
-#[derive(Default)]
+/// until evicted). Concurrent misses for one key share one read.
 pub struct Catalog {
-    offers: RwLock<HashMap<Uuid, (Instant, Offer)>>,
+    offers: Cache<Uuid, Offer>,
     /// Keyed by org too: a cached version is only ever handed to its own org, whatever id a
     /// caller brings.
-    versions: RwLock<HashMap<(Uuid, Uuid, u32), Arc<Version>>>,
+    versions: Cache<(Uuid, Uuid, u32), Arc<Version>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            offers: Cache::builder()
+                .max_capacity(MAX_CACHED_OFFERS)
+                .time_to_live(OFFER_TTL)
+                .build(),
+            versions: Cache::new(MAX_CACHED_VERSIONS),
+        }
+    }
+}
+
+/// Why a version was not cached: there is none (not cached, as it may be published later), or
+/// the read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionMiss {
+    #[error("no such version")]
+    None,
+    #[error(transparent)]
+    Read(#[from] sqlx::Error),
 }
 
 fn to_u32(v: i32) -> u32 {
@@ -77,18 +100,12 @@ impl Catalog {
         pool: &PgPool,
         org_id: Uuid,
         server_id: Uuid,
-    ) -> Result<Offer, sqlx::Error> {
-        if let Ok(offers) = self.offers.read() {
-            if let Some((at, offer)) = offers.get(&server_id) {
-                if at.elapsed() < OFFER_TTL {
-                    return Ok(offer.clone());
-                }
-            }
-        }
-        let rows = rm::offered(pool, OrgId(org_id), server_id).await?;
-        let offer: Offer = Arc::new(
-            rows.into_iter()
-                .map(|r| {
+    ) -> Result<Offer, Arc<sqlx::Error>> {
+        self.offers
+            .try_get_with(server_id, async {
+                let rows = rm::offered(pool, OrgId(org_id), server_id).await?;
+                let mut offer = Vec::with_capacity(rows.len());
+                for r in rows {
                     let version = Arc::new(Version {
                         walkthrough_id: r.walkthrough_id,
                         title: r.title,
@@ -96,24 +113,18 @@ impl Catalog {
                         version: to_u32(r.version),
                         steps: r.steps.0,
                     });
-                    self.remember(org_id, version.clone());
-                    version
-                })
-                .collect(),
-        );
-        if let Ok(mut offers) = self.offers.write() {
-            offers.insert(server_id, (Instant::now(), offer.clone()));
-        }
-        Ok(offer)
+                    self.remember(org_id, version.clone()).await;
+                    offer.push(version);
+                }
+                Ok(Arc::new(offer))
+            })
+            .await
     }
 
-    fn remember(&self, org_id: Uuid, version: Arc<Version>) {
-        if let Ok(mut versions) = self.versions.write() {
-            if versions.len() >= MAX_CACHED_VERSIONS {
-                versions.clear();
-            }
-            versions.insert((org_id, version.walkthrough_id, version.version), version);
-        }
+    async fn remember(&self, org_id: Uuid, version: Arc<Version>) {
+        self.versions
+            .insert((org_id, version.walkthrough_id, version.version), version)
+            .await;
     }
 
     /// One published version (what a run in progress keeps using).
@@ -123,25 +134,28 @@ impl Catalog {
         org_id: Uuid,
         walkthrough_id: Uuid,
         version: u32,
-    ) -> Result<Option<Arc<Version>>, sqlx::Error> {
-        if let Ok(versions) = self.versions.read() {
-            if let Some(v) = versions.get(&(org_id, walkthrough_id, version)) {
-                return Ok(Some(v.clone()));
-            }
+    ) -> Result<Option<Arc<Version>>, Arc<VersionMiss>> {
+        let loaded = self
+            .versions
+            .try_get_with((org_id, walkthrough_id, version), async {
+                let number = i32::try_from(version).unwrap_or(i32::MAX);
+                let row = rm::version(pool, OrgId(org_id), walkthrough_id, number)
+                    .await?
+                    .ok_or(VersionMiss::None)?;
+                Ok::<_, VersionMiss>(Arc::new(Version {
+                    walkthrough_id,
+                    title: row.title,
+                    description: row.description,
+                    version,
+                    steps: row.steps.0,
+                }))
+            })
+            .await;
+        match loaded {
+            Ok(v) => Ok(Some(v)),
+            Err(miss) if matches!(*miss, VersionMiss::None) => Ok(None),
+            Err(miss) => Err(miss),
         }
-        let number = i32::try_from(version).unwrap_or(i32::MAX);
-        let Some(row) = rm::version(pool, OrgId(org_id), walkthrough_id, number).await? else {
-            return Ok(None);
-        };
-        let v = Arc::new(Version {
-            walkthrough_id,
-            title: row.title,
-            description: row.description,
-            version,
-            steps: row.steps.0,
-        });
-        self.remember(org_id, v.clone());
-        Ok(Some(v))
     }
 }
 
@@ -719,16 +733,18 @@ mod tests {
         let (ours, theirs) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let walkthrough_id = Uuid::from_u128(3);
         let catalog = Catalog::default();
-        catalog.remember(
-            ours,
-            Arc::new(Version {
-                walkthrough_id,
-                title: "Quickstart".to_owned(),
-                description: None,
-                version: 1,
-                steps: Vec::new(),
-            }),
-        );
+        catalog
+            .remember(
+                ours,
+                Arc::new(Version {
+                    walkthrough_id,
+                    title: "Quickstart".to_owned(),
+                    description: None,
+                    version: 1,
+                    steps: Vec::new(),
+                }),
+            )
+            .await;
         // No database behind it: a cache hit is the only way to an answer.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .acquire_timeout(Duration::from_millis(200))

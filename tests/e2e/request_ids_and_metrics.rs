@@ -1,0 +1,138 @@
+//! Request ids on both edges (kept from the client or made up, echoed, carried into event
+//! metadata) and what `/metrics` exposes.
+
+use crate::helpers::*;
+use crate::mcp_raw::Mcp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn request_id_of(app: &TestApp, path: &str, sent: Option<&str>) -> String {
+    let mut req = app.http.get(app.url(path));
+    if let Some(id) = sent {
+        req = req.header("x-request-id", id);
+    }
+    let resp = req.send().await.expect("request");
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("every response echoes a request id")
+        .to_owned()
+}
+
+async fn events_of_type(app: &TestApp, owner: &User, org: &str, event_type: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/events?type={event_type}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn both_edges_keep_or_make_a_request_id_and_events_carry_it() {
+    let app = spawn_app().await;
+    let made = request_id_of(&app, "/healthz", None).await;
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    assert_eq!(
+        request_id_of(&app, "/healthz", Some("req-1")).await,
+        "req-1"
+    );
+    // Too long to keep: replaced.
+    let long = "x".repeat(129);
+    let replaced = request_id_of(&app, "/healthz", Some(&long)).await;
+    assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    // A route that does not exist answers with one too.
+    assert!(uuid::Uuid::parse_str(&request_id_of(&app, "/nowhere", None).await).is_ok());
+
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let mcp = Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    let reply = mcp
+        .http
+        .post(&mcp.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("x-request-id", "mcp-req-7")
+        .body(
+            json!({
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {
+                    "protocolVersion": crate::mcp_raw::LEGACY,
+                    "capabilities": {},
+                    "clientInfo": { "name": "ids", "version": "1.0" },
+                },
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.headers()["x-request-id"], "mcp-req-7");
+    // The MCP edge's refusals carry one as well.
+    let refused = app
+        .http
+        .post(app.url("/s/no-such-server/mcp"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert!(refused.headers().contains_key("x-request-id"));
+
+    for event_type in ["EndUserIdentified", "McpSessionStarted"] {
+        let events = events_of_type(&app, &owner, &org, event_type).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            events[0]["metadata"]["request_id"], "mcp-req-7",
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_latency_lag_commit_groups_and_pools() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let mut mcp = Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    mcp.initialize("metrics").await;
+    let reply = mcp
+        .call_tool("get_support", json!({"title": "t", "description": "d"}))
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+
+    let text = eventually("the relay caught up", Duration::from_secs(10), || async {
+        let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
+        let text = resp.text().await.ok()?;
+        text.contains("mcplatform_relay_lag_events 0")
+            .then_some(text)
+    })
+    .await;
+    for expected in [
+        "mcplatform_http_responses_total{class=\"2xx\"}",
+        "mcplatform_event_store_head_position ",
+        "mcplatform_projection_checkpoint_position{projection=\"usage\"}",
+        "mcplatform_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/orgs/{org}/servers\",status=\"2xx\"} 1",
+        "mcplatform_http_request_duration_seconds_bucket{method=\"POST\",route=\"/s/{slug}/t/{tracking_id}/mcp\",status=\"2xx\",le=\"0.0001\"}",
+        "mcplatform_mcp_request_duration_seconds_count{method=\"initialize\"} 1",
+        "mcplatform_mcp_request_duration_seconds_count{method=\"tools/call\",tool=\"get_support\"} 1",
+        "mcplatform_group_commit_batch_units_count ",
+        "mcplatform_group_commit_batch_events_count ",
+        "mcplatform_group_commit_duration_seconds_count ",
+        "mcplatform_relay_checkpoint_position ",
+        "mcplatform_relay_lag_seconds ",
+        "mcplatform_projection_lag_events{projection=\"usage\"}",
+        "mcplatform_projection_lag_seconds{projection=\"usage\"}",
+        "mcplatform_db_pool_connections{pool=\"main\"}",
+        "mcplatform_db_pool_idle_connections{pool=\"background\"}",
+        "mcplatform_db_pool_in_use_connections{pool=\"main\"}",
+        "mcplatform_db_pool_max_connections{pool=\"main\"} 8",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
