@@ -167,8 +167,10 @@ pub fn describe(event_type: &str, payload: &Value) -> String {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
+    /// Pass it as `before` for the entries before this one.
+    #[schema(value_type = String)]
     pub cursor: Cursor,
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -180,14 +182,14 @@ pub struct AuditEntry {
     pub client_ip: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditActor {
     pub kind: String,
     pub id: Option<Uuid>,
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditTarget {
     #[serde(rename = "type")]
     pub kind: String,
