@@ -8,6 +8,7 @@ mod helpers;
 mod mcp_raw;
 
 mod api_auth;
+mod api_errors;
 mod api_isolation;
 mod api_orgs_servers;
 mod cli;
@@ -18,6 +19,7 @@ mod mcp_clients;
 mod mcp_protocol;
 mod mcp_tickets;
 mod openapi;
+mod openapi_routes;
 mod projections;
 mod review_fixes;
 mod walkthroughs;
