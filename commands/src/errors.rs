@@ -281,7 +281,8 @@ impl ErrorCode {
             ),
             ServerArchived => (
                 K::Conflict,
-                "The server is archived: nothing new can be assigned to it.",
+                "The server is archived: it can no longer change, and nothing new can be assigned \
+                 to it.",
             ),
             IllegalTransition => (
                 K::Conflict,
