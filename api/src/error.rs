@@ -1,12 +1,13 @@
-//! The one API error type. It owns every HTTP mapping, renders RFC 9457 problem+json with a
-//! stable `code`, and never shows an internal cause to the client (it is logged instead).
+//! The one API error type. Its code comes from the catalogue (`commands::errors`), which gives
+//! the code's kind; the kind gives the HTTP status here, in [`status`]. It renders RFC 9457
+//! problem+json whose `type` is the code's page ([`problem_type`]) and never shows an internal
+//! cause to the client: that is logged, once, with its source chain.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::organization::OrganizationError;
-use domain::server::ServerError;
+pub use commands::errors::ErrorCode;
+use commands::errors::{BoxError, Chain, ErrorKind, Failure};
 use domain::values::ValueError;
-use eventstore::ExecuteError;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -16,45 +17,60 @@ pub struct FieldError {
 }
 
 #[derive(Debug)]
-pub enum ApiError {
-    /// 400: the request could not be read at all.
-    BadRequest {
-        code: &'static str,
-        detail: String,
-    },
-    /// 422: a field is missing, of the wrong type or invalid.
-    Validation(Vec<FieldError>),
-    Unauthorized {
-        code: &'static str,
-        detail: String,
-    },
-    Forbidden {
-        detail: String,
-    },
-    NotFound {
-        code: &'static str,
-        detail: String,
-    },
-    Conflict {
-        code: &'static str,
-        detail: String,
-    },
-    /// 405: the route exists but not with this method (axum adds `Allow`).
-    MethodNotAllowed,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    TooManyRequests {
-        retry_after_secs: u64,
-    },
-    /// 503: a dependency (Postgres) is unavailable; retry later.
-    Unavailable,
-    /// 500: a bug. The cause is logged, never sent.
-    Internal(String),
+pub struct ApiError {
+    code: ErrorCode,
+    detail: String,
+    /// For `validation_failed`: each invalid field and why.
+    errors: Vec<FieldError>,
+    retry_after_secs: Option<u64>,
+    /// For an internal or unavailable error: the cause, logged when rendered, never sent.
+    source: Option<BoxError>,
+}
+
+/// The HTTP status of each kind of error: the only place statuses are chosen.
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The problem `type` of a code: a page describing it, served by `GET /problems/{code}`.
+pub fn problem_type(code: ErrorCode) -> String {
+    format!("/problems/{code}")
 }
 
 impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+            source: None,
+        }
+    }
+
+    /// 422 `validation_failed` naming each field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self {
+            errors,
+            ..Self::new(ErrorCode::ValidationFailed, String::new())
+        }
+    }
+
     pub fn field(field: &str, message: impl ToString) -> Self {
-        ApiError::Validation(vec![FieldError {
+        Self::validation(vec![FieldError {
             field: field.to_owned(),
             message: message.to_string(),
         }])
@@ -64,125 +80,164 @@ impl ApiError {
         Self::field(field, e)
     }
 
-    pub fn not_found(what: &'static str) -> Self {
-        let code = match what {
-            "organization" => "org_not_found",
-            "server" => "server_not_found",
-            "member" => "member_not_found",
-            "ticket" => "ticket_not_found",
-            "end user" => "end_user_not_found",
-            "session" => "session_not_found",
-            "walkthrough" => "walkthrough_not_found",
-            "step" => "step_not_found",
-            "assignment" => "assignment_not_found",
-            _ => "not_found",
-        };
-        ApiError::NotFound {
-            code,
-            detail: format!("{what} not found"),
+    /// A `*_not_found` code with its usual detail (`server not found`).
+    pub fn not_found(code: ErrorCode) -> Self {
+        Failure::not_found(code).into()
+    }
+
+    /// A bug. The cause keeps its source chain and is logged when the error is rendered.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Failure::internal(source).into()
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(ErrorCode::RouteNotFound, "no such route")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            ErrorCode::MethodNotAllowed,
+            "this route does not accept that method; the Allow header lists those it does",
+        )
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            ErrorCode::PayloadTooLarge,
+            "the request body is larger than the limit",
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "send JSON with `Content-Type: application/json`",
+        )
+    }
+
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("too many attempts; retry in {retry_after_secs} s"),
+            )
         }
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        ApiError::Internal(e.to_string())
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn status(&self) -> StatusCode {
+        status(self.code.kind())
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        let errors = match f.field {
+            Some(field) => vec![FieldError {
+                field,
+                message: f.detail.clone(),
+            }],
+            None => Vec::new(),
+        };
+        Self {
+            code: f.code,
+            detail: f.detail,
+            errors,
+            retry_after_secs: None,
+            source: f.source,
+        }
+    }
+}
+
+/// Every error a handler meets converts through the one table in `commands::errors`.
+macro_rules! through_the_table {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                Failure::from(e).into()
+            }
+        })*
+    };
+}
+
+through_the_table!(
+    sqlx::Error,
+    eventstore::StoreError,
+    eventstore::CommitError,
+    domain::walkthrough::WalkthroughError,
+    commands::services::tickets::AssignError,
+    commands::services::walkthroughs::AssignError,
+);
+
+impl<E> From<eventstore::ExecuteError<E>> for ApiError
+where
+    Failure: From<E>,
+{
+    fn from(e: eventstore::ExecuteError<E>) -> Self {
+        <Failure as From<eventstore::ExecuteError<E>>>::from(e).into()
+    }
+}
+
+/// An RFC 9457 problem, as every error is rendered (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/{code}`: a page describing the code.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// What went wrong, for programs: one of the catalogue's codes, stable.
+    #[schema(schema_with = error_code_ref)]
+    pub code: ErrorCode,
+    /// For `validation_failed`: each invalid field and why.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<Vec<FieldError>>,
+    pub errors: Option<Vec<FieldError>>,
+}
+
+fn error_code_ref() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name("ErrorCode")
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, detail, errors, retry_after) = match self {
-            ApiError::BadRequest { code, detail } => {
-                (StatusCode::BAD_REQUEST, code, detail, None, None)
+        let status = self.status();
+        let detail = match self.code.kind() {
+            ErrorKind::Internal => {
+                // The one place an internal error is logged: with its whole chain.
+                match &self.source {
+                    Some(source) => {
+                        tracing::error!(error = %Chain(source.as_ref()), "internal error")
+                    }
+                    None => tracing::error!(error = %self.detail, "internal error"),
+                }
+                "an internal error occurred".to_owned()
             }
-            ApiError::Validation(errors) => {
-                let detail = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    detail,
-                    Some(errors),
-                    None,
-                )
-            }
-            ApiError::Unauthorized { code, detail } => {
-                (StatusCode::UNAUTHORIZED, code, detail, None, None)
-            }
-            ApiError::Forbidden { detail } => {
-                (StatusCode::FORBIDDEN, "forbidden", detail, None, None)
-            }
-            ApiError::NotFound { code, detail } => {
-                (StatusCode::NOT_FOUND, code, detail, None, None)
-            }
-            ApiError::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail, None, None),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method; the Allow header lists those it does"
-                    .to_owned(),
-                None,
-                None,
-            ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than the limit".to_owned(),
-                None,
-                None,
-            ),
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send JSON with `Content-Type: application/json`".to_owned(),
-                None,
-                None,
-            ),
-            ApiError::TooManyRequests { retry_after_secs } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many attempts; retry in {retry_after_secs} s"),
-                None,
-                Some(retry_after_secs),
-            ),
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the service is temporarily unavailable; retry shortly".to_owned(),
-                None,
-                Some(1),
-            ),
-            ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "an internal error occurred".to_owned(),
-                    None,
-                    None,
-                )
-            }
+            _ if !self.errors.is_empty() => self
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => self.detail,
         };
+        let retry_after = match self.code.kind() {
+            ErrorKind::Unavailable => Some(self.retry_after_secs.unwrap_or(1)),
+            _ => self.retry_after_secs,
+        };
+        let errors = (self.code == ErrorCode::ValidationFailed).then_some(self.errors);
         let body = Problem {
-            kind: format!("/problems/{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
+            kind: problem_type(self.code),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
-            code,
+            code: self.code,
             errors,
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -199,133 +254,47 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if eventstore::is_unavailable(&e) {
-            ApiError::Unavailable
-        } else if is_data_exception(&e) {
-            // Postgres refused a value (class 22: data exception), so the input was bad. The
-            // edges validate first; this is the safety net that keeps it a 400, never a 500.
-            ApiError::BadRequest {
-                code: "invalid_input",
-                detail: "a value in the request cannot be stored or searched".to_owned(),
-            }
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
-
-fn is_data_exception(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
-}
-
 /// Whether a path segment can name anything at all (an id, slug or email): no control
 /// characters, bounded length. Anything else is simply not found.
 pub fn plausible_ref(segment: &str) -> bool {
     !segment.is_empty() && segment.len() <= 254 && !segment.chars().any(char::is_control)
 }
 
-impl From<eventstore::StoreError> for ApiError {
-    fn from(e: eventstore::StoreError) -> Self {
-        if e.is_unavailable() {
-            ApiError::Unavailable
-        } else {
-            ApiError::Internal(e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_status_of_its_kind() {
+        for &code in ErrorCode::all() {
+            let status = status(code.kind());
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code}: {status}"
+            );
         }
+        assert_eq!(
+            ApiError::not_found(ErrorCode::OrgNotFound).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::field("name", "is required").status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
-}
 
-impl From<eventstore::CommitError> for ApiError {
-    fn from(e: eventstore::CommitError) -> Self {
-        match e {
-            eventstore::CommitError::Conflict => conflict(),
-            eventstore::CommitError::KeyTaken { kind } => key_taken(kind),
-            eventstore::CommitError::Store(s) => s.into(),
-        }
-    }
-}
-
-fn conflict() -> ApiError {
-    ApiError::Conflict {
-        code: "concurrent_modification",
-        detail: "the resource was changed concurrently; retry".to_owned(),
-    }
-}
-
-fn key_taken(kind: eventstore::KeyKind) -> ApiError {
-    use eventstore::KeyKind;
-    let (code, detail) = match kind {
-        KeyKind::UserEmail => ("email_taken", "an account with this email already exists"),
-        KeyKind::OrgSlug => ("slug_taken", "this organization slug is already taken"),
-        KeyKind::ServerSlug => ("slug_taken", "this server slug is already taken"),
-        KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => ("conflict", "already taken"),
-    };
-    ApiError::Conflict {
-        code,
-        detail: detail.to_owned(),
-    }
-}
-
-/// Maps a command's failure: its domain error by `domain`, the rest uniformly.
-pub fn from_execute<E>(e: ExecuteError<E>, domain: impl FnOnce(E) -> ApiError) -> ApiError {
-    match e {
-        ExecuteError::Domain(d) => domain(d),
-        ExecuteError::Conflict => conflict(),
-        ExecuteError::KeyTaken { kind } => key_taken(kind),
-        ExecuteError::Store(s) => s.into(),
-    }
-}
-
-impl From<ExecuteError<OrganizationError>> for ApiError {
-    fn from(e: ExecuteError<OrganizationError>) -> Self {
-        from_execute(e, |d| {
-            let detail = d.to_string();
-            match d {
-                OrganizationError::NotFound | OrganizationError::NotAMember => {
-                    ApiError::not_found("organization")
-                }
-                OrganizationError::NotAllowed => ApiError::Forbidden { detail },
-                OrganizationError::NoSuchMember | OrganizationError::NoInvitation => {
-                    ApiError::not_found("member")
-                }
-                OrganizationError::AlreadyExists => ApiError::Conflict {
-                    code: "conflict",
-                    detail,
-                },
-                OrganizationError::AlreadyMember => ApiError::Conflict {
-                    code: "already_member",
-                    detail,
-                },
-                OrganizationError::AlreadyInvited => ApiError::Conflict {
-                    code: "already_invited",
-                    detail,
-                },
-                OrganizationError::LastOwner => ApiError::Conflict {
-                    code: "last_owner",
-                    detail,
-                },
-            }
-        })
-    }
-}
-
-impl From<ExecuteError<ServerError>> for ApiError {
-    fn from(e: ExecuteError<ServerError>) -> Self {
-        from_execute(e, |d| {
-            let detail = d.to_string();
-            match d {
-                ServerError::NotFound => ApiError::not_found("server"),
-                ServerError::NotAllowed => ApiError::Forbidden { detail },
-                ServerError::AlreadyExists => ApiError::Conflict {
-                    code: "conflict",
-                    detail,
-                },
-                ServerError::Archived => ApiError::Conflict {
-                    code: "server_archived",
-                    detail,
-                },
-            }
-        })
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_cause_and_shows_none_of_it() {
+        let error = ApiError::internal("secret database detail");
+        assert!(error.source.is_some(), "the cause is kept, not flattened");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "internal");
+        assert_eq!(problem["type"], "/problems/internal");
+        assert!(!String::from_utf8_lossy(&body).contains("secret"));
     }
 }

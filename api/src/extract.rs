@@ -1,12 +1,13 @@
 //! Extractors: JSON bodies with problem+json rejections, the request context that becomes event
 //! metadata, and the signed-in platform user.
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{plausible_ref, ApiError, ErrorCode, FieldError};
 use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use domain::values::{OrgId, Role};
 use domain::{text, Actor, EventMetadata};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -65,7 +66,7 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
             .ok()
             .and_then(|value| text::nul_path(&value))
             .unwrap_or_else(|| "body".to_owned());
-        return Err(ApiError::Validation(vec![FieldError {
+        return Err(ApiError::validation(vec![FieldError {
             field,
             message: "must not contain the NUL character (\\u0000)".to_owned(),
         }]));
@@ -73,10 +74,7 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     // Every body we take is an object. serde would also read a struct from an array (its
     // fields in order), so `[]` would pass as a PATCH that changes nothing.
     if !raw.get().trim_start().starts_with('{') {
-        return Err(ApiError::Validation(vec![FieldError {
-            field: "body".to_owned(),
-            message: "expected a JSON object".to_owned(),
-        }]));
+        return Err(ApiError::field("body", "expected a JSON object"));
     }
     match axum::Json::<T>::from_bytes(raw.get().as_bytes()) {
         Ok(axum::Json(value)) => Ok(value),
@@ -86,13 +84,13 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest {
-            code: "malformed_json",
-            detail: format!(
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            ErrorCode::MalformedJson,
+            format!(
                 "the body is not valid JSON: {}",
                 inner_message(&e.body_text())
             ),
-        },
+        ),
         JsonRejection::JsonDataError(e) => {
             // axum reports `path: message` via serde_path_to_error.
             let text = inner_message(&e.body_text());
@@ -100,23 +98,24 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
                 Some((path, msg)) if !path.contains(' ') => (path.to_owned(), msg.to_owned()),
                 _ => (field_from_message(&text), text.clone()),
             };
-            ApiError::Validation(vec![FieldError { field, message }])
+            let message = match crate::filters::refusal(&message) {
+                Some(refusal) => refusal.to_owned(),
+                None => message,
+            };
+            ApiError::validation(vec![FieldError { field, message }])
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         JsonRejection::BytesRejection(e) => {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
+                ApiError::payload_too_large()
             } else {
-                ApiError::BadRequest {
-                    code: "unreadable_body",
-                    detail: "the request body could not be read".to_owned(),
-                }
+                ApiError::new(
+                    ErrorCode::UnreadableBody,
+                    "the request body could not be read",
+                )
             }
         }
-        _ => ApiError::BadRequest {
-            code: "bad_request",
-            detail: "the request body could not be read".to_owned(),
-        },
+        _ => ApiError::new(ErrorCode::BadRequest, "the request body could not be read"),
     }
 }
 
@@ -245,16 +244,20 @@ impl FromRequestParts<AppState> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized {
-                code: "missing_token",
-                detail: "send `Authorization: Bearer <access_token>`".to_owned(),
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::MissingToken,
+                    "send `Authorization: Bearer <access_token>`",
+                )
             })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized {
-                code: "invalid_token",
-                detail: "the Authorization header must be `Bearer <access_token>`".to_owned(),
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the Authorization header must be `Bearer <access_token>`",
+                )
             })?;
         let claims = state.tokens.verify_access(token.trim())?;
         tracing::Span::current().record("actor", tracing::field::display(claims.sub));
@@ -266,7 +269,8 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Query parameters; a malformed one answers 400 problem+json naming it.
+/// Query parameters; a malformed one answers 400 problem+json naming it, a value outside a
+/// fixed set (see [`crate::filters`]) 422 naming it.
 pub struct QueryParams<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
@@ -275,23 +279,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         refuse_nul_in_query(query)?;
-        // serde_urlencoded's own errors do not say which parameter they are about.
-        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize::<_, T>(pairs)
-            .map(QueryParams)
-            .map_err(|e| {
-                let parameter = e.path().to_string();
-                let detail = if parameter == "." {
-                    format!("invalid query: {}", e.inner())
-                } else {
-                    format!("invalid query parameter `{parameter}`: {}", e.inner())
-                };
-                ApiError::BadRequest {
-                    code: "invalid_query",
-                    detail,
-                }
-            })
+        parse_query(query).map(QueryParams)
     }
+}
+
+/// Reads a query string into `T`. serde_urlencoded's own errors do not say which parameter they
+/// are about, so serde_path_to_error finds it.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(pairs).map_err(|e| {
+        let parameter = e.path().to_string();
+        let inner = e.inner().to_string();
+        if let Some(refusal) = crate::filters::refusal(&inner) {
+            return ApiError::field(&parameter, refusal);
+        }
+        let detail = if parameter == "." {
+            format!("invalid query: {inner}")
+        } else {
+            format!("invalid query parameter `{parameter}`: {inner}")
+        };
+        ApiError::new(ErrorCode::InvalidQuery, detail)
+    })
 }
 
 /// For a route that takes no query parameters: any is refused with 400, as routes that take
@@ -306,10 +314,10 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
         let query = parts.uri.query().unwrap_or_default();
         match form_urlencoded::parse(query.as_bytes()).next() {
             None => Ok(NoQuery),
-            Some((name, _)) => Err(ApiError::BadRequest {
-                code: "invalid_query",
-                detail: format!("unknown query parameter `{name}`: this route takes none"),
-            }),
+            Some((name, _)) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("unknown query parameter `{name}`: this route takes none"),
+            )),
         }
     }
 }
@@ -325,24 +333,56 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
         refuse_nul_in_query(query)?;
         serde_urlencoded::from_str::<Vec<(String, String)>>(query)
             .map(QueryPairs)
-            .map_err(|e| ApiError::BadRequest {
-                code: "invalid_query",
-                detail: format!("invalid query string: {e}"),
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("invalid query string: {e}"),
+                )
             })
     }
 }
 
 /// A `%00` in a query would reach Postgres as text it refuses: answered 400 here instead. (A
 /// literal `%` is sent as `%25`, so `%00` in the raw query is always an encoded NUL.)
-fn refuse_nul_in_query(query: &str) -> Result<(), ApiError> {
+pub(crate) fn refuse_nul_in_query(query: &str) -> Result<(), ApiError> {
     match query.split('&').find(|pair| pair.contains("%00")) {
-        Some(pair) => Err(ApiError::BadRequest {
-            code: "invalid_query",
-            detail: format!(
+        Some(pair) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!(
                 "invalid query parameter `{}`: must not contain the NUL character (%00)",
                 pair.split('=').next().unwrap_or(pair)
             ),
-        }),
+        )),
         None => Ok(()),
+    }
+}
+
+/// The org named by `{org}` in the path (its id or slug) and the signed-in caller's role in it,
+/// for every org-scoped route. Not a member and no such org look the same: 404 `org_not_found`.
+/// It signs the caller in first, so an anonymous request is 401 whatever it names.
+pub struct Membership {
+    pub user: AuthUser,
+    pub org: OrgId,
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for Membership {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let Path(crate::params::OrgPath { org: org_ref }) = Path::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::internal)?;
+        if !plausible_ref(&org_ref) {
+            return Err(ApiError::not_found(ErrorCode::OrgNotFound));
+        }
+        let (org, role) =
+            projections::models::organizations::membership(&state.pool, user.user_id, &org_ref)
+                .await?
+                .ok_or_else(|| ApiError::not_found(ErrorCode::OrgNotFound))?;
+        let role = Role::parse(&role).map_err(ApiError::internal)?;
+        tracing::Span::current().record("org", tracing::field::display(org));
+        Ok(Self { user, org, role })
     }
 }

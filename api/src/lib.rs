@@ -3,9 +3,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod filters;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;
+pub mod params;
 pub mod routes;
 pub mod state;
 
@@ -13,123 +15,75 @@ use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, patch, post};
 use axum::Router;
 pub use state::{ApiConfig, AppState};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn router(state: AppState) -> Router {
+/// Every route, declared once: each `routes!` entry adds its handlers to the router and their
+/// `#[utoipa::path]` (path, method, parameters, answers) to the OpenAPI document, so neither can
+/// list a route the other lacks. The path a handler is served at is the one its annotation says.
+pub fn routes() -> OpenApiRouter<AppState> {
     use routes::*;
-    let api = Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .route("/auth/signup", post(auth::signup))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route("/orgs", get(orgs::list).post(orgs::create))
-        .route("/orgs/{org}", get(orgs::get))
-        .route(
-            "/orgs/{org}/members",
-            get(orgs::members).post(orgs::add_member),
-        )
-        .route(
-            "/orgs/{org}/members/{member}",
-            patch(orgs::change_role).delete(orgs::remove_member),
-        )
-        .route(
-            "/orgs/{org}/servers",
-            get(servers::list).post(servers::create),
-        )
-        .route(
-            "/orgs/{org}/servers/{server}",
-            get(servers::get)
-                .patch(servers::update)
-                .delete(servers::archive),
-        )
-        .route("/orgs/{org}/tickets", get(tickets::list))
-        .route("/orgs/{org}/tickets/{ticket}", get(tickets::get))
-        .route(
-            "/orgs/{org}/tickets/{ticket}/status",
-            post(tickets::change_status),
-        )
-        .route(
-            "/orgs/{org}/tickets/{ticket}/comments",
-            post(tickets::comment),
-        )
-        .route("/orgs/{org}/tickets/{ticket}/assign", post(tickets::assign))
-        .route("/orgs/{org}/users", get(end_users::list))
-        .route("/orgs/{org}/users/{user}", get(end_users::get))
-        .route("/orgs/{org}/sessions", get(sessions::list))
-        .route("/orgs/{org}/sessions/{session}", get(sessions::get))
-        .route("/orgs/{org}/tool-calls", get(tool_calls::list))
-        .route("/orgs/{org}/analytics/tools", get(tool_calls::tools))
-        .route(
-            "/orgs/{org}/walkthroughs",
-            get(walkthroughs::list).post(walkthroughs::create),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}",
-            get(walkthroughs::get).patch(walkthroughs::update),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/publish",
-            post(walkthroughs::publish),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/unpublish",
-            post(walkthroughs::unpublish),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/archive",
-            post(walkthroughs::archive),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/steps",
-            get(walkthroughs::steps).post(walkthroughs::add_step),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}",
-            patch(walkthroughs::edit_step).delete(walkthroughs::remove_step),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move",
-            post(walkthroughs::move_step),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/versions",
-            get(walkthroughs::versions),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/analytics",
-            get(walkthrough_analytics::analytics),
-        )
-        .route(
-            "/orgs/{org}/walkthroughs/{walkthrough}/sankey",
-            get(walkthrough_analytics::sankey),
-        )
-        .route(
-            "/orgs/{org}/servers/{server}/walkthroughs",
-            get(walkthroughs::server_list).post(walkthroughs::assign),
-        )
-        .route(
-            "/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}",
-            patch(walkthroughs::update_assignment).delete(walkthroughs::unassign),
-        )
-        .route("/orgs/{org}/dashboard", get(dashboard::overview))
-        .route("/orgs/{org}/audit", get(dashboard::audit_log))
-        .route("/orgs/{org}/events", get(events::page))
-        .route("/orgs/{org}/events/stream", get(events::stream));
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(problems::index))
+        .routes(routes!(problems::describe))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(orgs::list, orgs::create))
+        .routes(routes!(orgs::get))
+        .routes(routes!(orgs::members, orgs::add_member))
+        .routes(routes!(orgs::change_role, orgs::remove_member))
+        .routes(routes!(servers::list, servers::create))
+        .routes(routes!(servers::get, servers::update, servers::archive))
+        .routes(routes!(tickets::list))
+        .routes(routes!(tickets::get))
+        .routes(routes!(tickets::change_status))
+        .routes(routes!(tickets::comment))
+        .routes(routes!(tickets::assign))
+        .routes(routes!(end_users::list))
+        .routes(routes!(end_users::get))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::get))
+        .routes(routes!(tool_calls::list))
+        .routes(routes!(tool_calls::tools))
+        .routes(routes!(walkthroughs::list, walkthroughs::create))
+        .routes(routes!(walkthroughs::get, walkthroughs::update))
+        .routes(routes!(walkthroughs::publish))
+        .routes(routes!(walkthroughs::unpublish))
+        .routes(routes!(walkthroughs::archive))
+        .routes(routes!(walkthroughs::steps, walkthroughs::add_step))
+        .routes(routes!(walkthroughs::edit_step, walkthroughs::remove_step))
+        .routes(routes!(walkthroughs::move_step))
+        .routes(routes!(walkthroughs::versions))
+        .routes(routes!(walkthrough_analytics::analytics))
+        .routes(routes!(walkthrough_analytics::sankey))
+        .routes(routes!(walkthroughs::server_list, walkthroughs::assign))
+        .routes(routes!(
+            walkthroughs::update_assignment,
+            walkthroughs::unassign
+        ))
+        .routes(routes!(dashboard::overview))
+        .routes(routes!(dashboard::audit_log))
+        .routes(routes!(events::page))
+        .routes(routes!(events::stream))
+}
 
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+pub fn router(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -137,14 +91,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound {
-        code: "route_not_found",
-        detail: "no such route".to_owned(),
-    }
+    ApiError::route_not_found()
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+    ApiError::method_not_allowed()
 }
 
 /// Request ids, request spans and HTTP metrics around every route of `app` (this router merged

@@ -1,72 +1,164 @@
-//! The OpenAPI document, generated from the handlers' annotations (utoipa) and served at
-//! `/api/v1/openapi.json`.
+//! The OpenAPI document. Its paths come from the routes themselves (`crate::routes`, where each
+//! route is declared once, with its `#[utoipa::path]`); its description, license, security
+//! scheme and error catalogue from here. Served at `/api/v1/openapi.json`.
 
-use crate::routes;
-use serde::Serialize;
+use crate::error::{self, ErrorCode};
+use std::sync::LazyLock;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi, RefOr};
+use utoipa::OpenApi as _;
 
-/// An RFC 9457 problem, as every error is rendered.
-#[derive(Serialize, ToSchema)]
-pub struct Problem {
-    /// `/problems/{code}`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Stable machine-readable code, e.g. `validation_failed`, `slug_taken`, `org_not_found`.
-    pub code: String,
-    /// For `validation_failed`: each invalid field and why.
-    pub errors: Option<Vec<crate::error::FieldError>>,
+pub use crate::error::{FieldError, Problem};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(Problem, FieldError)))]
+struct Components;
+
+/// Everything of the document but its paths, which the router adds as it declares them.
+pub fn base() -> OpenApi {
+    let mut doc = Components::openapi();
+    doc.info = InfoBuilder::new()
+        .title("mcplatform API")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(include_str!("openapi.md")))
+        .license(Some(
+            LicenseBuilder::new()
+                .name("Apache-2.0")
+                .identifier(Some("Apache-2.0"))
+                .build(),
+        ))
+        .build();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+    );
+    components
+        .schemas
+        .insert("ErrorCode".to_owned(), RefOr::T(error_codes()));
+    doc
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
+/// The catalogue: one entry per code, with its status (also as `x-status`) and meaning.
+fn error_codes() -> Schema {
+    let entries = ErrorCode::all().iter().map(|&code| {
+        let status = error::status(code.kind());
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .title(Some(code.as_str()))
+            .enum_values(Some([code.as_str()]))
+            .description(Some(format!(
+                "{} {}. {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or_default(),
+                code.description()
+            )))
+            .extensions(Some(
+                Extensions::builder()
+                    .add("x-status", status.as_u16())
+                    .build(),
+            ))
+    });
+    let mut catalogue = OneOfBuilder::new().description(Some(
+        "Every `code` a problem can carry, with its HTTP status and meaning. A problem's `type` \
+         is `/problems/{code}`, a page describing the code.",
+    ));
+    for entry in entries {
+        catalogue = catalogue.item(entry);
     }
+    catalogue.build().into()
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "mcplatform API", description = "Multi-tenant hosted MCP servers: accounts, organizations, servers, audit and event streams."),
-    paths(
-        routes::auth::signup, routes::auth::login, routes::auth::refresh, routes::auth::logout,
-        routes::auth::me,
-        routes::orgs::create, routes::orgs::list, routes::orgs::get,
-        routes::orgs::members, routes::orgs::add_member, routes::orgs::change_role,
-        routes::orgs::remove_member,
-        routes::servers::list, routes::servers::create, routes::servers::get,
-        routes::servers::update, routes::servers::archive,
-        routes::dashboard::overview, routes::dashboard::audit_log,
-        routes::tickets::list, routes::tickets::get, routes::tickets::change_status,
-        routes::tickets::comment, routes::tickets::assign,
-        routes::end_users::list, routes::end_users::get,
-        routes::sessions::list, routes::sessions::get,
-        routes::tool_calls::list, routes::tool_calls::tools,
-        routes::walkthroughs::list, routes::walkthroughs::create, routes::walkthroughs::get,
-        routes::walkthroughs::update, routes::walkthroughs::publish,
-        routes::walkthroughs::unpublish, routes::walkthroughs::archive,
-        routes::walkthroughs::steps, routes::walkthroughs::add_step,
-        routes::walkthroughs::edit_step, routes::walkthroughs::remove_step,
-        routes::walkthroughs::move_step, routes::walkthroughs::versions,
-        routes::walkthrough_analytics::analytics, routes::walkthrough_analytics::sankey,
-        routes::walkthroughs::server_list, routes::walkthroughs::assign,
-        routes::walkthroughs::update_assignment, routes::walkthroughs::unassign,
-        routes::events::page, routes::events::stream,
-        routes::health::healthz, routes::health::readyz,
-    ),
-    components(schemas(Problem, crate::error::FieldError)),
-    modifiers(&BearerAuth),
-)]
-pub struct ApiDoc;
+/// The document, built once from the routes.
+pub fn document() -> &'static OpenApi {
+    static DOCUMENT: LazyLock<OpenApi> = LazyLock::new(|| crate::routes().into_openapi());
+    &DOCUMENT
+}
 
-pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+#[utoipa::path(operation_id = "openapi_document", get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+pub async fn serve() -> axum::Json<&'static OpenApi> {
+    axum::Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::openapi::path::Operation;
+
+    fn operations(doc: &OpenApi) -> Vec<(String, &str, &Operation)> {
+        let mut all = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ] {
+                if let Some(op) = op {
+                    all.push((path.clone(), method, op));
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_success_answer_has_a_schema() {
+        let doc = document();
+        let operations = operations(doc);
+        assert!(operations.len() > 50, "{} operations", operations.len());
+        for (path, method, op) in operations {
+            let mut successes = 0;
+            for (status, response) in &op.responses.responses {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                successes += 1;
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if status == "204" {
+                    assert!(
+                        response.content.is_empty(),
+                        "{method} {path}: 204 has no body"
+                    );
+                    continue;
+                }
+                assert!(
+                    !response.content.is_empty(),
+                    "{method} {path}: {status} has no content"
+                );
+                for (media, content) in &response.content {
+                    assert!(
+                        content.schema.is_some(),
+                        "{method} {path}: {status} {media} has no schema"
+                    );
+                }
+            }
+            assert!(successes > 0, "{method} {path}: no success answer");
+        }
+    }
+
+    #[test]
+    fn the_catalogue_lists_every_code_with_its_status() {
+        let json = serde_json::to_value(document()).unwrap();
+        let entries = json["components"]["schemas"]["ErrorCode"]["oneOf"]
+            .as_array()
+            .unwrap();
+        assert_eq!(entries.len(), ErrorCode::all().len());
+        let not_found = entries
+            .iter()
+            .find(|e| e["enum"][0] == "org_not_found")
+            .unwrap();
+        assert_eq!(not_found["x-status"], 404);
+        assert_eq!(
+            json["components"]["schemas"]["Problem"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
+        assert_eq!(json["info"]["license"]["identifier"], "Apache-2.0");
+    }
 }

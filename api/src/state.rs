@@ -58,7 +58,7 @@ impl AppState {
     }
 
     /// The MCP URLs of a server.
-    pub fn server_urls(&self, slug: &str) -> serde_json::Value {
+    pub fn server_urls(&self, slug: &str) -> ServerUrls {
         let base = &self.config.base_domain;
         let port = self.config.public_port;
         let local = matches!(base.as_str(), "localhost") || base.ends_with(".localhost");
@@ -67,11 +67,30 @@ impl AppState {
         } else {
             ("https", String::new())
         };
-        serde_json::json!({
-            "mcp": format!("{scheme}://{slug}.{base}{port_part}/mcp"),
-            "mcp_with_tracking": format!("{scheme}://{slug}.{base}{port_part}/t/{{tracking_id}}/mcp"),
-            "mcp_path": format!("{scheme}://{base}{port_part}/s/{slug}/mcp"),
-            "mcp_path_with_tracking": format!("{scheme}://{base}{port_part}/s/{slug}/t/{{tracking_id}}/mcp"),
-        })
+        ServerUrls {
+            mcp_path: format!("{scheme}://{base}{port_part}/s/{slug}/mcp"),
+            mcp_path_with_tracking: format!(
+                "{scheme}://{base}{port_part}/s/{slug}/t/{{tracking_id}}/mcp"
+            ),
+            mcp: format!("{scheme}://{slug}.{base}{port_part}/mcp"),
+            mcp_with_tracking: format!("{scheme}://{slug}.{base}{port_part}/t/{{tracking_id}}/mcp"),
+        }
     }
+}
+
+/// The URLs MCP clients reach a server at, the path forms first: they work with every client.
+/// The subdomain forms (`{slug}.{base domain}`) are for production hosts with wildcard DNS and
+/// for browsers; on a `*.localhost` base domain, the Python MCP SDK and some resolvers cannot
+/// reach them. In the `_with_tracking` forms, replace `{tracking_id}` with the end user's
+/// tracking id: their tool calls, sessions and walkthrough progress are then theirs.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ServerUrls {
+    /// Path form (`{base domain}/s/{slug}/mcp`): works with every client.
+    pub mcp_path: String,
+    /// Path form for one end user.
+    pub mcp_path_with_tracking: String,
+    /// Subdomain form (`{slug}.{base domain}/mcp`): for production hosts and browsers.
+    pub mcp: String,
+    /// Subdomain form for one end user.
+    pub mcp_with_tracking: String,
 }

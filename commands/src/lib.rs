@@ -2,4 +2,5 @@
 //! aggregates), runs the domain aggregate, and commits everything it writes as one unit of
 //! work on the event store (`eventstore`).
 
+pub mod errors;
 pub mod services;

@@ -74,7 +74,7 @@ pub fn stored_arguments(arguments: &Value) -> Value {
     Value::Object(truncated)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::VariantArray)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,

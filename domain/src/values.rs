@@ -184,7 +184,19 @@ pub fn check_password_strength(password: &str) -> Result<(), ValueError> {
 }
 
 /// A member's role in an organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Member,

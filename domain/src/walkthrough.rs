@@ -17,7 +17,9 @@ pub const OPERATIONS_MAX: usize = 50;
 pub const OPERATION_MAX: usize = 2_000;
 pub const STEPS_MAX: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WalkthroughStatus {
     /// Never published.

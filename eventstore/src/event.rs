@@ -31,9 +31,11 @@ pub struct PendingEvent {
 /// An event as stored, with its position in the committed order. The payload and metadata are
 /// JSON text as the database holds it: the relay passes them on untouched, and a projector
 /// parses a payload once, into the domain event, instead of into a value tree first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub event_id: Uuid,
+    /// The event's position in the committed order; pass it as `after` to read on from here.
+    #[schema(value_type = String)]
     pub cursor: Cursor,
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -42,7 +44,9 @@ pub struct StoredEvent {
     pub event_version: String,
     pub org_id: Option<Uuid>,
     pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
+    #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
 }
 

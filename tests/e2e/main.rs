@@ -8,6 +8,7 @@ mod helpers;
 mod mcp_raw;
 
 mod api_auth;
+mod api_errors;
 mod api_isolation;
 mod api_orgs_servers;
 mod audit_log;
@@ -20,6 +21,7 @@ mod mcp_protocol;
 mod mcp_refusals;
 mod mcp_tickets;
 mod openapi;
+mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
 mod review_fixes;

@@ -4,7 +4,7 @@
 //! platform's keys and (later) the end users' keys never coincide and a token of one is never
 //! valid for the other.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -101,22 +101,17 @@ impl TokenKeys {
         match decode::<AccessClaims>(token, &self.decoding, &self.validation) {
             Ok(data) if data.claims.typ == "access" => Ok(data.claims),
             Ok(_) => Err(invalid_token()),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
-                Err(ApiError::Unauthorized {
-                    code: "token_expired",
-                    detail: "the access token has expired; refresh it".to_owned(),
-                })
-            }
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(ApiError::new(
+                ErrorCode::TokenExpired,
+                "the access token has expired; refresh it",
+            )),
             Err(_) => Err(invalid_token()),
         }
     }
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::Unauthorized {
-        code: "invalid_token",
-        detail: "the access token is not valid".to_owned(),
-    }
+    ApiError::new(ErrorCode::InvalidToken, "the access token is not valid")
 }
 
 /// A new refresh token of a family: the string handed out, and the hash that is stored.
@@ -176,13 +171,10 @@ mod tests {
         let (old, _) = keys
             .issue_access(id, "a@b.co", Utc::now() - chrono::Duration::hours(1))
             .unwrap();
-        assert!(matches!(
-            keys.verify_access(&old),
-            Err(ApiError::Unauthorized {
-                code: "token_expired",
-                ..
-            })
-        ));
+        assert_eq!(
+            keys.verify_access(&old).map_err(|e| e.code()).err(),
+            Some(ErrorCode::TokenExpired)
+        );
     }
 
     #[test]

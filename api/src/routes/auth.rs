@@ -1,23 +1,22 @@
 //! `/api/v1/auth/*`: signup, login, refresh, logout, and `/api/v1/me`.
 
 use crate::auth::{passwords, tokens};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{AuthUser, JsonBody, JsonBodyWithNul, NoQuery, RequestContext};
-use crate::openapi::Problem;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
+use commands::errors::invalid_refresh_token;
 use commands::services::accounts::{self, NewRefreshFamily, Rotation};
 use domain::login::{LoginCommand, LoginFailure};
-use domain::refresh_token::RefreshTokenError;
-use domain::user::UserError;
 use domain::values::{check_password_strength, Email, Name};
 use domain::{Actor, Aggregate};
+use eventstore::ExecuteError;
+use projections::models::organizations::OrgRow;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -41,17 +40,51 @@ pub struct RefreshBody {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
-struct TokenPair {
+/// What signing in gives: an access token for `Authorization: Bearer`, and a refresh token
+/// that trades for a new pair once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
     access_token: String,
+    /// Always `Bearer`.
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: i64,
     refresh_token: String,
+    /// Seconds until the refresh token expires.
     refresh_token_expires_in: i64,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedUp {
+    user: NewUser,
+    /// The orgs joined by accepting the invitations waiting for this email.
+    joined_orgs: Vec<Uuid>,
+    #[serde(flatten)]
+    tokens: TokenPair,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewUser {
+    id: Uuid,
+    #[schema(value_type = String)]
+    email: Email,
+    #[schema(value_type = String)]
+    name: Name,
+}
+
+/// The signed-in user and their orgs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    id: Uuid,
+    #[schema(value_type = Option<String>)]
+    email: Option<Email>,
+    #[schema(value_type = Option<String>)]
+    name: Option<Name>,
+    orgs: Vec<OrgRow>,
+}
+
 fn validation(errors: Vec<(&str, String)>) -> ApiError {
-    ApiError::Validation(
+    ApiError::validation(
         errors
             .into_iter()
             .map(|(field, message)| crate::error::FieldError {
@@ -93,7 +126,7 @@ fn pair(
 }
 
 #[utoipa::path(operation_id = "auth_signup", post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
-    responses((status = 201, description = "Signed up; tokens issued"), (status = 409, description = "Email taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -116,10 +149,10 @@ pub async fn signup(
         .await?
         .is_some()
     {
-        return Err(ApiError::Conflict {
-            code: "email_taken",
-            detail: "an account with this email already exists".to_owned(),
-        });
+        return Err(ApiError::new(
+            ErrorCode::EmailTaken,
+            "an account with this email already exists",
+        ));
     }
     let password_hash = passwords::hash(body.password).await?;
     let user_id = Uuid::new_v4();
@@ -134,13 +167,7 @@ pub async fn signup(
         family,
         &metadata,
     )
-    .await
-    .map_err(|e| {
-        crate::error::from_execute(e, |d: UserError| ApiError::Conflict {
-            code: "email_taken",
-            detail: d.to_string(),
-        })
-    })?;
+    .await?;
     let joined = signed_up.joined_orgs;
     if !joined.is_empty() {
         // Joined orgs by invitation: let the membership read model catch up.
@@ -154,20 +181,20 @@ pub async fn signup(
     let tokens = pair(&state, user_id, email.as_str(), refresh_token)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "user": { "id": user_id, "email": email, "name": name },
-            "joined_orgs": joined,
-            "access_token": tokens.access_token,
-            "token_type": tokens.token_type,
-            "expires_in": tokens.expires_in,
-            "refresh_token": tokens.refresh_token,
-            "refresh_token_expires_in": tokens.refresh_token_expires_in,
-        })),
+        Json(SignedUp {
+            user: NewUser {
+                id: user_id,
+                email,
+                name,
+            },
+            joined_orgs: joined,
+            tokens,
+        }),
     ))
 }
 
 #[utoipa::path(operation_id = "auth_login", post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, description = "Tokens"), (status = 401, description = "Wrong email or password", body = Problem), (status = 429, description = "Too many attempts", body = Problem)))]
+    responses((status = 200, description = "Tokens", body = TokenPair), (status = 401, description = "Wrong email or password", body = Problem), (status = 429, description = "Too many attempts", body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -176,9 +203,7 @@ pub async fn login(
     let typed_email = body.email.trim().to_lowercase();
     if let Err(wait) = state.limiter.check(&typed_email, ctx.client_ip.as_deref()) {
         tracing::warn!(client_ip = ?ctx.client_ip, "login rate limited");
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
-        });
+        return Err(ApiError::too_many_requests(wait.as_secs().max(1)));
     }
     let user = match Email::parse(&body.email) {
         Ok(email) => accounts::find_user_by_email(&state.store, &email).await?,
@@ -218,23 +243,20 @@ pub async fn login(
                 &metadata,
             )
             .await?;
-            Err(ApiError::Unauthorized {
-                code: "invalid_credentials",
-                detail: "email or password is wrong".to_owned(),
-            })
+            Err(ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "email or password is wrong",
+            ))
         }
     }
 }
 
 fn invalid_refresh() -> ApiError {
-    ApiError::Unauthorized {
-        code: "invalid_refresh_token",
-        detail: "the refresh token is not valid; log in again".to_owned(),
-    }
+    invalid_refresh_token().into()
 }
 
 #[utoipa::path(operation_id = "auth_refresh", post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, description = "New token pair"), (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem)))]
+    responses((status = 200, description = "New token pair", body = TokenPair), (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -254,20 +276,7 @@ pub async fn refresh(
         now + chrono::Duration::seconds(tokens::REFRESH_TTL_SECS),
         &metadata,
     )
-    .await
-    .map_err(|e| {
-        crate::error::from_execute(e, |d| match d {
-            RefreshTokenError::Expired => ApiError::Unauthorized {
-                code: "refresh_token_expired",
-                detail: "the refresh token has expired; log in again".to_owned(),
-            },
-            RefreshTokenError::Revoked => ApiError::Unauthorized {
-                code: "refresh_token_revoked",
-                detail: "the refresh token has been revoked; log in again".to_owned(),
-            },
-            RefreshTokenError::Unknown | RefreshTokenError::AlreadyIssued => invalid_refresh(),
-        })
-    })?;
+    .await?;
     match outcome {
         Rotation::Rotated { user_id } => {
             let user = accounts::load_user(&state.store, user_id)
@@ -279,11 +288,10 @@ pub async fn refresh(
                 .unwrap_or_default();
             Ok(Json(pair(&state, user_id, &email, next.token)?))
         }
-        Rotation::ReuseDetected => Err(ApiError::Unauthorized {
-            code: "refresh_token_reused",
-            detail: "this refresh token was already used; all tokens of this login are revoked"
-                .to_owned(),
-        }),
+        Rotation::ReuseDetected => Err(ApiError::new(
+            ErrorCode::RefreshTokenReused,
+            "this refresh token was already used; all tokens of this login are revoked",
+        )),
     }
 }
 
@@ -303,12 +311,16 @@ pub async fn logout(
         &ctx.metadata(Actor::Anonymous),
     )
     .await
-    .map_err(|e| crate::error::from_execute(e, |_| invalid_refresh()))?;
+    .map_err(|e| match e {
+        // Logging out does not tell an expired or revoked token from an unknown one.
+        ExecuteError::Domain(_) => invalid_refresh(),
+        e => e.into(),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The signed-in user and their orgs"), (status = 401, description = "Not signed in", body = Problem)))]
+    responses((status = 200, description = "The signed-in user and their orgs", body = Me), (status = 401, description = "Not signed in", body = Problem)))]
 pub async fn me(
     State(state): State<AppState>,
     user: AuthUser,
@@ -316,15 +328,12 @@ pub async fn me(
 ) -> Result<impl IntoResponse, ApiError> {
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or(ApiError::Unauthorized {
-            code: "invalid_token",
-            detail: "the account no longer exists".to_owned(),
-        })?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
     let orgs = projections::models::organizations::orgs_of(&state.pool, user.user_id).await?;
-    Ok(Json(json!({
-        "id": user.user_id,
-        "email": profile.email,
-        "name": profile.name,
-        "orgs": orgs,
-    })))
+    Ok(Json(Me {
+        id: user.user_id,
+        email: profile.email,
+        name: profile.name,
+        orgs,
+    }))
 }

@@ -1,33 +1,85 @@
 //! `/api/v1/orgs/{org}/dashboard` and `/api/v1/orgs/{org}/audit`.
 
-use crate::error::ApiError;
-use crate::extract::{AuthUser, NoQuery, QueryParams};
-use crate::openapi::Problem;
-use crate::routes::orgs::resolve;
-use crate::state::AppState;
-use axum::extract::{Path, State};
-use axum::response::IntoResponse;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{Membership, NoQuery, QueryParams};
+use crate::paging::Page;
+use crate::params::OrgPath;
+use crate::state::{AppState, ServerUrls};
+use axum::extract::State;
 use axum::Json;
+use chrono::{DateTime, Utc};
+use domain::values::Role;
 use eventstore::Cursor;
+use projections::models::audit::AuditEntry;
 use projections::models::{
     audit, dashboard, organizations, servers, tickets, usage, walkthrough_analytics,
     walkthrough_progress,
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-#[utoipa::path(operation_id = "dashboard_overview", get, path = "/api/v1/orgs/{org}/dashboard", tag = "dashboard", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "Overview and counters"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+/// What the dashboard's front page shows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Dashboard {
+    org: DashboardOrg,
+    /// The caller's role.
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
+    /// The active servers.
+    servers: Vec<DashboardServer>,
+    counters: Counters,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DashboardOrg {
+    id: Uuid,
+    name: String,
+    slug: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DashboardServer {
+    id: Uuid,
+    name: String,
+    slug: String,
+    auth_mode: String,
+    urls: ServerUrls,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Counters {
+    /// Active servers.
+    servers: i64,
+    servers_archived: i64,
+    members: i64,
+    invitations_pending: i64,
+    /// Events in the org's log.
+    events: i64,
+    last_activity_at: Option<DateTime<Utc>>,
+    end_users: i64,
+    sessions: i64,
+    /// Tool calls in the last 24 hours, counted by the hour.
+    tool_calls_24h: i64,
+    /// Tool calls in the last 7 days, counted by the hour.
+    tool_calls_7d: i64,
+    open_tickets: i64,
+    /// End users' walkthrough runs under way.
+    walkthroughs_active: i64,
+    /// Walkthrough runs ever completed (still counted after their end user starts over).
+    walkthroughs_completed: i64,
+}
+
+#[utoipa::path(operation_id = "dashboard_overview", get, path = "/api/v1/orgs/{org}/dashboard", tag = "dashboard", params(OrgPath), security(("bearer" = [])),
+    responses((status = 200, description = "Overview and counters", body = Dashboard), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn overview(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, role }: Membership,
     _: NoQuery,
-    Path(org_ref): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, role) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<Dashboard>, ApiError> {
     let org_row = organizations::org(&state.pool, org, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::OrgNotFound))?;
     let counters = dashboard::counters(&state.pool, org).await?;
     let now = chrono::Utc::now();
     let end_users = usage::count_end_users(&state.pool, org).await?;
@@ -38,72 +90,74 @@ pub async fn overview(
     let walkthroughs_active = walkthrough_progress::active_runs(&state.pool, org).await?;
     let walkthroughs_completed = walkthrough_analytics::completed_runs(&state.pool, org).await?;
     let server_rows = servers::list(&state.pool, org, false).await?;
-    let servers: Vec<_> = server_rows
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id, "name": s.name, "slug": s.slug, "auth_mode": s.auth_mode,
-                "urls": state.server_urls(&s.slug),
-            })
+    let servers = server_rows
+        .into_iter()
+        .map(|s| DashboardServer {
+            urls: state.server_urls(&s.slug),
+            id: s.id,
+            name: s.name,
+            slug: s.slug,
+            auth_mode: s.auth_mode,
         })
         .collect();
-    Ok(Json(json!({
-        "org": { "id": org_row.id, "name": org_row.name, "slug": org_row.slug, "created_at": org_row.created_at },
-        "role": role.as_str(),
-        "servers": servers,
-        "counters": {
-            "servers": counters.servers_active,
-            "servers_archived": counters.servers_archived,
-            "members": counters.members,
-            "invitations_pending": counters.invitations_pending,
-            "events": counters.events_total,
-            "last_activity_at": counters.last_event_at,
-            "end_users": end_users,
-            "sessions": sessions,
-            // Hour-granular windows (from the hourly rollup).
-            "tool_calls_24h": calls_24h,
-            "tool_calls_7d": calls_7d,
-            "open_tickets": open_tickets,
-            // End users' walkthrough runs: under way now, and completed ever (a completed run
-            // still counts after its end user starts over).
-            "walkthroughs_active": walkthroughs_active,
-            "walkthroughs_completed": walkthroughs_completed,
+    Ok(Json(Dashboard {
+        org: DashboardOrg {
+            id: org_row.id,
+            name: org_row.name,
+            slug: org_row.slug,
+            created_at: org_row.created_at,
         },
-    })))
+        role,
+        servers,
+        counters: Counters {
+            servers: counters.servers_active,
+            servers_archived: counters.servers_archived,
+            members: counters.members,
+            invitations_pending: counters.invitations_pending,
+            events: counters.events_total,
+            last_activity_at: counters.last_event_at,
+            end_users,
+            sessions,
+            tool_calls_24h: calls_24h,
+            tool_calls_7d: calls_7d,
+            open_tickets,
+            walkthroughs_active,
+            walkthroughs_completed,
+        },
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// The `next_cursor` of the previous page (an entry's `cursor`).
     #[serde(default)]
     before: Option<String>,
+    /// Entries per page, 1 to 500; default 50.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
-#[utoipa::path(operation_id = "dashboard_audit_log", get, path = "/api/v1/orgs/{org}/audit", tag = "dashboard", params(("org" = String, Path, description = "Org id or slug"), ("before" = Option<String>, Query, description = "Cursor of the last entry seen"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), security(("bearer" = [])),
-    responses((status = 200, description = "Audit entries, newest first, and the next cursor"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "dashboard_audit_log", get, path = "/api/v1/orgs/{org}/audit", tag = "dashboard", params(OrgPath, AuditQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Audit entries, newest first, and the next cursor", body = Page<AuditEntry>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
+    Membership { org, .. }: Membership,
     QueryParams(q): QueryParams<AuditQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let before = q
         .before
         .as_deref()
         .map(|c| c.parse::<Cursor>())
         .transpose()
-        .map_err(|e| ApiError::BadRequest {
-            code: "invalid_cursor",
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidCursor, e.to_string()))?;
     let limit = crate::paging::limit(q.limit)?;
     let rows = audit::page(&state.pool, org, before, limit.rows()).await?;
     let (items, more) = crate::paging::split(rows, limit);
     let next_cursor = more
         .then(|| items.last().map(|e| e.cursor.to_string()))
         .flatten();
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(Json(Page { items, next_cursor }))
 }

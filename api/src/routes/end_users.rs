@@ -1,66 +1,61 @@
 //! `/api/v1/orgs/{org}/users`: the end users of an org's servers.
 
-use crate::error::ApiError;
-use crate::extract::{AuthUser, NoQuery, QueryParams};
-use crate::openapi::Problem;
-use crate::paging;
-use crate::routes::orgs::resolve;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{Membership, NoQuery};
+use crate::paging::{NoFilters, Page, PageQuery, Paged};
+use crate::params::{EndUserPath, OrgPath};
 use crate::routes::tickets::TicketItem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
 use axum::Json;
 use commands::services::end_users;
 use domain::end_user::TrackingId;
 use domain::values::OrgId;
 use projections::models::tickets::{self as rm_tickets, TicketFilter};
-use projections::models::usage::{self as rm, SessionFilter};
-use projections::models::walkthrough_progress;
-use serde::Deserialize;
-use serde_json::json;
+use projections::models::usage::{self as rm, EndUserRow, SessionFilter, SessionRow};
+use projections::models::walkthrough_progress::{self, ProgressRow};
+use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<i64>,
+/// An end user with their recent sessions, tickets and walkthroughs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndUserDetail {
+    #[serde(flatten)]
+    row: EndUserRow,
+    /// The 20 most recent, newest first.
+    recent_sessions: Vec<SessionRow>,
+    /// The 50 most recent, newest first.
+    tickets: Vec<TicketItem>,
+    walkthroughs: Vec<ProgressRow>,
 }
 
 #[utoipa::path(operation_id = "end_users_list", get, path = "/api/v1/orgs/{org}/users", tag = "end users",
-    params(("org" = String, Path, description = "Org id or slug"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    params(OrgPath, PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "End users, most recently seen first"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem)))]
+    responses((status = 200, description = "End users, most recently seen first", body = Page<EndUserRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let limit = paging::limit(q.limit)?;
-    let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
+    Membership { org, .. }: Membership,
+    Paged { limit, before, .. }: Paged<NoFilters>,
+) -> Result<Json<Page<EndUserRow>>, ApiError> {
     let rows = rm::end_users(&state.pool, org, before, limit.rows()).await?;
-    Ok(paging::page(rows, limit, |r| {
+    Ok(Json(Page::of(rows, limit, |r| {
         (r.last_seen, r.id.to_string())
-    }))
+    })))
 }
 
 #[utoipa::path(operation_id = "end_users_get", get, path = "/api/v1/orgs/{org}/users/{user}", tag = "end users",
-    params(("org" = String, Path, description = "Org id or slug"), ("user" = String, Path, description = "End user id, or a tracking id the org's servers have seen")), security(("bearer" = [])),
-    responses((status = 200, description = "The end user with recent sessions and tickets"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such end user in this org", body = Problem)))]
+    params(EndUserPath), security(("bearer" = [])),
+    responses((status = 200, description = "The end user with recent sessions and tickets", body = EndUserDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such end user in this org", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, user_ref)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = end_user(&state, org, &user_ref)
+    Path(EndUserPath { user, .. }): Path<EndUserPath>,
+) -> Result<Json<EndUserDetail>, ApiError> {
+    let row = end_user(&state, org, &user)
         .await?
-        .ok_or_else(|| ApiError::not_found("end user"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::EndUserNotFound))?;
     let id = row.id;
     let sessions = rm::sessions(
         &state.pool,
@@ -84,25 +79,20 @@ pub async fn get(
         50,
     )
     .await?;
-    let tickets: Vec<TicketItem> = tickets.into_iter().map(TicketItem::from).collect();
+    let tickets = tickets.into_iter().map(TicketItem::from).collect();
     let walkthroughs = walkthrough_progress::of_end_user(&state.pool, org, id).await?;
-    let mut value = json!(row);
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("recent_sessions".to_owned(), json!(sessions));
-        obj.insert("tickets".to_owned(), json!(tickets));
-        obj.insert("walkthroughs".to_owned(), json!(walkthroughs));
-    }
-    Ok(Json(value))
+    Ok(Json(EndUserDetail {
+        row,
+        recent_sessions: sessions,
+        tickets,
+        walkthroughs,
+    }))
 }
 
 /// An end user named in a path or a filter: by id, or by a tracking id the org's servers have
 /// seen (the support team knows those). Tracking ids are often UUIDs themselves, so an id that
 /// names no end user of the org is tried as a tracking id too.
-async fn end_user(
-    state: &AppState,
-    org: OrgId,
-    raw: &str,
-) -> Result<Option<rm::EndUserRow>, ApiError> {
+async fn end_user(state: &AppState, org: OrgId, raw: &str) -> Result<Option<EndUserRow>, ApiError> {
     let raw = raw.trim();
     if let Ok(id) = raw.parse::<Uuid>() {
         if let Some(row) = rm::end_user(&state.pool, org, id).await? {

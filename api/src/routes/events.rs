@@ -1,24 +1,34 @@
 //! `/api/v1/orgs/{org}/events`: the org's raw event stream for analysts, as cursor pages (JSON
 //! or NDJSON by `Accept`) and live as server-sent events.
 
-use crate::error::ApiError;
-use crate::extract::{AuthUser, QueryPairs};
-use crate::openapi::Problem;
-use crate::routes::orgs::resolve;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{Membership, QueryPairs};
+use crate::params::OrgPath;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eventstore::{Cursor, EventFilter, StoredEvent};
 use futures::{Stream, StreamExt};
-use serde_json::json;
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
 const NDJSON: &str = "application/x-ndjson";
+
+/// Events oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsPage {
+    items: Vec<StoredEvent>,
+    /// The last event's cursor (the one asked for, when there is none): pass it as `after`.
+    #[schema(value_type = String)]
+    next_cursor: Cursor,
+    /// Whether the page is full, so more may follow.
+    has_more: bool,
+}
 
 struct EventQuery {
     after: Option<Cursor>,
@@ -36,10 +46,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
         match key.as_str() {
             "after" if !value.is_empty() => {
                 q.after = Some(value.parse().map_err(|e: eventstore::cursor::BadCursor| {
-                    ApiError::BadRequest {
-                        code: "invalid_cursor",
-                        detail: e.to_string(),
-                    }
+                    ApiError::new(ErrorCode::InvalidCursor, e.to_string())
                 })?)
             }
             "after" => {}
@@ -48,9 +55,11 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or(ApiError::BadRequest {
-                        code: "invalid_limit",
-                        detail: "limit must be an integer between 1 and 1000".to_owned(),
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidLimit,
+                            "limit must be an integer between 1 and 1000",
+                        )
                     })?;
             }
             "type" => {
@@ -58,36 +67,33 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
                     let valid =
                         t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
                     if !valid {
-                        return Err(ApiError::BadRequest {
-                            code: "invalid_type",
-                            detail: "an event type is letters, digits and '_' (e.g. ServerCreated)"
-                                .to_owned(),
-                        });
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidType,
+                            "an event type is letters, digits and '_' (e.g. ServerCreated)",
+                        ));
                     }
                     q.types.push(t.to_owned());
                 }
             }
             other => {
-                return Err(ApiError::BadRequest {
-                    code: "invalid_query",
-                    detail: format!("unknown query parameter `{other}`; use after, limit, type"),
-                })
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("unknown query parameter `{other}`; use after, limit, type"),
+                ))
             }
         }
     }
     Ok(q)
 }
 
-#[utoipa::path(operation_id = "events_page", get, path = "/api/v1/orgs/{org}/events", tag = "events", params(("org" = String, Path, description = "Org id or slug"), ("after" = Option<String>, Query, description = "Cursor"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"), ("type" = Option<Vec<String>>, Query, description = "Event types, repeatable or comma-separated")), security(("bearer" = [])),
-    responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson)"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "events_page", get, path = "/api/v1/orgs/{org}/events", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"), ("type" = Option<Vec<String>>, Query, description = "Event types, repeatable or comma-separated")), security(("bearer" = [])),
+    responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson: one event per line, the next cursor and whether more follow in the x-next-cursor and x-has-more headers)", content((EventsPage = "application/json"), (StoredEvent = "application/x-ndjson"))), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn page(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
+    Membership { org, .. }: Membership,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
     let q = parse_query(&pairs)?;
     let filter = EventFilter {
         org_id: Some(org.0),
@@ -120,25 +126,25 @@ pub async fn page(
         );
         return Ok(response);
     }
-    Ok(
-        Json(json!({ "items": items, "next_cursor": next_cursor, "has_more": has_more }))
-            .into_response(),
-    )
+    Ok(Json(EventsPage {
+        items,
+        next_cursor,
+        has_more,
+    })
+    .into_response())
 }
 
 /// Live tail. Postgres is the source (ordered, no gaps); NATS only wakes the stream early. A
 /// client reconnecting with `Last-Event-ID` resumes exactly after the last event it got. With
 /// no cursor the stream starts at the current head.
-#[utoipa::path(operation_id = "events_stream", get, path = "/api/v1/orgs/{org}/events/stream", tag = "events", params(("org" = String, Path, description = "Org id or slug"), ("after" = Option<String>, Query, description = "Cursor; default the current head"), ("type" = Option<Vec<String>>, Query, description = "Event types")), security(("bearer" = [])),
-    responses((status = 200, description = "Server-sent events; id is the cursor, event the type", content_type = "text/event-stream"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "events_stream", get, path = "/api/v1/orgs/{org}/events/stream", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor; default the current head"), ("type" = Option<Vec<String>>, Query, description = "Event types")), security(("bearer" = [])),
+    responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn stream(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
+    Membership { user, org, .. }: Membership,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
     let q = parse_query(&pairs)?;
     let last_event_id = headers
         .get("last-event-id")

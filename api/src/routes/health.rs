@@ -6,16 +6,32 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`
+    status: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`
+    status: &'static str,
+    /// `up` or `down`
+    postgres: &'static str,
+    /// `up` or `down`
+    nats: &'static str,
+}
 
 #[utoipa::path(operation_id = "health_healthz", get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "The process is up")))]
+    responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+    Json(Health { status: "ok" })
 }
 
 #[utoipa::path(operation_id = "health_readyz", get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Postgres and NATS reachable"), (status = 503, description = "A dependency is down")))]
+    responses((status = 200, description = "Postgres and NATS reachable", body = Readiness), (status = 503, description = "A dependency is down", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let postgres = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let nats = state
@@ -29,14 +45,20 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({
-            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-            "postgres": if postgres { "up" } else { "down" },
-            "nats": if nats { "up" } else { "down" },
-        })),
+        Json(Readiness {
+            status: if status == StatusCode::OK {
+                "ready"
+            } else {
+                "not_ready"
+            },
+            postgres: if postgres { "up" } else { "down" },
+            nats: if nats { "up" } else { "down" },
+        }),
     )
 }
 
+#[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = metrics::render(&state).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

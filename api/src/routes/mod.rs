@@ -6,9 +6,22 @@ pub mod end_users;
 pub mod events;
 pub mod health;
 pub mod orgs;
+pub mod problems;
 pub mod servers;
 pub mod sessions;
 pub mod tickets;
 pub mod tool_calls;
 pub mod walkthrough_analytics;
 pub mod walkthroughs;
+
+use serde::Serialize;
+
+/// The answer to a write: the resource as the read models show it once they include the write
+/// (`Read`), or, when they lag (NATS away), what the write model knows (`Pending`), so that a
+/// successful write never answers 404. The two are told apart by their fields.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Written<R, P> {
+    Read(R),
+    Pending(P),
+}

@@ -1,38 +1,62 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org}/members`.
 
-use crate::error::ApiError;
-use crate::extract::{AuthUser, JsonBody, NoQuery, RequestContext};
-use crate::openapi::Problem;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, RequestContext};
+use crate::filters::one_of;
+use crate::paging::Items;
+use crate::params::{MemberPath, OrgPath};
+use crate::routes::Written;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use commands::services::{accounts, organizations};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::values::{Email, Name, OrgId, Role, Slug};
 use domain::Aggregate;
-use projections::models::organizations as rm;
-use serde::Deserialize;
-use serde_json::json;
+use projections::models::organizations::{self as rm, MemberRow, OrgRow};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Resolves `{org}` (id or slug) for the caller: the org and their role. Not a member and no
-/// such org look the same: 404.
-pub async fn resolve(
-    state: &AppState,
-    user: &AuthUser,
-    org_ref: &str,
-) -> Result<(OrgId, Role), ApiError> {
-    if !crate::error::plausible_ref(org_ref) {
-        return Err(ApiError::not_found("organization"));
-    }
-    let (org, role) = rm::membership(&state.pool, user.user_id, org_ref)
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
-    let role = Role::parse(&role).map_err(ApiError::internal)?;
-    tracing::Span::current().record("org", tracing::field::display(org));
-    Ok((org, role))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedOrg {
+    id: Uuid,
+    #[schema(value_type = String)]
+    name: Name,
+    #[schema(value_type = String)]
+    slug: Slug,
+    /// The caller's role: `owner`.
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
+}
+
+/// A member added while the read models lag: what the command decided.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingMember {
+    /// `null` for an invitation.
+    user_id: Option<Uuid>,
+    #[schema(value_type = String)]
+    email: Email,
+    /// Not known yet: `null`.
+    name: Option<String>,
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
+    /// `active` or `invited`.
+    status: &'static str,
+    /// Not known yet: `null`.
+    joined_at: Option<DateTime<Utc>>,
+}
+
+/// A role changed while the read models lag.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingRole {
+    user_id: Uuid,
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
+    /// `active`.
+    status: &'static str,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,7 +67,7 @@ pub struct CreateOrgBody {
 }
 
 #[utoipa::path(operation_id = "orgs_create", post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgBody, security(("bearer" = [])),
-    responses((status = 201, description = "Org created; caller is owner"), (status = 409, description = "Slug taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Org created; caller is owner", body = CreatedOrg), (status = 409, description = "Slug taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -54,10 +78,7 @@ pub async fn create(
     let slug = Slug::parse(&body.slug).map_err(|e| ApiError::value("slug", e))?;
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or(ApiError::Unauthorized {
-            code: "invalid_token",
-            detail: "the account no longer exists".to_owned(),
-        })?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
     let owner_email = profile
         .email
         .ok_or_else(|| ApiError::internal("user without email"))?;
@@ -75,33 +96,36 @@ pub async fn create(
     state.settle(Organization::TYPE, done.last_cursor()).await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": org_id, "name": name, "slug": slug, "role": "owner" })),
+        Json(CreatedOrg {
+            id: org_id,
+            name,
+            slug,
+            role: Role::Owner,
+        }),
     ))
 }
 
 #[utoipa::path(operation_id = "orgs_list", get, path = "/api/v1/orgs", tag = "orgs", security(("bearer" = [])),
-    responses((status = 200, description = "Orgs of the caller")))]
+    responses((status = 200, description = "Orgs of the caller", body = Items<OrgRow>)))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     _: NoQuery,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<Items<OrgRow>>, ApiError> {
     let items = rm::orgs_of(&state.pool, user.user_id).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
-#[utoipa::path(operation_id = "orgs_get", get, path = "/api/v1/orgs/{org}", tag = "orgs", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "The org"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "orgs_get", get, path = "/api/v1/orgs/{org}", tag = "orgs", params(OrgPath), security(("bearer" = [])),
+    responses((status = 200, description = "The org", body = OrgRow), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     _: NoQuery,
-    Path(org_ref): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<OrgRow>, ApiError> {
     let row = rm::org(&state.pool, org, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::OrgNotFound))?;
     Ok(Json(row))
 }
 
@@ -109,45 +133,44 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct AddMemberBody {
     email: String,
-    #[serde(default = "default_role")]
-    role: String,
+    #[serde(default = "default_role", deserialize_with = "one_of")]
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
 }
 
-fn default_role() -> String {
-    "member".to_owned()
+fn default_role() -> Role {
+    Role::Member
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRoleBody {
-    role: String,
+    #[serde(deserialize_with = "one_of")]
+    #[schema(value_type = crate::filters::RoleSchema, inline)]
+    role: Role,
 }
 
-#[utoipa::path(operation_id = "orgs_members", get, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "Members and invitations"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "orgs_members", get, path = "/api/v1/orgs/{org}/members", tag = "members", params(OrgPath), security(("bearer" = [])),
+    responses((status = 200, description = "Members and invitations", body = Items<MemberRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn members(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path(org_ref): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<Items<MemberRow>>, ApiError> {
     let items = rm::members(&state.pool, org).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
-#[utoipa::path(operation_id = "orgs_add_member", post, path = "/api/v1/orgs/{org}/members", tag = "members", params(("org" = String, Path, description = "Org id or slug")), request_body = AddMemberBody, security(("bearer" = [])),
-    responses((status = 201, description = "Added, or invited when the email has no account"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Already a member or invited", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "orgs_add_member", post, path = "/api/v1/orgs/{org}/members", tag = "members", params(OrgPath), request_body = AddMemberBody, security(("bearer" = [])),
+    responses((status = 201, description = "Added, or invited when the email has no account", body = Written<MemberRow, PendingMember>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Already a member or invited", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn add_member(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path(org_ref): Path<String>,
     JsonBody(body): JsonBody<AddMemberBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
     let email = Email::parse(&body.email).map_err(|e| ApiError::value("email", e))?;
-    let role = Role::parse(&body.role).map_err(|e| ApiError::value("role", e))?;
+    let role = body.role;
     let done = organizations::add_member(
         &state.store,
         org.0,
@@ -163,14 +186,21 @@ pub async fn add_member(
         false => None,
     };
     let body = match member {
-        Some(m) => json!(m),
+        Some(m) => Written::Read(m),
         None => {
             // Read model behind (NATS away): answer from what the command decided.
             let (user_id, status) = match done.events.first() {
                 Some(OrganizationEvent::MemberAdded { user_id, .. }) => (Some(*user_id), "active"),
                 _ => (None, "invited"),
             };
-            json!({ "user_id": user_id, "email": email, "name": null, "role": role.as_str(), "status": status, "joined_at": null })
+            Written::Pending(PendingMember {
+                user_id,
+                email,
+                name: None,
+                role,
+                status,
+                joined_at: None,
+            })
         }
     };
     Ok((StatusCode::CREATED, Json(body)))
@@ -180,7 +210,7 @@ pub async fn add_member(
 async fn member_id(state: &AppState, org: OrgId, member_ref: &str) -> Result<MemberRef, ApiError> {
     let org_state = organizations::load(&state.store, org.0)
         .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::OrgNotFound))?;
     if let Ok(id) = member_ref.parse::<Uuid>() {
         if org_state.members.contains_key(&id) {
             return Ok(MemberRef::User(id));
@@ -199,7 +229,7 @@ async fn member_id(state: &AppState, org: OrgId, member_ref: &str) -> Result<Mem
             return Ok(MemberRef::Invitation(email));
         }
     }
-    Err(ApiError::not_found("member"))
+    Err(ApiError::not_found(ErrorCode::MemberNotFound))
 }
 
 enum MemberRef {
@@ -207,23 +237,21 @@ enum MemberRef {
     Invitation(Email),
 }
 
-#[utoipa::path(operation_id = "orgs_change_role", patch, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(("org" = String, Path, description = "Org id or slug"), ("member" = String, Path, description = "Member user id or email")), request_body = ChangeRoleBody, security(("bearer" = [])),
-    responses((status = 200, description = "Role changed"), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "orgs_change_role", patch, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(MemberPath), request_body = ChangeRoleBody, security(("bearer" = [])),
+    responses((status = 200, description = "Role changed", body = Written<MemberRow, PendingRole>), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn change_role(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, member_ref)): Path<(String, String)>,
+    Path(MemberPath { member, .. }): Path<MemberPath>,
     JsonBody(body): JsonBody<ChangeRoleBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let role = Role::parse(&body.role).map_err(|e| ApiError::value("role", e))?;
-    let MemberRef::User(target) = member_id(&state, org, &member_ref).await? else {
-        return Err(ApiError::Conflict {
-            code: "invitation_pending",
-            detail: "this person has not signed up yet: revoke and re-invite to change the role"
-                .to_owned(),
-        });
+) -> Result<Json<Written<MemberRow, PendingRole>>, ApiError> {
+    let role = body.role;
+    let MemberRef::User(target) = member_id(&state, org, &member).await? else {
+        return Err(ApiError::new(
+            ErrorCode::InvitationPending,
+            "this person has not signed up yet: revoke and re-invite to change the role",
+        ));
     };
     let done = organizations::change_role(
         &state.store,
@@ -239,22 +267,26 @@ pub async fn change_role(
         true => rm::member(&state.pool, org, &target.to_string()).await?,
         false => None,
     };
-    Ok(Json(member.map(|m| json!(m)).unwrap_or_else(
-        || json!({ "user_id": target, "role": role.as_str(), "status": "active" }),
-    )))
+    Ok(Json(match member {
+        Some(m) => Written::Read(m),
+        None => Written::Pending(PendingRole {
+            user_id: target,
+            role,
+            status: "active",
+        }),
+    }))
 }
 
-#[utoipa::path(operation_id = "orgs_remove_member", delete, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(("org" = String, Path, description = "Org id or slug"), ("member" = String, Path, description = "Member user id or email")), security(("bearer" = [])),
+#[utoipa::path(operation_id = "orgs_remove_member", delete, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(MemberPath), security(("bearer" = [])),
     responses((status = 204, description = "Removed (or invitation revoked)"), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn remove_member(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, member_ref)): Path<(String, String)>,
+    Path(MemberPath { member, .. }): Path<MemberPath>,
 ) -> Result<StatusCode, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
     let metadata = ctx.metadata(user.actor());
-    let done = match member_id(&state, org, &member_ref).await? {
+    let done = match member_id(&state, org, &member).await? {
         MemberRef::User(target) => {
             organizations::remove_member(&state.store, org.0, user.user_id, target, &metadata)
                 .await?

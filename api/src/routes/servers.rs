@@ -1,22 +1,22 @@
 //! `/api/v1/orgs/{org}/servers`: hosted MCP servers.
 
-use crate::error::ApiError;
-use crate::extract::QueryParams;
-use crate::extract::{AuthUser, JsonBody, NoQuery, RequestContext};
-use crate::openapi::Problem;
-use crate::routes::orgs::resolve;
-use crate::state::AppState;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{JsonBody, Membership, NoQuery, QueryParams, RequestContext};
+use crate::paging::Items;
+use crate::params::{OrgPath, ServerPath};
+use crate::routes::Written;
+use crate::state::{AppState, ServerUrls};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use commands::services::servers;
 use domain::server::{Server, ServerChanges, ServerConfig};
 use domain::values::{AuthMode, Name, OrgId, Slug};
 use domain::Aggregate;
 use projections::models::servers::{self as rm, ServerRow};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -51,19 +51,49 @@ pub struct UpdateServerBody {
     conformance_fixtures: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Also list archived servers.
     #[serde(default)]
     include_archived: bool,
 }
 
-fn render(state: &AppState, row: &ServerRow) -> Value {
-    let mut value = json!(row);
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("urls".to_owned(), state.server_urls(&row.slug));
-    }
-    value
+/// A hosted MCP server and the URLs its clients connect to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerView {
+    #[serde(flatten)]
+    row: ServerRow,
+    urls: ServerUrls,
+}
+
+/// A server written while the read models lag: what the write model knows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingServer {
+    id: Uuid,
+    org_id: Option<Uuid>,
+    #[schema(value_type = String)]
+    name: Name,
+    #[schema(value_type = String)]
+    slug: Slug,
+    #[schema(value_type = String)]
+    auth_mode: AuthMode,
+    support_tool: bool,
+    walkthrough_tools: bool,
+    conformance_fixtures: bool,
+    /// `active` or `archived`.
+    status: &'static str,
+    /// Not known yet: `null`.
+    created_at: Option<DateTime<Utc>>,
+    /// Not known yet: `null`.
+    updated_at: Option<DateTime<Utc>>,
+    urls: ServerUrls,
+}
+
+fn render(state: &AppState, row: ServerRow) -> ServerView {
+    let urls = state.server_urls(&row.slug);
+    ServerView { row, urls }
 }
 
 fn parse_auth_mode(input: Option<&str>) -> Result<Option<AuthMode>, ApiError> {
@@ -79,28 +109,35 @@ async fn written(
     org: OrgId,
     server_id: Uuid,
     projected: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Json<Written<ServerView, PendingServer>>, ApiError> {
     if projected {
         if let Some(row) = rm::get(&state.pool, org, &server_id.to_string()).await? {
-            return Ok(render(state, &row));
+            return Ok(Json(Written::Read(render(state, row))));
         }
     }
     let (server, _) = state.store.load::<Server>(&server_id.to_string()).await?;
-    let config = server.config.ok_or_else(|| ApiError::not_found("server"))?;
-    Ok(json!({
-        "id": server_id,
-        "org_id": server.org_id,
-        "name": config.name,
-        "slug": config.slug,
-        "auth_mode": config.auth_mode,
-        "support_tool": config.support_tool,
-        "walkthrough_tools": config.walkthrough_tools,
-        "conformance_fixtures": config.conformance_fixtures,
-        "status": if server.archived { "archived" } else { "active" },
-        "created_at": null,
-        "updated_at": null,
-        "urls": state.server_urls(config.slug.as_str()),
-    }))
+    let config = server
+        .config
+        .ok_or_else(|| ApiError::not_found(ErrorCode::ServerNotFound))?;
+    let urls = state.server_urls(config.slug.as_str());
+    Ok(Json(Written::Pending(PendingServer {
+        id: server_id,
+        org_id: server.org_id,
+        name: config.name,
+        slug: config.slug,
+        auth_mode: config.auth_mode,
+        support_tool: config.support_tool,
+        walkthrough_tools: config.walkthrough_tools,
+        conformance_fixtures: config.conformance_fixtures,
+        status: if server.archived {
+            "archived"
+        } else {
+            "active"
+        },
+        created_at: None,
+        updated_at: None,
+        urls,
+    })))
 }
 
 /// A `server` filter of a list: `Some(None)` when absent, `Some(Some(id))` for a server of the
@@ -127,37 +164,33 @@ pub(crate) async fn fetch(
     server_ref: &str,
 ) -> Result<ServerRow, ApiError> {
     if !crate::error::plausible_ref(server_ref) {
-        return Err(ApiError::not_found("server"));
+        return Err(ApiError::not_found(ErrorCode::ServerNotFound));
     }
     rm::get(&state.pool, org, server_ref)
         .await?
-        .ok_or_else(|| ApiError::not_found("server"))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::ServerNotFound))
 }
 
-#[utoipa::path(operation_id = "servers_list", get, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("include_archived" = Option<bool>, Query, description = "Also list archived servers")), security(("bearer" = [])),
-    responses((status = 200, description = "Servers of the org"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "servers_list", get, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(OrgPath, ListQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Servers of the org", body = Items<ServerView>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
+    Membership { org, .. }: Membership,
     QueryParams(q): QueryParams<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<Items<ServerView>>, ApiError> {
     let rows = rm::list(&state.pool, org, q.include_archived).await?;
-    let items: Vec<Value> = rows.iter().map(|r| render(&state, r)).collect();
-    Ok(Json(json!({ "items": items })))
+    let items = rows.into_iter().map(|r| render(&state, r)).collect();
+    Ok(Json(Items { items }))
 }
 
-#[utoipa::path(operation_id = "servers_create", post, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(("org" = String, Path, description = "Org id or slug")), request_body = CreateServerBody, security(("bearer" = [])),
-    responses((status = 201, description = "Server created, with its MCP URLs"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "servers_create", post, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(OrgPath), request_body = CreateServerBody, security(("bearer" = [])),
+    responses((status = 201, description = "Server created, with its MCP URLs", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path(org_ref): Path<String>,
     JsonBody(body): JsonBody<CreateServerBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
     let config = ServerConfig {
         name: Name::parse(&body.name).map_err(|e| ApiError::value("name", e))?,
         slug: Slug::parse(&body.slug).map_err(|e| ApiError::value("slug", e))?,
@@ -179,33 +212,31 @@ pub async fn create(
     let projected = state.settle(Server::TYPE, done.last_cursor()).await;
     Ok((
         StatusCode::CREATED,
-        Json(written(&state, org, server_id, projected).await?),
+        written(&state, org, server_id, projected).await?,
     ))
 }
 
-#[utoipa::path(operation_id = "servers_get", get, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "The server"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "servers_get", get, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), security(("bearer" = [])),
+    responses((status = 200, description = "The server", body = ServerView), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, server_ref)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = fetch(&state, org, &server_ref).await?;
-    Ok(Json(render(&state, &row)))
+    Path(ServerPath { server, .. }): Path<ServerPath>,
+) -> Result<Json<ServerView>, ApiError> {
+    let row = fetch(&state, org, &server).await?;
+    Ok(Json(render(&state, row)))
 }
 
-#[utoipa::path(operation_id = "servers_update", patch, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), request_body = UpdateServerBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken or server archived", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "servers_update", patch, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), request_body = UpdateServerBody, security(("bearer" = [])),
+    responses((status = 200, description = "Updated", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken or server archived", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, server_ref)): Path<(String, String)>,
+    Path(ServerPath { server, .. }): Path<ServerPath>,
     JsonBody(body): JsonBody<UpdateServerBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
+) -> Result<Json<Written<ServerView, PendingServer>>, ApiError> {
     let changes = ServerChanges {
         name: body
             .name
@@ -224,7 +255,7 @@ pub async fn update(
         walkthrough_tools: body.walkthrough_tools,
         conformance_fixtures: body.conformance_fixtures,
     };
-    let current = fetch(&state, org, &server_ref).await?;
+    let current = fetch(&state, org, &server).await?;
     let done = servers::update(
         &state.store,
         org.0,
@@ -235,19 +266,18 @@ pub async fn update(
     )
     .await?;
     let projected = state.settle(Server::TYPE, done.last_cursor()).await;
-    Ok(Json(written(&state, org, current.id, projected).await?))
+    written(&state, org, current.id, projected).await
 }
 
-#[utoipa::path(operation_id = "servers_archive", delete, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "Archived; the slug is free again"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "servers_archive", delete, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), security(("bearer" = [])),
+    responses((status = 200, description = "Archived; the slug is free again", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn archive(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, server_ref)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let current = fetch(&state, org, &server_ref).await?;
+    Path(ServerPath { server, .. }): Path<ServerPath>,
+) -> Result<Json<Written<ServerView, PendingServer>>, ApiError> {
+    let current = fetch(&state, org, &server).await?;
     let done = servers::archive(
         &state.store,
         org.0,
@@ -257,5 +287,5 @@ pub async fn archive(
     )
     .await?;
     let projected = state.settle(Server::TYPE, done.last_cursor()).await;
-    Ok(Json(written(&state, org, current.id, projected).await?))
+    written(&state, org, current.id, projected).await
 }

@@ -2,15 +2,13 @@
 //! of a walkthrough over a window of UTC days, read from the `walkthrough_analytics` rollups,
 //! with the steps, their order and titles from the published versions.
 
-use crate::error::ApiError;
-use crate::extract::{AuthUser, QueryParams};
-use crate::openapi::Problem;
-use crate::routes::orgs::resolve;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Membership, QueryParams};
+use crate::params::WalkthroughPath;
 use crate::routes::servers;
 use crate::routes::walkthroughs::fetch;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{Duration, NaiveDate, Utc};
 use domain::values::OrgId;
@@ -18,25 +16,101 @@ use projections::models::walkthrough_analytics::{
     self as analytics, Window, COMPLETED, RESTARTED, START,
 };
 use projections::models::walkthroughs as rm;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Longest analytics window, in days.
 const MAX_WINDOW_DAYS: i64 = 366;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WindowQuery {
+    /// First UTC day (YYYY-MM-DD, or an RFC 3339 time); default 29 days before `to`.
     #[serde(default)]
     from: Option<String>,
+    /// Last UTC day; default today.
     #[serde(default)]
     to: Option<String>,
+    /// Only this server (id or slug).
     #[serde(default)]
     server: Option<String>,
+    /// Only runs on this version.
     #[serde(default)]
     version: Option<i32>,
+}
+
+/// A walkthrough's funnel over a window of UTC days.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WalkthroughAnalytics {
+    walkthrough_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+    server_id: Option<Uuid>,
+    version: Option<i32>,
+    starts: i64,
+    restarts: i64,
+    completions: i64,
+    /// Completions per start, 0 to 1.
+    completion_rate: f64,
+    /// The steps of the version shown, in order, then steps only earlier versions had.
+    steps: Vec<FunnelStepView>,
+    /// Every day of the window, zeros included.
+    daily: Vec<DayView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FunnelStepView {
+    step_id: Uuid,
+    /// Its place in the version shown; `null` for a step only earlier versions had.
+    position: Option<usize>,
+    title: Option<String>,
+    reached: i64,
+    completed: i64,
+    restarted: i64,
+    dropped: i64,
+    completion_rate: f64,
+    median_seconds_on_step: Option<f64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DayView {
+    day: NaiveDate,
+    starts: i64,
+    restarts: i64,
+    completions: i64,
+}
+
+/// A walkthrough's flows as a sankey graph.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Sankey {
+    walkthrough_id: Uuid,
+    nodes: Vec<SankeyNode>,
+    links: Vec<SankeyLink>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SankeyNode {
+    /// A step id, or `start`, `completed`, `restarted`, `dropped`.
+    id: String,
+    /// `start`, `step`, `completed`, `restarted` or `dropped`.
+    kind: &'static str,
+    /// For a step: its place in the version shown (`null` for a step only earlier versions
+    /// had). Absent on the other nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<usize>)]
+    position: Option<Option<usize>>,
+    label: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SankeyLink {
+    /// A node id.
+    source: String,
+    /// A node id.
+    target: String,
+    value: i64,
 }
 
 fn parse_day(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
@@ -97,14 +171,7 @@ struct Scope {
     versions: Vec<rm::VersionRow>,
 }
 
-async fn scope(
-    state: &AppState,
-    user: &AuthUser,
-    org_ref: &str,
-    id: &str,
-    q: &WindowQuery,
-) -> Result<Scope, ApiError> {
-    let (org, _) = resolve(state, user, org_ref).await?;
+async fn scope(state: &AppState, org: OrgId, id: &str, q: &WindowQuery) -> Result<Scope, ApiError> {
     let row = fetch(state, org, id).await?;
     let window = window(state, org, q).await?;
     let versions = rm::versions(&state.pool, org, row.id).await?;
@@ -207,21 +274,21 @@ fn rate(part: i64, whole: i64) -> f64 {
 }
 
 #[utoipa::path(operation_id = "walkthroughs_analytics", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/analytics", tag = "walkthroughs",
-    params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id"), ("from" = Option<String>, Query, description = "First UTC day (YYYY-MM-DD); default 29 days before `to`"), ("to" = Option<String>, Query, description = "Last UTC day; default today"), ("server" = Option<String>, Query, description = "Only this server (id or slug)"), ("version" = Option<i32>, Query, description = "Only runs on this version")),
+    params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Starts, completions, completion rate, per-step funnel with median time, daily series"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Starts, completions, completion rate, per-step funnel with median time, daily series", body = WalkthroughAnalytics), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn analytics(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path((org_ref, id)): Path<(String, String)>,
+    Membership { org, .. }: Membership,
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
     QueryParams(q): QueryParams<WindowQuery>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<WalkthroughAnalytics>, ApiError> {
     let Scope {
         org,
         row,
         window: w,
         versions,
-    } = scope(&state, &user, &org_ref, &id, &q).await?;
+    } = scope(&state, org, &walkthrough, &q).await?;
     let id = row.id;
     let funnel = analytics::funnel(&state.pool, org, id, &w).await?;
     let analytics::Funnel {
@@ -234,22 +301,26 @@ pub async fn analytics(
     let starts: i64 = days.iter().map(|d| d.starts).sum();
     let restarts: i64 = days.iter().map(|d| d.restarts).sum();
     let completions: i64 = days.iter().map(|d| d.completions).sum();
-    let step_items: Vec<Value> = steps
+    let step_items = steps
         .iter()
-        .map(|FunnelStep { position, totals: s }| {
-            let dropped = (s.reached - s.completed - s.restarted).max(0);
-            json!({
-                "step_id": s.step_id,
-                "position": position,
-                "title": titles.get(&s.step_id),
-                "reached": s.reached,
-                "completed": s.completed,
-                "restarted": s.restarted,
-                "dropped": dropped,
-                "completion_rate": rate(s.completed, s.reached),
-                "median_seconds_on_step": medians.get(&s.step_id).map(|ms| (ms / 10.0).round() / 100.0),
-            })
-        })
+        .map(
+            |FunnelStep {
+                 position,
+                 totals: s,
+             }| FunnelStepView {
+                step_id: s.step_id,
+                position: *position,
+                title: titles.get(&s.step_id).cloned(),
+                reached: s.reached,
+                completed: s.completed,
+                restarted: s.restarted,
+                dropped: (s.reached - s.completed - s.restarted).max(0),
+                completion_rate: rate(s.completed, s.reached),
+                median_seconds_on_step: medians
+                    .get(&s.step_id)
+                    .map(|ms| (ms / 10.0).round() / 100.0),
+            },
+        )
         .collect();
     // Every day of the window, zeros included, so charts need no gap filling.
     let by_day: BTreeMap<NaiveDate, &analytics::DayRow> = days.iter().map(|d| (d.day, d)).collect();
@@ -257,45 +328,45 @@ pub async fn analytics(
     let mut day = w.from;
     while day <= w.to {
         let row = by_day.get(&day);
-        series.push(json!({
-            "day": day,
-            "starts": row.map_or(0, |r| r.starts),
-            "restarts": row.map_or(0, |r| r.restarts),
-            "completions": row.map_or(0, |r| r.completions),
-        }));
+        series.push(DayView {
+            day,
+            starts: row.map_or(0, |r| r.starts),
+            restarts: row.map_or(0, |r| r.restarts),
+            completions: row.map_or(0, |r| r.completions),
+        });
         day += Duration::days(1);
     }
-    Ok(Json(json!({
-        "walkthrough_id": id,
-        "from": w.from,
-        "to": w.to,
-        "server_id": w.server_id,
-        "version": w.version,
-        "starts": starts,
-        "restarts": restarts,
-        "completions": completions,
-        "completion_rate": rate(completions, starts),
-        "steps": step_items,
-        "daily": series,
-    })))
+    Ok(Json(WalkthroughAnalytics {
+        walkthrough_id: id,
+        from: w.from,
+        to: w.to,
+        server_id: w.server_id,
+        version: w.version,
+        starts,
+        restarts,
+        completions,
+        completion_rate: rate(completions, starts),
+        steps: step_items,
+        daily: series,
+    }))
 }
 
 #[utoipa::path(operation_id = "walkthroughs_sankey", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/sankey", tag = "walkthroughs",
-    params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id"), ("from" = Option<String>, Query, description = "First UTC day (YYYY-MM-DD); default 29 days before `to`"), ("to" = Option<String>, Query, description = "Last UTC day; default today"), ("server" = Option<String>, Query, description = "Only this server (id or slug)"), ("version" = Option<i32>, Query, description = "Only runs on this version")),
+    params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts", body = Sankey), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn sankey(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path((org_ref, id)): Path<(String, String)>,
+    Membership { org, .. }: Membership,
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
     QueryParams(q): QueryParams<WindowQuery>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Json<Sankey>, ApiError> {
     let Scope {
         org,
         row,
         window: w,
         versions,
-    } = scope(&state, &user, &org_ref, &id, &q).await?;
+    } = scope(&state, org, &walkthrough, &q).await?;
     let id = row.id;
     let flows = analytics::flows(&state.pool, org, id, &w).await?;
     let titles = step_titles(&row, &versions);
@@ -311,38 +382,57 @@ fn sankey_graph(
     links: &[analytics::LinkRow],
     steps: &[FunnelStep],
     titles: &HashMap<Uuid, String>,
-) -> Value {
+) -> Sankey {
     const DROPPED: &str = "dropped";
-    let mut nodes = vec![json!({ "id": START, "kind": "start", "label": "Start" })];
+    let node = |id: &str, kind: &'static str, label: &str| SankeyNode {
+        id: id.to_owned(),
+        kind,
+        position: None,
+        label: label.to_owned(),
+    };
+    let mut nodes = vec![node(START, "start", "Start")];
     for FunnelStep {
         position,
         totals: s,
     } in steps
     {
-        nodes.push(json!({
-            "id": s.step_id.to_string(),
-            "kind": "step",
-            "position": position,
-            "label": titles.get(&s.step_id).cloned().unwrap_or_else(|| format!("Step {}", s.step_index + 1)),
-        }));
+        nodes.push(SankeyNode {
+            id: s.step_id.to_string(),
+            kind: "step",
+            position: Some(*position),
+            label: titles
+                .get(&s.step_id)
+                .cloned()
+                .unwrap_or_else(|| format!("Step {}", s.step_index + 1)),
+        });
     }
-    nodes.push(json!({ "id": COMPLETED, "kind": "completed", "label": "Completed" }));
-    nodes.push(json!({ "id": RESTARTED, "kind": "restarted", "label": "Restarted" }));
-    nodes.push(json!({ "id": DROPPED, "kind": "dropped", "label": "Dropped off" }));
-    let mut out: Vec<Value> = links
+    nodes.push(node(COMPLETED, "completed", "Completed"));
+    nodes.push(node(RESTARTED, "restarted", "Restarted"));
+    nodes.push(node(DROPPED, "dropped", "Dropped off"));
+    let mut out: Vec<SankeyLink> = links
         .iter()
         .filter(|l| l.n > 0)
-        .map(|l| json!({ "source": l.from_node, "target": l.to_node, "value": l.n }))
+        .map(|l| SankeyLink {
+            source: l.from_node.clone(),
+            target: l.to_node.clone(),
+            value: l.n,
+        })
         .collect();
     for FunnelStep { totals: s, .. } in steps {
         let dropped = s.reached - s.completed - s.restarted;
         if dropped > 0 {
-            out.push(
-                json!({ "source": s.step_id.to_string(), "target": DROPPED, "value": dropped }),
-            );
+            out.push(SankeyLink {
+                source: s.step_id.to_string(),
+                target: DROPPED.to_owned(),
+                value: dropped,
+            });
         }
     }
-    json!({ "walkthrough_id": id, "nodes": nodes, "links": out })
+    Sankey {
+        walkthrough_id: id,
+        nodes,
+        links: out,
+    }
 }
 
 #[cfg(test)]

@@ -2,28 +2,31 @@
 //! are in `walkthrough_analytics`); `/api/v1/orgs/{org}/servers/{server}/walkthroughs`: which
 //! walkthroughs a server offers.
 
-use crate::error::{from_execute, ApiError};
-use crate::extract::{present_or_null, AuthUser, JsonBody, NoQuery, QueryParams, RequestContext};
-use crate::openapi::Problem;
-use crate::paging;
-use crate::routes::orgs::resolve;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, RequestContext};
+use crate::filters::optional_one_of;
+use crate::paging::{Items, Page, PageQuery, Paged};
+use crate::params::{AssignmentPath, OrgPath, ServerPath, StepPath, WalkthroughPath};
 use crate::routes::servers;
+use crate::routes::Written;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use commands::services::walkthroughs::{self as service, AssignError};
+use chrono::{DateTime, Utc};
+use commands::services::walkthroughs as service;
 use domain::values::OrgId;
 use domain::walkthrough::{
     parse_details, Assignment, Step, StepContent, StepEdit, Walkthrough, WalkthroughCommand,
-    WalkthroughError, WalkthroughEvent,
+    WalkthroughEvent, WalkthroughStatus,
 };
 use domain::Aggregate;
-use eventstore::{ExecuteError, Executed};
-use projections::models::walkthroughs as rm;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use eventstore::Executed;
+use projections::models::walkthroughs::{
+    self as rm, AssignmentRow, ServerWalkthroughRow, WalkthroughRow,
+};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -104,15 +107,93 @@ pub struct AssignmentBody {
     enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<i64>,
+    /// Only walkthroughs in this status (default: all but archived).
+    #[serde(default, deserialize_with = "optional_one_of")]
+    #[param(value_type = Option<crate::filters::WalkthroughStatusSchema>, inline)]
+    status: Option<WalkthroughStatus>,
+}
+
+/// A step as authors see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    id: Uuid,
+    /// 1 for the first step.
+    position: usize,
+    title: String,
+    /// Markdown shown to the end user.
+    content: String,
+    /// What the agent should know or say; never shown to the end user as such.
+    agent_instructions: Option<String>,
+    operations: Vec<String>,
+}
+
+/// A walkthrough with its draft steps and the servers it is assigned to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WalkthroughDetail {
+    id: Uuid,
+    title: String,
+    description: Option<String>,
+    #[schema(value_type = crate::filters::WalkthroughStatusSchema, inline)]
+    status: String,
+    /// The version end users are shown; `null` before the first publish.
+    published_version: Option<i64>,
+    /// Whether the draft differs from the published version (or nothing is published).
+    unpublished_changes: bool,
+    step_count: usize,
+    /// The draft, in order.
+    steps: Vec<StepView>,
+    servers: Vec<Written<AssignmentRow, AssignmentLink>>,
+    /// `null` only when a write is answered before the read models caught up.
+    created_at: Option<DateTime<Utc>>,
+    /// `null` only when a write is answered before the read models caught up.
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// An assignment as the write model knows it, while the read models lag.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AssignmentLink {
+    server_id: Uuid,
+    walkthrough_id: Uuid,
+    display_order: i32,
+    enabled: bool,
+}
+
+/// A walkthrough in a list: its fields without the step contents.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WalkthroughItem {
+    #[serde(flatten)]
+    row: WalkthroughRow,
+    step_count: usize,
+}
+
+/// A published version, immutable.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    version: i32,
+    title: String,
+    description: Option<String>,
+    step_count: usize,
+    steps: Vec<StepView>,
+    published_at: DateTime<Utc>,
+    published_by: Option<Uuid>,
+}
+
+/// An assignment written while the read models lag.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingAssignment {
+    walkthrough_id: Uuid,
+    title: String,
+    #[schema(value_type = crate::filters::WalkthroughStatusSchema, inline)]
+    status: &'static str,
+    published_version: u32,
+    display_order: i32,
+    enabled: bool,
+    /// Not known yet: `null`.
+    assigned_at: Option<DateTime<Utc>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -124,77 +205,28 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
-fn walkthrough_error(e: ExecuteError<WalkthroughError>) -> ApiError {
-    from_execute(e, |d| {
-        let detail = d.to_string();
-        use WalkthroughError as W;
-        match d {
-            W::NotFound => ApiError::not_found("walkthrough"),
-            W::StepNotFound => ApiError::not_found("step"),
-            W::NotAssigned => ApiError::not_found("assignment"),
-            W::NotAllowed => ApiError::Forbidden { detail },
-            W::AnchorNotFound => ApiError::field("after_step_id", detail),
-            W::MoveAfterItself => ApiError::field("after_step_id", detail),
-            W::Length { field, .. } | W::TooMany { field, .. } => ApiError::field(field, detail),
-            W::AlreadyExists => ApiError::Conflict {
-                code: "conflict",
-                detail,
-            },
-            W::Archived => ApiError::Conflict {
-                code: "walkthrough_archived",
-                detail,
-            },
-            W::NoSteps => ApiError::Conflict {
-                code: "no_steps",
-                detail,
-            },
-            W::NothingToPublish(_) => ApiError::Conflict {
-                code: "nothing_to_publish",
-                detail,
-            },
-            W::NotPublished | W::AssignUnpublished => ApiError::Conflict {
-                code: "not_published",
-                detail,
-            },
-            W::AlreadyAssigned => ApiError::Conflict {
-                code: "already_assigned",
-                detail,
-            },
-        }
-    })
-}
-
-fn assign_error(e: AssignError) -> ApiError {
-    match e {
-        AssignError::ServerNotFound => ApiError::not_found("server"),
-        AssignError::ServerArchived => ApiError::Conflict {
-            code: "server_archived",
-            detail: e.to_string(),
-        },
-        AssignError::Execute(e) => walkthrough_error(e),
-    }
-}
-
 fn walkthrough_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found("walkthrough"))
+    raw.parse()
+        .map_err(|_| ApiError::not_found(ErrorCode::WalkthroughNotFound))
 }
 
 fn step_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found("step"))
+    raw.parse()
+        .map_err(|_| ApiError::not_found(ErrorCode::StepNotFound))
 }
 
-fn render_step(step: &Step, position: usize) -> Value {
-    json!({
-        "id": step.id,
-        "position": position + 1,
-        "title": step.content.title,
-        "content": step.content.content,
-        "agent_instructions": step.content.agent_instructions,
-        "operations": step.content.operations,
-    })
+fn render_step(step: &Step, position: usize) -> StepView {
+    StepView {
+        id: step.id,
+        position: position + 1,
+        title: step.content.title.clone(),
+        content: step.content.content.clone(),
+        agent_instructions: step.content.agent_instructions.clone(),
+        operations: step.content.operations.clone(),
+    }
 }
 
-fn render_steps(steps: &[Step]) -> Vec<Value> {
+fn render_steps(steps: &[Step]) -> Vec<StepView> {
     steps
         .iter()
         .enumerate()
@@ -202,7 +234,11 @@ fn render_steps(steps: &[Step]) -> Vec<Value> {
         .collect()
 }
 
-async fn detail(state: &AppState, org: OrgId, id: Uuid) -> Result<Option<Value>, ApiError> {
+async fn detail(
+    state: &AppState,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Option<WalkthroughDetail>, ApiError> {
     let Some(row) = rm::get(&state.pool, org, id).await? else {
         return Ok(None);
     };
@@ -214,40 +250,50 @@ async fn detail(state: &AppState, org: OrgId, id: Uuid) -> Result<Option<Value>,
     let unpublished_changes = published.as_ref().is_none_or(|p| {
         p.steps.0 != row.steps.0 || p.title != row.title || p.description != row.description
     });
-    Ok(Some(json!({
-        "id": row.id,
-        "title": row.title,
-        "description": row.description,
-        "status": row.status,
-        "published_version": row.published_version,
-        "unpublished_changes": unpublished_changes,
-        "step_count": row.steps.0.len(),
-        "steps": render_steps(&row.steps.0),
-        "servers": servers,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })))
+    Ok(Some(WalkthroughDetail {
+        id: row.id,
+        step_count: row.steps.0.len(),
+        steps: render_steps(&row.steps.0),
+        title: row.title,
+        description: row.description,
+        status: row.status,
+        published_version: row.published_version.map(i64::from),
+        unpublished_changes,
+        servers: servers.into_iter().map(Written::Read).collect(),
+        created_at: Some(row.created_at),
+        updated_at: Some(row.updated_at),
+    }))
 }
 
 /// What the write model knows, for when the read model has not caught up (NATS away).
-fn from_write_model(id: Uuid, w: &Walkthrough) -> Value {
-    json!({
-        "id": id,
-        "title": w.title,
-        "description": w.description,
-        "status": w.status.as_str(),
-        "published_version": (w.version > 0).then_some(w.version),
-        "unpublished_changes": w.version == 0 || w.steps != w.published
-            || w.title != w.published_title || w.description != w.published_description,
-        "step_count": w.steps.len(),
-        "steps": render_steps(&w.steps),
-        "servers": w.assignments.iter().map(|(server_id, a)| json!({
-            "server_id": server_id, "walkthrough_id": id,
-            "display_order": a.display_order, "enabled": a.enabled,
-        })).collect::<Vec<_>>(),
-        "created_at": null,
-        "updated_at": null,
-    })
+fn from_write_model(id: Uuid, w: &Walkthrough) -> WalkthroughDetail {
+    WalkthroughDetail {
+        id,
+        title: w.title.clone(),
+        description: w.description.clone(),
+        status: w.status.as_str().to_owned(),
+        published_version: (w.version > 0).then_some(i64::from(w.version)),
+        unpublished_changes: w.version == 0
+            || w.steps != w.published
+            || w.title != w.published_title
+            || w.description != w.published_description,
+        step_count: w.steps.len(),
+        steps: render_steps(&w.steps),
+        servers: w
+            .assignments
+            .iter()
+            .map(|(server_id, a)| {
+                Written::Pending(AssignmentLink {
+                    server_id: *server_id,
+                    walkthrough_id: id,
+                    display_order: a.display_order,
+                    enabled: a.enabled,
+                })
+            })
+            .collect(),
+        created_at: None,
+        updated_at: None,
+    }
 }
 
 /// Answers a write with the walkthrough as the read model has it once caught up.
@@ -256,27 +302,27 @@ async fn written(
     org: OrgId,
     id: Uuid,
     done: &Executed<WalkthroughEvent>,
-) -> Result<Value, ApiError> {
+) -> Result<WalkthroughDetail, ApiError> {
     if state.settle(Walkthrough::TYPE, done.last_cursor()).await {
-        if let Some(value) = detail(state, org, id).await? {
-            return Ok(value);
+        if let Some(detail) = detail(state, org, id).await? {
+            return Ok(detail);
         }
     }
     let walkthrough = service::load(&state.store, org.0, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("walkthrough"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))?;
     Ok(from_write_model(id, &walkthrough))
 }
 
 /// Runs one authoring command and answers with the walkthrough.
 async fn change(
     state: &AppState,
-    user: &AuthUser,
+    user: &crate::extract::AuthUser,
     ctx: &RequestContext,
     org: OrgId,
     id: Uuid,
     command: impl Fn() -> WalkthroughCommand,
-) -> Result<(Executed<WalkthroughEvent>, Value), ApiError> {
+) -> Result<WalkthroughDetail, ApiError> {
     let done = service::change(
         &state.store,
         org.0,
@@ -285,66 +331,45 @@ async fn change(
         &ctx.metadata(user.actor()),
         command,
     )
-    .await
-    .map_err(walkthrough_error)?;
-    let value = written(state, org, id, &done).await?;
-    Ok((done, value))
+    .await?;
+    written(state, org, id, &done).await
 }
 
 #[utoipa::path(operation_id = "walkthroughs_list", get, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs",
-    params(("org" = String, Path, description = "Org id or slug"), ("status" = Option<String>, Query, description = "draft, published, unpublished or archived (default: all but archived)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
-    security(("bearer" = [])),
-    responses((status = 200, description = "Walkthroughs, newest first"), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    params(OrgPath, ListQuery, PageQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Walkthroughs, newest first", body = Page<WalkthroughItem>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
-    user: AuthUser,
-    Path(org_ref): Path<String>,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let limit = paging::limit(q.limit)?;
-    let before = paging::decode(q.cursor.as_deref(), |id| id.parse::<Uuid>().ok())?;
-    if let Some(status) = q.status.as_deref() {
-        if !["draft", "published", "unpublished", "archived"].contains(&status) {
-            return Err(ApiError::field(
-                "status",
-                "must be one of draft, published, unpublished, archived",
-            ));
-        }
-    }
-    let rows = rm::list(&state.pool, org, q.status.as_deref(), before, limit.rows()).await?;
-    let items: Vec<ListItem> = rows
+    Membership { org, .. }: Membership,
+    Paged {
+        filter: q,
+        limit,
+        before,
+    }: Paged<ListQuery>,
+) -> Result<Json<Page<WalkthroughItem>>, ApiError> {
+    let status = q.status.map(|s| s.as_str());
+    let rows = rm::list(&state.pool, org, status, before, limit.rows()).await?;
+    let items = rows
         .into_iter()
-        .map(|row| ListItem {
+        .map(|row| WalkthroughItem {
             step_count: row.steps.0.len(),
             row,
         })
         .collect();
-    Ok(paging::page(items, limit, |i| {
+    Ok(Json(Page::of(items, limit, |i| {
         (i.row.created_at, i.row.id.to_string())
-    }))
+    })))
 }
 
-/// A walkthrough in a list: its fields without the step contents.
-#[derive(serde::Serialize)]
-struct ListItem {
-    #[serde(flatten)]
-    row: rm::WalkthroughRow,
-    step_count: usize,
-}
-
-#[utoipa::path(operation_id = "walkthroughs_create", post, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug")), request_body = CreateBody, security(("bearer" = [])),
-    responses((status = 201, description = "Created, as a draft without steps"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_create", post, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs", params(OrgPath), request_body = CreateBody, security(("bearer" = [])),
+    responses((status = 201, description = "Created, as a draft without steps", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn create(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path(org_ref): Path<String>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let (title, description) = parse_details(&body.title, body.description.as_deref())
-        .map_err(|e| walkthrough_error(ExecuteError::Domain(e)))?;
+    let (title, description) = parse_details(&body.title, body.description.as_deref())?;
     let id = Uuid::new_v4();
     let done = service::create(
         &state.store,
@@ -355,140 +380,142 @@ pub async fn create(
         description,
         &ctx.metadata(user.actor()),
     )
-    .await
-    .map_err(walkthrough_error)?;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(written(&state, org, id, &done).await?),
     ))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_get", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "The walkthrough with its draft steps and servers"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_get", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "The walkthrough with its draft steps and servers", body = WalkthroughDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
     detail(&state, org, id)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("walkthrough"))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_update", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), request_body = UpdateBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated (the draft; publish to show it)"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_update", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(WalkthroughPath), request_body = UpdateBody, security(("bearer" = [])),
+    responses((status = 200, description = "Updated (the draft; publish to show it)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, id)): Path<(String, String)>,
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
     JsonBody(body): JsonBody<UpdateBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
-    let (_, value) = change(&state, &user, &ctx, org, id, || {
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
+    let detail = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::ChangeDetails {
             title: body.title.clone(),
             description: body.description.clone(),
         }
     })
     .await?;
-    Ok(Json(value))
+    Ok(Json(detail))
 }
 
 /// `publish`, `unpublish`, `archive`.
 async fn lifecycle(
     state: AppState,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    org_ref: String,
-    id: String,
+    walkthrough: String,
     command: WalkthroughCommand,
-) -> Result<Json<Value>, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
-    let (_, value) = change(&state, &user, &ctx, org, id, || command.clone()).await?;
-    Ok(Json(value))
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
+    let detail = change(&state, &user, &ctx, org, id, || command.clone()).await?;
+    Ok(Json(detail))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_publish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/publish", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "The draft is now a new immutable version, shown to end users; after an unpublish with no edits, the same version is shown again"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "No steps, nothing changed while published, or archived", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_publish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/publish", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "The draft is now a new immutable version, shown to end users; after an unpublish with no edits, the same version is shown again", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "No steps, nothing changed while published, or archived", body = Problem)))]
 pub async fn publish(
     State(state): State<AppState>,
-    user: AuthUser,
+    member: Membership,
     ctx: RequestContext,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    lifecycle(state, user, ctx, org_ref, id, WalkthroughCommand::Publish).await
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    lifecycle(state, member, ctx, walkthrough, WalkthroughCommand::Publish).await
 }
 
-#[utoipa::path(operation_id = "walkthroughs_unpublish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/unpublish", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "End users no longer see it"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Not published", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_unpublish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/unpublish", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "End users no longer see it", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Not published", body = Problem)))]
 pub async fn unpublish(
     State(state): State<AppState>,
-    user: AuthUser,
+    member: Membership,
     ctx: RequestContext,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    lifecycle(state, user, ctx, org_ref, id, WalkthroughCommand::Unpublish).await
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    lifecycle(
+        state,
+        member,
+        ctx,
+        walkthrough,
+        WalkthroughCommand::Unpublish,
+    )
+    .await
 }
 
-#[utoipa::path(operation_id = "walkthroughs_archive", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/archive", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "Archived: read-only, hidden from end users and from the default list"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Already archived", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_archive", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/archive", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "Archived: read-only, hidden from end users and from the default list", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Already archived", body = Problem)))]
 pub async fn archive(
     State(state): State<AppState>,
-    user: AuthUser,
+    member: Membership,
     ctx: RequestContext,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    lifecycle(state, user, ctx, org_ref, id, WalkthroughCommand::Archive).await
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    lifecycle(state, member, ctx, walkthrough, WalkthroughCommand::Archive).await
 }
 
-#[utoipa::path(operation_id = "walkthroughs_steps_list", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "The draft's steps, in order"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_steps_list", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "The draft's steps, in order", body = Items<StepView>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
 pub async fn steps(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = fetch(&state, org, &id).await?;
-    Ok(Json(json!({ "items": render_steps(&row.steps.0) })))
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<Items<StepView>>, ApiError> {
+    let row = fetch(&state, org, &walkthrough).await?;
+    Ok(Json(Items {
+        items: render_steps(&row.steps.0),
+    }))
 }
 
 /// The step as the answer to a step write.
-fn step_of(value: &Value, step: Uuid) -> Result<Value, ApiError> {
-    value["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["id"] == json!(step)).cloned())
-        .ok_or_else(|| ApiError::not_found("step"))
+fn step_of(detail: WalkthroughDetail, step: Uuid) -> Result<StepView, ApiError> {
+    detail
+        .steps
+        .into_iter()
+        .find(|s| s.id == step)
+        .ok_or_else(|| ApiError::not_found(ErrorCode::StepNotFound))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_steps_add", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), request_body = StepBody, security(("bearer" = [])),
-    responses((status = 201, description = "The new step (last unless after_step_id says otherwise)"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_steps_add", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(WalkthroughPath), request_body = StepBody, security(("bearer" = [])),
+    responses((status = 201, description = "The new step (last unless after_step_id says otherwise)", body = StepView), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn add_step(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, id)): Path<(String, String)>,
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
     JsonBody(body): JsonBody<StepBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
+    let id = walkthrough_id(&walkthrough)?;
     let step = StepContent::parse(
         &body.title,
         &body.content,
         body.agent_instructions.as_deref(),
         &body.operations,
-    )
-    .map_err(|e| walkthrough_error(ExecuteError::Domain(e)))?;
+    )?;
     let new_id = Uuid::new_v4();
-    let (_, value) = change(&state, &user, &ctx, org, id, || {
+    let detail = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::AddStep {
             step_id: new_id,
             after: body.after_step_id,
@@ -496,20 +523,21 @@ pub async fn add_step(
         }
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(step_of(&value, new_id)?)))
+    Ok((StatusCode::CREATED, Json(step_of(detail, new_id)?)))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_steps_edit", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id"), ("step" = Uuid, Path, description = "Step id")), request_body = EditStepBody, security(("bearer" = [])),
-    responses((status = 200, description = "The edited step"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_steps_edit", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(StepPath), request_body = EditStepBody, security(("bearer" = [])),
+    responses((status = 200, description = "The edited step", body = StepView), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn edit_step(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, id, step)): Path<(String, String, String)>,
+    Path(StepPath {
+        walkthrough, step, ..
+    }): Path<StepPath>,
     JsonBody(body): JsonBody<EditStepBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
+) -> Result<Json<StepView>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
     let step = step_id(&step)?;
     let edit = StepEdit {
         title: body.title,
@@ -517,78 +545,81 @@ pub async fn edit_step(
         agent_instructions: body.agent_instructions,
         operations: body.operations,
     };
-    let (_, value) = change(&state, &user, &ctx, org, id, || {
+    let detail = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::EditStep {
             step_id: step,
             edit: edit.clone(),
         }
     })
     .await?;
-    Ok(Json(step_of(&value, step)?))
+    Ok(Json(step_of(detail, step)?))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_steps_remove", delete, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id"), ("step" = Uuid, Path, description = "Step id")), security(("bearer" = [])),
-    responses((status = 200, description = "Removed from the draft; the walkthrough"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_steps_remove", delete, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(StepPath), security(("bearer" = [])),
+    responses((status = 200, description = "Removed from the draft; the walkthrough", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem)))]
 pub async fn remove_step(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, id, step)): Path<(String, String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
+    Path(StepPath {
+        walkthrough, step, ..
+    }): Path<StepPath>,
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
     let step = step_id(&step)?;
-    let (_, value) = change(&state, &user, &ctx, org, id, || {
+    let detail = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::RemoveStep { step_id: step }
     })
     .await?;
-    Ok(Json(value))
+    Ok(Json(detail))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_steps_move", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id"), ("step" = Uuid, Path, description = "Step id")), request_body = MoveBody, security(("bearer" = [])),
-    responses((status = 200, description = "Moved; the walkthrough (step ids unchanged)"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "after_step_id is the step itself or not in this walkthrough", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_steps_move", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move", tag = "walkthroughs", params(StepPath), request_body = MoveBody, security(("bearer" = [])),
+    responses((status = 200, description = "Moved; the walkthrough (step ids unchanged)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "after_step_id is the step itself or not in this walkthrough", body = Problem)))]
 pub async fn move_step(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, id, step)): Path<(String, String, String)>,
+    Path(StepPath {
+        walkthrough, step, ..
+    }): Path<StepPath>,
     JsonBody(body): JsonBody<MoveBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let id = walkthrough_id(&id)?;
+) -> Result<Json<WalkthroughDetail>, ApiError> {
+    let id = walkthrough_id(&walkthrough)?;
     let step = step_id(&step)?;
-    let (_, value) = change(&state, &user, &ctx, org, id, || {
+    let detail = change(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::MoveStep {
             step_id: step,
             after_step_id: body.after_step_id,
         }
     })
     .await?;
-    Ok(Json(value))
+    Ok(Json(detail))
 }
 
-#[utoipa::path(operation_id = "walkthroughs_versions", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/versions", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
-    responses((status = 200, description = "Every published version with its content, newest first"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+#[utoipa::path(operation_id = "walkthroughs_versions", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/versions", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
+    responses((status = 200, description = "Every published version with its content, newest first", body = Items<VersionView>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
 pub async fn versions(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let row = fetch(&state, org, &id).await?;
+    Path(WalkthroughPath { walkthrough, .. }): Path<WalkthroughPath>,
+) -> Result<Json<Items<VersionView>>, ApiError> {
+    let row = fetch(&state, org, &walkthrough).await?;
     let rows = rm::versions(&state.pool, org, row.id).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|v| {
-            json!({
-                "version": v.version, "title": v.title, "description": v.description,
-                "step_count": v.steps.0.len(), "steps": render_steps(&v.steps.0),
-                "published_at": v.published_at, "published_by": v.published_by,
-            })
+    let items = rows
+        .into_iter()
+        .map(|v| VersionView {
+            version: v.version,
+            step_count: v.steps.0.len(),
+            steps: render_steps(&v.steps.0),
+            title: v.title,
+            description: v.description,
+            published_at: v.published_at,
+            published_by: v.published_by,
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 /// The walkthrough as the read model has it; unknown or another org's: 404.
@@ -596,24 +627,23 @@ pub(super) async fn fetch(
     state: &AppState,
     org: OrgId,
     raw: &str,
-) -> Result<rm::WalkthroughRow, ApiError> {
+) -> Result<WalkthroughRow, ApiError> {
     rm::get(&state.pool, org, walkthrough_id(raw)?)
         .await?
-        .ok_or_else(|| ApiError::not_found("walkthrough"))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))
 }
 
-#[utoipa::path(operation_id = "server_walkthroughs_list", get, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), security(("bearer" = [])),
-    responses((status = 200, description = "The server's assignments in display order"), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such server", body = Problem)))]
+#[utoipa::path(operation_id = "server_walkthroughs_list", get, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(ServerPath), security(("bearer" = [])),
+    responses((status = 200, description = "The server's assignments in display order", body = Items<ServerWalkthroughRow>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such server", body = Problem)))]
 pub async fn server_list(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { org, .. }: Membership,
     _: NoQuery,
-    Path((org_ref, server_ref)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let server = servers::fetch(&state, org, &server_ref).await?;
-    let rows = rm::assignments_of_server(&state.pool, org, server.id).await?;
-    Ok(Json(json!({ "items": rows })))
+    Path(ServerPath { server, .. }): Path<ServerPath>,
+) -> Result<Json<Items<ServerWalkthroughRow>>, ApiError> {
+    let server = servers::fetch(&state, org, &server).await?;
+    let items = rm::assignments_of_server(&state.pool, org, server.id).await?;
+    Ok(Json(Items { items }))
 }
 
 async fn assignment_written(
@@ -622,38 +652,41 @@ async fn assignment_written(
     server_id: Uuid,
     walkthrough: Uuid,
     done: &Executed<WalkthroughEvent>,
-) -> Result<Value, ApiError> {
+) -> Result<Json<Written<ServerWalkthroughRow, PendingAssignment>>, ApiError> {
     if state.settle(Walkthrough::TYPE, done.last_cursor()).await {
         let rows = rm::assignments_of_server(&state.pool, org, server_id).await?;
         if let Some(row) = rows.into_iter().find(|r| r.walkthrough_id == walkthrough) {
-            return Ok(json!(row));
+            return Ok(Json(Written::Read(row)));
         }
     }
     let w = service::load(&state.store, org.0, walkthrough)
         .await?
-        .ok_or_else(|| ApiError::not_found("walkthrough"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))?;
     let a = w
         .assignments
         .get(&server_id)
-        .ok_or_else(|| ApiError::not_found("assignment"))?;
-    Ok(json!({
-        "walkthrough_id": walkthrough, "title": w.title, "status": w.status.as_str(),
-        "published_version": w.version, "display_order": a.display_order, "enabled": a.enabled,
-        "assigned_at": null,
-    }))
+        .ok_or_else(|| ApiError::not_found(ErrorCode::AssignmentNotFound))?;
+    Ok(Json(Written::Pending(PendingAssignment {
+        walkthrough_id: walkthrough,
+        status: w.status.as_str(),
+        published_version: w.version,
+        display_order: a.display_order,
+        enabled: a.enabled,
+        assigned_at: None,
+        title: w.title,
+    })))
 }
 
-#[utoipa::path(operation_id = "server_walkthroughs_assign", post, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug")), request_body = AssignBody, security(("bearer" = [])),
-    responses((status = 201, description = "Assigned"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server or walkthrough", body = Problem), (status = 409, description = "Not published, or already assigned", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "server_walkthroughs_assign", post, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(ServerPath), request_body = AssignBody, security(("bearer" = [])),
+    responses((status = 201, description = "Assigned", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server or walkthrough", body = Problem), (status = 409, description = "Not published, or already assigned", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn assign(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, server_ref)): Path<(String, String)>,
+    Path(ServerPath { server, .. }): Path<ServerPath>,
     JsonBody(body): JsonBody<AssignBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let server = servers::fetch(&state, org, &server_ref).await?;
+    let server = servers::fetch(&state, org, &server).await?;
     let walkthrough = walkthrough_id(&body.walkthrough_id)?;
     let assignment = Assignment {
         display_order: body.display_order.unwrap_or(0),
@@ -671,25 +704,27 @@ pub async fn assign(
             assignment,
         },
     )
-    .await
-    .map_err(assign_error)?;
+    .await?;
     Ok((
         StatusCode::CREATED,
-        Json(assignment_written(&state, org, server.id, walkthrough, &done).await?),
+        assignment_written(&state, org, server.id, walkthrough, &done).await?,
     ))
 }
 
-#[utoipa::path(operation_id = "server_walkthroughs_update", patch, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), request_body = AssignmentBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server, walkthrough or assignment", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+#[utoipa::path(operation_id = "server_walkthroughs_update", patch, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(AssignmentPath), request_body = AssignmentBody, security(("bearer" = [])),
+    responses((status = 200, description = "Updated", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server, walkthrough or assignment", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn update_assignment(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, server_ref, walkthrough)): Path<(String, String, String)>,
+    Path(AssignmentPath {
+        server,
+        walkthrough,
+        ..
+    }): Path<AssignmentPath>,
     JsonBody(body): JsonBody<AssignmentBody>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let server = servers::fetch(&state, org, &server_ref).await?;
+) -> Result<Json<Written<ServerWalkthroughRow, PendingAssignment>>, ApiError> {
+    let server = servers::fetch(&state, org, &server).await?;
     let walkthrough = walkthrough_id(&walkthrough)?;
     let done = service::change_assignment(
         &state.store,
@@ -704,23 +739,23 @@ pub async fn update_assignment(
             enabled: body.enabled,
         },
     )
-    .await
-    .map_err(assign_error)?;
-    Ok(Json(
-        assignment_written(&state, org, server.id, walkthrough, &done).await?,
-    ))
+    .await?;
+    assignment_written(&state, org, server.id, walkthrough, &done).await
 }
 
-#[utoipa::path(operation_id = "server_walkthroughs_remove", delete, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(("org" = String, Path, description = "Org id or slug"), ("server" = String, Path, description = "Server id or slug"), ("walkthrough" = Uuid, Path, description = "Walkthrough id")), security(("bearer" = [])),
+#[utoipa::path(operation_id = "server_walkthroughs_remove", delete, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(AssignmentPath), security(("bearer" = [])),
     responses((status = 204, description = "Unassigned; end users' progress is kept"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server, walkthrough or assignment", body = Problem)))]
 pub async fn unassign(
     State(state): State<AppState>,
-    user: AuthUser,
+    Membership { user, org, .. }: Membership,
     ctx: RequestContext,
-    Path((org_ref, server_ref, walkthrough)): Path<(String, String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
-    let (org, _) = resolve(&state, &user, &org_ref).await?;
-    let server = servers::fetch(&state, org, &server_ref).await?;
+    Path(AssignmentPath {
+        server,
+        walkthrough,
+        ..
+    }): Path<AssignmentPath>,
+) -> Result<StatusCode, ApiError> {
+    let server = servers::fetch(&state, org, &server).await?;
     let walkthrough = walkthrough_id(&walkthrough)?;
     let done = service::change_assignment(
         &state.store,
@@ -733,8 +768,7 @@ pub async fn unassign(
             server_id: server.id,
         },
     )
-    .await
-    .map_err(assign_error)?;
+    .await?;
     state.settle(Walkthrough::TYPE, done.last_cursor()).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ pub mod walkthroughs;
 use crate::identity::Caller;
 use crate::tenant::Tenant;
 use crate::Core;
+use commands::errors::{Chain, ErrorCode, Failure};
 use domain::EventMetadata;
 use eventstore::UnitOfWork;
 use rmcp::model::{
@@ -76,8 +77,11 @@ pub async fn offers_walkthroughs(core: &Core, tenant: &Tenant) -> Result<bool, E
         .offered(core.store.pool(), tenant.org_id, tenant.server_id)
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "reading the walkthroughs a server offers failed");
-            ErrorData::internal_error("tools are unavailable right now; please retry", None)
+            internal_error(
+                e,
+                "reading the walkthroughs a server offers failed",
+                "tools are unavailable right now; please retry",
+            )
         })?;
     Ok(!offer.is_empty())
 }
@@ -110,9 +114,9 @@ pub async fn call(
     // Before any tool sees them: no read model could store a NUL (see `domain::text`). The call
     // is still recorded, with its NULs replaced.
     if let Some(field) = domain::text::nul_field(arguments) {
-        return Ok(tool_error(format!(
+        return Ok(tool_error(invalid(format!(
             "`{field}` must not contain the NUL character (\\u0000); remove it and call again"
-        ))
+        )))
         .into());
     }
     match name {
@@ -153,9 +157,32 @@ pub fn schema(value: Value) -> Arc<JsonObject> {
     }
 }
 
-/// A tool error the caller (a model) can read and act on.
-pub fn tool_error(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message)])
+/// A tool error the caller (a model) can read and act on, worded from the error table the REST
+/// API answers with: the detail, then the code (`ticket not found (ticket_not_found)`).
+pub fn tool_error(failure: impl Into<Failure>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(failure.into().to_string())])
+}
+
+/// Arguments the tool cannot take: `validation_failed`, as a refused body field is.
+pub fn invalid(message: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::ValidationFailed, message)
+}
+
+/// A failure that is not the caller's: logged once with its source chain, answered as a
+/// protocol error whose message says nothing of the cause.
+pub fn internal_error(
+    failure: impl Into<Failure>,
+    context: &str,
+    public: &'static str,
+) -> ErrorData {
+    let failure = failure.into();
+    match &failure.source {
+        Some(source) => {
+            tracing::error!(code = %failure.code, error = %Chain(source.as_ref()), "{context}")
+        }
+        None => tracing::error!(code = %failure.code, error = %failure.detail, "{context}"),
+    }
+    ErrorData::internal_error(public, None)
 }
 
 /// Reads a string argument: `Ok(None)` when absent or null, `Err` naming the field when it is
@@ -167,10 +194,10 @@ pub fn optional_string<'a>(
     match arguments.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(tool_error(format!(
+        Some(other) => Err(tool_error(invalid(format!(
             "`{field}` must be a string, not {}",
             json_type(other)
-        ))),
+        )))),
     }
 }
 
@@ -180,7 +207,7 @@ pub fn required_string<'a>(
 ) -> Result<&'a str, CallToolResult> {
     optional_string(arguments, field)?
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| tool_error(format!("`{field}` is required")))
+        .ok_or_else(|| tool_error(invalid(format!("`{field}` is required"))))
 }
 
 pub fn json_type(value: &Value) -> &'static str {

@@ -1,6 +1,8 @@
 //! `get_support`: an end user asks the customer's team for help; a ticket is opened.
 
-use super::{optional_string, required_string, schema, tool_error, CallContext};
+use super::{
+    internal_error, invalid, optional_string, required_string, schema, tool_error, CallContext,
+};
 use commands::services::{end_users, tickets};
 use domain::values::Email;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
@@ -47,16 +49,16 @@ pub async fn call(
         let title = required_string(arguments, "title")?;
         let description = required_string(arguments, "description")?;
         let email = optional_string(arguments, "email")?
-            .map(|e| Email::parse(e).map_err(|err| tool_error(format!("`email`: {err}"))))
+            .map(|e| Email::parse(e).map_err(|err| tool_error(invalid(format!("`email`: {err}")))))
             .transpose()?;
         let context = optional_string(arguments, "context")?;
         if let Some(unknown) = arguments
             .keys()
             .find(|k| !matches!(k.as_str(), "title" | "description" | "email" | "context"))
         {
-            return Err(tool_error(format!(
+            return Err(tool_error(invalid(format!(
                 "unknown argument `{unknown}`; expected title, description, email, context"
-            )));
+            ))));
         }
         Ok((title, description, email, context))
     })();
@@ -82,12 +84,12 @@ pub async fn call(
     .await;
     match opened {
         Ok(_) => {}
-        Err(eventstore::ExecuteError::Domain(e)) => return Ok(tool_error(e.to_string())),
+        Err(eventstore::ExecuteError::Domain(e)) => return Ok(tool_error(e)),
         Err(e) => {
-            tracing::error!(error = %e, "opening a ticket failed");
-            return Err(ErrorData::internal_error(
+            return Err(internal_error(
+                e,
+                "opening a ticket failed",
                 "the ticket could not be stored; nothing was opened, please retry",
-                None,
             ));
         }
     }

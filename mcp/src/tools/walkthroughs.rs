@@ -5,7 +5,8 @@
 //! Every step is rendered by [`render_step`], one template that keeps what the agent should do
 //! (instructions, operations) apart from what the user should read.
 
-use super::{json_type, schema, tool_error, CallContext};
+use super::{internal_error, invalid, json_type, schema, tool_error, CallContext};
+use commands::errors::{ErrorCode, Failure};
 use commands::services::walkthrough_progress::{self as progress, Outcome, Source, Target};
 use domain::values::OrgId;
 use domain::walkthrough::Step;
@@ -87,6 +88,14 @@ pub enum VersionMiss {
     None,
     #[error(transparent)]
     Read(#[from] sqlx::Error),
+}
+
+/// A version read that failed, for the caller (a missing version is not a failure: `None`).
+fn version_failure(miss: Arc<VersionMiss>) -> Failure {
+    match &*miss {
+        VersionMiss::Read(e) if eventstore::is_unavailable(e) => Failure::unavailable(miss),
+        _ => Failure::internal(miss),
+    }
 }
 
 fn to_u32(v: i32) -> u32 {
@@ -223,34 +232,35 @@ pub fn tools() -> Vec<Tool> {
     ]
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ErrorData {
-    tracing::error!(error = %e, "walkthrough tool failed");
-    ErrorData::internal_error(
+fn unavailable(failure: impl Into<Failure>) -> ErrorData {
+    internal_error(
+        failure,
+        "walkthrough tool failed",
         "walkthroughs are unavailable right now; nothing was changed, please retry",
-        None,
     )
 }
 
 /// Rejects arguments the tool does not take, naming the ones it does.
 fn only(arguments: &JsonObject, allowed: &[&str]) -> Result<(), CallToolResult> {
     match arguments.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) if allowed.is_empty() => Err(tool_error(format!(
+        Some(unknown) if allowed.is_empty() => Err(tool_error(invalid(format!(
             "unknown argument `{unknown}`; this tool takes none"
-        ))),
-        Some(unknown) => Err(tool_error(format!(
+        )))),
+        Some(unknown) => Err(tool_error(invalid(format!(
             "unknown argument `{unknown}`; expected {}",
             allowed.join(", ")
-        ))),
+        )))),
         None => Ok(()),
     }
 }
 
 fn needs_identity() -> CallToolResult {
-    tool_error(
+    tool_error(Failure::new(
+        ErrorCode::IdentityRequired,
         "Walkthrough progress is kept per user, and this connection does not say who the user \
          is. Connect with the personal server URL that ends in /t/{tracking-id}/mcp (or sign in), \
          then try again.",
-    )
+    ))
 }
 
 pub async fn call(
@@ -374,25 +384,25 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
     let raw_id = match arguments.get("walkthrough_id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
         None | Some(Value::Null) | Some(Value::String(_)) => {
-            return Ok(tool_error(
+            return Ok(tool_error(invalid(
                 "`walkthrough_id` is required; get one from list_walkthroughs",
-            ))
+            )))
         }
         Some(other) => {
-            return Ok(tool_error(format!(
+            return Ok(tool_error(invalid(format!(
                 "`walkthrough_id` must be a string, not {}",
                 json_type(other)
-            )))
+            ))))
         }
     };
     let resume = match arguments.get("resume_if_exists") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            return Ok(tool_error(format!(
+            return Ok(tool_error(invalid(format!(
                 "`resume_if_exists` must be a boolean, not {}",
                 json_type(other)
-            )))
+            ))))
         }
     };
     let Some(end_user_id) = cx.caller.end_user_id else {
@@ -400,9 +410,12 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
     };
     let offer = offered(cx).await?;
     let Some(newest) = find(&offer, raw_id) else {
-        return Ok(tool_error(format!(
-            "There is no walkthrough {raw_id:?} on this server. {}",
-            available(&offer)
+        return Ok(tool_error(Failure::new(
+            ErrorCode::WalkthroughNotFound,
+            format!(
+                "There is no walkthrough {raw_id:?} on this server. {}",
+                available(&offer)
+            ),
         )));
     };
     let target = Target {
@@ -423,7 +436,7 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
     .await;
     match outcome {
         Ok(outcome) => respond(cx, &outcome, Delivered::Selected).await,
-        Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
+        Err(ExecuteError::Domain(e)) => Ok(tool_error(e)),
         Err(e) => Err(unavailable(e)),
     }
 }
@@ -437,17 +450,17 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
         Some(Value::String(s)) => match s.trim().parse::<Uuid>() {
             Ok(id) => Some(id),
             Err(_) => {
-                return Ok(tool_error(format!(
+                return Ok(tool_error(invalid(format!(
                     "`current_step_id` {s:?} is not a step id; pass the id of the step you were \
                      given last (or leave it out)"
-                )))
+                ))))
             }
         },
         Some(other) => {
-            return Ok(tool_error(format!(
+            return Ok(tool_error(invalid(format!(
                 "`current_step_id` must be a string, not {}",
                 json_type(other)
-            )))
+            ))))
         }
     };
     let Some(end_user_id) = cx.caller.end_user_id else {
@@ -470,10 +483,11 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
         .await
         .map_err(unavailable)?;
         let Some((walkthrough_id, state, version, source)) = current else {
-            return Ok(tool_error(
+            return Ok(tool_error(Failure::new(
+                ErrorCode::NoWalkthroughSelected,
                 "No walkthrough is selected. Call list_walkthroughs, then select_walkthrough to \
                  start one.",
-            ));
+            )));
         };
         // Only a completion, which its commit checks, is decided on a cached run: any other
         // answer is decided again on a fresh read.
@@ -484,9 +498,12 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
                 trust_cache = false;
                 continue;
             }
-            return Ok(tool_error(format!(
-                "The selected walkthrough is no longer offered on this server. {}",
-                available(&offer)
+            return Ok(tool_error(Failure::new(
+                ErrorCode::WalkthroughNotFound,
+                format!(
+                    "The selected walkthrough is no longer offered on this server. {}",
+                    available(&offer)
+                ),
             )));
         }
         let target = Target {
@@ -552,12 +569,15 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
                 Ok(result)
             }
             Err(ExecuteError::Domain(e @ ProgressError::AlreadyCompleted)) => {
-                Ok(tool_error(format!(
-                "{e}. To go through it again, call select_walkthrough with resume_if_exists set \
-                 to false."
-            )))
+                let mut failure = Failure::from(e);
+                failure.detail = format!(
+                    "{}. To go through it again, call select_walkthrough with resume_if_exists \
+                     set to false.",
+                    failure.detail
+                );
+                Ok(tool_error(failure))
             }
-            Err(ExecuteError::Domain(e)) => Ok(tool_error(e.to_string())),
+            Err(ExecuteError::Domain(e)) => Ok(tool_error(e)),
             Err(e) => Err(unavailable(e)),
         };
     }
@@ -577,9 +597,10 @@ async fn respond(
     delivered: Delivered,
 ) -> Result<CallToolResult, ErrorData> {
     let Some(run) = outcome.progress.run.as_ref() else {
-        return Ok(tool_error(
+        return Ok(tool_error(Failure::new(
+            ErrorCode::NoWalkthroughSelected,
             "No walkthrough is selected; call select_walkthrough first.",
-        ));
+        )));
     };
     let walkthrough_id = outcome.progress.walkthrough_id.unwrap_or_default();
     let version = cx
@@ -592,8 +613,12 @@ async fn respond(
             run.version,
         )
         .await
-        .map_err(unavailable)?
-        .ok_or_else(|| unavailable("a published version is missing from the read model"))?;
+        .map_err(|miss| unavailable(version_failure(miss)))?
+        .ok_or_else(|| {
+            unavailable(Failure::internal(
+                "a published version is missing from the read model",
+            ))
+        })?;
     let total = run.steps.len();
     if run.is_completed() {
         let text = if delivered == Delivered::Selected && outcome.events.is_empty() {
@@ -621,10 +646,14 @@ async fn respond(
         return Ok(result);
     }
     let Some(step_id) = run.current_step() else {
-        return Err(unavailable("a run without a current step"));
+        return Err(unavailable(Failure::internal(
+            "a run without a current step",
+        )));
     };
     let Some(step) = version.steps.iter().find(|s| s.id == step_id) else {
-        return Err(unavailable("the run's step is missing from its version"));
+        return Err(unavailable(Failure::internal(
+            "the run's step is missing from its version",
+        )));
     };
     let preface = match delivered {
         Delivered::Stale => format!(

@@ -593,8 +593,10 @@ fn ticket(id: Uuid, event: &TicketEvent, names: &mut Names) -> Described {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
+    /// Pass it as `before` for the entries before this one.
+    #[schema(value_type = String)]
     pub cursor: Cursor,
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -609,7 +611,7 @@ pub struct AuditEntry {
     pub client_ip: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditActor {
     pub kind: String,
     pub id: Option<Uuid>,
@@ -618,7 +620,7 @@ pub struct AuditActor {
 
 /// A thing an entry is about: its type (an aggregate type), id, and name when it happened
 /// (`TCK-…` for a ticket); no name for entries written before names were kept.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditTarget {
     #[serde(rename = "type")]
     pub kind: String,

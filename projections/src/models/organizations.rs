@@ -182,7 +182,7 @@ async fn upsert_member(
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrgRow {
     pub id: Uuid,
     pub name: String,
@@ -192,7 +192,7 @@ pub struct OrgRow {
     pub role: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MemberRow {
     pub user_id: Option<Uuid>,
     pub email: String,

@@ -99,7 +99,7 @@ impl Projection for ServersProjection {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ServerRow {
     pub id: Uuid,
     pub org_id: Uuid,

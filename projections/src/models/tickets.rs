@@ -127,7 +127,7 @@ impl Projection for TicketsProjection {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TicketRow {
     pub id: Uuid,
     pub server_id: Uuid,
@@ -234,12 +234,13 @@ pub async fn ids_in_range(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActivityRow {
     pub occurred_at: DateTime<Utc>,
     pub kind: String,
     pub actor_kind: String,
     pub actor_id: Option<Uuid>,
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 

@@ -467,7 +467,7 @@ async fn insert_calls(
 
 // ---- Queries (every one takes the org) ----
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EndUserRow {
     pub id: Uuid,
     pub first_seen: DateTime<Utc>,
@@ -523,7 +523,7 @@ pub async fn count_end_users(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Err
         .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SessionRow {
     pub id: String,
     pub server_id: Uuid,
@@ -597,7 +597,7 @@ pub async fn count_sessions(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Erro
         .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ToolCallRow {
     pub id: Uuid,
     pub server_id: Uuid,
@@ -610,6 +610,8 @@ pub struct ToolCallRow {
     pub duration_ms: i64,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
+    /// Redacted and capped.
+    #[schema(value_type = Object)]
     pub arguments: serde_json::Value,
     pub called_at: DateTime<Utc>,
 }
@@ -677,7 +679,7 @@ pub async fn calls_since(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ToolBucket {
     pub tool: String,
     pub bucket: DateTime<Utc>,

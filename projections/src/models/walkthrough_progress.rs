@@ -230,7 +230,7 @@ impl Projection for WalkthroughProgressProjection {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ProgressRow {
     pub walkthrough_id: Uuid,
     pub title: Option<String>,

@@ -240,7 +240,7 @@ async fn set_status(
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WalkthroughRow {
     #[sqlx(rename = "walkthrough_id")]
     pub id: Uuid,
@@ -334,7 +334,7 @@ pub async fn version(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AssignmentRow {
     pub server_id: Uuid,
     pub walkthrough_id: Uuid,
@@ -362,7 +362,7 @@ pub async fn assignments_of_walkthrough(
 }
 
 /// A server's walkthroughs as its admins see them: every assignment, with the walkthrough.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ServerWalkthroughRow {
     pub walkthrough_id: Uuid,
     pub title: String,

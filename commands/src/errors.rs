@@ -1,0 +1,787 @@
+//! The one error table of both edges: every code either edge answers ([`ErrorCode`]) with its
+//! kind and description, and each domain and store error mapped to its code and detail
+//! ([`Failure`]). The REST edge turns a kind into an HTTP status (in one match, in `api`); the MCP
+//! edge words a tool error with the same code and detail. Both edges depend on this crate, and
+//! neither the domain (which does no I/O) nor the event store knows about edges, so the table
+//! lives here.
+
+use domain::end_user::EndUserError;
+use domain::login::LoginError;
+use domain::mcp_session::McpSessionError;
+use domain::organization::OrganizationError;
+use domain::refresh_token::RefreshTokenError;
+use domain::server::ServerError;
+use domain::ticket::TicketError;
+use domain::tool_call::ToolCallError;
+use domain::user::UserError;
+use domain::walkthrough::WalkthroughError;
+use domain::walkthrough_progress::ProgressError;
+use eventstore::{CommitError, ExecuteError, KeyKind, StoreError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of refusal a code is; the REST edge maps each kind to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request cannot be read: malformed, or a parameter of the wrong form.
+    BadRequest,
+    /// A field or value is invalid.
+    Invalid,
+    /// The caller is not signed in, or their credentials are not valid.
+    Unauthenticated,
+    /// Signed in, but not allowed to do this.
+    Forbidden,
+    /// No such thing, or not one the caller may see.
+    NotFound,
+    /// The route does not take this method.
+    MethodNotAllowed,
+    /// The current state does not allow it, or it exists already.
+    Conflict,
+    /// The request body is too large.
+    TooLarge,
+    /// The request body is not of a type the route takes.
+    UnsupportedMediaType,
+    /// Too many attempts in a short time.
+    RateLimited,
+    /// A dependency is unavailable; retrying shortly may succeed.
+    Unavailable,
+    /// A bug: the cause is logged, never shown.
+    Internal,
+}
+
+/// Every error code an edge answers, as sent on the wire (`snake_case`). Renaming a variant
+/// renames the code; tests assert the codes by their wire names.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumString,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    MalformedJson,
+    UnreadableBody,
+    InvalidQuery,
+    InvalidLimit,
+    InvalidCursor,
+    InvalidType,
+    InvalidInput,
+    ValidationFailed,
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenExpired,
+    RefreshTokenRevoked,
+    RefreshTokenReused,
+    IdentityRequired,
+    Forbidden,
+    RouteNotFound,
+    OrgNotFound,
+    MemberNotFound,
+    ServerNotFound,
+    TicketNotFound,
+    EndUserNotFound,
+    SessionNotFound,
+    WalkthroughNotFound,
+    StepNotFound,
+    AssignmentNotFound,
+    MethodNotAllowed,
+    Conflict,
+    ConcurrentModification,
+    EmailTaken,
+    SlugTaken,
+    AlreadyMember,
+    AlreadyInvited,
+    InvitationPending,
+    LastOwner,
+    ServerArchived,
+    IllegalTransition,
+    AmbiguousReference,
+    WalkthroughArchived,
+    NoSteps,
+    NothingToPublish,
+    NotPublished,
+    AlreadyAssigned,
+    NoWalkthroughSelected,
+    WalkthroughCompleted,
+    StaleStep,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `org_not_found`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every code, in catalogue order.
+    pub fn all() -> &'static [ErrorCode] {
+        <Self as strum::VariantArray>::VARIANTS
+    }
+
+    pub fn kind(self) -> ErrorKind {
+        self.entry().0
+    }
+
+    /// One sentence saying what the code means, for the OpenAPI catalogue and the problem pages.
+    pub fn description(self) -> &'static str {
+        self.entry().1
+    }
+
+    /// The catalogue: each code's kind and description.
+    const fn entry(self) -> (ErrorKind, &'static str) {
+        use ErrorCode::*;
+        use ErrorKind as K;
+        match self {
+            BadRequest => (K::BadRequest, "The request could not be read."),
+            MalformedJson => (K::BadRequest, "The request body is not valid JSON."),
+            UnreadableBody => (K::BadRequest, "The request body could not be read."),
+            InvalidQuery => (
+                K::BadRequest,
+                "A query parameter is one the route does not take, or its value is not of the \
+                 parameter's type (or holds a NUL character); the detail names it.",
+            ),
+            InvalidLimit => (
+                K::BadRequest,
+                "`limit` is not an integer in the range the list allows (1 to 500; 1 to 1000 for \
+                 events).",
+            ),
+            InvalidCursor => (
+                K::BadRequest,
+                "The cursor is not one this API handed out: pass the `next_cursor` of an earlier \
+                 page (or an event's `cursor`).",
+            ),
+            InvalidType => (
+                K::BadRequest,
+                "An event type filter is not a type name (letters, digits and `_`).",
+            ),
+            InvalidInput => (
+                K::BadRequest,
+                "A value in the request cannot be stored or searched by the database.",
+            ),
+            ValidationFailed => (
+                K::Invalid,
+                "A field is missing, of the wrong type or invalid; `errors` names each field and \
+                 says why.",
+            ),
+            MissingToken => (
+                K::Unauthenticated,
+                "No `Authorization: Bearer <access_token>` header was sent.",
+            ),
+            InvalidToken => (
+                K::Unauthenticated,
+                "The access token is malformed or forged, or its account no longer exists.",
+            ),
+            TokenExpired => (
+                K::Unauthenticated,
+                "The access token has expired: get a new pair with `POST /api/v1/auth/refresh`.",
+            ),
+            InvalidCredentials => (K::Unauthenticated, "The email or the password is wrong."),
+            InvalidRefreshToken => (
+                K::Unauthenticated,
+                "The refresh token is not one this API issued; log in again.",
+            ),
+            RefreshTokenExpired => (
+                K::Unauthenticated,
+                "The refresh token has expired; log in again.",
+            ),
+            RefreshTokenRevoked => (
+                K::Unauthenticated,
+                "The refresh token was revoked (its login logged out); log in again.",
+            ),
+            RefreshTokenReused => (
+                K::Unauthenticated,
+                "A refresh token was used twice, so every token of its login is revoked; log in \
+                 again.",
+            ),
+            IdentityRequired => (
+                K::Unauthenticated,
+                "MCP tools only: the connection does not say who the end user is; connect with \
+                 the personal server URL ending in `/t/{tracking_id}/mcp`.",
+            ),
+            Forbidden => (
+                K::Forbidden,
+                "The caller's role does not allow this: owners and admins manage members, \
+                 servers and walkthroughs, and only owners manage owners.",
+            ),
+            RouteNotFound => (K::NotFound, "No route has this path."),
+            OrgNotFound => (
+                K::NotFound,
+                "No such organization, or the caller is not a member of it.",
+            ),
+            MemberNotFound => (
+                K::NotFound,
+                "No member or invitation of the organization has this user id or email.",
+            ),
+            ServerNotFound => (K::NotFound, "No such server in the organization."),
+            TicketNotFound => (
+                K::NotFound,
+                "No ticket of the organization has this id or reference.",
+            ),
+            EndUserNotFound => (
+                K::NotFound,
+                "No end user of the organization has this id or tracking id.",
+            ),
+            SessionNotFound => (K::NotFound, "No such session in the organization."),
+            WalkthroughNotFound => (
+                K::NotFound,
+                "No such walkthrough in the organization (for MCP tools: none offered on this \
+                 server).",
+            ),
+            StepNotFound => (K::NotFound, "No such step in the walkthrough."),
+            AssignmentNotFound => (
+                K::NotFound,
+                "The walkthrough is not assigned to this server.",
+            ),
+            MethodNotAllowed => (
+                K::MethodNotAllowed,
+                "The route does not take this method; the `Allow` header lists those it does.",
+            ),
+            Conflict => (K::Conflict, "It exists already."),
+            ConcurrentModification => (
+                K::Conflict,
+                "Other requests kept changing the resource at the same time; retry.",
+            ),
+            EmailTaken => (K::Conflict, "An account with this email already exists."),
+            SlugTaken => (
+                K::Conflict,
+                "The slug is taken: organization and server slugs are unique platform-wide.",
+            ),
+            AlreadyMember => (
+                K::Conflict,
+                "The person is already a member of the organization.",
+            ),
+            AlreadyInvited => (
+                K::Conflict,
+                "The email is already invited to the organization.",
+            ),
+            InvitationPending => (
+                K::Conflict,
+                "The person has not signed up yet: revoke the invitation and invite again to \
+                 change the role.",
+            ),
+            LastOwner => (
+                K::Conflict,
+                "The organization's last owner cannot be removed or demoted.",
+            ),
+            ServerArchived => (
+                K::Conflict,
+                "The server is archived: it can no longer change, and nothing new can be assigned \
+                 to it.",
+            ),
+            IllegalTransition => (
+                K::Conflict,
+                "A ticket cannot go from its status to the one asked; the detail lists the \
+                 allowed ones.",
+            ),
+            AmbiguousReference => (
+                K::Conflict,
+                "The ticket reference names more than one ticket; use one of the ids the detail \
+                 lists.",
+            ),
+            WalkthroughArchived => (
+                K::Conflict,
+                "The walkthrough is archived and can no longer change.",
+            ),
+            NoSteps => (
+                K::Conflict,
+                "The walkthrough has no steps (to publish, or to run).",
+            ),
+            NothingToPublish => (K::Conflict, "Nothing changed since the published version."),
+            NotPublished => (
+                K::Conflict,
+                "The walkthrough is not published: only a published one can be unpublished or \
+                 assigned to a server.",
+            ),
+            AlreadyAssigned => (
+                K::Conflict,
+                "The walkthrough is already assigned to this server.",
+            ),
+            NoWalkthroughSelected => (
+                K::Conflict,
+                "MCP tools only: no walkthrough is selected for this end user; call \
+                 `select_walkthrough` first.",
+            ),
+            WalkthroughCompleted => (
+                K::Conflict,
+                "MCP tools only: the end user has completed this walkthrough; select it with \
+                 `resume_if_exists: false` to start over.",
+            ),
+            StaleStep => (
+                K::Conflict,
+                "MCP tools only: the step named is not the end user's current one; nothing was \
+                 marked done.",
+            ),
+            PayloadTooLarge => (K::TooLarge, "The request body is larger than the limit."),
+            UnsupportedMediaType => (
+                K::UnsupportedMediaType,
+                "The body must be JSON sent with `Content-Type: application/json`.",
+            ),
+            RateLimited => (
+                K::RateLimited,
+                "Too many attempts; retry after the seconds in `Retry-After`.",
+            ),
+            Unavailable => (
+                K::Unavailable,
+                "A dependency (the database) is unavailable; retry after the seconds in \
+                 `Retry-After`.",
+            ),
+            Internal => (
+                K::Internal,
+                "An internal error; it is logged with its cause, which is never shown.",
+            ),
+        }
+    }
+
+    /// What a `*_not_found` code's detail says is missing.
+    fn missing(self) -> &'static str {
+        match self {
+            ErrorCode::OrgNotFound => "organization",
+            ErrorCode::MemberNotFound => "member",
+            ErrorCode::ServerNotFound => "server",
+            ErrorCode::TicketNotFound => "ticket",
+            ErrorCode::EndUserNotFound => "end user",
+            ErrorCode::SessionNotFound => "session",
+            ErrorCode::WalkthroughNotFound => "walkthrough",
+            ErrorCode::StepNotFound => "step",
+            ErrorCode::AssignmentNotFound => "assignment",
+            ErrorCode::RouteNotFound => "route",
+            _ => "resource",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure as an edge tells it: its code, a detail for the caller, the field it is about (for
+/// `validation_failed`), and, for an internal or unavailable failure, the cause with its source
+/// chain, which is logged and never shown.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub field: Option<String>,
+    pub source: Option<BoxError>,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            field: None,
+            source: None,
+        }
+    }
+
+    /// `validation_failed` about one field.
+    pub fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(ErrorCode::ValidationFailed, message.to_string())
+        }
+    }
+
+    /// A `*_not_found` code, with the detail every lookup answers (`ticket not found`).
+    pub fn not_found(code: ErrorCode) -> Self {
+        Self::new(code, format!("{} not found", code.missing()))
+    }
+
+    /// A bug: `source` is logged with its chain by whoever renders the failure.
+    pub fn internal(source: impl Into<BoxError>) -> Self {
+        Self {
+            source: Some(source.into()),
+            ..Self::new(ErrorCode::Internal, "an internal error occurred")
+        }
+    }
+
+    /// The database cannot be reached; retrying shortly may succeed.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self {
+            source: Some(source.into()),
+            ..Self::new(
+                ErrorCode::Unavailable,
+                "the service is temporarily unavailable; retry shortly",
+            )
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.code.kind()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.detail, self.code)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error with its whole source chain on one line (`a: b: c`), for the one log line an
+/// internal error gets. A source whose text its parent already ends with (thiserror's
+/// `#[error("database: {0}")]` with `#[from]`) is not repeated.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        if eventstore::is_unavailable(&e) {
+            Failure::unavailable(e)
+        } else if is_data_exception(&e) {
+            // Postgres refused a value (class 22: data exception), so the input was bad. The
+            // edges validate first; this is the safety net that keeps it a 400, never a 500.
+            Failure::new(
+                ErrorCode::InvalidInput,
+                "a value in the request cannot be stored or searched",
+            )
+        } else {
+            Failure::internal(e)
+        }
+    }
+}
+
+/// As a shared cache hands back the error of a load it ran once for every waiting caller.
+impl From<std::sync::Arc<sqlx::Error>> for Failure {
+    fn from(e: std::sync::Arc<sqlx::Error>) -> Self {
+        if eventstore::is_unavailable(&e) {
+            Failure::unavailable(e)
+        } else {
+            Failure::internal(e)
+        }
+    }
+}
+
+fn is_data_exception(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            Failure::unavailable(e)
+        } else {
+            Failure::internal(e)
+        }
+    }
+}
+
+impl From<CommitError> for Failure {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Conflict => concurrent_modification(),
+            CommitError::KeyTaken { kind } => kind.into(),
+            CommitError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl<E> From<ExecuteError<E>> for Failure
+where
+    Failure: From<E>,
+{
+    fn from(e: ExecuteError<E>) -> Self {
+        match e {
+            ExecuteError::Domain(d) => d.into(),
+            ExecuteError::Conflict => concurrent_modification(),
+            ExecuteError::KeyTaken { kind } => kind.into(),
+            ExecuteError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn concurrent_modification() -> Failure {
+    Failure::new(
+        ErrorCode::ConcurrentModification,
+        "the resource was changed concurrently; retry",
+    )
+}
+
+/// A unique key someone else holds.
+impl From<KeyKind> for Failure {
+    fn from(kind: KeyKind) -> Self {
+        let (code, detail) = match kind {
+            KeyKind::UserEmail => (
+                ErrorCode::EmailTaken,
+                "an account with this email already exists",
+            ),
+            KeyKind::OrgSlug => (
+                ErrorCode::SlugTaken,
+                "this organization slug is already taken",
+            ),
+            KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
+            KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => {
+                (ErrorCode::Conflict, "already taken")
+            }
+        };
+        Failure::new(code, detail)
+    }
+}
+
+impl From<OrganizationError> for Failure {
+    fn from(e: OrganizationError) -> Self {
+        use OrganizationError as E;
+        let code = match e {
+            E::NotFound | E::NotAMember => return Failure::not_found(ErrorCode::OrgNotFound),
+            E::NoSuchMember | E::NoInvitation => {
+                return Failure::not_found(ErrorCode::MemberNotFound)
+            }
+            E::NotAllowed => ErrorCode::Forbidden,
+            E::AlreadyExists => ErrorCode::Conflict,
+            E::AlreadyMember => ErrorCode::AlreadyMember,
+            E::AlreadyInvited => ErrorCode::AlreadyInvited,
+            E::LastOwner => ErrorCode::LastOwner,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<ServerError> for Failure {
+    fn from(e: ServerError) -> Self {
+        let code = match e {
+            ServerError::NotFound => return Failure::not_found(ErrorCode::ServerNotFound),
+            ServerError::NotAllowed => ErrorCode::Forbidden,
+            ServerError::AlreadyExists => ErrorCode::Conflict,
+            ServerError::Archived => ErrorCode::ServerArchived,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<TicketError> for Failure {
+    fn from(e: TicketError) -> Self {
+        let code = match e {
+            TicketError::NotFound => return Failure::not_found(ErrorCode::TicketNotFound),
+            TicketError::Length { field, .. } => return Failure::invalid(field, e),
+            TicketError::IllegalTransition { .. } => ErrorCode::IllegalTransition,
+            TicketError::AlreadyOpened => ErrorCode::Conflict,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<WalkthroughError> for Failure {
+    fn from(e: WalkthroughError) -> Self {
+        use WalkthroughError as W;
+        let code = match e {
+            W::NotFound => return Failure::not_found(ErrorCode::WalkthroughNotFound),
+            W::StepNotFound => return Failure::not_found(ErrorCode::StepNotFound),
+            W::NotAssigned => return Failure::not_found(ErrorCode::AssignmentNotFound),
+            W::AnchorNotFound | W::MoveAfterItself => return Failure::invalid("after_step_id", e),
+            W::Length { field, .. } | W::TooMany { field, .. } => {
+                return Failure::invalid(field, e)
+            }
+            W::NotAllowed => ErrorCode::Forbidden,
+            W::AlreadyExists => ErrorCode::Conflict,
+            W::Archived => ErrorCode::WalkthroughArchived,
+            W::NoSteps => ErrorCode::NoSteps,
+            W::NothingToPublish(_) => ErrorCode::NothingToPublish,
+            W::NotPublished | W::AssignUnpublished => ErrorCode::NotPublished,
+            W::AlreadyAssigned => ErrorCode::AlreadyAssigned,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<ProgressError> for Failure {
+    fn from(e: ProgressError) -> Self {
+        let code = match e {
+            ProgressError::NoWalkthroughSelected => ErrorCode::NoWalkthroughSelected,
+            ProgressError::AlreadyCompleted => ErrorCode::WalkthroughCompleted,
+            ProgressError::StaleStep { .. } => ErrorCode::StaleStep,
+            ProgressError::NoSteps => ErrorCode::NoSteps,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<RefreshTokenError> for Failure {
+    fn from(e: RefreshTokenError) -> Self {
+        match e {
+            RefreshTokenError::Expired => Failure::new(
+                ErrorCode::RefreshTokenExpired,
+                "the refresh token has expired; log in again",
+            ),
+            RefreshTokenError::Revoked => Failure::new(
+                ErrorCode::RefreshTokenRevoked,
+                "the refresh token has been revoked; log in again",
+            ),
+            RefreshTokenError::Unknown | RefreshTokenError::AlreadyIssued => {
+                invalid_refresh_token()
+            }
+        }
+    }
+}
+
+/// `invalid_refresh_token`, as any refresh token the API cannot use is answered.
+pub fn invalid_refresh_token() -> Failure {
+    Failure::new(
+        ErrorCode::InvalidRefreshToken,
+        "the refresh token is not valid; log in again",
+    )
+}
+
+impl From<UserError> for Failure {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::AlreadySignedUp => Failure::new(ErrorCode::EmailTaken, e.to_string()),
+        }
+    }
+}
+
+impl From<EndUserError> for Failure {
+    fn from(e: EndUserError) -> Self {
+        match e {
+            // Another org's end user is not one this caller may see.
+            EndUserError::NotFound | EndUserError::OtherOrg => {
+                Failure::not_found(ErrorCode::EndUserNotFound)
+            }
+        }
+    }
+}
+
+impl From<McpSessionError> for Failure {
+    fn from(e: McpSessionError) -> Self {
+        match e {
+            McpSessionError::NotFound => Failure::not_found(ErrorCode::SessionNotFound),
+            McpSessionError::AlreadyStarted => Failure::new(ErrorCode::Conflict, e.to_string()),
+        }
+    }
+}
+
+impl From<ToolCallError> for Failure {
+    fn from(e: ToolCallError) -> Self {
+        match e {
+            ToolCallError::AlreadyRecorded => Failure::new(ErrorCode::Conflict, e.to_string()),
+        }
+    }
+}
+
+impl From<LoginError> for Failure {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::AlreadyRecorded => Failure::new(ErrorCode::Conflict, e.to_string()),
+        }
+    }
+}
+
+impl From<crate::services::tickets::AssignError> for Failure {
+    fn from(e: crate::services::tickets::AssignError) -> Self {
+        use crate::services::tickets::AssignError;
+        match e {
+            AssignError::NotAMember(_) => Failure::invalid("member", e),
+            AssignError::Execute(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::services::walkthroughs::AssignError> for Failure {
+    fn from(e: crate::services::walkthroughs::AssignError) -> Self {
+        use crate::services::walkthroughs::AssignError;
+        match e {
+            AssignError::ServerNotFound => Failure::not_found(ErrorCode::ServerNotFound),
+            AssignError::ServerArchived => Failure::new(ErrorCode::ServerArchived, e.to_string()),
+            AssignError::Execute(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_the_serde_names_and_round_trip() {
+        for &code in ErrorCode::all() {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, code.as_str(), "{code:?}");
+            assert_eq!(code.as_str().parse::<ErrorCode>().unwrap(), code);
+            assert!(code.description().ends_with('.'), "{code}: one sentence");
+        }
+        assert_eq!(ErrorCode::OrgNotFound.as_str(), "org_not_found");
+        assert_eq!(ErrorCode::EndUserNotFound.as_str(), "end_user_not_found");
+    }
+
+    #[test]
+    fn domain_errors_map_to_their_codes() {
+        let f = Failure::from(ExecuteError::<OrganizationError>::Domain(
+            OrganizationError::NotAMember,
+        ));
+        assert_eq!(
+            (f.code, f.detail.as_str()),
+            (ErrorCode::OrgNotFound, "organization not found")
+        );
+        let f = Failure::from(ExecuteError::<ServerError>::KeyTaken {
+            kind: KeyKind::ServerSlug,
+        });
+        assert_eq!(f.code, ErrorCode::SlugTaken);
+        let f = Failure::from(TicketError::Length {
+            field: "title",
+            max: 200,
+        });
+        assert_eq!(
+            (f.code, f.field.as_deref()),
+            (ErrorCode::ValidationFailed, Some("title"))
+        );
+        let f = Failure::from(ProgressError::AlreadyCompleted);
+        assert_eq!(f.code.kind(), ErrorKind::Conflict);
+    }
+
+    #[test]
+    fn an_internal_failure_keeps_its_source_chain() {
+        let f = Failure::from(StoreError::Encode(
+            serde_json::from_str::<u8>("x").unwrap_err(),
+        ));
+        assert_eq!(f.code, ErrorCode::Internal);
+        let chain = Chain(&f).to_string();
+        assert!(chain.contains("event cannot be encoded"), "{chain}");
+        assert!(
+            !f.detail.contains("encoded"),
+            "the cause is never the detail"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The router and the OpenAPI document are one declaration (`api::routes`): every operation the
+//! document lists is served, every route the router had before it is documented, and every
+//! success answer has a schema. Also what the document says of itself, and the MCP URLs the API
+//! hands out.
+
+use crate::helpers::*;
+use crate::mcp_raw::Mcp;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+async fn document(app: &TestApp) -> Value {
+    let (status, doc) = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    doc
+}
+
+/// A concrete path for a templated one: `{code}` a real error code, anything else `x`.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{code}" => "internal",
+            s if s.starts_with('{') => "x",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served_and_every_route_is_documented() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let paths = doc["paths"].as_object().unwrap();
+
+    for (path, item) in paths {
+        for method in METHODS {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = app.call(method.clone(), &concrete(path), None, None).await;
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(
+                body["code"], "route_not_found",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+
+    // Every route the router served before routes and document became one declaration.
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/api/v1/openapi.json"),
+        ("post", "/api/v1/auth/signup"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/orgs"),
+        ("post", "/api/v1/orgs"),
+        ("get", "/api/v1/orgs/{org}"),
+        ("get", "/api/v1/orgs/{org}/members"),
+        ("post", "/api/v1/orgs/{org}/members"),
+        ("patch", "/api/v1/orgs/{org}/members/{member}"),
+        ("delete", "/api/v1/orgs/{org}/members/{member}"),
+        ("get", "/api/v1/orgs/{org}/servers"),
+        ("post", "/api/v1/orgs/{org}/servers"),
+        ("get", "/api/v1/orgs/{org}/servers/{server}"),
+        ("patch", "/api/v1/orgs/{org}/servers/{server}"),
+        ("delete", "/api/v1/orgs/{org}/servers/{server}"),
+        ("get", "/api/v1/orgs/{org}/tickets"),
+        ("get", "/api/v1/orgs/{org}/tickets/{ticket}"),
+        ("post", "/api/v1/orgs/{org}/tickets/{ticket}/status"),
+        ("post", "/api/v1/orgs/{org}/tickets/{ticket}/comments"),
+        ("post", "/api/v1/orgs/{org}/tickets/{ticket}/assign"),
+        ("get", "/api/v1/orgs/{org}/users"),
+        ("get", "/api/v1/orgs/{org}/users/{user}"),
+        ("get", "/api/v1/orgs/{org}/sessions"),
+        ("get", "/api/v1/orgs/{org}/sessions/{session}"),
+        ("get", "/api/v1/orgs/{org}/tool-calls"),
+        ("get", "/api/v1/orgs/{org}/analytics/tools"),
+        ("get", "/api/v1/orgs/{org}/walkthroughs"),
+        ("post", "/api/v1/orgs/{org}/walkthroughs"),
+        ("get", "/api/v1/orgs/{org}/walkthroughs/{walkthrough}"),
+        ("patch", "/api/v1/orgs/{org}/walkthroughs/{walkthrough}"),
+        (
+            "post",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/publish",
+        ),
+        (
+            "post",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/unpublish",
+        ),
+        (
+            "post",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/archive",
+        ),
+        ("get", "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps"),
+        (
+            "post",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps",
+        ),
+        (
+            "patch",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}",
+        ),
+        (
+            "delete",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}",
+        ),
+        (
+            "post",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move",
+        ),
+        (
+            "get",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/versions",
+        ),
+        (
+            "get",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/analytics",
+        ),
+        (
+            "get",
+            "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/sankey",
+        ),
+        ("get", "/api/v1/orgs/{org}/servers/{server}/walkthroughs"),
+        ("post", "/api/v1/orgs/{org}/servers/{server}/walkthroughs"),
+        (
+            "patch",
+            "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}",
+        ),
+        (
+            "delete",
+            "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}",
+        ),
+        ("get", "/api/v1/orgs/{org}/dashboard"),
+        ("get", "/api/v1/orgs/{org}/audit"),
+        ("get", "/api/v1/orgs/{org}/events"),
+        ("get", "/api/v1/orgs/{org}/events/stream"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|item| item.get(method)).is_some(),
+            "{method} {path} is routed but not documented"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_success_answer_has_a_schema_and_the_document_says_what_the_api_is() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let responses = op["responses"].as_object().unwrap();
+            let successes: Vec<_> = responses
+                .iter()
+                .filter(|(status, _)| status.starts_with('2'))
+                .collect();
+            assert!(!successes.is_empty(), "{method} {path}: no success answer");
+            for (status, response) in successes {
+                if status == "204" {
+                    continue;
+                }
+                let content = response["content"].as_object();
+                assert!(
+                    content.is_some_and(|c| !c.is_empty()),
+                    "{method} {path}: {status} has no content"
+                );
+                for (media, body) in content.into_iter().flatten() {
+                    assert!(
+                        body["schema"].is_object(),
+                        "{method} {path}: {status} {media} has no schema"
+                    );
+                }
+            }
+        }
+    }
+
+    let info = &doc["info"];
+    assert_eq!(info["license"]["name"], "Apache-2.0");
+    assert_eq!(info["license"]["identifier"], "Apache-2.0");
+    let description = info["description"].as_str().unwrap();
+    for topic in [
+        "Bearer",
+        "problem",
+        "/problems/{code}",
+        "next_cursor",
+        "limit",
+    ] {
+        assert!(
+            description.contains(topic),
+            "the description covers {topic}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_servers_first_url_is_the_path_form_and_it_works() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+
+    // The order is in the text: a parsed object does not keep it.
+    let text = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{org}/servers/acme-docs")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let urls = &text[text.find("\"urls\":{").expect("urls") + "\"urls\":{".len()..];
+    let (first, _) = urls.split_once(',').unwrap();
+    let (key, url) = first.split_once(':').unwrap();
+    assert_eq!(key, "\"mcp_path\"", "{text}");
+    let url = url.trim_matches('"');
+    assert!(url.ends_with("/s/acme-docs/mcp"), "{url}");
+
+    // A client that resolves only the host it was given reaches the server at that URL.
+    let mut client = Mcp::new(url);
+    let reply = client.initialize("first-url").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(client
+        .tool_names()
+        .await
+        .contains(&"get_support".to_owned()));
+}
