@@ -58,7 +58,17 @@ impl Tenant {
     /// after it shows the accepted one, so an end user a refusal had created before it would
     /// be there too.
     async fn only_end_user_is(&self, tracking_id: &str) {
-        let events = self.identified().await;
+        // The events page shows a commit once no older transaction is still running (its
+        // cursor never skips a late commit), which may be a moment after the call answered.
+        let events = eventually(
+            "the accepted end user's EndUserIdentified readable",
+            Duration::from_secs(10),
+            || async {
+                let events = self.identified().await;
+                (!events.is_empty()).then_some(events)
+            },
+        )
+        .await;
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(
             events[0]["payload"]["tracking_id"], tracking_id,
