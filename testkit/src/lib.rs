@@ -35,7 +35,7 @@ const TEMPLATE_PREFIX: &str = "mcpl_tpl_";
 const POOL_SIZE: u32 = 3;
 
 /// Key of the advisory lock the template is built under (any fixed number; "mcpltpl" in ASCII).
-const TEMPLATE_LOCK: i64 = 0x6d63_706c_7470_6c;
+const TEMPLATE_LOCK: i64 = 0x006d_6370_6c74_706c;
 
 /// A database of one test, cloned from the migrated template; dropped when this is.
 pub struct TestDb {
@@ -109,7 +109,9 @@ impl Drop for TestDb {
                 return;
             };
             rt.block_on(async move {
-                pool.close().await;
+                // Not `pool.close()`: it waits for checked-out connections to come back, which
+                // they do on the test's runtime, blocked here until this thread ends.
+                drop(pool);
                 if let Ok(mut admin) = PgConnection::connect_with(&server_options()).await {
                     // FORCE: connections the code under test opened besides the pool (the
                     // event store's committers) may still be open.
@@ -251,12 +253,19 @@ mod tests {
                     .unwrap()
             }
         };
-        assert_ne!(store(&a).await, store(&b).await, "each clone is its own store");
+        assert_ne!(
+            store(&a).await,
+            store(&b).await,
+            "each clone is its own store"
+        );
 
         let name = a.name().to_owned();
         drop(a);
         let mut admin = PgConnection::connect_with(&server_options()).await.unwrap();
-        assert!(!database_exists(&mut admin, &name).await, "dropped with the TestDb");
+        assert!(
+            !database_exists(&mut admin, &name).await,
+            "dropped with the TestDb"
+        );
         assert!(database_exists(&mut admin, &template_name()).await);
         drop(b);
     }
