@@ -8,8 +8,11 @@ mod helpers;
 mod mcp_raw;
 
 mod api_auth;
+mod api_dashboard_audit;
+mod api_events;
 mod api_isolation;
-mod api_orgs_servers;
+mod api_orgs;
+mod api_servers;
 mod cli;
 mod event_store;
 mod faults;
@@ -19,5 +22,4 @@ mod mcp_protocol;
 mod mcp_tickets;
 mod openapi;
 mod projections;
-mod review_fixes;
 mod walkthroughs;
