@@ -3,8 +3,8 @@
 //! `cargo xtask test` runs everything a change must pass, on a fresh machine too: it installs
 //! the test clients and cargo-nextest if they are missing, checks that Postgres and NATS answer
 //! on 127.0.0.1, runs the unit, middle-tier and end-to-end tests (`cargo nextest run
-//! --workspace --profile ci`), then the official MCP conformance suite against a built binary.
-//! It exits non-zero if anything failed, after running everything it could.
+//! --workspace --profile ci`), then the official MCP conformance suite against the binary that
+//! build made. It exits non-zero if anything failed, after running everything it could.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -171,9 +171,12 @@ fn test() -> ExitCode {
 
     step("MCP conformance suite against a built binary: scripts/conformance.sh");
     let conformance_started = Instant::now();
+    // The binary as the tests built it: `cargo build --bin mcplatform` alone would resolve
+    // features without the dev-dependencies and rebuild half the tree (minutes on 2 cores);
+    // this is the test build itself, already fresh, and it leaves target/debug/mcplatform.
     let conformance_ok = run(
-        "cargo build --bin mcplatform",
-        cargo().args(["build", "--bin", "mcplatform"]),
+        "cargo build --workspace --tests",
+        cargo().args(["build", "--workspace", "--tests"]),
     ) && run(
         "scripts/conformance.sh",
         Command::new("bash")
