@@ -20,8 +20,18 @@ async fn all_events(app: &TestApp, user: &User, org: &str) -> Vec<Value> {
     items(&body).clone()
 }
 
-#[tokio::test]
-async fn dashboard_counters_and_audit_log() {
+/// Alice's org with Bob as member and Carol invited as admin, a server renamed (with a
+/// client-chosen request id) and archived, and one kept.
+struct Acme {
+    app: TestApp,
+    alice: User,
+    bob: User,
+    org: String,
+    server_id: String,
+    kept: Value,
+}
+
+async fn acme_with_history() -> Acme {
     let app = spawn_app().await;
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
@@ -66,10 +76,30 @@ async fn dashboard_counters_and_audit_log() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    Acme {
+        app,
+        alice,
+        bob,
+        org,
+        server_id,
+        kept,
+    }
+}
+
+/// The dashboard: the org, the caller's role, live servers and the counters.
+async fn dashboard(fx: &Acme) {
+    let Acme {
+        app,
+        alice,
+        bob,
+        kept,
+        ..
+    } = fx;
+    let org = fx.org.clone();
     // Dashboard.
     expect_counters(
-        &app,
-        &alice,
+        app,
+        alice,
         &org,
         json!({ "servers": 1, "servers_archived": 1, "members": 2, "invitations_pending": 1 }),
     )
@@ -85,7 +115,7 @@ async fn dashboard_counters_and_audit_log() {
     assert_eq!(dash_servers.len(), 1, "{dash}");
     assert_eq!(dash_servers[0]["id"], kept["id"]);
     let c = &dash["counters"];
-    let events_now = all_events(&app, &alice, &org).await.len() as i64;
+    let events_now = all_events(app, alice, &org).await.len() as i64;
     // OrganizationCreated, MemberAdded, MemberInvited, 2x ServerCreated, ServerUpdated,
     // ServerArchived.
     assert_eq!(events_now, 7);
@@ -106,13 +136,20 @@ async fn dashboard_counters_and_audit_log() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(dash_bob["role"], "member");
     assert_eq!(dash_bob["counters"]["servers"], 1);
+}
 
+/// Carol accepts by signing up; the audit log then names who did what, on what, from where, newest
+/// first, exactly the org's events, paged backwards.
+async fn invitation_accepted_and_audit(fx: &Acme) {
+    let Acme { app, alice, .. } = fx;
+    let org = fx.org.clone();
+    let server_id = fx.server_id.clone();
     // Carol accepts by signing up: the pending invitation becomes a member.
-    let carol = signup_full(&app, "carol@example.com").await;
+    let carol = signup_full(app, "carol@example.com").await;
     let carol_id = carol["user"]["id"].as_str().expect("id").to_owned();
     expect_counters(
-        &app,
-        &alice,
+        app,
+        alice,
         &org,
         json!({ "members": 3, "invitations_pending": 0, "events": 8 }),
     )
@@ -194,7 +231,7 @@ async fn dashboard_counters_and_audit_log() {
         .iter()
         .filter_map(|e| e["event_id"].as_str())
         .collect();
-    let events = all_events(&app, &alice, &org).await;
+    let events = all_events(app, alice, &org).await;
     let mut event_ids: Vec<&str> = events
         .iter()
         .filter_map(|e| e["event_id"].as_str())
@@ -232,4 +269,16 @@ async fn dashboard_counters_and_audit_log() {
             .await;
         assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_limit");
     }
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_an_orgs_servers_members_and_events() {
+    let fx = acme_with_history().await;
+    dashboard(&fx).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_names_who_did_what_newest_first_and_pages_backwards() {
+    let fx = acme_with_history().await;
+    invitation_accepted_and_audit(&fx).await;
 }

@@ -18,8 +18,17 @@ fn cursor(c: &Value) -> (i64, i64) {
     (tx.parse().expect("tx"), pos.parse().expect("pos"))
 }
 
-#[tokio::test]
-async fn events_pages_ndjson_type_filter_and_cursor_paging() {
+/// Alice's org with Bob as admin, three servers (one updated, one archived), and Bob's own org
+/// with two servers; the first page of Alice's org's events, checked.
+struct History {
+    app: TestApp,
+    alice: User,
+    org: String,
+    server_ids: Vec<String>,
+    all: Vec<Value>,
+}
+
+async fn some_org_history() -> History {
     let app = spawn_app().await;
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
@@ -97,6 +106,22 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
     assert_eq!(items(&bobs).len(), 3, "{bobs}");
     assert!(items(&bobs).iter().all(|e| e["org_id"] == other.as_str()));
 
+    History {
+        app,
+        alice,
+        org,
+        server_ids,
+        all,
+    }
+}
+
+/// Paging one at a time sees every event once, in order; pages of 3 too.
+async fn pages(fx: &History) {
+    let History {
+        app, alice, all, ..
+    } = fx;
+    let org = fx.org.clone();
+    let events_path = format!("/api/v1/orgs/{org}/events");
     // Paging one at a time sees every event once, in order.
     let mut paged = Vec::new();
     let mut after = String::new();
@@ -124,7 +149,7 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         paged.push(got[0].clone());
         after = page["next_cursor"].as_str().expect("cursor").to_owned();
     }
-    assert_eq!(paged, all);
+    assert_eq!(&paged, all);
     // Pages of 3 too.
     let (_, p1) = app
         .get(&format!("{events_path}?limit=3"), &alice.token)
@@ -141,7 +166,18 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         )
         .await;
     assert_eq!(items(&p2)[..], all[3..6]);
+}
 
+/// Type filters, repeated or comma-separated.
+async fn type_filters(fx: &History) {
+    let History {
+        app,
+        alice,
+        server_ids,
+        ..
+    } = fx;
+    let org = fx.org.clone();
+    let events_path = format!("/api/v1/orgs/{org}/events");
     // Type filters, repeated or comma-separated.
     let (status, created) = app
         .get(&format!("{events_path}?type=ServerCreated"), &alice.token)
@@ -151,7 +187,7 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         .iter()
         .filter_map(|e| e["aggregate_id"].as_str())
         .collect();
-    assert_eq!(ids, server_ids);
+    assert_eq!(&ids, server_ids);
     assert!(items(&created)
         .iter()
         .all(|e| e["event_type"] == "ServerCreated"));
@@ -188,7 +224,15 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         items(&after_first)[0]["aggregate_id"],
         server_ids[1].as_str()
     );
+}
 
+/// NDJSON: the same events, one per line, with the next cursor in a header.
+async fn ndjson(fx: &History) {
+    let History {
+        app, alice, all, ..
+    } = fx;
+    let org = fx.org.clone();
+    let events_path = format!("/api/v1/orgs/{org}/events");
     // NDJSON: the same events, one per line.
     let resp = app
         .http
@@ -217,12 +261,12 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
         .collect();
-    assert_eq!(lines, all);
+    assert_eq!(&lines, all);
     let resp = app
         .http
         .get(app.url(&format!(
             "{events_path}?limit=2&after={}",
-            paged[1]["cursor"].as_str().expect("c")
+            all[1]["cursor"].as_str().expect("c")
         )))
         .bearer_auth(&alice.token)
         .header(ACCEPT, "application/x-ndjson")
@@ -242,7 +286,15 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines[..], all[2..4]);
+}
 
+/// Bad cursors and limits are refused.
+async fn bad_cursors_and_limits(fx: &History) {
+    let History {
+        app, alice, all, ..
+    } = fx;
+    let org = fx.org.clone();
+    let events_path = format!("/api/v1/orgs/{org}/events");
     // Bad cursors and limits.
     for bad in ["garbage", "1", "-1-2", "a-b", "1-x"] {
         let got = app
@@ -261,6 +313,35 @@ async fn events_pages_ndjson_type_filter_and_cursor_paging() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(items(&max).len(), all.len());
+}
+
+#[tokio::test]
+async fn an_orgs_events_page_holds_only_its_own_in_cursor_order() {
+    some_org_history().await;
+}
+
+#[tokio::test]
+async fn events_page_one_or_three_at_a_time_and_see_each_once() {
+    let fx = some_org_history().await;
+    pages(&fx).await;
+}
+
+#[tokio::test]
+async fn events_filter_by_type_repeated_or_comma_separated() {
+    let fx = some_org_history().await;
+    type_filters(&fx).await;
+}
+
+#[tokio::test]
+async fn events_come_as_ndjson_with_the_next_cursor() {
+    let fx = some_org_history().await;
+    ndjson(&fx).await;
+}
+
+#[tokio::test]
+async fn bad_event_cursors_and_limits_are_refused() {
+    let fx = some_org_history().await;
+    bad_cursors_and_limits(&fx).await;
 }
 
 /// One server-sent event.

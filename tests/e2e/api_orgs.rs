@@ -142,8 +142,17 @@ async fn uuid_shaped_slugs_are_refused() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[tokio::test]
-async fn members_invitations_roles_and_the_last_owner() {
+/// Alice's org: Bob, signed up, added as admin; Carol invited, then signed up and joined as
+/// member (each step checked).
+struct Acme {
+    app: TestApp,
+    alice: User,
+    bob: User,
+    carol: User,
+    org: String,
+}
+
+async fn acme_with_members() -> Acme {
     let app = spawn_app().await;
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
@@ -282,6 +291,23 @@ async fn members_invitations_roles_and_the_last_owner() {
     )
     .await;
 
+    Acme {
+        app,
+        alice,
+        bob,
+        carol,
+        org,
+    }
+}
+
+/// A member cannot manage members.
+async fn member_cannot_manage(fx: &Acme) {
+    let Acme {
+        app, bob, carol, ..
+    } = fx;
+    let org = fx.org.clone();
+    let members_path = format!("/api/v1/orgs/{org}/members");
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // A member cannot manage members.
     let got = app
         .post(
@@ -309,7 +335,20 @@ async fn members_invitations_roles_and_the_last_owner() {
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
     let got = app.delete(&member_path(&bob.id), &carol.token).await;
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+}
 
+/// An admin manages members, but not owners.
+async fn admin_manages_members_not_owners(fx: &Acme) {
+    let Acme {
+        app,
+        alice,
+        bob,
+        carol,
+        ..
+    } = fx;
+    let org = fx.org.clone();
+    let members_path = format!("/api/v1/orgs/{org}/members");
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // An admin manages members, but not owners.
     let got = app
         .post(
@@ -358,7 +397,13 @@ async fn members_invitations_roles_and_the_last_owner() {
     assert_eq!(changed["role"], "member");
     let (_, carol_org) = app.get(&format!("/api/v1/orgs/{org}"), &carol.token).await;
     assert_eq!(carol_org["role"], "member");
+}
 
+/// The last owner can be neither demoted nor removed, by anyone.
+async fn last_owner_stays(fx: &Acme) {
+    let Acme { app, alice, .. } = fx;
+    let org = fx.org.clone();
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // The last owner can be neither demoted nor removed, by anyone.
     let got = app
         .patch(
@@ -374,7 +419,15 @@ async fn members_invitations_roles_and_the_last_owner() {
         .delete(&member_path("alice@example.com"), &alice.token)
         .await;
     assert_problem(&got, StatusCode::CONFLICT, "last_owner");
+}
 
+/// With a second owner, the first may step down.
+async fn second_owner_lets_the_first_step_down(fx: &Acme) {
+    let Acme {
+        app, alice, bob, ..
+    } = fx;
+    let org = fx.org.clone();
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // With a second owner, the first may step down.
     let (status, changed) = app
         .patch(
@@ -404,7 +457,16 @@ async fn members_invitations_roles_and_the_last_owner() {
     assert_problem(&got, StatusCode::CONFLICT, "last_owner");
     let (_, org_for_alice) = app.get(&format!("/api/v1/orgs/{org}"), &alice.token).await;
     assert_eq!(org_for_alice["role"], "admin");
+}
 
+/// Revoking an invitation: the invitee signs up later and joins nothing.
+async fn revoked_invitation_joins_nothing(fx: &Acme) {
+    let Acme {
+        app, alice, bob, ..
+    } = fx;
+    let org = fx.org.clone();
+    let members_path = format!("/api/v1/orgs/{org}/members");
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // Revoking an invitation: the invitee signs up later and joins nothing.
     let (status, _) = app
         .post(
@@ -414,15 +476,15 @@ async fn members_invitations_roles_and_the_last_owner() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    expect_counters(&app, &bob, &org, json!({ "invitations_pending": 1 })).await;
+    expect_counters(app, bob, &org, json!({ "invitations_pending": 1 })).await;
     let (status, _) = app
         .delete(&member_path("erin@example.com"), &alice.token)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, list) = app.get(&members_path, &bob.token).await;
     assert!(member(&list, "erin@example.com").is_none(), "{list}");
-    expect_counters(&app, &bob, &org, json!({ "invitations_pending": 0 })).await;
-    let erin = signup_full(&app, "erin@example.com").await;
+    expect_counters(app, bob, &org, json!({ "invitations_pending": 0 })).await;
+    let erin = signup_full(app, "erin@example.com").await;
     assert_eq!(erin["joined_orgs"], json!([]), "{erin}");
     let got = app
         .get(
@@ -431,7 +493,13 @@ async fn members_invitations_roles_and_the_last_owner() {
         )
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "org_not_found");
+}
 
+/// Unknown members are not found.
+async fn unknown_members_not_found(fx: &Acme) {
+    let Acme { app, alice, .. } = fx;
+    let org = fx.org.clone();
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // Unknown members.
     let got = app
         .delete(&member_path("nobody@example.com"), &alice.token)
@@ -445,7 +513,20 @@ async fn members_invitations_roles_and_the_last_owner() {
         )
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "member_not_found");
+}
 
+/// Removing a member (by id) and a member leaving (by email): both lose access.
+async fn removed_and_departed_lose_access(fx: &Acme) {
+    let Acme {
+        app,
+        alice,
+        bob,
+        carol,
+        ..
+    } = fx;
+    let org = fx.org.clone();
+    let members_path = format!("/api/v1/orgs/{org}/members");
+    let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
     // Removing a member (by id) and a member leaving (by email): both lose access.
     let (status, _) = app.delete(&member_path(&carol.id), &bob.token).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -470,12 +551,21 @@ async fn members_invitations_roles_and_the_last_owner() {
         .collect();
     assert_eq!(emails, ["bob@example.com"], "{list}");
     expect_counters(
-        &app,
-        &bob,
+        app,
+        bob,
         &org,
         json!({ "members": 1, "invitations_pending": 0 }),
     )
     .await;
+}
+
+/// A removed member can be added again.
+async fn removed_member_added_again(fx: &Acme) {
+    let Acme {
+        app, bob, carol: _, ..
+    } = fx;
+    let org = fx.org.clone();
+    let members_path = format!("/api/v1/orgs/{org}/members");
     // A removed member can be added again.
     let (status, again) = app
         .post(
@@ -486,6 +576,55 @@ async fn members_invitations_roles_and_the_last_owner() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
     assert_eq!(again["status"], "active");
+}
+
+#[tokio::test]
+async fn members_are_added_invited_and_join_with_the_invited_role_on_signup() {
+    acme_with_members().await;
+}
+
+#[tokio::test]
+async fn a_member_cannot_manage_members() {
+    let fx = acme_with_members().await;
+    member_cannot_manage(&fx).await;
+}
+
+#[tokio::test]
+async fn an_admin_manages_members_but_not_owners() {
+    let fx = acme_with_members().await;
+    admin_manages_members_not_owners(&fx).await;
+}
+
+#[tokio::test]
+async fn the_last_owner_can_be_neither_demoted_nor_removed() {
+    let fx = acme_with_members().await;
+    last_owner_stays(&fx).await;
+}
+
+#[tokio::test]
+async fn with_a_second_owner_the_first_may_step_down() {
+    let fx = acme_with_members().await;
+    second_owner_lets_the_first_step_down(&fx).await;
+}
+
+#[tokio::test]
+async fn a_revoked_invitation_is_joined_by_nobody() {
+    let fx = acme_with_members().await;
+    revoked_invitation_joins_nothing(&fx).await;
+}
+
+#[tokio::test]
+async fn unknown_members_are_not_found() {
+    let fx = acme_with_members().await;
+    unknown_members_not_found(&fx).await;
+}
+
+#[tokio::test]
+async fn removed_and_departed_members_lose_access_and_can_be_added_again() {
+    let fx = acme_with_members().await;
+    second_owner_lets_the_first_step_down(&fx).await;
+    removed_and_departed_lose_access(&fx).await;
+    removed_member_added_again(&fx).await;
 }
 
 #[tokio::test]

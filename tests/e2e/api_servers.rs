@@ -5,10 +5,32 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
-#[tokio::test]
-async fn servers_crud_archive_and_slug_reuse() {
+/// Alice's org "acme" with three servers (docs-acme with the defaults, api-helper and oauth-one
+/// with explicit options), Bob's org "bobco", and Carol, signed up but in no org.
+struct Acme {
+    app: TestApp,
+    alice: User,
+    bob: User,
+    carol: User,
+    org: String,
+    bob_org: String,
+    docs: Value,
+    docs_id: String,
+}
+
+impl Acme {
+    fn servers(&self) -> String {
+        format!("/api/v1/orgs/{}/servers", self.org)
+    }
+
+    fn server_path(&self, server: &str) -> String {
+        format!("/api/v1/orgs/{}/servers/{server}", self.org)
+    }
+}
+
+async fn acme_with_servers() -> Acme {
     let app = spawn_app().await;
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
@@ -16,7 +38,6 @@ async fn servers_crud_archive_and_slug_reuse() {
     let org = app.create_org(&alice, "acme").await;
     let bob_org = app.create_org(&bob, "bobco").await;
     let servers = format!("/api/v1/orgs/{org}/servers");
-    let server_path = |s: &str| format!("/api/v1/orgs/{org}/servers/{s}");
 
     // Defaults.
     let (status, docs) = app
@@ -75,6 +96,28 @@ async fn servers_crud_archive_and_slug_reuse() {
     assert_eq!(status, StatusCode::CREATED, "{oauth}");
     assert_eq!(oauth["auth_mode"], "oauth");
 
+    Acme {
+        app,
+        alice,
+        bob,
+        carol,
+        org,
+        bob_org,
+        docs,
+        docs_id,
+    }
+}
+
+/// Slugs are unique across orgs, DNS labels and not reserved; bad fields are named.
+async fn refuses_taken_slugs_and_bad_fields(acme: &Acme) {
+    let Acme {
+        app,
+        alice,
+        bob,
+        bob_org,
+        ..
+    } = acme;
+    let servers = acme.servers();
     // Slugs: unique across orgs, DNS labels, not reserved.
     let got = app
         .post(
@@ -128,7 +171,16 @@ async fn servers_crud_archive_and_slug_reuse() {
         )
         .await;
     assert_invalid_field(&got, "color");
+}
 
+/// Listed in creation order; fetched by id or slug.
+async fn lists_and_gets(acme: &Acme) {
+    let Acme {
+        app, alice, docs, ..
+    } = acme;
+    let docs_id = acme.docs_id.clone();
+    let servers = acme.servers();
+    let server_path = |s: &str| acme.server_path(s);
     // List and get (by id and by slug).
     let (status, list) = app.get(&servers, &alice.token).await;
     assert_eq!(status, StatusCode::OK, "{list}");
@@ -141,7 +193,7 @@ async fn servers_crud_archive_and_slug_reuse() {
     for server_ref in [docs_id.as_str(), "docs-acme"] {
         let (status, got) = app.get(&server_path(server_ref), &alice.token).await;
         assert_eq!(status, StatusCode::OK, "{got}");
-        assert_eq!(got, docs);
+        assert_eq!(&got, docs);
     }
     let got = app.get(&server_path("nope"), &alice.token).await;
     assert_problem(&got, StatusCode::NOT_FOUND, "server_not_found");
@@ -152,7 +204,19 @@ async fn servers_crud_archive_and_slug_reuse() {
         )
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "server_not_found");
+}
 
+/// Partial updates; a new slug moves the server and frees the old one.
+async fn updates_and_renames(acme: &Acme) {
+    let Acme {
+        app,
+        alice,
+        bob,
+        bob_org,
+        ..
+    } = acme;
+    let docs_id = acme.docs_id.clone();
+    let server_path = |s: &str| acme.server_path(s);
     // Partial updates.
     let (status, updated) = app
         .patch(
@@ -242,7 +306,20 @@ async fn servers_crud_archive_and_slug_reuse() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "the old slug is free again");
+}
 
+/// Carol joins as a member: she reads servers but cannot change them.
+async fn members_cannot_change(acme: &Acme) {
+    let Acme {
+        app,
+        alice,
+        carol,
+        org,
+        ..
+    } = acme;
+    let docs_id = acme.docs_id.clone();
+    let servers = acme.servers();
+    let server_path = |s: &str| acme.server_path(s);
     // Members read servers but cannot change them.
     let (status, _) = app
         .post(
@@ -288,13 +365,22 @@ async fn servers_crud_archive_and_slug_reuse() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     expect_counters(
-        &app,
-        &alice,
-        &org,
+        app,
+        alice,
+        org,
         json!({ "servers": 4, "servers_archived": 0 }),
     )
     .await;
+}
 
+/// Archiving keeps the server readable and frees its slug for a new one.
+async fn archives(acme: &Acme) {
+    let Acme {
+        app, alice, org, ..
+    } = acme;
+    let docs_id = acme.docs_id.clone();
+    let servers = acme.servers();
+    let server_path = |s: &str| acme.server_path(s);
     // Archive.
     let (status, archived) = app.delete(&server_path("docs-new"), &alice.token).await;
     assert_eq!(status, StatusCode::OK, "{archived}");
@@ -330,9 +416,9 @@ async fn servers_crud_archive_and_slug_reuse() {
     let got = app.delete(&server_path(&docs_id), &alice.token).await;
     assert_problem(&got, StatusCode::CONFLICT, "server_archived");
     expect_counters(
-        &app,
-        &alice,
-        &org,
+        app,
+        alice,
+        org,
         json!({ "servers": 3, "servers_archived": 1 }),
     )
     .await;
@@ -368,10 +454,48 @@ async fn servers_crud_archive_and_slug_reuse() {
         .await;
     assert_eq!(items(&list).len(), 5);
     expect_counters(
-        &app,
-        &alice,
-        &org,
+        app,
+        alice,
+        org,
         json!({ "servers": 4, "servers_archived": 1 }),
     )
     .await;
+}
+
+#[tokio::test]
+async fn servers_are_created_with_defaults_or_explicit_options() {
+    acme_with_servers().await;
+}
+
+#[tokio::test]
+async fn taken_slugs_and_bad_fields_are_refused() {
+    let acme = acme_with_servers().await;
+    refuses_taken_slugs_and_bad_fields(&acme).await;
+}
+
+#[tokio::test]
+async fn servers_are_listed_and_fetched_by_id_or_slug() {
+    let acme = acme_with_servers().await;
+    lists_and_gets(&acme).await;
+}
+
+#[tokio::test]
+async fn servers_change_partially_and_a_new_slug_frees_the_old_one() {
+    let acme = acme_with_servers().await;
+    updates_and_renames(&acme).await;
+}
+
+#[tokio::test]
+async fn members_read_servers_but_cannot_change_them() {
+    let acme = acme_with_servers().await;
+    updates_and_renames(&acme).await;
+    members_cannot_change(&acme).await;
+}
+
+#[tokio::test]
+async fn an_archived_server_stays_readable_and_its_slug_is_taken_anew() {
+    let acme = acme_with_servers().await;
+    updates_and_renames(&acme).await;
+    members_cannot_change(&acme).await;
+    archives(&acme).await;
 }
