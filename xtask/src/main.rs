@@ -104,9 +104,17 @@ fn nextest_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Where the `ci` profile writes its JUnit report.
+fn junit_report() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("nextest/ci/junit.xml")
+}
+
 /// `(tests, failed)` of the last run, from the JUnit report the `ci` profile writes.
 fn nextest_counts() -> Option<(u64, u64)> {
-    let report = std::fs::read_to_string(root().join("target/nextest/ci/junit.xml")).ok()?;
+    let report = std::fs::read_to_string(junit_report()).ok()?;
     let start = report.find("<testsuites")?;
     let tag = &report[start..start + report[start..].find('>')?];
     let attr = |name: &str| -> Option<u64> {
@@ -159,7 +167,7 @@ fn test() -> ExitCode {
 
     step("unit, middle-tier and end-to-end tests: cargo nextest run --workspace --profile ci");
     let tests_started = Instant::now();
-    let _ = std::fs::remove_file(root().join("target/nextest/ci/junit.xml"));
+    let _ = std::fs::remove_file(junit_report());
     let tests_ok = run(
         "cargo nextest run",
         cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
