@@ -1,12 +1,15 @@
 //! Tenant isolation: a user who is not a member of an org gets the same 404 `org_not_found` on
 //! every `/orgs/{org}/...` route (reads and writes, by id and by slug) as for an org that does
 //! not exist, changes nothing, and never sees another org's objects or events through their own
-//! org's routes.
+//! org's routes; the objects MCP calls create (tickets, end users, sessions, tool calls, MCP
+//! sessions) stay in their org and on their server.
 
 // Test helpers outside `#[test]` functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::helpers::*;
+use crate::mcp_raw::Mcp;
+use crate::mcp_tickets::{open_ticket, ticket};
 use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -350,8 +353,17 @@ async fn another_orgs_routes_are_404_org_not_found_for_non_members() {
     }
 }
 
-#[tokio::test]
-async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
+/// Alice's org with a server (changed once) and Bob's org with one of its own.
+struct TwoOrgs {
+    app: TestApp,
+    alice: User,
+    bob: User,
+    org_a: String,
+    org_b: String,
+    server_a_id: String,
+}
+
+async fn two_orgs() -> TwoOrgs {
     let app = spawn_app().await;
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
@@ -369,6 +381,25 @@ async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
     assert_eq!(status, StatusCode::OK);
     app.create_server(&bob, &org_b, "server-b").await;
 
+    TwoOrgs {
+        app,
+        alice,
+        bob,
+        org_a,
+        org_b,
+        server_a_id,
+    }
+}
+
+/// Alice's server, and Alice as a member, through Bob's org: not found, whatever the method or
+/// reference.
+async fn not_found_through_the_other_org(fx: &TwoOrgs) {
+    let TwoOrgs {
+        app, alice, bob, ..
+    } = fx;
+    let org_a = fx.org_a.clone();
+    let org_b = fx.org_b.clone();
+    let server_a_id = fx.server_a_id.clone();
     // Alice's server through Bob's org: not found, whatever the method or reference.
     let server_refs = [server_a_id.as_str(), "server-a"];
     for org_ref in [org_b.as_str(), "org-b"] {
@@ -412,7 +443,13 @@ async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["name"], "server-a");
     assert_eq!(got["status"], "active");
+}
 
+/// Bob's lists, dashboard, audit and events (pages, one by one, NDJSON) hold nothing of Alice's.
+async fn lists_hold_nothing_of_the_other(fx: &TwoOrgs) {
+    let TwoOrgs { app, bob, .. } = fx;
+    let org_a = fx.org_a.clone();
+    let org_b = fx.org_b.clone();
     // Bob's lists, dashboard, audit and events hold nothing of Alice's.
     let pool = app.env.pool().await;
     let a_events: HashSet<String> = org_event_ids(&pool, &org_a).await.into_iter().collect();
@@ -531,7 +568,18 @@ async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
             .collect();
         assert_eq!(ids, b_events);
     }
+}
 
+/// Bob's live stream, replayed from the start and then tailing while Alice works, carries only his
+/// events.
+async fn live_stream_holds_nothing_of_the_other(fx: &TwoOrgs) {
+    let TwoOrgs {
+        app, alice, bob, ..
+    } = fx;
+    let org_a = fx.org_a.clone();
+    let org_b = fx.org_b.clone();
+    let server_a_id = fx.server_a_id.clone();
+    let pool = app.env.pool().await;
     // Bob's live stream, replayed from the start and then tailing while Alice works.
     let mut resp = app
         .http
@@ -541,8 +589,8 @@ async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
         .await
         .expect("stream");
     assert_eq!(resp.status(), StatusCode::OK);
-    app.create_server(&alice, &org_a, "server-a2").await;
-    let marker = app.create_server(&bob, &org_b, "server-b2").await;
+    app.create_server(alice, &org_a, "server-a2").await;
+    let marker = app.create_server(bob, &org_b, "server-b2").await;
     let marker_id = marker["id"].as_str().expect("id").to_owned();
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -566,4 +614,176 @@ async fn another_orgs_objects_and_events_are_invisible_through_ones_own_org() {
     assert!(!text.contains(&org_a), "Alice's org id in Bob's stream");
     assert!(!text.contains(&server_a_id));
     assert_eq!(text.matches("event: ").count(), 3, "{text}");
+}
+
+#[tokio::test]
+async fn another_orgs_server_and_members_are_not_found_through_ones_own_org() {
+    let fx = two_orgs().await;
+    not_found_through_the_other_org(&fx).await;
+}
+
+#[tokio::test]
+async fn ones_lists_dashboard_audit_and_events_hold_nothing_of_another_org() {
+    let fx = two_orgs().await;
+    lists_hold_nothing_of_the_other(&fx).await;
+}
+
+#[tokio::test]
+async fn ones_live_stream_carries_nothing_of_another_org() {
+    let fx = two_orgs().await;
+    live_stream_holds_nothing_of_the_other(&fx).await;
+}
+
+#[tokio::test]
+async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_their_server() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    let org_a = app.create_org(&alice, "org-a").await;
+    let org_b = app.create_org(&bob, "org-b").await;
+    app.create_server(&alice, &org_a, "server-a").await;
+    app.create_server(&alice, &org_a, "server-a2").await;
+    app.create_server(&bob, &org_b, "server-b").await;
+
+    let ticket_id = open_ticket(&app, "server-a", "Alice's customer").await;
+    ticket(&app, &alice, &org_a, &ticket_id).await;
+    let mut a_client = Mcp::new(app.url("/s/server-a/mcp"));
+    a_client.initialize("a-client").await;
+    let a_session = a_client.session_id.clone().unwrap();
+
+    // Server A's session on server A2 (same org) and on server B: unknown there.
+    for other in ["server-a2", "server-b"] {
+        let mut thief = Mcp::new(app.url(&format!("/s/{other}/mcp")));
+        thief.session_id = Some(a_session.clone());
+        let reply = thief.call("tools/list", json!({})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{other}: {}",
+            reply.text
+        );
+    }
+    // …and it still works where it belongs.
+    assert_eq!(a_client.tool_names().await, vec!["get_support"]);
+
+    let (_, users_a) = eventually("alice's end user", Duration::from_secs(10), || async {
+        let (s, body) = app
+            .get(&format!("/api/v1/orgs/{org_a}/users"), &alice.token)
+            .await;
+        (s == StatusCode::OK && !body["items"].as_array().unwrap().is_empty()).then_some((s, body))
+    })
+    .await;
+    let end_user = users_a["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // In Alice's org the end user is also found by the tracking id the support team knows.
+    let (status, by_tracking) = app
+        .get(
+            &format!("/api/v1/orgs/{org_a}/users/reporter-1"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{by_tracking}");
+    assert_eq!(by_tracking["id"], end_user.as_str());
+    assert_eq!(
+        by_tracking["tickets"][0]["reference"],
+        format!("TCK-{}", ticket_id[..8].to_ascii_uppercase()),
+        "{by_tracking}"
+    );
+    // (Tool calls and sessions have a read model of their own, which may still be catching up.)
+    for (query, expected) in [
+        ("/tickets?end_user=reporter-1", 1),
+        ("/tickets?end_user=nobody-here", 0),
+        ("/tool-calls?end_user=reporter-1&tool=get_support", 1),
+        ("/sessions?end_user=reporter-1", 1),
+    ] {
+        eventually(query, Duration::from_secs(10), || async {
+            let (status, body) = app
+                .get(&format!("/api/v1/orgs/{org_a}{query}"), &alice.token)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            (body["items"].as_array().unwrap().len() == expected).then_some(())
+        })
+        .await;
+    }
+    for unknown in ["nobody-here", "not%20a%20tracking%20id"] {
+        let (status, _) = app
+            .get(
+                &format!("/api/v1/orgs/{org_a}/users/{unknown}"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    }
+
+    // Alice's objects through Bob's org: not found, and Bob's lists are empty.
+    let quoted = format!("TCK-{}", ticket_id[..8].to_ascii_uppercase());
+    for (path, code) in [
+        (format!("/tickets/{ticket_id}"), "ticket_not_found"),
+        (format!("/tickets/{quoted}"), "ticket_not_found"),
+        (format!("/users/{end_user}"), "end_user_not_found"),
+        ("/users/reporter-1".to_owned(), "end_user_not_found"),
+        (format!("/sessions/{a_session}"), "session_not_found"),
+    ] {
+        let (status, body) = app
+            .get(&format!("/api/v1/orgs/{org_b}{path}"), &bob.token)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], code);
+    }
+    for (path, body) in [
+        (
+            format!("/tickets/{ticket_id}/status"),
+            json!({ "status": "in_progress" }),
+        ),
+        (
+            format!("/tickets/{ticket_id}/comments"),
+            json!({ "body": "x" }),
+        ),
+        (
+            format!("/tickets/{ticket_id}/assign"),
+            json!({ "member": bob.email }),
+        ),
+    ] {
+        let (status, got) = app
+            .post(&format!("/api/v1/orgs/{org_b}{path}"), &bob.token, body)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {got}");
+    }
+    for list in [
+        "/tickets",
+        "/users",
+        "/sessions",
+        "/tool-calls",
+        "/analytics/tools",
+    ] {
+        let (status, body) = app
+            .get(&format!("/api/v1/orgs/{org_b}{list}"), &bob.token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        assert_eq!(body["items"], json!([]), "{list}: {body}");
+    }
+    // Filtering Bob's org by Alice's server or end user finds nothing either.
+    for query in [
+        "/tickets?server=server-a".to_owned(),
+        format!("/tickets?end_user={end_user}"),
+        "/tool-calls?server=server-a".to_owned(),
+        format!("/sessions?end_user={end_user}"),
+        "/tickets?end_user=reporter-1".to_owned(),
+        "/tool-calls?end_user=reporter-1".to_owned(),
+    ] {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org_b}{query}"), &bob.token)
+            .await;
+        assert_eq!(body["items"], json!([]), "{query}");
+    }
+    let (_, dash) = app
+        .get(&format!("/api/v1/orgs/{org_b}/dashboard"), &bob.token)
+        .await;
+    assert_eq!(dash["counters"]["open_tickets"], 0);
+    assert_eq!(dash["counters"]["end_users"], 0);
+
+    // Alice's ticket is untouched.
+    let still = ticket(&app, &alice, &org_a, &ticket_id).await;
+    assert_eq!(still["status"], "new");
+    assert_eq!(still["comments"], 0);
 }

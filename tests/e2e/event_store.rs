@@ -1,11 +1,12 @@
-//! The event store and the relay: optimistic concurrency, late commits, re-publishing.
+//! The event store and the relay: optimistic concurrency, late commits, re-publishing, and no
+//! credentials in events.
 
 use crate::helpers::*;
 use domain::organization::{Organization, OrganizationEvent};
 use domain::values::{Email, Name, Role, Slug};
 use domain::EventMetadata;
 use eventstore::{CommitError, Cursor, EventFilter, EventStore, KeyKind, UnitOfWork};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
@@ -336,4 +337,32 @@ async fn a_relay_that_republishes_after_a_crash_creates_no_duplicates() {
         25,
         "JetStream de-duplicated the re-published events"
     );
+}
+
+#[tokio::test]
+async fn events_carry_no_credentials() {
+    let app = spawn_app().await;
+    let user = app.signup("ada@example.com").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": user.email, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let pool = app.env.pool().await;
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%argon2%' OR payload::jsonb ? 'password_hash'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "a password hash is in an event payload");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM user_credentials")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
 }

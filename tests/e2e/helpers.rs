@@ -299,3 +299,77 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- Assertions and look-ups shared by the REST tests ----
+
+/// Asserts a problem+json body with the given status and code.
+#[track_caller]
+pub fn assert_problem(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    let (got_status, body) = got;
+    assert_eq!(*got_status, status, "expected {status} {code}, got {body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+}
+
+/// Asserts a 422 whose `errors` name `field`.
+#[track_caller]
+pub fn assert_invalid_field(got: &(StatusCode, Value), field: &str) {
+    assert_problem(got, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let errors = got.1["errors"].as_array().expect("errors array");
+    assert!(
+        errors.iter().any(|e| e["field"] == field),
+        "expected an error on `{field}`: {}",
+        got.1
+    );
+}
+
+#[track_caller]
+pub fn items(body: &Value) -> &Vec<Value> {
+    body["items"].as_array().expect("items array")
+}
+
+/// Signs up with the full response (for `joined_orgs`).
+pub async fn signup_full(app: &TestApp, email: &str) -> Value {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({ "email": email, "password": PASSWORD, "name": "Someone" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+pub async fn counters(app: &TestApp, user: &User, org: &str) -> Value {
+    let (status, body) = app
+        .get(&format!("/api/v1/orgs/{org}/dashboard"), &user.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["counters"].clone()
+}
+
+/// Waits until the dashboard counters match `expected` (a subset of fields).
+pub async fn expect_counters(app: &TestApp, user: &User, org: &str, expected: Value) {
+    let expected = expected.as_object().expect("object").clone();
+    let mut last = Value::Null;
+    let ok = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            last = counters(app, user, org).await;
+            if expected.iter().all(|(k, v)| &last[k] == v) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "dashboard counters: expected {expected:?}, got {last}"
+    );
+}

@@ -407,13 +407,32 @@ async fn the_tool_list_follows_the_server_configuration() {
     assert_eq!(gone.error_code(), Some(-32602), "{}", gone.text);
 }
 
-#[tokio::test]
-async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
+/// A tenant's server and a 2025-era client that initialized a session on it.
+struct Hostile {
+    app: TestApp,
+    owner: User,
+    org: String,
+    client: Mcp,
+}
+
+async fn an_initialized_client() -> Hostile {
     let app = spawn_app().await;
     let (owner, org) = tenant(&app).await;
     let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
     client.initialize("hostile").await;
 
+    Hostile {
+        app,
+        owner,
+        org,
+        client,
+    }
+}
+
+/// Unparsable or non-JSON-RPC bodies, batches, unknown methods, params a method cannot take, and
+/// prompts (not served here).
+async fn json_rpc_mistakes(fx: &Hostile) {
+    let Hostile { client, .. } = fx;
     let parse = client.post_raw("{not json").await;
     assert_eq!(parse.status, StatusCode::BAD_REQUEST, "{}", parse.text);
     assert_eq!(parse.error_code(), Some(-32700));
@@ -473,7 +492,11 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
             prompts.text
         );
     }
+}
 
+/// Unknown tools, wrong or missing arguments, and an oversized body.
+async fn tool_call_mistakes(fx: &Hostile) {
+    let Hostile { client, .. } = fx;
     let unknown_tool = client.call_tool("no_such_tool", json!({})).await;
     assert_eq!(
         unknown_tool.error_code(),
@@ -504,7 +527,11 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
         client.post_raw(huge).await.status,
         StatusCode::PAYLOAD_TOO_LARGE
     );
+}
 
+/// An unknown protocol version, a wrong Accept or content type: JSON-RPC errors clients can show.
+async fn transport_mistakes(fx: &Hostile) {
+    let Hostile { client, .. } = fx;
     let bad_version = client
         .send(
             client
@@ -560,10 +587,14 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
         plain.text
     );
     assert_eq!(plain.error_code(), Some(-32600), "{}", plain.text);
+}
 
+/// Hosts and origins: no such server, not our host, a foreign page, and the same origin.
+async fn hosts_and_origins(fx: &Hostile) {
+    let Hostile { app, client, .. } = fx;
     // Hosts and origins: no such server, not our host, a foreign page.
     let nobody = Mcp::new(app.url("/mcp"))
-        .with_host(format!("nobody.localhost:{}", port(&app)))
+        .with_host(format!("nobody.localhost:{}", port(app)))
         .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
         .await;
     assert_eq!(nobody.status, StatusCode::NOT_FOUND);
@@ -594,12 +625,20 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
                 .request(Method::POST)
                 .header("content-type", "application/json")
                 .header("mcp-protocol-version", LEGACY)
-                .header("origin", format!("http://{}", host_of(&app)))
+                .header("origin", format!("http://{}", host_of(app)))
                 .body(json!({"jsonrpc":"2.0","id":9,"method":"ping"}).to_string()),
         )
         .await;
     assert_eq!(same_origin.status, StatusCode::OK, "{}", same_origin.text);
+}
 
+/// An archived server answers no more, its open sessions end with it, and the process stays
+/// healthy.
+async fn archived_server(fx: &Hostile) {
+    let Hostile {
+        app, owner, client, ..
+    } = fx;
+    let org = fx.org.clone();
     // An archived server answers no more, and its open sessions end with it.
     let (status, _) = app
         .delete(
@@ -618,4 +657,34 @@ async fn bad_inputs_get_the_protocols_answer_never_a_500_or_a_hang() {
     // The process is still healthy after all of that.
     let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn json_rpc_mistakes_get_json_rpc_errors() {
+    let fx = an_initialized_client().await;
+    json_rpc_mistakes(&fx).await;
+}
+
+#[tokio::test]
+async fn tool_call_mistakes_get_tool_errors_never_a_500() {
+    let fx = an_initialized_client().await;
+    tool_call_mistakes(&fx).await;
+}
+
+#[tokio::test]
+async fn transport_mistakes_get_json_rpc_errors_not_plain_text() {
+    let fx = an_initialized_client().await;
+    transport_mistakes(&fx).await;
+}
+
+#[tokio::test]
+async fn unknown_hosts_and_foreign_origins_are_refused() {
+    let fx = an_initialized_client().await;
+    hosts_and_origins(&fx).await;
+}
+
+#[tokio::test]
+async fn an_archived_server_answers_no_more_and_the_process_stays_healthy() {
+    let fx = an_initialized_client().await;
+    archived_server(&fx).await;
 }

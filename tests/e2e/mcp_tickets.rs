@@ -1,6 +1,5 @@
-//! Tickets from `get_support` through their whole lifecycle over REST, and the isolation of
-//! every MCP-derived object (tickets, end users, sessions, tool calls, MCP sessions) between
-//! orgs and servers.
+//! Tickets from `get_support` through their whole lifecycle over REST: statuses, comments,
+//! assignment, the timeline, filters, references and the tool analytics of the calls.
 
 use crate::helpers::*;
 use crate::mcp_raw::*;
@@ -9,7 +8,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Opens a ticket through the server's `get_support` tool; returns the ticket id.
-async fn open_ticket(app: &TestApp, server: &str, title: &str) -> String {
+pub async fn open_ticket(app: &TestApp, server: &str, title: &str) -> String {
     let mut client = Mcp::new(app.url(&format!("/s/{server}/t/reporter-1/mcp")));
     client.initialize("reporter").await;
     let reply = client
@@ -27,7 +26,7 @@ async fn open_ticket(app: &TestApp, server: &str, title: &str) -> String {
         .to_owned()
 }
 
-async fn ticket(app: &TestApp, user: &User, org: &str, id: &str) -> Value {
+pub async fn ticket(app: &TestApp, user: &User, org: &str, id: &str) -> Value {
     eventually("ticket projected", Duration::from_secs(10), || async {
         let (status, body) = app
             .get(&format!("/api/v1/orgs/{org}/tickets/{id}"), &user.token)
@@ -52,8 +51,17 @@ async fn set_status(
     .await
 }
 
-#[tokio::test]
-async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() {
+/// An org with a server and a member (the agent), and one ticket its end user opened over MCP,
+/// checked as opened.
+struct Desk {
+    app: TestApp,
+    owner: User,
+    org: String,
+    member: User,
+    id: String,
+}
+
+async fn desk_with_a_ticket() -> Desk {
     let app = spawn_app().await;
     let owner = app.signup("owner@acme.test").await;
     let org = app.create_org(&owner, "acme").await;
@@ -77,9 +85,26 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
     assert_eq!(opened["allowed_transitions"], json!(["in_progress"]));
     assert!(opened["reference"].as_str().unwrap().starts_with("TCK-"));
 
+    Desk {
+        app,
+        owner,
+        org,
+        member,
+        id,
+    }
+}
+
+/// Every illegal move from `new` is refused naming what is allowed; the legal path, with a
+/// reopen, ends closed.
+async fn lifecycle(fx: &Desk) {
+    let Desk {
+        app, owner, member, ..
+    } = fx;
+    let org = fx.org.clone();
+    let id = fx.id.clone();
     // Every illegal move from `new` is 409 naming what is allowed.
     for to in ["awaiting_customer", "resolved", "closed"] {
-        let (status, body) = set_status(&app, &member, &org, &id, to).await;
+        let (status, body) = set_status(app, member, &org, &id, to).await;
         assert_eq!(status, StatusCode::CONFLICT, "new -> {to}: {body}");
         assert_eq!(body["code"], "illegal_transition");
         assert!(body["detail"]
@@ -98,19 +123,27 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         "resolved",
         "closed",
     ] {
-        let (status, body) = set_status(&app, &member, &org, &id, to).await;
+        let (status, body) = set_status(app, member, &org, &id, to).await;
         assert_eq!(status, StatusCode::OK, "-> {to}: {body}");
         assert_eq!(body["status"], to);
     }
-    let (status, body) = set_status(&app, &owner, &org, &id, "in_progress").await;
+    let (status, body) = set_status(app, owner, &org, &id, "in_progress").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(
         body["detail"].as_str().unwrap().contains("closed"),
         "{body}"
     );
-    let (status, body) = set_status(&app, &owner, &org, &id, "frozen").await;
+    let (status, body) = set_status(app, owner, &org, &id, "frozen").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
 
+/// Comments, and assignment by email or id to members only; `null` unassigns.
+async fn comments_and_assignment(fx: &Desk) {
+    let Desk {
+        app, owner, member, ..
+    } = fx;
+    let org = fx.org.clone();
+    let id = fx.id.clone();
     // Comments and assignment (by email and by id; only members).
     let (status, body) = app
         .post(
@@ -179,9 +212,15 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "member", "{body}");
+}
 
+/// The timeline has it all, in order.
+async fn timeline(fx: &Desk) {
+    let Desk { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let id = fx.id.clone();
     // The timeline has it all, in order.
-    let detail = ticket(&app, &owner, &org, &id).await;
+    let detail = ticket(app, owner, &org, &id).await;
     let kinds: Vec<&str> = detail["activity"]
         .as_array()
         .unwrap()
@@ -193,10 +232,16 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
     assert!(kinds.contains(&"commented") && kinds.contains(&"assigned"));
     assert_eq!(kinds.last(), Some(&"unassigned"));
     assert_eq!(detail["comments"], 1);
+}
 
+/// Filters, pages, and the reference the end user quotes (an ambiguous one is refused).
+async fn filters_pages_and_references(fx: &Desk) {
+    let Desk { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let id = fx.id.clone();
     // Filters and pages.
-    let second = open_ticket(&app, "acme-docs", "Another one").await;
-    ticket(&app, &owner, &org, &second).await;
+    let second = open_ticket(app, "acme-docs", "Another one").await;
+    ticket(app, owner, &org, &second).await;
     let (_, closed) = app
         .get(
             &format!("/api/v1/orgs/{org}/tickets?status=closed"),
@@ -295,7 +340,12 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         .execute(&pool)
         .await
         .unwrap();
+}
 
+/// A malformed query parameter or ticket reference is named or not found.
+async fn malformed_queries(fx: &Desk) {
+    let Desk { app, owner, .. } = fx;
+    let org = fx.org.clone();
     // A malformed query parameter is named.
     let (status, body) = app
         .get(
@@ -318,7 +368,13 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
         assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}: {body}");
         assert_eq!(body["code"], "ticket_not_found");
     }
+}
 
+/// Tool analytics count the calls that opened the two tickets; bad buckets and times are
+/// refused.
+async fn analytics(fx: &Desk) {
+    let Desk { app, owner, .. } = fx;
+    let org = fx.org.clone();
     // Analytics over the calls that opened them (the tool-call read model catches up on its
     // own; the ticket reads above waited only for the tickets one).
     let support: Vec<Value> = eventually(
@@ -373,155 +429,50 @@ async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() 
 }
 
 #[tokio::test]
-async fn mcp_objects_of_one_org_are_invisible_to_another_and_sessions_stay_on_their_server() {
-    let app = spawn_app().await;
-    let alice = app.signup("alice@example.com").await;
-    let bob = app.signup("bob@example.com").await;
-    let org_a = app.create_org(&alice, "org-a").await;
-    let org_b = app.create_org(&bob, "org-b").await;
-    app.create_server(&alice, &org_a, "server-a").await;
-    app.create_server(&alice, &org_a, "server-a2").await;
-    app.create_server(&bob, &org_b, "server-b").await;
+async fn a_ticket_opened_over_mcp_is_new_and_keeps_what_the_end_user_gave() {
+    desk_with_a_ticket().await;
+}
 
-    let ticket_id = open_ticket(&app, "server-a", "Alice's customer").await;
-    ticket(&app, &alice, &org_a, &ticket_id).await;
-    let mut a_client = Mcp::new(app.url("/s/server-a/mcp"));
-    a_client.initialize("a-client").await;
-    let a_session = a_client.session_id.clone().unwrap();
+#[tokio::test]
+async fn tickets_follow_one_lifecycle_and_illegal_moves_name_the_allowed_ones() {
+    let fx = desk_with_a_ticket().await;
+    lifecycle(&fx).await;
+}
 
-    // Server A's session on server A2 (same org) and on server B: unknown there.
-    for other in ["server-a2", "server-b"] {
-        let mut thief = Mcp::new(app.url(&format!("/s/{other}/mcp")));
-        thief.session_id = Some(a_session.clone());
-        let reply = thief.call("tools/list", json!({})).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::NOT_FOUND,
-            "{other}: {}",
-            reply.text
-        );
-    }
-    // …and it still works where it belongs.
-    assert_eq!(a_client.tool_names().await, vec!["get_support"]);
+#[tokio::test]
+async fn tickets_are_commented_and_assigned_only_to_members() {
+    let fx = desk_with_a_ticket().await;
+    lifecycle(&fx).await;
+    comments_and_assignment(&fx).await;
+}
 
-    let (_, users_a) = eventually("alice's end user", Duration::from_secs(10), || async {
-        let (s, body) = app
-            .get(&format!("/api/v1/orgs/{org_a}/users"), &alice.token)
-            .await;
-        (s == StatusCode::OK && !body["items"].as_array().unwrap().is_empty()).then_some((s, body))
-    })
-    .await;
-    let end_user = users_a["items"][0]["id"].as_str().unwrap().to_owned();
+#[tokio::test]
+async fn a_tickets_timeline_lists_everything_in_order() {
+    let fx = desk_with_a_ticket().await;
+    lifecycle(&fx).await;
+    comments_and_assignment(&fx).await;
+    timeline(&fx).await;
+}
 
-    // In Alice's org the end user is also found by the tracking id the support team knows.
-    let (status, by_tracking) = app
-        .get(
-            &format!("/api/v1/orgs/{org_a}/users/reporter-1"),
-            &alice.token,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{by_tracking}");
-    assert_eq!(by_tracking["id"], end_user.as_str());
-    assert_eq!(
-        by_tracking["tickets"][0]["reference"],
-        format!("TCK-{}", ticket_id[..8].to_ascii_uppercase()),
-        "{by_tracking}"
-    );
-    // (Tool calls and sessions have a read model of their own, which may still be catching up.)
-    for (query, expected) in [
-        ("/tickets?end_user=reporter-1", 1),
-        ("/tickets?end_user=nobody-here", 0),
-        ("/tool-calls?end_user=reporter-1&tool=get_support", 1),
-        ("/sessions?end_user=reporter-1", 1),
-    ] {
-        eventually(query, Duration::from_secs(10), || async {
-            let (status, body) = app
-                .get(&format!("/api/v1/orgs/{org_a}{query}"), &alice.token)
-                .await;
-            assert_eq!(status, StatusCode::OK, "{query}: {body}");
-            (body["items"].as_array().unwrap().len() == expected).then_some(())
-        })
-        .await;
-    }
-    for unknown in ["nobody-here", "not%20a%20tracking%20id"] {
-        let (status, _) = app
-            .get(
-                &format!("/api/v1/orgs/{org_a}/users/{unknown}"),
-                &alice.token,
-            )
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
-    }
+#[tokio::test]
+async fn tickets_filter_page_and_are_found_by_the_reference_end_users_quote() {
+    let fx = desk_with_a_ticket().await;
+    lifecycle(&fx).await;
+    comments_and_assignment(&fx).await;
+    filters_pages_and_references(&fx).await;
+}
 
-    // Alice's objects through Bob's org: not found, and Bob's lists are empty.
-    let quoted = format!("TCK-{}", ticket_id[..8].to_ascii_uppercase());
-    for (path, code) in [
-        (format!("/tickets/{ticket_id}"), "ticket_not_found"),
-        (format!("/tickets/{quoted}"), "ticket_not_found"),
-        (format!("/users/{end_user}"), "end_user_not_found"),
-        ("/users/reporter-1".to_owned(), "end_user_not_found"),
-        (format!("/sessions/{a_session}"), "session_not_found"),
-    ] {
-        let (status, body) = app
-            .get(&format!("/api/v1/orgs/{org_b}{path}"), &bob.token)
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
-        assert_eq!(body["code"], code);
-    }
-    for (path, body) in [
-        (
-            format!("/tickets/{ticket_id}/status"),
-            json!({ "status": "in_progress" }),
-        ),
-        (
-            format!("/tickets/{ticket_id}/comments"),
-            json!({ "body": "x" }),
-        ),
-        (
-            format!("/tickets/{ticket_id}/assign"),
-            json!({ "member": bob.email }),
-        ),
-    ] {
-        let (status, got) = app
-            .post(&format!("/api/v1/orgs/{org_b}{path}"), &bob.token, body)
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {got}");
-    }
-    for list in [
-        "/tickets",
-        "/users",
-        "/sessions",
-        "/tool-calls",
-        "/analytics/tools",
-    ] {
-        let (status, body) = app
-            .get(&format!("/api/v1/orgs/{org_b}{list}"), &bob.token)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        assert_eq!(body["items"], json!([]), "{list}: {body}");
-    }
-    // Filtering Bob's org by Alice's server or end user finds nothing either.
-    for query in [
-        "/tickets?server=server-a".to_owned(),
-        format!("/tickets?end_user={end_user}"),
-        "/tool-calls?server=server-a".to_owned(),
-        format!("/sessions?end_user={end_user}"),
-        "/tickets?end_user=reporter-1".to_owned(),
-        "/tool-calls?end_user=reporter-1".to_owned(),
-    ] {
-        let (_, body) = app
-            .get(&format!("/api/v1/orgs/{org_b}{query}"), &bob.token)
-            .await;
-        assert_eq!(body["items"], json!([]), "{query}");
-    }
-    let (_, dash) = app
-        .get(&format!("/api/v1/orgs/{org_b}/dashboard"), &bob.token)
-        .await;
-    assert_eq!(dash["counters"]["open_tickets"], 0);
-    assert_eq!(dash["counters"]["end_users"], 0);
+#[tokio::test]
+async fn malformed_ticket_queries_are_named() {
+    let fx = desk_with_a_ticket().await;
+    malformed_queries(&fx).await;
+}
 
-    // Alice's ticket is untouched.
-    let still = ticket(&app, &alice, &org_a, &ticket_id).await;
-    assert_eq!(still["status"], "new");
-    assert_eq!(still["comments"], 0);
+#[tokio::test]
+async fn tool_analytics_count_the_calls_that_opened_tickets() {
+    let fx = desk_with_a_ticket().await;
+    lifecycle(&fx).await;
+    comments_and_assignment(&fx).await;
+    filters_pages_and_references(&fx).await;
+    analytics(&fx).await;
 }

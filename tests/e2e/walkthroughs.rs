@@ -182,8 +182,19 @@ async fn wait_for_tools(client: &Mcp, present: bool) {
     .await;
 }
 
-#[tokio::test]
-async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
+/// An org with servers wt-a and wt-b and a draft walkthrough that could be neither published nor
+/// assigned empty, then got steps (added last and first, moved, one removed), checked at each step.
+struct Draft {
+    app: TestApp,
+    owner: User,
+    org: String,
+    wt: String,
+    s1: String,
+    s15: String,
+    s2: String,
+}
+
+async fn a_drafted_walkthrough() -> Draft {
     let app = spawn_app().await;
     let owner = app.signup("owner@wt.test").await;
     let org = app.create_org(&owner, "wt-org").await;
@@ -259,6 +270,26 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(order(&body), vec![s1.clone(), s2.clone(), s0.clone()]);
 
+    Draft {
+        app,
+        owner,
+        org,
+        wt,
+        s1,
+        s15,
+        s2,
+    }
+}
+
+/// Bad input: moving after itself, unknown anchors and steps, foreign ids, empty titles, a move
+/// that forgot where.
+async fn bad_step_input(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let s1 = fx.s1.clone();
+    let s15 = fx.s15.clone();
+    let a = Author::new(app, owner, &org);
     // Bad input: moving after itself, unknown anchors and steps, foreign ids, empty titles.
     let (status, body) = app
         .post(
@@ -308,7 +339,16 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(body["errors"][0]["field"], "title");
     let (status, _) = a.get("/walkthroughs/not-a-uuid").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
 
+/// Publish: version 1; publishing again without changes is refused; drafting goes on into version
+/// 2.
+async fn publish(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let s2 = fx.s2.clone();
+    let a = Author::new(app, owner, &org);
     // Publish: version 1; publishing again without changes is refused; drafting goes on.
     let v1 = a.publish(&wt).await;
     assert_eq!(v1["status"], "published");
@@ -344,7 +384,14 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(items[0]["version"], 2);
     assert_eq!(items[0]["steps"][1]["content"], "Configure it like this.");
     assert_eq!(items[1]["steps"][1]["content"], "Content of Configure");
+}
 
+/// Assignments: to many servers, updated, removed; twice is a conflict.
+async fn assignments(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let a = Author::new(app, owner, &org);
     // Assignments: to many servers, updated, removed; twice is a conflict.
     a.assign("wt-a", &wt, 2).await;
     a.assign("wt-b", &wt, 1).await;
@@ -389,8 +436,16 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, listed) = a.get("/servers/wt-b/walkthroughs").await;
     assert_eq!(listed["items"], json!([]));
+}
+
+/// Nothing new goes on an archived server.
+async fn archived_server(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let a = Author::new(app, owner, &org);
     // Nothing new goes on an archived server.
-    let gone = app.create_server(&owner, &org, "wt-gone").await;
+    let gone = app.create_server(owner, &org, "wt-gone").await;
     let gone_id = gone["id"].as_str().unwrap().to_owned();
     let (status, _) = app.delete(&a.path("/servers/wt-gone"), &owner.token).await;
     assert!(status.is_success(), "{status}");
@@ -406,7 +461,14 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
         (StatusCode::CONFLICT, Some("server_archived")),
         "{body}"
     );
+}
 
+/// Another org's walkthrough and server are not found; a plain member may not author.
+async fn other_org_and_members(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let a = Author::new(app, owner, &org);
     // Another org's walkthrough and server are not found; a plain member may not author.
     let other = app.signup("other@wt.test").await;
     let other_org = app.create_org(&other, "wt-other").await;
@@ -450,7 +512,15 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.get(&a.path("/walkthroughs"), &other.token).await;
     assert_eq!(status, StatusCode::OK, "members read");
+}
 
+/// Unpublished then published again without edits: the same version; archived is read-only, leaves
+/// the default list, and can still be taken off its server.
+async fn unpublish_republish_archive(fx: &Draft) {
+    let Draft { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let a = Author::new(app, owner, &org);
     // Unpublish and archive: archived is read-only and leaves the default list.
     let (status, body) = app
         .post(
@@ -519,7 +589,67 @@ async fn authors_draft_reorder_publish_and_assign_and_bad_input_is_refused() {
 }
 
 #[tokio::test]
-async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
+async fn a_draft_can_be_neither_published_nor_assigned_and_steps_keep_their_ids() {
+    a_drafted_walkthrough().await;
+}
+
+#[tokio::test]
+async fn bad_step_input_is_refused() {
+    let fx = a_drafted_walkthrough().await;
+    bad_step_input(&fx).await;
+}
+
+#[tokio::test]
+async fn publishing_makes_versions_and_drafting_goes_on() {
+    let fx = a_drafted_walkthrough().await;
+    publish(&fx).await;
+}
+
+#[tokio::test]
+async fn a_walkthrough_is_assigned_to_many_servers_updated_and_removed() {
+    let fx = a_drafted_walkthrough().await;
+    publish(&fx).await;
+    assignments(&fx).await;
+}
+
+#[tokio::test]
+async fn nothing_new_goes_on_an_archived_server() {
+    let fx = a_drafted_walkthrough().await;
+    publish(&fx).await;
+    assignments(&fx).await;
+    archived_server(&fx).await;
+}
+
+#[tokio::test]
+async fn another_orgs_walkthroughs_are_not_found_and_members_only_read() {
+    let fx = a_drafted_walkthrough().await;
+    publish(&fx).await;
+    other_org_and_members(&fx).await;
+}
+
+#[tokio::test]
+async fn a_republished_walkthrough_keeps_its_version_and_an_archived_one_is_read_only() {
+    let fx = a_drafted_walkthrough().await;
+    publish(&fx).await;
+    assignments(&fx).await;
+    unpublish_republish_archive(&fx).await;
+}
+
+/// A three-step walkthrough published on a server (its tools listed only then, its mistakes
+/// explained), and five end users walked over MCP: u1 and u2 finish, u3 stops on step 2, u4 only
+/// starts, u5 restarts then finishes.
+struct Population {
+    app: TestApp,
+    owner: User,
+    org: String,
+    wt: String,
+    s1: String,
+    s2: String,
+    s3: String,
+    u1: Mcp,
+}
+
+async fn a_population_walked() -> Population {
     let app = spawn_app().await;
     let (owner, org) = org_with_server(&app, "funnel").await;
     let a = Author::new(&app, &owner, &org);
@@ -618,6 +748,28 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
         next(&u5, None).await;
     }
 
+    Population {
+        app,
+        owner,
+        org,
+        wt,
+        s1,
+        s2,
+        s3,
+        u1,
+    }
+}
+
+/// Analytics: starts 6 (one a restart), completions 3; per step reached, completed, restarted and
+/// dropped.
+async fn funnel(fx: &Population) {
+    let Population { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let s1 = fx.s1.clone();
+    let s2 = fx.s2.clone();
+    let s3 = fx.s3.clone();
+    let a = Author::new(app, owner, &org);
     // Analytics: starts 6 (one a restart), completions 3; per step reached / completed /
     // restarted / dropped.
     let today = chrono::Utc::now().date_naive().to_string();
@@ -662,7 +814,18 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
     assert!(analytics["steps"][0]["median_seconds_on_step"].is_number());
     assert_eq!(analytics["daily"].as_array().unwrap().len(), 1);
     assert_eq!(analytics["daily"][0]["starts"], 6);
+}
 
+/// Sankey: exactly these links.
+async fn sankey(fx: &Population) {
+    let Population { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let s1 = fx.s1.clone();
+    let s2 = fx.s2.clone();
+    let s3 = fx.s3.clone();
+    let a = Author::new(app, owner, &org);
+    let today = chrono::Utc::now().date_naive().to_string();
     // Sankey: exactly these links.
     let (status, sankey) = a
         .get(&format!(
@@ -701,7 +864,14 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
         .filter_map(|n| n["label"].as_str())
         .collect();
     assert!(labels.contains(&"Configure"), "{labels:?}");
+}
 
+/// A window without activity, another server, bad windows.
+async fn windows(fx: &Population) {
+    let Population { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let a = Author::new(app, owner, &org);
     // A window without activity, another server, bad windows.
     let (_, empty) = a
         .get(&format!(
@@ -724,7 +894,14 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
         .get(&format!("/walkthroughs/{wt}/sankey?server=no-such-server"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
 
+/// Progress per end user and on the dashboard.
+async fn progress(fx: &Population) {
+    let Population { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let s2 = fx.s2.clone();
+    let a = Author::new(app, owner, &org);
     // Progress per end user and on the dashboard.
     let (_, users) = a.get("/users?limit=50").await;
     let u3_id = users["items"]
@@ -750,7 +927,13 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
     let (_, dash) = a.get("/dashboard").await;
     assert_eq!(dash["counters"]["walkthroughs_active"], 2, "u3 and u4");
     assert_eq!(dash["counters"]["walkthroughs_completed"], 3);
+}
 
+/// Every step completion is an event carrying what analytics need.
+async fn events(fx: &Population) {
+    let Population { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let a = Author::new(app, owner, &org);
     // Every step completion is an event carrying what analytics need.
     let (_, events) = a.get("/events?type=StepCompleted&limit=100").await;
     let items = events["items"].as_array().unwrap();
@@ -765,9 +948,17 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
     ] {
         assert!(!payload[field].is_null(), "{field} missing: {payload}");
     }
+}
 
+/// u1 starts over: one more run under way, and the run u1 completed still counts.
+async fn start_over(fx: &Population) {
+    let Population { app, owner, u1, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let s1 = fx.s1.clone();
+    let a = Author::new(app, owner, &org);
     // u1 starts over: one more run under way, and the run u1 completed still counts.
-    let over = select(&u1, &wt, false).await;
+    let over = select(u1, &wt, false).await;
     assert_eq!(step_id(&over), s1);
     eventually("u1's new run counted", Duration::from_secs(10), || async {
         let (_, dash) = a.get("/dashboard").await;
@@ -779,7 +970,82 @@ async fn a_scripted_population_walks_over_mcp_and_the_numbers_are_exact() {
 }
 
 #[tokio::test]
-async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() {
+async fn a_population_walks_a_walkthrough_over_mcp() {
+    a_population_walked().await;
+}
+
+#[tokio::test]
+async fn funnel_analytics_count_a_scripted_population_exactly() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+}
+
+#[tokio::test]
+async fn the_sankey_has_exactly_the_populations_links() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+    sankey(&fx).await;
+}
+
+#[tokio::test]
+async fn analytics_windows_filter_and_bad_ones_are_refused() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+    windows(&fx).await;
+}
+
+#[tokio::test]
+async fn progress_shows_per_end_user_and_on_the_dashboard() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+    progress(&fx).await;
+}
+
+#[tokio::test]
+async fn step_completions_are_events_carrying_what_analytics_need() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+    events(&fx).await;
+}
+
+#[tokio::test]
+async fn starting_over_counts_a_new_run_and_keeps_the_completed_one() {
+    let fx = a_population_walked().await;
+    funnel(&fx).await;
+    start_over(&fx).await;
+}
+
+/// Every step of the version shown by an analytics body, in its order: id, position, reached.
+fn listed(body: &Value) -> Vec<(String, Value, i64)> {
+    body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap().to_owned(),
+                s["position"].clone(),
+                s["reached"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Version 1 (A, B, C) walked to B by `early`; version 2 drops B and adds D; a newcomer (`late`)
+/// gets version 2, `early` finishes version 1 and then starts over on version 2.
+struct Versions {
+    app: TestApp,
+    owner: User,
+    org: String,
+    wt: String,
+    sa: String,
+    sb: String,
+    sc: String,
+    sd: String,
+    late: Mcp,
+}
+
+async fn two_versions_walked() -> Versions {
     let app = spawn_app().await;
     let (owner, org) = org_with_server(&app, "versions").await;
     let a = Author::new(&app, &owner, &org);
@@ -830,6 +1096,30 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
     assert_eq!(step_id(&next(&early, None).await), sc);
     assert_eq!(step_id(&next(&early, None).await), sd);
 
+    Versions {
+        app,
+        owner,
+        org,
+        wt,
+        sa,
+        sb,
+        sc,
+        sd,
+        late,
+    }
+}
+
+/// Analytics by version: each version's steps in its order, and without a version the newest's
+/// steps then those only older ones had.
+async fn analytics_by_version(fx: &Versions) {
+    let Versions { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let sa = fx.sa.clone();
+    let sb = fx.sb.clone();
+    let sc = fx.sc.clone();
+    let sd = fx.sd.clone();
+    let a = Author::new(app, owner, &org);
     // Analytics by version.
     let today = chrono::Utc::now().date_naive().to_string();
     let v1 = eventually("v1 analytics", Duration::from_secs(15), || async {
@@ -853,20 +1143,6 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
     assert_eq!(v2["completions"], 0);
 
     // Every step of the version shown, in its order.
-    let listed = |body: &Value| -> Vec<(String, Value, i64)> {
-        body["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["step_id"].as_str().unwrap().to_owned(),
-                    s["position"].clone(),
-                    s["reached"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    };
     let steps_of_v2 = listed(&v2);
     assert_eq!(
         steps_of_v2,
@@ -902,7 +1178,19 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "version", "{body}");
+}
 
+/// Unpublished, then published again unchanged: version 2 is offered again (not a copy of it), and
+/// `late`'s run on version 2 carries on where it was.
+async fn republished_carries_on(fx: &Versions) {
+    let Versions {
+        app, owner, late, ..
+    } = fx;
+    let org = fx.org.clone();
+    let wt = fx.wt.clone();
+    let sa = fx.sa.clone();
+    let sc = fx.sc.clone();
+    let a = Author::new(app, owner, &org);
     // Unpublished, then published again unchanged: version 2 is offered again (not a copy of
     // it), and `late`'s run on version 2 carries on where it was.
     let (status, _) = app
@@ -918,15 +1206,21 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
         "version 2 offered again",
         Duration::from_secs(10),
         || async {
-            let listed = tool(&late, "list_walkthroughs", json!({})).await;
+            let listed = tool(late, "list_walkthroughs", json!({})).await;
             (listed["structuredContent"]["walkthroughs"][0]["version"] == 2).then_some(())
         },
     )
     .await;
-    let carried_on = next(&late, Some(&sa)).await;
+    let carried_on = next(late, Some(&sa)).await;
     assert_eq!(step_id(&carried_on), sc, "{carried_on}");
     assert_eq!(carried_on["structuredContent"]["version"], 2);
+}
 
+/// A walkthrough nobody has started: its steps with zeros, and their nodes in the sankey.
+async fn untouched_walkthrough(fx: &Versions) {
+    let Versions { app, owner, .. } = fx;
+    let org = fx.org.clone();
+    let a = Author::new(app, owner, &org);
     // A walkthrough nobody has started: its steps with zeros, and their nodes in the sankey.
     let (untouched, untouched_steps) = a
         .published_on("versions-srv", "Untouched", &["X", "Y"])
@@ -953,6 +1247,29 @@ async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() 
         ["start", "step", "step", "completed", "restarted", "dropped"]
     );
     assert_eq!(graph["links"], json!([]));
+}
+
+#[tokio::test]
+async fn users_mid_way_keep_their_version_and_the_next_start_takes_the_newest() {
+    two_versions_walked().await;
+}
+
+#[tokio::test]
+async fn analytics_count_each_version_on_its_own_steps() {
+    let fx = two_versions_walked().await;
+    analytics_by_version(&fx).await;
+}
+
+#[tokio::test]
+async fn a_republished_version_lets_runs_on_it_carry_on() {
+    let fx = two_versions_walked().await;
+    republished_carries_on(&fx).await;
+}
+
+#[tokio::test]
+async fn a_walkthrough_nobody_started_shows_its_steps_with_zeros() {
+    let fx = two_versions_walked().await;
+    untouched_walkthrough(&fx).await;
 }
 
 #[tokio::test]
