@@ -384,9 +384,31 @@ async fn every_instant_of_a_session_is_rfc3339_utc_with_microseconds_and_named_a
     assert!(exported >= events.len(), "{csv}");
     let export = app.env.cli(&["events", "export", "--org", "json"]);
     assert!(export.status.success());
-    for line in String::from_utf8(export.stdout).unwrap().lines() {
+    let all = String::from_utf8(export.stdout).unwrap();
+    for line in all.lines() {
         check_times("NDJSON export", &serde_json::from_str(line).unwrap());
     }
+    // The CLI reads a range as the API does: a date as --until includes that day.
+    let today = &events[0]["recorded_at"].as_str().unwrap()[..10];
+    let day = app.env.cli(&[
+        "events", "export", "--org", "json", "--since", today, "--until", today,
+    ]);
+    assert!(day.status.success());
+    assert_eq!(
+        String::from_utf8(day.stdout).unwrap().lines().count(),
+        all.lines().count(),
+        "every event of today"
+    );
+    let bad = app
+        .env
+        .cli(&["events", "export", "--org", "json", "--until", "today"]);
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("--until")
+            && said.contains("must be a date (YYYY-MM-DD) or an RFC 3339 time"),
+        "{said}"
+    );
 }
 
 #[tokio::test]
