@@ -14,15 +14,12 @@
 //! **Read:** a range bound is a date or an RFC 3339 time, with one meaning everywhere
 //! ([`Bound`]).
 
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
-use std::fmt::Display;
+use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, Utc};
 
-/// The one format of a written instant (chrono's `%.6f` is the dot and six digits).
-pub const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
-
-/// An instant as written everywhere: `2026-12-07T15:45:41.123456Z`.
-pub fn format(at: &DateTime<Utc>) -> impl Display + '_ {
-    at.format(FORMAT)
+/// An instant as written everywhere: `2026-12-07T15:45:41.123456Z`. (chrono's RFC 3339 writer,
+/// not a `strftime` pattern: every event the relay publishes goes through here.)
+pub fn format(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// An instant at the precision it is written and stored at: for a time that is taken now and
@@ -38,7 +35,7 @@ pub mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&super::format(at))
+        s.serialize_str(&super::format(at))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -54,7 +51,7 @@ pub mod rfc3339_option {
 
     pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match at {
-            Some(at) => s.collect_str(&super::format(at)),
+            Some(at) => s.serialize_str(&super::format(at)),
             None => s.serialize_none(),
         }
     }
@@ -155,7 +152,7 @@ mod tests {
             ),
             ("2026-12-07T17:45:41.5+02:00", "2026-12-07T15:45:41.500000Z"),
         ] {
-            assert_eq!(format(&at(given)).to_string(), written, "{given}");
+            assert_eq!(format(&at(given)), written, "{given}");
         }
         let row = Row {
             at: at("2026-12-07T15:45:41Z"),

@@ -129,7 +129,7 @@ fn csv_record(e: &StoredEvent) -> [String; 12] {
     [
         e.cursor.to_string(),
         e.event_id.to_string(),
-        domain::time::format(&e.recorded_at).to_string(),
+        domain::time::format(&e.recorded_at),
         e.org_id.map(|o| o.to_string()).unwrap_or_default(),
         e.aggregate_type.clone(),
         e.aggregate_id.clone(),

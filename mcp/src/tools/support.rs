@@ -120,7 +120,7 @@ pub async fn call(
         "ticket_id": ticket_id,
         "reference": reference,
         "status": "new",
-        "created_at": created_at.as_ref().map(|at| domain::time::format(at).to_string()),
+        "created_at": created_at.as_ref().map(domain::time::format),
     }));
     Ok(result)
 }
