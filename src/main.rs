@@ -107,12 +107,12 @@ enum EventsCommand {
         /// Org id or slug.
         #[arg(long)]
         org: String,
-        /// Only events recorded at or after this time (RFC 3339 or YYYY-MM-DD).
-        #[arg(long, value_parser = cli::events::parse_time)]
-        since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Only events recorded before this time (RFC 3339 or YYYY-MM-DD).
-        #[arg(long, value_parser = cli::events::parse_time)]
-        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events recorded from this date (YYYY-MM-DD, UTC) or RFC 3339 time on.
+        #[arg(long, value_parser = cli::events::parse_bound)]
+        since: Option<domain::time::Bound>,
+        /// Only events recorded up to this date (included) or before this RFC 3339 time.
+        #[arg(long, value_parser = cli::events::parse_bound)]
+        until: Option<domain::time::Bound>,
         /// Only events of this type (repeatable; an unknown type is refused with the list).
         #[arg(long = "type", value_parser = cli::events::event_type)]
         types: Vec<String>,

@@ -76,33 +76,26 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     if !raw.get().trim_start().starts_with('{') {
         return Err(ApiError::field("body", "expected a JSON object"));
     }
-    match axum::Json::<T>::from_bytes(raw.get().as_bytes()) {
-        Ok(axum::Json(value)) => Ok(value),
-        Err(rejection) => Err(json_rejection(rejection)),
-    }
+    // Parsed here rather than by axum, so the refusal is built from the error's parts: the
+    // field's path, and serde's sentence without the parser's position.
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        data_error(&path, &e.into_inner())
+    })
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(
-            ErrorCode::MalformedJson,
-            format!(
-                "the body is not valid JSON: {}",
-                inner_message(&e.body_text())
-            ),
-        ),
-        JsonRejection::JsonDataError(e) => {
-            // axum reports `path: message` via serde_path_to_error.
-            let text = inner_message(&e.body_text());
-            let (field, message) = match text.split_once(": ") {
-                Some((path, msg)) if !path.contains(' ') => (path.to_owned(), msg.to_owned()),
-                _ => (field_from_message(&text), text.clone()),
-            };
-            let message = match crate::filters::refusal(&message) {
-                Some(refusal) => refusal.to_owned(),
-                None => message,
-            };
-            ApiError::validation(vec![FieldError { field, message }])
+        JsonRejection::JsonSyntaxError(e) => {
+            let text = e.body_text();
+            let message = text
+                .split_once("JSON: ")
+                .map_or(text.as_str(), |(_, rest)| rest);
+            ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not valid JSON: {}", without_position(message)),
+            )
         }
         JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         JsonRejection::BytesRejection(e) => {
@@ -119,14 +112,48 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// axum prefixes its own sentence; keep serde's part, in the client's terms: serde names our
-/// Rust types (`expected struct CreateBody`), which mean nothing to a client.
-fn inner_message(text: &str) -> String {
-    let message = text
-        .split_once("target type: ")
-        .map(|(_, rest)| rest)
-        .or_else(|| text.split_once("JSON: ").map(|(_, rest)| rest))
-        .unwrap_or(text);
+/// A body that is JSON but not what the route takes: 422 naming the field (its path, as
+/// `inner.on` or `tags[1]`), in serde's words without the parser's position.
+fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
+    let text = error.to_string();
+    let message = client_terms(without_position(&text));
+    let message = match crate::filters::refusal(&message) {
+        Some(refusal) => refusal.to_owned(),
+        None => message,
+    };
+    // A missing or unknown field is reported where the object holding it is: name the field.
+    let named = field_from_message(&message);
+    let field = match (path, named) {
+        (".", Some(named)) => named.to_owned(),
+        (".", None) => "body".to_owned(),
+        (path, Some(named)) if message.starts_with("missing field") => format!("{path}.{named}"),
+        (path, _) => path.to_owned(),
+    };
+    ApiError::validation(vec![FieldError { field, message }])
+}
+
+/// serde_json ends a message with where the parser was (`at line 1 column 56`): a position in
+/// text the client wrote, no help to anyone reading the field's name.
+fn without_position(message: &str) -> &str {
+    let Some((before, position)) = message.rsplit_once(" at line ") else {
+        return message;
+    };
+    let is_position = position
+        .split_once(" column ")
+        .is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if is_position {
+        before
+    } else {
+        message
+    }
+}
+
+/// serde names our Rust types (`expected struct CreateBody`), which mean nothing to a client.
+fn client_terms(message: &str) -> String {
     match message.split_once("expected struct ") {
         Some((before, after)) => {
             let rest = after.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
@@ -149,24 +176,34 @@ fn inner_message(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::inner_message;
+    use super::{client_terms, without_position};
 
     #[test]
-    fn serde_messages_never_name_our_types() {
+    fn serde_messages_never_name_our_types_nor_a_position() {
         assert_eq!(
-            inner_message("invalid type: sequence, expected struct CreateBody at line 1 column 0"),
-            "invalid type: array, expected a JSON object at line 1 column 0"
+            client_terms(without_position(
+                "invalid type: sequence, expected struct CreateBody at line 1 column 0"
+            )),
+            "invalid type: array, expected a JSON object"
         );
         assert_eq!(
-            inner_message("missing field `title`"),
+            client_terms("missing field `title`"),
             "missing field `title`"
+        );
+        assert_eq!(
+            without_position("unknown variant `at line 2 column 3`"),
+            "unknown variant `at line 2 column 3`",
+            "only a position ends a message"
         );
     }
 }
 
 /// serde names the field in "missing field `x`" / "unknown field `x`" messages.
-fn field_from_message(text: &str) -> String {
-    text.split('`').nth(1).unwrap_or("body").to_owned()
+fn field_from_message(text: &str) -> Option<&str> {
+    if !(text.starts_with("missing field `") || text.starts_with("unknown field `")) {
+        return None;
+    }
+    text.split('`').nth(1)
 }
 
 /// Who is asking and from where: becomes the metadata of the events a request appends.
@@ -384,5 +421,129 @@ impl FromRequestParts<AppState> for Membership {
         let role = Role::parse(&role).map_err(ApiError::internal)?;
         tracing::Span::current().record("org", tracing::field::display(org));
         Ok(Self { user, org, role })
+    }
+}
+
+#[cfg(test)]
+mod body_refusals {
+    use super::JsonBody;
+    use axum::extract::{FromRequest, Request};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+        count: u32,
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        on: bool,
+    }
+
+    async fn refused(body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let Err(e) = JsonBody::<Body>::from_request(request, &()).await else {
+            panic!("{body} was accepted");
+        };
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Every way serde refuses a body: never a parser position, and the field when there is one.
+    #[tokio::test]
+    async fn a_refused_body_names_the_field_and_never_a_parser_position() {
+        let syntax = [
+            r#"{"name": }"#,
+            r#"{"name": "a", "count": 1} trailing"#,
+            r#"{"name": "a", "count": 1}{}"#,
+            r#"{"name": "a""#,
+            r#"{"name": "a", "count": tru}"#,
+            "{\n\"name\": \"a\",\n\"count\": 1,\n}",
+        ];
+        for body in syntax {
+            let (status, problem) = refused(body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+            assert_eq!(problem["code"], "malformed_json", "{body}: {problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(
+                !detail.contains(" line ") && !detail.contains("column"),
+                "{body}: {detail}"
+            );
+        }
+        let fields = [
+            (
+                r#"{"name": 5, "count": 1}"#,
+                "name",
+                "invalid type: integer `5`, expected a string",
+            ),
+            (
+                r#"{"name": "a", "count": -1}"#,
+                "count",
+                "invalid value: integer `-1`, expected u32",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "tags": ["x", 2]}"#,
+                "tags[1]",
+                "invalid type: integer `2`, expected a string",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "inner": {"on": "yes"}}"#,
+                "inner.on",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            (r#"{"name": "a"}"#, "count", "missing field `count`"),
+            (
+                r#"{"name": "a", "count": 1, "inner": {}}"#,
+                "inner.on",
+                "missing field `on`",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "extra": true}"#,
+                "extra",
+                "unknown field `extra`, expected one of `name`, `count`, `tags`, `inner`",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "inner": {"on": true, "off": 1}}"#,
+                "inner.off",
+                "unknown field `off`, expected `on`",
+            ),
+        ];
+        for (body, field, message) in fields {
+            let (status, problem) = refused(body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{body}: {problem}"
+            );
+            assert_eq!(
+                (
+                    problem["errors"][0]["field"].as_str(),
+                    problem["errors"][0]["message"].as_str()
+                ),
+                (Some(field), Some(message)),
+                "{body}: {problem}"
+            );
+        }
     }
 }

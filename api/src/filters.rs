@@ -5,6 +5,7 @@
 //! answered.
 
 use domain::ticket::TicketStatus;
+use domain::time::{Bound, BOUND_REFUSAL};
 use domain::tool_call::Outcome;
 use domain::values::Role;
 use domain::walkthrough::WalkthroughStatus;
@@ -12,7 +13,9 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
 use strum::VariantArray;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    KnownFormat, Object, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+};
 
 pub trait OneOf: Sized + Copy + 'static {
     /// Every accepted value.
@@ -117,6 +120,35 @@ pub fn one_of<'de, D: Deserializer<'de>, T: OneOf>(d: D) -> Result<T, D::Error> 
 pub fn optional_one_of<'de, D: Deserializer<'de>, T: OneOf>(d: D) -> Result<Option<T>, D::Error> {
     one_of(d).map(Some)
 }
+
+/// `#[serde(default, deserialize_with = "time_bound")]`: a range bound (see
+/// [`domain::time::Bound`]), a date or an RFC 3339 time; anything else is refused naming the
+/// field, with one sentence wherever a range is taken.
+pub fn time_bound<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bound>, D::Error> {
+    let raw = Cow::<str>::deserialize(d)?;
+    Bound::parse(&raw)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{REFUSED}{BOUND_REFUSAL}")))
+}
+
+/// The schema of a range bound: a date or a date-time.
+pub struct TimeBoundSchema;
+
+impl utoipa::PartialSchema for TimeBoundSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let string = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(string(KnownFormat::Date))
+            .item(string(KnownFormat::DateTime))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeBoundSchema {}
 
 /// The OpenAPI schema of a set: a string enum.
 pub fn schema<T: OneOf>() -> Object {

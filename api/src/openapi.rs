@@ -143,6 +143,84 @@ mod tests {
         }
     }
 
+    /// Every property of every schema in the document, by name, with where it is.
+    fn properties(
+        at: &str,
+        schema: &serde_json::Value,
+        out: &mut Vec<(String, String, serde_json::Value)>,
+    ) {
+        match schema {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    for (name, prop) in props {
+                        out.push((at.to_owned(), name.clone(), prop.clone()));
+                    }
+                }
+                for (key, value) in map {
+                    properties(&format!("{at}.{key}"), value, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    properties(&format!("{at}[{i}]"), value, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Names say what a field holds: an instant ends in `_at` (but the echoed `from`/`to` of a
+    /// range and a bucket's label), anything ending in `_at` is an instant, and a duration is
+    /// a number of milliseconds (`_ms`), never seconds.
+    #[test]
+    fn instants_end_in_at_and_durations_are_milliseconds_as_numbers() {
+        let json = serde_json::to_value(document()).unwrap();
+        let mut all = Vec::new();
+        properties("components", &json["components"], &mut all);
+        assert!(all.len() > 100, "{} properties", all.len());
+        let is_instant = |prop: &serde_json::Value| prop["format"] == "date-time";
+        for (at, name, prop) in &all {
+            if is_instant(prop) {
+                assert!(
+                    name.ends_with("_at") || ["from", "to", "bucket"].contains(&name.as_str()),
+                    "{at}: `{name}` holds an instant: name it `*_at`"
+                );
+            }
+            if name.ends_with("_at") {
+                assert!(
+                    is_instant(prop),
+                    "{at}: `{name}` is not a date-time: {prop}"
+                );
+            }
+            if name.ends_with("_ms") {
+                let types = prop["type"].to_string();
+                assert!(
+                    types.contains("number") && !types.contains("integer"),
+                    "{at}: `{name}` is a number of milliseconds with decimals: {prop}"
+                );
+            }
+            assert!(
+                !name.contains("second"),
+                "{at}: `{name}`: durations are in ms"
+            );
+        }
+        // A range bound is documented as the date or the time it accepts.
+        let bound = &json["paths"]["/api/v1/orgs/{org}/tool-calls"]["get"]["parameters"];
+        let to = bound
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "to")
+            .unwrap();
+        let formats: Vec<_> = to["schema"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["format"].as_str().unwrap())
+            .collect();
+        assert_eq!(formats, ["date", "date-time"]);
+    }
+
     #[test]
     fn the_catalogue_lists_every_code_with_its_status() {
         let json = serde_json::to_value(document()).unwrap();

@@ -14,6 +14,7 @@ pub mod refresh_token;
 pub mod server;
 pub mod text;
 pub mod ticket;
+pub mod time;
 pub mod tool_call;
 pub mod user;
 pub mod values;

@@ -51,10 +51,12 @@ pub enum RefreshTokenEvent {
     RefreshTokenIssued {
         user_id: Uuid,
         token_hash: String,
+        #[serde(with = "crate::time::rfc3339")]
         expires_at: DateTime<Utc>,
     },
     RefreshTokenRotated {
         token_hash: String,
+        #[serde(with = "crate::time::rfc3339")]
         expires_at: DateTime<Utc>,
     },
     RefreshTokenFamilyRevoked {

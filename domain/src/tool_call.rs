@@ -95,13 +95,27 @@ pub struct ToolCallRecord {
     pub outcome: Outcome,
     #[serde(default)]
     pub error: Option<String>,
+    /// Whole milliseconds, as every call has carried it.
     pub duration_ms: u64,
+    /// The same duration in microseconds, so that a 0.4 ms call is not 0. Calls recorded
+    /// before it was kept have none: read them with [`ToolCallRecord::duration_micros`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
     #[serde(default)]
     pub client_name: Option<String>,
     #[serde(default)]
     pub client_version: Option<String>,
     /// Already passed through [`stored_arguments`].
     pub arguments: Value,
+}
+
+impl ToolCallRecord {
+    /// The duration in microseconds: as recorded, or, for a call recorded before microseconds
+    /// were kept, its whole milliseconds.
+    pub fn duration_micros(&self) -> u64 {
+        self.duration_us
+            .unwrap_or_else(|| self.duration_ms.saturating_mul(1000))
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -213,6 +227,37 @@ mod tests {
     }
 
     #[test]
+    fn a_call_keeps_its_duration_in_microseconds_and_older_calls_read_as_whole_milliseconds() {
+        let old: ToolCallRecord = serde_json::from_value(json!({
+            "server_id": Uuid::nil(), "tool": "t", "outcome": "ok", "duration_ms": 2,
+            "arguments": {}
+        }))
+        .unwrap();
+        assert_eq!((old.duration_us, old.duration_micros()), (None, 2_000));
+        let precise = ToolCallRecord {
+            duration_ms: 0,
+            duration_us: Some(412),
+            ..old.clone()
+        };
+        assert_eq!(precise.duration_micros(), 412);
+        let written = serde_json::to_value(&precise).unwrap();
+        assert_eq!(
+            (
+                written["duration_ms"].clone(),
+                written["duration_us"].clone()
+            ),
+            (json!(0), json!(412))
+        );
+        assert!(
+            serde_json::to_value(&old)
+                .unwrap()
+                .get("duration_us")
+                .is_none(),
+            "as it was written"
+        );
+    }
+
+    #[test]
     fn a_call_is_recorded_once_with_its_arguments_stored_safely() {
         let record = ToolCallRecord {
             server_id: Uuid::nil(),
@@ -223,6 +268,7 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             duration_ms: 3,
+            duration_us: None,
             client_name: None,
             client_version: None,
             arguments: json!({ "api_key": "k" }),
@@ -250,6 +296,7 @@ mod tests {
             outcome: Outcome::Error,
             error: Some("bad \u{0}".into()),
             duration_ms: 1,
+            duration_us: None,
             client_name: Some("ide\u{0}".into()),
             client_version: Some("1\u{0}".into()),
             arguments: json!({ "title\u{0}": ["a\u{0}b"] }),

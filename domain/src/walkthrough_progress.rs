@@ -114,6 +114,7 @@ pub enum ProgressEvent {
         /// Set when this start is a restart.
         #[serde(default)]
         restarted_from: Option<LeftRun>,
+        #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
     },
     StepCompleted {
@@ -131,6 +132,7 @@ pub enum ProgressEvent {
         #[serde(default)]
         next_step_id: Option<Uuid>,
         time_on_step_ms: u64,
+        #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
     },
     WalkthroughCompleted {
@@ -139,6 +141,7 @@ pub enum ProgressEvent {
         server_id: Uuid,
         version: u32,
         duration_ms: u64,
+        #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
     },
 }

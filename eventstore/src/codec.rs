@@ -89,6 +89,7 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             duration_ms: 1,
+            duration_us: None,
             client_name: None,
             client_version: None,
             arguments: Value::Null,

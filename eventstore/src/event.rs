@@ -43,6 +43,7 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     pub org_id: Option<Uuid>,
+    #[serde(with = "domain::time::rfc3339")]
     pub recorded_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
@@ -80,6 +81,17 @@ impl StoredEvent {
 pub struct Appended {
     pub event_id: Uuid,
     pub cursor: Cursor,
+    /// When it was recorded (its commit's), as its `recorded_at` says: what a write answers as
+    /// the time of what it made.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event of a stream and when it was recorded ([`crate::EventStore::history`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    pub sequence: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: E,
 }
 
 /// The result of a successful command: its events and where they landed.
@@ -93,5 +105,10 @@ impl<E> Executed<E> {
     /// The cursor of the last event written, if any.
     pub fn last_cursor(&self) -> Option<Cursor> {
         self.appended.iter().map(|a| a.cursor).max()
+    }
+
+    /// When the events were recorded (one commit: one time), if any was written.
+    pub fn recorded_at(&self) -> Option<DateTime<Utc>> {
+        self.appended.iter().map(|a| a.recorded_at).max()
     }
 }

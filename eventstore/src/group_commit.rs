@@ -254,8 +254,10 @@ async fn append_group(
         columns.push(e);
     }
     let expected = ExpectedOwners::of(uows);
+    // The statement is its own transaction, so `now()` is the `recorded_at` (a default of
+    // `now()`) of every event it inserts.
     let query = sqlx::query(
-        "SELECT event_id, tx, global_position, refused_unit FROM append_group(\
+        "SELECT event_id, tx, global_position, refused_unit, now() AS recorded_at FROM append_group(\
          $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], \
          $8::json[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
     )
@@ -276,7 +278,15 @@ async fn append_group(
             None => {
                 let event_id: Uuid = row.try_get("event_id")?;
                 let cursor = Cursor::new(row.try_get("tx")?, row.try_get("global_position")?);
-                stored.insert(event_id, Appended { event_id, cursor });
+                let recorded_at = row.try_get("recorded_at")?;
+                stored.insert(
+                    event_id,
+                    Appended {
+                        event_id,
+                        cursor,
+                        recorded_at,
+                    },
+                );
             }
         }
     }
@@ -649,7 +659,7 @@ async fn insert_events(
          payload, metadata, org_id, event_id) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
          $6::json[], $7::json[], $8::uuid[], $9::uuid[]) {} \
-         RETURNING event_id, transaction_id::text::bigint AS tx, global_position",
+         RETURNING event_id, transaction_id::text::bigint AS tx, global_position, recorded_at",
         if skip_conflicts {
             "ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING"
         } else {
@@ -668,6 +678,7 @@ async fn insert_events(
             Appended {
                 event_id,
                 cursor: Cursor::new(row.try_get("tx")?, row.try_get("global_position")?),
+                recorded_at: row.try_get("recorded_at")?,
             },
         );
     }

@@ -23,7 +23,7 @@ pub mod unit_of_work;
 
 pub use cursor::Cursor;
 pub use error::{is_unavailable, CommitError, ExecuteError, StoreError};
-pub use event::{Appended, Executed, PendingEvent, StoredEvent};
+pub use event::{Appended, Executed, PendingEvent, Recorded, StoredEvent};
 pub use index::KeyKind;
 pub use reading::EventFilter;
 pub use retry::{ConflictPauses, MAX_RETRIES};

@@ -8,7 +8,7 @@
 use crate::codec::decode_payload;
 use crate::cursor::Cursor;
 use crate::error::{CommitError, ExecuteError, StoreError};
-use crate::event::{Appended, Executed, StoredEvent};
+use crate::event::{Appended, Executed, Recorded, StoredEvent};
 use crate::group_commit;
 use crate::kept::KeptConnections;
 use crate::reading::{self, EventFilter};
@@ -101,6 +101,42 @@ impl EventStore {
         .fetch_all(&self.pool)
         .await?;
         self.replay_rows::<A>(aggregate_id, rows)
+    }
+
+    /// A stream's events in order, each with when it was recorded: for a write answered while
+    /// the read models lag, which still owes the times of what it changed (when the resource
+    /// was created, or assigned).
+    pub async fn history<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<Recorded<A::Event>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sequence, event_type, payload, recorded_at FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let sequence: i64 = row.try_get("sequence")?;
+                let event_type: &str = row.try_get("event_type")?;
+                let payload: &RawValue = row.try_get("payload")?;
+                let event =
+                    decode_payload(event_type, payload).map_err(|source| StoreError::Decode {
+                        aggregate_type: A::TYPE.to_owned(),
+                        aggregate_id: aggregate_id.to_owned(),
+                        sequence,
+                        source,
+                    })?;
+                Ok(Recorded {
+                    sequence,
+                    recorded_at: row.try_get("recorded_at")?,
+                    event,
+                })
+            })
+            .collect()
     }
 
     /// Replays rows of `sequence, event_type, payload` (in sequence order) into an aggregate;

@@ -397,8 +397,10 @@ fn params_problem(method: &str, params: Option<Value>) -> Option<String> {
         match params {
             None => "params are required".to_owned(),
             Some(value) if !value.is_object() => "params must be a JSON object".to_owned(),
-            Some(value) => match serde_json::from_value::<T>(value) {
-                Err(e) => e.to_string(),
+            // Read from a value, serde gives no parser position; the path names the field.
+            Some(value) => match serde_path_to_error::deserialize::<_, T>(value) {
+                Err(e) if e.path().to_string() == "." => e.into_inner().to_string(),
+                Err(e) => format!("`{}`: {}", e.path(), e.inner()),
                 Ok(_) => "params are not in the form this method takes".to_owned(),
             },
         }
@@ -425,4 +427,25 @@ fn params_problem(method: &str, params: Option<Value>) -> Option<String> {
         "ping" => "params are not in the form this method takes".to_owned(),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::params_problem;
+    use serde_json::json;
+
+    #[test]
+    fn a_params_problem_names_the_field_and_no_parser_position() {
+        let problem = |params| params_problem("tools/call", Some(params)).unwrap();
+        assert_eq!(
+            problem(json!({ "name": 5 })),
+            "`name`: invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            problem(json!({ "name": "t", "arguments": [1] })),
+            "`arguments`: invalid type: sequence, expected a map"
+        );
+        assert_eq!(problem(json!({ "arguments": {} })), "missing field `name`");
+        assert!(!problem(json!({ "name": [] })).contains("line"));
+    }
 }

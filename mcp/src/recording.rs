@@ -61,6 +61,7 @@ pub async fn record(
         outcome,
         error,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        duration_us: Some(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)),
         client_name: client.map(|c| c.name.clone()),
         client_version: client.map(|c| c.version.clone()),
         arguments: Value::Object(arguments.clone()),

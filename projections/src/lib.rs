@@ -7,6 +7,7 @@ pub mod models;
 pub mod projection;
 pub mod rebuild;
 pub mod registry;
+pub mod rounding;
 pub mod wait;
 pub mod worker;
 

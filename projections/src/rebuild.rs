@@ -243,8 +243,10 @@ pub struct Status {
     pub checkpoint: Cursor,
     pub events_behind: i64,
     pub last_error: Option<String>,
+    #[serde(with = "domain::time::rfc3339_option")]
     pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
     pub worker_active: bool,
+    #[serde(with = "domain::time::rfc3339_option")]
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

@@ -3,7 +3,7 @@
 use crate::config::DatabaseArgs;
 use crate::database;
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use domain::time::Bound;
 use eventstore::{Cursor, EventFilter, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -17,16 +17,11 @@ pub enum Format {
     Csv,
 }
 
-/// `2026-11-23T10:00:00Z` or `2026-11-23` (midnight UTC).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
+/// `2026-11-23` or `2026-11-23T10:00:00Z`, read as the REST API reads a range bound (see
+/// [`Bound`]): as `--since`, a date starts at its first instant; as `--until`, a date is
+/// included whole.
+pub fn parse_bound(s: &str) -> Result<Bound, String> {
+    Bound::parse(s).map_err(|e| e.to_string())
 }
 
 /// An event type mcplatform stores; any other is refused with the list of known ones.
@@ -52,8 +47,8 @@ async fn resolve_org(pool: &PgPool, org: &str) -> anyhow::Result<Uuid> {
 
 pub struct ExportArgs {
     pub org: String,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
+    pub since: Option<Bound>,
+    pub until: Option<Bound>,
     pub types: Vec<String>,
     pub format: Format,
     pub output: Option<std::path::PathBuf>,
@@ -65,8 +60,8 @@ pub async fn export(database: DatabaseArgs, args: ExportArgs) -> anyhow::Result<
     let filter = EventFilter {
         org_id: Some(org_id),
         event_types: args.types,
-        since: args.since,
-        until: args.until,
+        since: args.since.map(Bound::start),
+        until: args.until.map(Bound::end),
         ..EventFilter::default()
     };
     let out: Box<dyn Write> = match &args.output {
@@ -134,7 +129,7 @@ fn csv_record(e: &StoredEvent) -> [String; 12] {
     [
         e.cursor.to_string(),
         e.event_id.to_string(),
-        e.recorded_at.to_rfc3339(),
+        domain::time::format(&e.recorded_at),
         e.org_id.map(|o| o.to_string()).unwrap_or_default(),
         e.aggregate_type.clone(),
         e.aggregate_id.clone(),

@@ -15,14 +15,14 @@ use tokio::task::JoinHandle;
 /// A TCP proxy that can be cut (all connections dropped, new ones refused) and restored on the
 /// same port.
 pub(crate) struct Proxy {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl Proxy {
-    async fn start(upstream: &str) -> Self {
+    pub(crate) async fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut proxy = Proxy {
@@ -90,7 +90,7 @@ pub(crate) async fn app_behind_postgres_proxy() -> (Proxy, TestApp) {
     (pg, app)
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -12,6 +12,7 @@ mod api_dashboard_audit;
 mod api_errors;
 mod api_events;
 mod api_isolation;
+mod api_json;
 mod api_orgs;
 mod api_servers;
 mod audit_log;

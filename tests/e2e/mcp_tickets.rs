@@ -408,17 +408,22 @@ async fn analytics(fx: &Desk) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = app
+    // A date is a bound like a time (here a range too long for hourly buckets); anything
+    // else is refused naming the bound.
+    let got = app
         .get(
             &format!("/api/v1/orgs/{org}/analytics/tools?bucket=hour&from=2020-01-01"),
             &owner.token,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["detail"].as_str().unwrap().contains("`from`"),
-        "{body}"
-    );
+    assert_invalid_field(&got, "bucket");
+    let got = app
+        .get(
+            &format!("/api/v1/orgs/{org}/analytics/tools?bucket=hour&from=2020-01"),
+            &owner.token,
+        )
+        .await;
+    assert_invalid_field(&got, "from");
     let (status, _) = app
         .get(
             &format!("/api/v1/orgs/{org}/analytics/tools?bucket=minute&from=2020-01-01T00:00:00Z"),

@@ -811,7 +811,7 @@ async fn funnel(fx: &Population) {
             (s3.clone(), 3, 3, 0, 0),
         ]
     );
-    assert!(analytics["steps"][0]["median_seconds_on_step"].is_number());
+    assert!(analytics["steps"][0]["median_time_on_step_ms"].is_number());
     assert_eq!(analytics["daily"].as_array().unwrap().len(), 1);
     assert_eq!(analytics["daily"][0]["starts"], 6);
 }

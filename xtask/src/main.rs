@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+mod tidy;
+
 const USAGE: &str = "usage: cargo xtask test
 
   test   install what the tests need if missing (test clients, cargo-nextest), check that

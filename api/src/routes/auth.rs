@@ -70,6 +70,8 @@ pub struct NewUser {
     email: Email,
     #[schema(value_type = String)]
     name: Name,
+    #[serde(with = "domain::time::rfc3339")]
+    created_at: chrono::DateTime<Utc>,
 }
 
 /// The signed-in user and their orgs.
@@ -168,6 +170,9 @@ pub async fn signup(
         &metadata,
     )
     .await?;
+    let created_at = signed_up
+        .recorded_at
+        .ok_or_else(|| ApiError::internal("a signup was committed without an event"))?;
     let joined = signed_up.joined_orgs;
     if !joined.is_empty() {
         // Joined orgs by invitation: let the membership read model catch up.
@@ -186,6 +191,7 @@ pub async fn signup(
                 id: user_id,
                 email,
                 name,
+                created_at,
             },
             joined_orgs: joined,
             tokens,

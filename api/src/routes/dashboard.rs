@@ -35,6 +35,7 @@ pub struct DashboardOrg {
     id: Uuid,
     name: String,
     slug: String,
+    #[serde(with = "domain::time::rfc3339")]
     created_at: DateTime<Utc>,
 }
 
@@ -56,6 +57,7 @@ pub struct Counters {
     invitations_pending: i64,
     /// Events in the org's log.
     events: i64,
+    #[serde(with = "domain::time::rfc3339_option")]
     last_activity_at: Option<DateTime<Utc>>,
     end_users: i64,
     sessions: i64,

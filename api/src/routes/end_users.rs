@@ -40,7 +40,7 @@ pub async fn list(
 ) -> Result<Json<Page<EndUserRow>>, ApiError> {
     let rows = rm::end_users(&state.pool, org, before, limit.rows()).await?;
     Ok(Json(Page::of(rows, limit, |r| {
-        (r.last_seen, r.id.to_string())
+        (r.last_seen_at, r.id.to_string())
     })))
 }
 

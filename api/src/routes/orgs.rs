@@ -5,7 +5,7 @@ use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, RequestContext};
 use crate::filters::one_of;
 use crate::paging::Items;
 use crate::params::{MemberPath, OrgPath};
-use crate::routes::Written;
+use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -30,6 +30,8 @@ pub struct CreatedOrg {
     /// The caller's role: `owner`.
     #[schema(value_type = crate::filters::RoleSchema, inline)]
     role: Role,
+    #[serde(with = "domain::time::rfc3339")]
+    created_at: DateTime<Utc>,
 }
 
 /// A member added while the read models lag: what the command decided.
@@ -45,8 +47,18 @@ pub struct PendingMember {
     role: Role,
     /// `active` or `invited`.
     status: &'static str,
-    /// Not known yet: `null`.
+    /// A member's only: when they joined.
+    #[serde(
+        with = "domain::time::rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     joined_at: Option<DateTime<Utc>>,
+    /// An invitation's only: when it was sent.
+    #[serde(
+        with = "domain::time::rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    invited_at: Option<DateTime<Utc>>,
 }
 
 /// A role changed while the read models lag.
@@ -101,6 +113,7 @@ pub async fn create(
             name,
             slug,
             role: Role::Owner,
+            created_at: recorded_at(&done)?,
         }),
     ))
 }
@@ -189,9 +202,12 @@ pub async fn add_member(
         Some(m) => Written::Read(m),
         None => {
             // Read model behind (NATS away): answer from what the command decided.
-            let (user_id, status) = match done.events.first() {
-                Some(OrganizationEvent::MemberAdded { user_id, .. }) => (Some(*user_id), "active"),
-                _ => (None, "invited"),
+            let at = recorded_at(&done)?;
+            let (user_id, status, joined_at, invited_at) = match done.events.first() {
+                Some(OrganizationEvent::MemberAdded { user_id, .. }) => {
+                    (Some(*user_id), "active", Some(at), None)
+                }
+                _ => (None, "invited", None, Some(at)),
             };
             Written::Pending(PendingMember {
                 user_id,
@@ -199,7 +215,8 @@ pub async fn add_member(
                 name: None,
                 role,
                 status,
-                joined_at: None,
+                joined_at,
+                invited_at,
             })
         }
     };

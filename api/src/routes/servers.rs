@@ -84,10 +84,10 @@ pub struct PendingServer {
     conformance_fixtures: bool,
     /// `active` or `archived`.
     status: &'static str,
-    /// Not known yet: `null`.
-    created_at: Option<DateTime<Utc>>,
-    /// Not known yet: `null`.
-    updated_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
+    updated_at: DateTime<Utc>,
     urls: ServerUrls,
 }
 
@@ -115,7 +115,20 @@ async fn written(
             return Ok(Json(Written::Read(render(state, row))));
         }
     }
-    let (server, _) = state.store.load::<Server>(&server_id.to_string()).await?;
+    // The stream with its times: the server as the write model has it, created when its first
+    // event was recorded and updated when its last was.
+    let history = state
+        .store
+        .history::<Server>(&server_id.to_string())
+        .await?;
+    let (Some(first), Some(last)) = (history.first(), history.last()) else {
+        return Err(ApiError::not_found(ErrorCode::ServerNotFound));
+    };
+    let (created_at, updated_at) = (first.recorded_at, last.recorded_at);
+    let mut server = Server::default();
+    for recorded in &history {
+        server.apply(&recorded.event);
+    }
     let config = server
         .config
         .ok_or_else(|| ApiError::not_found(ErrorCode::ServerNotFound))?;
@@ -134,8 +147,8 @@ async fn written(
         } else {
             "active"
         },
-        created_at: None,
-        updated_at: None,
+        created_at,
+        updated_at,
         urls,
     })))
 }

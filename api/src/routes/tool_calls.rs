@@ -2,7 +2,7 @@
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Membership, QueryParams};
-use crate::filters::{optional_one_of, Bucket, OneOf};
+use crate::filters::{optional_one_of, time_bound, Bucket, OneOf};
 use crate::paging::{Page, PageQuery, Paged};
 use crate::params::OrgPath;
 use crate::routes::end_users::end_user_filter;
@@ -11,6 +11,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use domain::time::Bound;
 use domain::tool_call::Outcome;
 use projections::models::usage::{self as rm, ToolBucket, ToolCallFilter, ToolCallRow};
 use serde::{Deserialize, Serialize};
@@ -32,12 +33,16 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "optional_one_of")]
     #[param(value_type = Option<crate::filters::OutcomeSchema>, inline)]
     outcome: Option<Outcome>,
-    /// RFC 3339, inclusive.
-    #[serde(default)]
-    from: Option<DateTime<Utc>>,
-    /// RFC 3339, exclusive.
-    #[serde(default)]
-    to: Option<DateTime<Utc>>,
+    /// Calls from this time on: a date (`YYYY-MM-DD`, from the start of that UTC day) or an
+    /// RFC 3339 time (included).
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    from: Option<Bound>,
+    /// Calls up to this time: a date (`YYYY-MM-DD`) includes that whole UTC day; an RFC 3339
+    /// time is excluded.
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    to: Option<Bound>,
 }
 
 #[utoipa::path(operation_id = "tool_calls_list", get, path = "/api/v1/orgs/{org}/tool-calls", tag = "tool calls",
@@ -65,8 +70,8 @@ pub async fn list(
         end_user_id,
         session_id: None,
         outcome: q.outcome.map(|o| o.name().to_owned()),
-        from: q.from,
-        to: q.to,
+        from: q.from.map(Bound::start),
+        to: q.to.map(Bound::end),
     };
     let rows = rm::tool_calls(&state.pool, org, &filter, before, limit.rows()).await?;
     Ok(Json(Page::of(rows, limit, |r| {
@@ -78,12 +83,16 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
-    /// RFC 3339, inclusive; default 24 hours before `to`.
-    #[serde(default)]
-    from: Option<DateTime<Utc>>,
-    /// RFC 3339, exclusive; default now.
-    #[serde(default)]
-    to: Option<DateTime<Utc>>,
+    /// From this time on: a date (`YYYY-MM-DD`, from the start of that UTC day) or an RFC 3339
+    /// time (included); default 24 hours before `to`.
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    from: Option<Bound>,
+    /// Up to this time: a date (`YYYY-MM-DD`) includes that whole UTC day; an RFC 3339 time is
+    /// excluded; default now.
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    to: Option<Bound>,
     /// The width of a bucket; default hour.
     #[serde(default, deserialize_with = "optional_one_of")]
     #[param(value_type = Option<crate::filters::BucketSchema>, inline)]
@@ -96,7 +105,12 @@ pub struct AnalyticsQuery {
 /// Per tool and bucket: calls, errors, error rate and duration percentiles.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ToolAnalytics {
+    /// The range's first instant (included): `from` as asked, or its default.
+    #[serde(with = "domain::time::rfc3339")]
     from: DateTime<Utc>,
+    /// The instant the range ends before: `to` as asked (a date: the start of the next day), or
+    /// its default.
+    #[serde(with = "domain::time::rfc3339")]
     to: DateTime<Utc>,
     #[schema(value_type = crate::filters::BucketSchema, inline)]
     bucket: Bucket,
@@ -109,7 +123,7 @@ const MAX_BUCKETS: i64 = 10_000;
 #[utoipa::path(operation_id = "analytics_tools", get, path = "/api/v1/orgs/{org}/analytics/tools", tag = "tool calls",
     params(OrgPath, AnalyticsQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Per tool and bucket: calls, errors, error rate, p50/p95/p99 duration in ms", body = ToolAnalytics), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid range or bucket", body = Problem)))]
+    responses((status = 200, description = "Per tool and bucket: calls, errors, error rate (to 4 decimals), p50/p95/p99 duration in milliseconds (to the microsecond)", body = ToolAnalytics), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid range or bucket", body = Problem)))]
 pub async fn tools(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -117,8 +131,10 @@ pub async fn tools(
 ) -> Result<Json<ToolAnalytics>, ApiError> {
     let bucket = q.bucket.unwrap_or_default();
     let width = bucket.width();
-    let to = q.to.unwrap_or_else(Utc::now);
-    let from = q.from.unwrap_or(to - Duration::hours(24));
+    // Now at the precision it is shown at: the echoed range is the range used.
+    let to =
+        q.to.map_or_else(|| domain::time::micros(Utc::now()), Bound::end);
+    let from = q.from.map_or(to - Duration::hours(24), Bound::start);
     if from >= to {
         return Err(ApiError::field("from", "must be before `to`"));
     }

@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Membership, QueryParams};
+use crate::filters::time_bound;
 use crate::params::WalkthroughPath;
 use crate::routes::servers;
 use crate::routes::walkthroughs::fetch;
@@ -11,11 +12,13 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{Duration, NaiveDate, Utc};
+use domain::time::Bound;
 use domain::values::OrgId;
 use projections::models::walkthrough_analytics::{
     self as analytics, Window, COMPLETED, RESTARTED, START,
 };
 use projections::models::walkthroughs as rm;
+use projections::rounding::{self, rate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -27,12 +30,16 @@ const MAX_WINDOW_DAYS: i64 = 366;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
-    /// First UTC day (YYYY-MM-DD, or an RFC 3339 time); default 29 days before `to`.
-    #[serde(default)]
-    from: Option<String>,
-    /// Last UTC day; default today.
-    #[serde(default)]
-    to: Option<String>,
+    /// First UTC day, included: a date (`YYYY-MM-DD`) or an RFC 3339 time (its UTC day);
+    /// default 29 days before `to`.
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    from: Option<Bound>,
+    /// Last UTC day, included: a date (`YYYY-MM-DD`) or an RFC 3339 time (its UTC day);
+    /// default today.
+    #[serde(default, deserialize_with = "time_bound")]
+    #[param(value_type = Option<crate::filters::TimeBoundSchema>, inline)]
+    to: Option<Bound>,
     /// Only this server (id or slug).
     #[serde(default)]
     server: Option<String>,
@@ -45,14 +52,12 @@ pub struct WindowQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WalkthroughAnalytics {
     walkthrough_id: Uuid,
-    from: NaiveDate,
-    to: NaiveDate,
-    server_id: Option<Uuid>,
-    version: Option<i32>,
+    #[serde(flatten)]
+    window: WindowView,
     starts: i64,
     restarts: i64,
     completions: i64,
-    /// Completions per start, 0 to 1.
+    /// Completions per start, 0 to 1, to 4 decimals.
     completion_rate: f64,
     /// The steps of the version shown, in order, then steps only earlier versions had.
     steps: Vec<FunnelStepView>,
@@ -70,8 +75,36 @@ pub struct FunnelStepView {
     completed: i64,
     restarted: i64,
     dropped: i64,
+    /// Completions per run that reached it, 0 to 1, to 4 decimals.
     completion_rate: f64,
-    median_seconds_on_step: Option<f64>,
+    /// Median time on the step in milliseconds (from a histogram: within 5%); `null` when
+    /// nobody completed it.
+    median_time_on_step_ms: Option<f64>,
+}
+
+/// The filters a walkthrough's analytics and sankey were computed for, as used: the window's
+/// first and last UTC day (both included), and the server and version, if any.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WindowView {
+    /// The first day of the window.
+    from: NaiveDate,
+    /// The last day of the window.
+    to: NaiveDate,
+    /// The server `server=` named (its id); `null` for every server.
+    server_id: Option<Uuid>,
+    /// `null` for every version.
+    version: Option<i32>,
+}
+
+impl From<&Window> for WindowView {
+    fn from(w: &Window) -> Self {
+        Self {
+            from: w.from,
+            to: w.to,
+            server_id: w.server_id,
+            version: w.version,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -86,6 +119,8 @@ pub struct DayView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Sankey {
     walkthrough_id: Uuid,
+    #[serde(flatten)]
+    window: WindowView,
     nodes: Vec<SankeyNode>,
     links: Vec<SankeyLink>,
 }
@@ -113,28 +148,11 @@ pub struct SankeyLink {
     value: i64,
 }
 
-fn parse_day(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .or_else(|_| {
-            chrono::DateTime::parse_from_rfc3339(raw).map(|t| t.with_timezone(&Utc).date_naive())
-        })
-        .map_err(|_| ApiError::field(field, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
-}
-
 /// The query's window: the last 30 days by default, at most a year; an unknown server 404.
 async fn window(state: &AppState, org: OrgId, q: &WindowQuery) -> Result<Window, ApiError> {
     let today = Utc::now().date_naive();
-    let to =
-        q.to.as_deref()
-            .map(|t| parse_day("to", t))
-            .transpose()?
-            .unwrap_or(today);
-    let from = q
-        .from
-        .as_deref()
-        .map(|f| parse_day("from", f))
-        .transpose()?
-        .unwrap_or(to - Duration::days(29));
+    let to = q.to.map_or(today, Bound::day);
+    let from = q.from.map_or(to - Duration::days(29), Bound::day);
     if from > to {
         return Err(ApiError::field("from", "must not be after to"));
     }
@@ -265,18 +283,10 @@ fn funnel_steps(
     Ok(steps)
 }
 
-fn rate(part: i64, whole: i64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0
-    }
-}
-
 #[utoipa::path(operation_id = "walkthroughs_analytics", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/analytics", tag = "walkthroughs",
     params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Starts, completions, completion rate, per-step funnel with median time, daily series", body = WalkthroughAnalytics), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "The window and filters (`from`, `to`, `server_id`, `version`); starts, completions, completion rate, per-step funnel with median time on each step (ms), daily series", body = WalkthroughAnalytics), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn analytics(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -316,9 +326,7 @@ pub async fn analytics(
                 restarted: s.restarted,
                 dropped: (s.reached - s.completed - s.restarted).max(0),
                 completion_rate: rate(s.completed, s.reached),
-                median_seconds_on_step: medians
-                    .get(&s.step_id)
-                    .map(|ms| (ms / 10.0).round() / 100.0),
+                median_time_on_step_ms: medians.get(&s.step_id).copied().map(rounding::millis),
             },
         )
         .collect();
@@ -338,10 +346,7 @@ pub async fn analytics(
     }
     Ok(Json(WalkthroughAnalytics {
         walkthrough_id: id,
-        from: w.from,
-        to: w.to,
-        server_id: w.server_id,
-        version: w.version,
+        window: WindowView::from(&w),
         starts,
         restarts,
         completions,
@@ -354,7 +359,7 @@ pub async fn analytics(
 #[utoipa::path(operation_id = "walkthroughs_sankey", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/sankey", tag = "walkthroughs",
     params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts", body = Sankey), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts; and the window and filters it covers (`from`, `to`, `server_id`, `version`), as the analytics give them", body = Sankey), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn sankey(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -371,7 +376,7 @@ pub async fn sankey(
     let flows = analytics::flows(&state.pool, org, id, &w).await?;
     let titles = step_titles(&row, &versions);
     let steps = funnel_steps(&versions, w.version, flows.steps)?;
-    Ok(Json(sankey_graph(id, &flows.links, &steps, &titles)))
+    Ok(Json(sankey_graph(id, &w, &flows.links, &steps, &titles)))
 }
 
 /// Nodes: `start`, each step (as [`funnel_steps`] lists them), `completed`, `restarted`,
@@ -379,6 +384,7 @@ pub async fn sankey(
 /// and neither completed it nor restarted from it.
 fn sankey_graph(
     id: Uuid,
+    window: &Window,
     links: &[analytics::LinkRow],
     steps: &[FunnelStep],
     titles: &HashMap<Uuid, String>,
@@ -430,6 +436,7 @@ fn sankey_graph(
     }
     Sankey {
         walkthrough_id: id,
+        window: WindowView::from(window),
         nodes,
         links: out,
     }

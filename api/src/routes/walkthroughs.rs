@@ -8,7 +8,7 @@ use crate::filters::optional_one_of;
 use crate::paging::{Items, Page, PageQuery, Paged};
 use crate::params::{AssignmentPath, OrgPath, ServerPath, StepPath, WalkthroughPath};
 use crate::routes::servers;
-use crate::routes::Written;
+use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ use domain::walkthrough::{
     WalkthroughEvent, WalkthroughStatus,
 };
 use domain::Aggregate;
-use eventstore::Executed;
+use eventstore::{Executed, Recorded};
 use projections::models::walkthroughs::{
     self as rm, AssignmentRow, ServerWalkthroughRow, WalkthroughRow,
 };
@@ -147,10 +147,19 @@ pub struct WalkthroughDetail {
     /// The draft, in order.
     steps: Vec<StepView>,
     servers: Vec<Written<AssignmentRow, AssignmentLink>>,
-    /// `null` only when a write is answered before the read models caught up.
-    created_at: Option<DateTime<Utc>>,
-    /// `null` only when a write is answered before the read models caught up.
-    updated_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
+    updated_at: DateTime<Utc>,
+}
+
+/// A step just added: the step, and when it was added.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedStep {
+    #[serde(flatten)]
+    step: StepView,
+    #[serde(with = "domain::time::rfc3339")]
+    created_at: DateTime<Utc>,
 }
 
 /// An assignment as the write model knows it, while the read models lag.
@@ -178,6 +187,7 @@ pub struct VersionView {
     description: Option<String>,
     step_count: usize,
     steps: Vec<StepView>,
+    #[serde(with = "domain::time::rfc3339")]
     published_at: DateTime<Utc>,
     published_by: Option<Uuid>,
 }
@@ -192,8 +202,8 @@ pub struct PendingAssignment {
     published_version: u32,
     display_order: i32,
     enabled: bool,
-    /// Not known yet: `null`.
-    assigned_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::rfc3339")]
+    assigned_at: DateTime<Utc>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -260,14 +270,50 @@ async fn detail(
         published_version: row.published_version.map(i64::from),
         unpublished_changes,
         servers: servers.into_iter().map(Written::Read).collect(),
-        created_at: Some(row.created_at),
-        updated_at: Some(row.updated_at),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     }))
 }
 
-/// What the write model knows, for when the read model has not caught up (NATS away).
-fn from_write_model(id: Uuid, w: &Walkthrough) -> WalkthroughDetail {
-    WalkthroughDetail {
+/// The walkthrough as the write model has it, with its stream's events and their times; `None`
+/// when it does not exist or is another org's.
+async fn from_log(
+    state: &AppState,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Option<(Walkthrough, Vec<Recorded<WalkthroughEvent>>)>, ApiError> {
+    let history = state.store.history::<Walkthrough>(&id.to_string()).await?;
+    let mut walkthrough = Walkthrough::default();
+    for recorded in &history {
+        walkthrough.apply(&recorded.event);
+    }
+    Ok((walkthrough.org_id == Some(org.0)).then_some((walkthrough, history)))
+}
+
+/// What the write model knows, for when the read model has not caught up (NATS away): created
+/// when its first event was recorded, updated when its last change was, as the read model
+/// counts them (assignments have times of their own).
+fn from_write_model(
+    id: Uuid,
+    w: &Walkthrough,
+    history: &[Recorded<WalkthroughEvent>],
+) -> Result<WalkthroughDetail, ApiError> {
+    let Some(first) = history.first() else {
+        return Err(ApiError::not_found(ErrorCode::WalkthroughNotFound));
+    };
+    let last = history
+        .iter()
+        .rev()
+        .find(|r| {
+            !matches!(
+                r.event,
+                WalkthroughEvent::WalkthroughAssigned { .. }
+                    | WalkthroughEvent::WalkthroughAssignmentChanged { .. }
+                    | WalkthroughEvent::WalkthroughUnassigned { .. }
+            )
+        })
+        .unwrap_or(first);
+    Ok(WalkthroughDetail {
         id,
         title: w.title.clone(),
         description: w.description.clone(),
@@ -291,9 +337,9 @@ fn from_write_model(id: Uuid, w: &Walkthrough) -> WalkthroughDetail {
                 })
             })
             .collect(),
-        created_at: None,
-        updated_at: None,
-    }
+        created_at: first.recorded_at,
+        updated_at: last.recorded_at,
+    })
 }
 
 /// Answers a write with the walkthrough as the read model has it once caught up.
@@ -308,10 +354,10 @@ async fn written(
             return Ok(detail);
         }
     }
-    let walkthrough = service::load(&state.store, org.0, id)
+    let (walkthrough, history) = from_log(state, org, id)
         .await?
         .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))?;
-    Ok(from_write_model(id, &walkthrough))
+    from_write_model(id, &walkthrough, &history)
 }
 
 /// Runs one authoring command and answers with the walkthrough.
@@ -323,6 +369,18 @@ async fn change(
     id: Uuid,
     command: impl Fn() -> WalkthroughCommand,
 ) -> Result<WalkthroughDetail, ApiError> {
+    Ok(changed(state, user, ctx, org, id, command).await?.0)
+}
+
+/// [`change`], and when the change was recorded.
+async fn changed(
+    state: &AppState,
+    user: &crate::extract::AuthUser,
+    ctx: &RequestContext,
+    org: OrgId,
+    id: Uuid,
+    command: impl Fn() -> WalkthroughCommand,
+) -> Result<(WalkthroughDetail, DateTime<Utc>), ApiError> {
     let done = service::change(
         &state.store,
         org.0,
@@ -332,7 +390,8 @@ async fn change(
         command,
     )
     .await?;
-    written(state, org, id, &done).await
+    let at = recorded_at(&done)?;
+    Ok((written(state, org, id, &done).await?, at))
 }
 
 #[utoipa::path(operation_id = "walkthroughs_list", get, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs",
@@ -499,7 +558,7 @@ fn step_of(detail: WalkthroughDetail, step: Uuid) -> Result<StepView, ApiError> 
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_add", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(WalkthroughPath), request_body = StepBody, security(("bearer" = [])),
-    responses((status = 201, description = "The new step (last unless after_step_id says otherwise)", body = StepView), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "The new step (last unless after_step_id says otherwise), with when it was added", body = CreatedStep), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
 pub async fn add_step(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -515,7 +574,7 @@ pub async fn add_step(
         &body.operations,
     )?;
     let new_id = Uuid::new_v4();
-    let detail = change(&state, &user, &ctx, org, id, || {
+    let (detail, created_at) = changed(&state, &user, &ctx, org, id, || {
         WalkthroughCommand::AddStep {
             step_id: new_id,
             after: body.after_step_id,
@@ -523,7 +582,13 @@ pub async fn add_step(
         }
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(step_of(detail, new_id)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedStep {
+            step: step_of(detail, new_id)?,
+            created_at,
+        }),
+    ))
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_edit", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(StepPath), request_body = EditStepBody, security(("bearer" = [])),
@@ -659,12 +724,23 @@ async fn assignment_written(
             return Ok(Json(Written::Read(row)));
         }
     }
-    let w = service::load(&state.store, org.0, walkthrough)
+    let (w, history) = from_log(state, org, walkthrough)
         .await?
         .ok_or_else(|| ApiError::not_found(ErrorCode::WalkthroughNotFound))?;
     let a = w
         .assignments
         .get(&server_id)
+        .ok_or_else(|| ApiError::not_found(ErrorCode::AssignmentNotFound))?;
+    // Assigned when the assignment it still has was made: the server's last assignment.
+    let assigned_at = history
+        .iter()
+        .rev()
+        .find_map(|r| match &r.event {
+            WalkthroughEvent::WalkthroughAssigned { server_id: s, .. } if *s == server_id => {
+                Some(r.recorded_at)
+            }
+            _ => None,
+        })
         .ok_or_else(|| ApiError::not_found(ErrorCode::AssignmentNotFound))?;
     Ok(Json(Written::Pending(PendingAssignment {
         walkthrough_id: walkthrough,
@@ -672,7 +748,7 @@ async fn assignment_written(
         published_version: w.version,
         display_order: a.display_order,
         enabled: a.enabled,
-        assigned_at: None,
+        assigned_at,
         title: w.title,
     })))
 }

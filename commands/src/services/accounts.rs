@@ -29,6 +29,9 @@ pub struct NewRefreshFamily {
 pub struct SignedUp {
     pub joined_orgs: Vec<Uuid>,
     pub last_cursor: Option<eventstore::Cursor>,
+    /// When the account was created: its events' recorded time (`None` only if nothing was
+    /// written, which a signup never does).
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// Signs a user up, accepts their pending invitations, and starts a refresh family, atomically.
@@ -79,6 +82,7 @@ pub async fn sign_up(
                 return Ok(SignedUp {
                     joined_orgs: joined,
                     last_cursor: appended.iter().map(|a| a.cursor).max(),
+                    recorded_at: appended.iter().map(|a| a.recorded_at).max(),
                 })
             }
             Err(CommitError::Conflict) => pauses.pause().await,

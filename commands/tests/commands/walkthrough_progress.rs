@@ -82,6 +82,7 @@ fn call(t: Target) -> ToolCallRecord {
         outcome: Outcome::Ok,
         error: None,
         duration_ms: 1,
+        duration_us: None,
         client_name: None,
         client_version: None,
         arguments: serde_json::json!({}),

@@ -82,8 +82,8 @@ pub async fn call(
         cx.metadata,
     )
     .await;
-    match opened {
-        Ok(_) => {}
+    let created_at = match opened {
+        Ok(done) => done.recorded_at(),
         Err(eventstore::ExecuteError::Domain(e)) => return Ok(tool_error(e)),
         Err(e) => {
             return Err(internal_error(
@@ -92,7 +92,7 @@ pub async fn call(
                 "the ticket could not be stored; nothing was opened, please retry",
             ));
         }
-    }
+    };
     if let (Some(email), Some(end_user_id)) = (&email, cx.caller.end_user_id) {
         if let Err(e) = end_users::record_email(
             &cx.core.store,
@@ -120,6 +120,7 @@ pub async fn call(
         "ticket_id": ticket_id,
         "reference": reference,
         "status": "new",
+        "created_at": created_at.as_ref().map(domain::time::format),
     }));
     Ok(result)
 }

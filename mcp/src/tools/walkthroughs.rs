@@ -430,7 +430,8 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
         target,
         resume,
         &newest.starting(),
-        chrono::Utc::now(),
+        // At the precision it is stored at, so the runs kept in memory agree with the log.
+        domain::time::micros(chrono::Utc::now()),
         cx.metadata,
     )
     .await;
@@ -516,7 +517,8 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
             target,
             expected,
             (state, version),
-            chrono::Utc::now(),
+            // At the precision it is stored at, so the runs kept in memory agree with the log.
+            domain::time::micros(chrono::Utc::now()),
             cx.metadata,
         );
         return match staged {

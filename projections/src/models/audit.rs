@@ -599,6 +599,7 @@ pub struct AuditEntry {
     #[schema(value_type = String)]
     pub cursor: Cursor,
     pub event_id: Uuid,
+    #[serde(with = "domain::time::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub actor: AuditActor,
     pub action: String,

@@ -117,6 +117,7 @@ pub struct Counters {
     pub members: i64,
     pub invitations_pending: i64,
     pub events_total: i64,
+    #[serde(with = "domain::time::rfc3339_option")]
     pub last_event_at: Option<DateTime<Utc>>,
 }
 

@@ -187,20 +187,42 @@ pub struct OrgRow {
     pub id: Uuid,
     pub name: String,
     pub slug: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// The caller's role in it.
     pub role: String,
 }
 
+/// A member (`status` `active`) or an invitation (`invited`). Each has the time of its own
+/// kind: a member when they joined, an invitation when it was sent.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MemberRow {
+    /// `null` for an invitation.
     pub user_id: Option<Uuid>,
     pub email: String,
     pub name: Option<String>,
     pub role: String,
+    /// `active` or `invited`.
     pub status: String,
-    pub joined_at: DateTime<Utc>,
+    /// A member's only: when they joined (or accepted the invitation).
+    #[serde(
+        with = "domain::time::rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub joined_at: Option<DateTime<Utc>>,
+    /// An invitation's only: when it was sent.
+    #[serde(
+        with = "domain::time::rfc3339_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub invited_at: Option<DateTime<Utc>>,
 }
+
+/// The columns of a [`MemberRow`]. The table keeps one time per row, `joined_at`, which for an
+/// invitation is when it was sent.
+const MEMBER_COLUMNS: &str = "m.user_id, m.email, u.name, m.role, m.status, \
+    CASE WHEN m.status = 'invited' THEN NULL ELSE m.joined_at END AS joined_at, \
+    CASE WHEN m.status = 'invited' THEN m.joined_at END AS invited_at";
 
 /// Resolves `{org}` (id or slug) for a user: the org and the user's role, or `None` when the
 /// org does not exist or the user is not a member (both look the same to the caller).
@@ -252,11 +274,11 @@ pub async fn org(pool: &PgPool, org: OrgId, user_id: Uuid) -> Result<Option<OrgR
 
 /// Members and pending invitations of an org.
 pub async fn members(pool: &PgPool, org: OrgId) -> Result<Vec<MemberRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT m.user_id, m.email, u.name, m.role, m.status, m.joined_at \
+    sqlx::query_as(&format!(
+        "SELECT {MEMBER_COLUMNS} \
          FROM rm_org_members m LEFT JOIN rm_platform_users u ON u.user_id = m.user_id \
-         WHERE m.org_id = $1 ORDER BY m.joined_at, m.email",
-    )
+         WHERE m.org_id = $1 ORDER BY m.joined_at, m.email"
+    ))
     .bind(org.0)
     .fetch_all(pool)
     .await
@@ -269,11 +291,11 @@ pub async fn member(
     member_ref: &str,
 ) -> Result<Option<MemberRow>, sqlx::Error> {
     let by_id: Option<Uuid> = member_ref.parse().ok();
-    sqlx::query_as(
-        "SELECT m.user_id, m.email, u.name, m.role, m.status, m.joined_at \
+    sqlx::query_as(&format!(
+        "SELECT {MEMBER_COLUMNS} \
          FROM rm_org_members m LEFT JOIN rm_platform_users u ON u.user_id = m.user_id \
-         WHERE m.org_id = $1 AND (m.user_id = $2 OR m.email = lower($3)) LIMIT 1",
-    )
+         WHERE m.org_id = $1 AND (m.user_id = $2 OR m.email = lower($3)) LIMIT 1"
+    ))
     .bind(org.0)
     .bind(by_id)
     .bind(member_ref)

@@ -110,7 +110,9 @@ pub struct ServerRow {
     pub walkthrough_tools: bool,
     pub conformance_fixtures: bool,
     pub status: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

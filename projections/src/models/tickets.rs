@@ -139,7 +139,9 @@ pub struct TicketRow {
     pub status: String,
     pub assignee_id: Option<Uuid>,
     pub comments: i64,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -236,6 +238,7 @@ pub async fn ids_in_range(
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActivityRow {
+    #[serde(with = "domain::time::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub kind: String,
     pub actor_kind: String,

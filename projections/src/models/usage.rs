@@ -9,6 +9,7 @@
 //! the same ids.
 
 use crate::projection::{Projection, ProjectionError, Tables};
+use crate::rounding;
 use chrono::{DateTime, Duration, DurationRound, SubsecRound, Utc};
 use domain::end_user::{EndUser, EndUserEvent};
 use domain::mcp_session::{McpSession, McpSessionEvent};
@@ -416,6 +417,7 @@ async fn insert_calls(
     let mut outcomes = Vec::with_capacity(n);
     let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
     let mut durations = Vec::with_capacity(n);
+    let mut durations_us = Vec::with_capacity(n);
     let mut client_names: Vec<Option<String>> = Vec::with_capacity(n);
     let mut client_versions: Vec<Option<String>> = Vec::with_capacity(n);
     let mut arguments = Vec::with_capacity(n);
@@ -434,6 +436,7 @@ async fn insert_calls(
         });
         errors.push(r.error.clone());
         durations.push(i64::try_from(r.duration_ms).unwrap_or(i64::MAX));
+        durations_us.push(i64::try_from(r.duration_micros()).unwrap_or(i64::MAX));
         client_names.push(r.client_name.clone());
         client_versions.push(r.client_version.clone());
         arguments.push(r.arguments.clone());
@@ -441,10 +444,11 @@ async fn insert_calls(
     }
     sqlx::query(&format!(
         "INSERT INTO {table} (org_id, call_id, server_id, session_id, end_user_id, tracking_id, \
-         tool, outcome, error, duration_ms, client_name, client_version, arguments, called_at) \
+         tool, outcome, error, duration_ms, client_name, client_version, arguments, called_at, \
+         duration_us) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], \
-         $13::jsonb[], $14::timestamptz[]) ON CONFLICT DO NOTHING"
+         $13::jsonb[], $14::timestamptz[], $15::bigint[]) ON CONFLICT DO NOTHING"
     ))
     .bind(&orgs)
     .bind(&ids)
@@ -460,6 +464,7 @@ async fn insert_calls(
     .bind(&client_versions)
     .bind(&arguments)
     .bind(&times)
+    .bind(&durations_us)
     .execute(conn)
     .await?;
     Ok(())
@@ -470,16 +475,19 @@ async fn insert_calls(
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EndUserRow {
     pub id: Uuid,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
+    pub first_seen_at: DateTime<Utc>,
+    /// To the second (it moves with every call).
+    #[serde(with = "domain::time::rfc3339")]
+    pub last_seen_at: DateTime<Utc>,
     pub tracking_ids: Vec<String>,
     pub emails: Vec<String>,
     pub sessions: i64,
     pub tool_calls: i64,
 }
 
-const END_USER_COLUMNS: &str =
-    "end_user_id AS id, first_seen, last_seen, tracking_ids, emails, sessions, tool_calls";
+const END_USER_COLUMNS: &str = "end_user_id AS id, first_seen AS first_seen_at, \
+    last_seen AS last_seen_at, tracking_ids, emails, sessions, tool_calls";
 
 /// An org's end users, most recently seen first; `before` is the last row of the previous page.
 pub async fn end_users(
@@ -535,15 +543,19 @@ pub struct SessionRow {
     pub protocol_version: Option<String>,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
+    #[serde(with = "domain::time::rfc3339")]
     pub started_at: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
+    pub last_seen_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339_option")]
     pub ended_at: Option<DateTime<Utc>>,
     pub tool_calls: i64,
     pub errors: i64,
 }
 
 const SESSION_COLUMNS: &str = "session_id AS id, server_id, end_user_id, tracking_id, era, \
-    protocol_version, client_name, client_version, started_at, last_seen, ended_at, tool_calls, errors";
+    protocol_version, client_name, client_version, started_at, last_seen AS last_seen_at, ended_at, \
+    tool_calls, errors";
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
@@ -607,17 +619,24 @@ pub struct ToolCallRow {
     pub tool: String,
     pub outcome: String,
     pub error: Option<String>,
-    pub duration_ms: i64,
+    /// Milliseconds, to the microsecond (`0.412`); whole milliseconds for calls recorded before
+    /// microseconds were kept.
+    pub duration_ms: f64,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
     /// Redacted and capped.
     #[schema(value_type = Object)]
     pub arguments: serde_json::Value,
+    #[serde(with = "domain::time::rfc3339")]
     pub called_at: DateTime<Utc>,
 }
 
+/// A call's duration is its microseconds (`duration_ms` x 1000 for a call recorded before they
+/// were kept) over a thousand: a division of whole numbers, correctly rounded, so the double
+/// prints as the decimal (see `crate::rounding`).
 const CALL_COLUMNS: &str = "call_id AS id, server_id, session_id, end_user_id, tracking_id, tool, \
-    outcome, error, duration_ms, client_name, client_version, arguments, called_at";
+    outcome, error, COALESCE(duration_us, duration_ms * 1000)::float8 / 1000 AS duration_ms, \
+    client_name, client_version, arguments, called_at";
 
 #[derive(Debug, Clone, Default)]
 pub struct ToolCallFilter {
@@ -679,16 +698,34 @@ pub async fn calls_since(
     .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// One tool over one bucket.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ToolBucket {
     pub tool: String,
+    /// The bucket's first instant (its label).
+    #[serde(with = "domain::time::rfc3339")]
     pub bucket: DateTime<Utc>,
     pub calls: i64,
     pub errors: i64,
+    /// Errors per call, 0 to 1, to 4 decimals.
     pub error_rate: f64,
+    /// Median duration in milliseconds, to the microsecond.
     pub p50_ms: f64,
+    /// 95th percentile duration in milliseconds, to the microsecond.
     pub p95_ms: f64,
+    /// 99th percentile duration in milliseconds, to the microsecond.
     pub p99_ms: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ToolBucketRow {
+    tool: String,
+    bucket: DateTime<Utc>,
+    calls: i64,
+    errors: i64,
+    p50_us: f64,
+    p95_us: f64,
+    p99_us: f64,
 }
 
 /// Per tool and time bucket (`minute`, `hour` or `day`): calls, errors, error rate and duration
@@ -701,13 +738,12 @@ pub async fn tool_analytics(
     bucket: &str,
     server_id: Option<Uuid>,
 ) -> Result<Vec<ToolBucket>, sqlx::Error> {
-    sqlx::query_as(
+    let rows: Vec<ToolBucketRow> = sqlx::query_as(
         "SELECT tool, date_trunc($4, called_at) AS bucket, count(*) AS calls, \
          count(*) FILTER (WHERE outcome = 'error') AS errors, \
-         (count(*) FILTER (WHERE outcome = 'error'))::float8 / count(*) AS error_rate, \
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
-         percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms, \
-         percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) AS p99_ms \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY COALESCE(duration_us, duration_ms * 1000)) AS p50_us, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY COALESCE(duration_us, duration_ms * 1000)) AS p95_us, \
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY COALESCE(duration_us, duration_ms * 1000)) AS p99_us \
          FROM rm_tool_calls WHERE org_id = $1 AND called_at >= $2 AND called_at < $3 \
          AND ($5::uuid IS NULL OR server_id = $5) \
          GROUP BY tool, bucket ORDER BY bucket, tool",
@@ -718,5 +754,18 @@ pub async fn tool_analytics(
     .bind(bucket)
     .bind(server_id)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ToolBucket {
+            error_rate: rounding::rate(r.errors, r.calls),
+            p50_ms: rounding::millis_from_micros(r.p50_us),
+            p95_ms: rounding::millis_from_micros(r.p95_us),
+            p99_ms: rounding::millis_from_micros(r.p99_us),
+            tool: r.tool,
+            bucket: r.bucket,
+            calls: r.calls,
+            errors: r.errors,
+        })
+        .collect())
 }

@@ -241,8 +241,11 @@ pub struct ProgressRow {
     pub steps_completed: i32,
     pub step_count: i32,
     pub runs: i32,
+    #[serde(with = "domain::time::rfc3339")]
     pub started_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339_option")]
     pub completed_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::rfc3339")]
     pub last_activity_at: DateTime<Utc>,
 }
 

@@ -250,7 +250,9 @@ pub struct WalkthroughRow {
     #[serde(skip)]
     pub steps: Json<Vec<Step>>,
     pub published_version: Option<i32>,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -301,6 +303,7 @@ pub struct VersionRow {
     pub title: String,
     pub description: Option<String>,
     pub steps: Json<Vec<Step>>,
+    #[serde(with = "domain::time::rfc3339")]
     pub published_at: DateTime<Utc>,
     pub published_by: Option<Uuid>,
 }
@@ -340,7 +343,9 @@ pub struct AssignmentRow {
     pub walkthrough_id: Uuid,
     pub display_order: i32,
     pub enabled: bool,
+    #[serde(with = "domain::time::rfc3339")]
     pub assigned_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -370,6 +375,7 @@ pub struct ServerWalkthroughRow {
     pub published_version: Option<i32>,
     pub display_order: i32,
     pub enabled: bool,
+    #[serde(with = "domain::time::rfc3339")]
     pub assigned_at: DateTime<Utc>,
 }
 

@@ -102,6 +102,7 @@ async fn platform_facts_and_end_users_tool_calls_stay_out_and_tickets_read_as_se
                 outcome: Outcome::Ok,
                 error: None,
                 duration_ms: 1,
+                duration_us: None,
                 client_name: None,
                 client_version: None,
                 arguments: serde_json::json!({}),

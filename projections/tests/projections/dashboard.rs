@@ -115,6 +115,7 @@ async fn end_users_activity_is_not_counted_as_org_events_and_an_unknown_org_read
                 outcome: Outcome::Ok,
                 error: None,
                 duration_ms: 3,
+                duration_us: None,
                 client_name: None,
                 client_version: None,
                 arguments: serde_json::json!({}),

@@ -217,3 +217,75 @@ async fn an_org_is_invisible_to_non_members_and_an_invitation_grants_nothing() {
         None
     );
 }
+
+/// A member has the time they joined, an invitation the time it was sent: never the other's,
+/// and an accepted invitation becomes a member who joined when they accepted.
+#[tokio::test]
+async fn a_member_has_joined_at_and_an_invitation_invited_at_only() {
+    let mut given = Given::new().await;
+    let owner = given.user("owner@acme.dev").await;
+    let org = given.org(owner, "owner@acme.dev", "acme").await;
+    given
+        .org_events(
+            org,
+            owner,
+            &[OrganizationEvent::MemberInvited {
+                email: email("later@acme.dev"),
+                role: role("member"),
+            }],
+        )
+        .await;
+    given.project().await;
+    let pool = given.pool();
+    let shown = |row: &organizations::MemberRow| serde_json::to_value(row).unwrap();
+
+    let owner_row = organizations::member(pool, org, "owner@acme.dev")
+        .await
+        .unwrap()
+        .unwrap();
+    let json = shown(&owner_row);
+    assert!(json["joined_at"].is_string(), "{json}");
+    assert!(json.get("invited_at").is_none(), "{json}");
+
+    let invitation = organizations::member(pool, org, "later@acme.dev")
+        .await
+        .unwrap()
+        .unwrap();
+    let json = shown(&invitation);
+    assert!(json["invited_at"].is_string(), "{json}");
+    assert!(
+        json.get("joined_at").is_none(),
+        "an invitation has no joined_at: {json}"
+    );
+    assert!(invitation.invited_at >= owner_row.joined_at);
+
+    let later = given.user("later@acme.dev").await;
+    given
+        .org_events(
+            org,
+            owner,
+            &[OrganizationEvent::InvitationAccepted {
+                user_id: later,
+                email: email("later@acme.dev"),
+                role: role("member"),
+            }],
+        )
+        .await;
+    given.project().await;
+    let joined = organizations::member(given.pool(), org, "later@acme.dev")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (joined.status.as_str(), joined.invited_at),
+        ("active", None)
+    );
+    assert!(
+        joined.joined_at > invitation.invited_at,
+        "joined when accepted"
+    );
+    let listed = organizations::members(given.pool(), org).await.unwrap();
+    assert!(listed
+        .iter()
+        .all(|m| m.joined_at.is_some() && m.invited_at.is_none()));
+}

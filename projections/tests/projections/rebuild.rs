@@ -120,6 +120,7 @@ async fn every_projection_rebuilt_from_the_store_equals_the_live_one() {
                     outcome: if n == 0 { Outcome::Error } else { Outcome::Ok },
                     error: None,
                     duration_ms: n,
+                    duration_us: None,
                     client_name: None,
                     client_version: None,
                     arguments: serde_json::json!({ "n": n }),

@@ -37,6 +37,7 @@ fn call(
         outcome: if ok { Outcome::Ok } else { Outcome::Error },
         error: (!ok).then(|| "it failed".to_owned()),
         duration_ms: 12,
+        duration_us: None,
         client_name: Some("claude".into()),
         client_version: Some("1.0".into()),
         arguments: serde_json::json!({ "q": "guide" }),
@@ -251,4 +252,56 @@ async fn calls_without_a_session_group_by_end_user_and_client() {
         per_tool.into_iter().collect::<Vec<_>>(),
         [("fetch", (1, 0)), ("search", (2, 0))]
     );
+}
+
+/// A call's duration is kept to the microsecond and shown in milliseconds with its decimals; a
+/// call recorded before microseconds were kept reads as its whole milliseconds. Percentiles
+/// and error rates come rounded (3 and 4 decimals).
+#[tokio::test]
+async fn durations_are_milliseconds_to_the_microsecond_and_figures_are_rounded() {
+    let mut given = Given::new().await;
+    let t = tenant(&mut given).await;
+    let timed = |us: Option<u64>, ms: u64, ok: bool| ToolCallRecord {
+        duration_ms: ms,
+        duration_us: us,
+        ..call(t.server, None, None, "lookup", ok)
+    };
+    record(&mut given, t.org, timed(Some(412), 0, true)).await;
+    record(&mut given, t.org, timed(Some(1_500), 1, false)).await;
+    // Recorded before microseconds were kept: whole milliseconds only.
+    record(&mut given, t.org, timed(None, 3, true)).await;
+    given.project().await;
+
+    let calls = usage::tool_calls(given.pool(), t.org, &ToolCallFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let mut durations: Vec<f64> = calls.iter().map(|c| c.duration_ms).collect();
+    durations.sort_by(f64::total_cmp);
+    assert_eq!(durations, [0.412, 1.5, 3.0]);
+    let shown = serde_json::to_value(&calls).unwrap();
+    let mut written: Vec<String> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["duration_ms"].to_string())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["0.412", "1.5", "3.0"]);
+
+    let now = chrono::Utc::now();
+    let analytics = usage::tool_analytics(
+        given.pool(),
+        t.org,
+        now - Duration::hours(1),
+        now + Duration::hours(1),
+        "day",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(analytics.len(), 1, "{analytics:?}");
+    let b = &analytics[0];
+    assert_eq!((b.calls, b.errors, b.error_rate), (3, 1, 0.3333));
+    // Interpolated between 1500 and 3000 us: 2850 and 2970.
+    assert_eq!((b.p50_ms, b.p95_ms, b.p99_ms), (1.5, 2.85, 2.97));
 }
