@@ -84,7 +84,17 @@ async fn both_edges_keep_or_make_a_request_id_and_events_carry_it() {
     assert!(refused.headers().contains_key("x-request-id"));
 
     for event_type in ["EndUserIdentified", "McpSessionStarted"] {
-        let events = events_of_type(&app, &owner, &org, event_type).await;
+        // The events page shows a commit once no older transaction still runs, which may be a
+        // moment after the request was answered.
+        let events = eventually(
+            "the MCP request's events readable",
+            Duration::from_secs(10),
+            || async {
+                let events = events_of_type(&app, &owner, &org, event_type).await;
+                (!events.is_empty()).then_some(events)
+            },
+        )
+        .await;
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(
             events[0]["metadata"]["request_id"], "mcp-req-7",
