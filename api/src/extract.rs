@@ -3,8 +3,9 @@
 
 use crate::error::{plausible_ref, ApiError, ErrorCode, FieldError};
 use crate::state::AppState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::path::ErrorKind as PathErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use domain::values::{OrgId, Role};
@@ -235,9 +236,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let request_id = parts
             .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .get(crate::X_REQUEST_ID)
+            .and_then(crate::usable_request_id)
             .map(str::to_owned)
             .unwrap_or_else(|| Uuid::new_v4().to_string());
         let client_ip = parts
@@ -277,25 +277,28 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let not_bearer = || {
+            ApiError::new(
+                ErrorCode::InvalidToken,
+                "the Authorization header must be `Bearer <access_token>`",
+            )
+        };
+        // A header that is there but not text is a malformed token, not a missing one.
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::MissingToken,
                     "send `Authorization: Bearer <access_token>`",
                 )
-            })?;
+            })?
+            .to_str()
+            .map_err(|_| not_bearer())?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the Authorization header must be `Bearer <access_token>`",
-                )
-            })?;
+            .ok_or_else(not_bearer)?;
         let claims = state.tokens.verify_access(token.trim())?;
         tracing::Span::current().record("actor", tracing::field::display(claims.sub));
         Ok(AuthUser {
@@ -408,9 +411,7 @@ impl FromRequestParts<AppState> for Membership {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let user = AuthUser::from_request_parts(parts, state).await?;
-        let Path(crate::params::OrgPath { org: org_ref }) = Path::from_request_parts(parts, state)
-            .await
-            .map_err(ApiError::internal)?;
+        let org_ref = org_segment(parts).await?;
         if !plausible_ref(&org_ref) {
             return Err(ApiError::not_found(ErrorCode::OrgNotFound));
         }
@@ -421,6 +422,72 @@ impl FromRequestParts<AppState> for Membership {
         let role = Role::parse(&role).map_err(ApiError::internal)?;
         tracing::Span::current().record("org", tracing::field::display(org));
         Ok(Self { user, org, role })
+    }
+}
+
+/// The `{org}` segment, first of a route's parameters to be answered: a caller who is not a
+/// member of the org is told only that, whatever the rest of the path names.
+async fn org_segment(parts: &mut Parts) -> Result<String, ApiError> {
+    match read_path::<crate::params::OrgPath>(parts).await {
+        Ok(crate::params::OrgPath { org }) => return Ok(org),
+        Err(PathError::NamesNothing(param)) if param == "org" => {
+            return Err(crate::params::names_nothing(&param))
+        }
+        Err(PathError::NamesNothing(_)) => {}
+        Err(PathError::Unreadable(e)) => return Err(ApiError::internal(e)),
+    }
+    // Another segment is not UTF-8, so axum kept none of them: read `{org}` from the path
+    // itself, where the route's template has it, decoded as axum decodes a segment.
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .ok_or_else(|| ApiError::internal("an org route without its matched path"))?;
+    let segment = template
+        .as_str()
+        .split('/')
+        .zip(parts.uri.path().split('/'))
+        .find_map(|(template, segment)| (template == "{org}").then_some(segment))
+        .ok_or_else(|| ApiError::internal("an org route without an {org} segment"))?;
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|org| org.into_owned())
+        .map_err(|_| crate::params::names_nothing("org"))
+}
+
+/// Path parameters, read as axum's `Path` reads them, except that a segment which names
+/// nothing (not UTF-8 once percent-decoded, as `%FF`) is the 404 of what it would name
+/// ([`crate::params::names_nothing`]) rather than axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+enum PathError {
+    /// The parameter whose segment is not UTF-8.
+    NamesNothing(String),
+    /// The route's parameters do not fit `T`: a bug.
+    Unreadable(PathRejection),
+}
+
+async fn read_path<T: DeserializeOwned + Send>(parts: &mut Parts) -> Result<T, PathError> {
+    match axum::extract::Path::<T>::from_request_parts(parts, &()).await {
+        Ok(axum::extract::Path(value)) => Ok(value),
+        Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+            PathErrorKind::InvalidUtf8InPathParam { key } => {
+                Err(PathError::NamesNothing(key.clone()))
+            }
+            _ => Err(PathError::Unreadable(e.into())),
+        },
+        Err(e) => Err(PathError::Unreadable(e)),
+    }
+}
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match read_path(parts).await {
+            Ok(value) => Ok(Path(value)),
+            Err(PathError::NamesNothing(param)) => Err(crate::params::names_nothing(&param)),
+            Err(PathError::Unreadable(e)) => Err(ApiError::internal(e)),
+        }
     }
 }
 

@@ -101,7 +101,7 @@ async fn method_not_allowed() -> ApiError {
 /// Request ids, request spans and HTTP metrics around every route of `app` (this router merged
 /// with the MCP edge's), so both edges get them alike:
 ///
-/// - a request without a usable `x-request-id` (1 to 128 visible ASCII characters) gets a UUID,
+/// - a request without a usable `x-request-id` ([`usable_request_id`]) gets a UUID,
 ///   and every response echoes the request's id (tower-http's request-id layers);
 /// - a span per request with method, path, route template and request id, and the `actor` and
 ///   `org` fields handlers record once they know them (tower-http's `TraceLayer`; failures are
@@ -134,22 +134,30 @@ pub fn instrument(app: Router) -> Router {
         .layer(middleware::map_request(drop_unusable_request_id))
 }
 
-/// A client's `x-request-id` is kept when it is 1 to 128 visible ASCII characters; any other is
+/// A client's `x-request-id` is kept when it is usable ([`usable_request_id`]); any other is
 /// dropped here, so the request gets a fresh one.
 async fn drop_unusable_request_id(mut request: Request) -> Request {
-    let usable =
-        |v: &axum::http::HeaderValue| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok();
     if request
         .headers()
         .get(X_REQUEST_ID)
-        .is_some_and(|v| !usable(v))
+        .is_some_and(|v| usable_request_id(v).is_none())
     {
         request.headers_mut().remove(X_REQUEST_ID);
     }
     request
 }
 
-const X_REQUEST_ID: &str = "x-request-id";
+/// A request id as the client sent it, when it is 1 to 128 visible ASCII characters (0x21 to
+/// 0x7E: no space or tab, which `HeaderValue::to_str` lets through, so an id is one token in a
+/// log line).
+pub(crate) fn usable_request_id(value: &axum::http::HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let usable =
+        (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+    usable.then(|| value.to_str().ok()).flatten()
+}
+
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
@@ -184,4 +192,30 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_request_id;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn a_request_id_is_one_to_128_visible_ascii_characters() {
+        let usable = |bytes: &[u8]| {
+            usable_request_id(&HeaderValue::from_bytes(bytes).unwrap()).map(str::to_owned)
+        };
+        assert_eq!(usable(b"req-1").as_deref(), Some("req-1"));
+        assert_eq!(
+            usable("x".repeat(128).as_bytes()).map(|id| id.len()),
+            Some(128)
+        );
+        for refused in [&b""[..], b"req 1", b"req\t1", b"caf\xc3\xa9", &[b'x'; 129]] {
+            assert_eq!(
+                usable(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
 }

@@ -44,6 +44,14 @@ async fn both_edges_keep_or_make_a_request_id_and_events_carry_it() {
     let long = "x".repeat(129);
     let replaced = request_id_of(&app, "/healthz", Some(&long)).await;
     assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    // Visible ASCII only: a space or a tab would split the id in a log line.
+    for spaced in ["req 1", "req\t1"] {
+        let replaced = request_id_of(&app, "/healthz", Some(spaced)).await;
+        assert!(
+            uuid::Uuid::parse_str(&replaced).is_ok(),
+            "{spaced:?}: {replaced}"
+        );
+    }
     // A route that does not exist answers with one too.
     assert!(uuid::Uuid::parse_str(&request_id_of(&app, "/nowhere", None).await).is_ok());
 

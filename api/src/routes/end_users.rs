@@ -1,12 +1,12 @@
 //! `/api/v1/orgs/{org}/users`: the end users of an org's servers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{Membership, NoQuery};
+use crate::extract::{Membership, NoQuery, Path};
 use crate::paging::{NoFilters, Page, PageQuery, Paged};
 use crate::params::{EndUserPath, OrgPath};
 use crate::routes::tickets::TicketItem;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use commands::services::end_users;
 use domain::end_user::TrackingId;

@@ -1,13 +1,13 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org}/members`.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::one_of;
 use crate::paging::Items;
 use crate::params::{MemberPath, OrgPath};
 use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;

@@ -1,12 +1,12 @@
 //! `/api/v1/orgs/{org}/servers`: hosted MCP servers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{JsonBody, Membership, NoQuery, QueryParams, RequestContext};
+use crate::extract::{JsonBody, Membership, NoQuery, Path, QueryParams, RequestContext};
 use crate::paging::Items;
 use crate::params::{OrgPath, ServerPath};
 use crate::routes::Written;
 use crate::state::{AppState, ServerUrls};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;

@@ -1,13 +1,13 @@
 //! `/api/v1/orgs/{org}/sessions`: end users' sessions of both protocol eras.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{Membership, NoQuery};
+use crate::extract::{Membership, NoQuery, Path};
 use crate::paging::{self, Page, PageQuery, Paged};
 use crate::params::{OrgPath, SessionPath};
 use crate::routes::end_users::end_user_filter;
 use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use projections::models::usage::{
     self as rm, SessionFilter, SessionRow, ToolCallFilter, ToolCallRow,

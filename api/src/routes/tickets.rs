@@ -2,7 +2,7 @@
 //! org's members.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::{one_of, optional_one_of};
 use crate::paging::{Page, PageQuery, Paged};
 use crate::params::{OrgPath, TicketPath};
@@ -10,7 +10,7 @@ use crate::routes::end_users::end_user_filter;
 use crate::routes::servers::server_id_filter;
 use crate::routes::Written;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use commands::services::tickets;
 use domain::ticket::{reference, reference_range, Ticket, TicketEvent, TicketStatus};

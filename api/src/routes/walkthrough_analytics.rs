@@ -3,13 +3,13 @@
 //! with the steps, their order and titles from the published versions.
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{Membership, QueryParams};
+use crate::extract::{Membership, Path, QueryParams};
 use crate::filters::time_bound;
 use crate::params::WalkthroughPath;
 use crate::routes::servers;
 use crate::routes::walkthroughs::fetch;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{Duration, NaiveDate, Utc};
 use domain::time::Bound;

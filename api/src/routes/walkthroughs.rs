@@ -3,14 +3,14 @@
 //! walkthroughs a server offers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::optional_one_of;
 use crate::paging::{Items, Page, PageQuery, Paged};
 use crate::params::{AssignmentPath, OrgPath, ServerPath, StepPath, WalkthroughPath};
 use crate::routes::servers;
 use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
