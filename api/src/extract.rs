@@ -80,10 +80,12 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     // Parsed here rather than by axum, so the refusal is built from the error's parts: the
     // field's path, and serde's sentence without the parser's position.
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        data_error(&path, &e.into_inner())
-    })
+    crate::filters::reading(|| serde_path_to_error::deserialize::<_, T>(&mut deserializer)).map_err(
+        |(e, refusal)| {
+            let path = e.path().to_string();
+            data_error(&path, &e.into_inner(), refusal)
+        },
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -114,13 +116,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// A body that is JSON but not what the route takes: 422 naming the field (its path, as
-/// `inner.on` or `tags[1]`), in serde's words without the parser's position.
-fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
+/// `inner.on` or `tags[1]`), in serde's words without the parser's position, or with the
+/// sentence of the set that refused its value.
+fn data_error(path: &str, error: &serde_json::Error, refusal: Option<&str>) -> ApiError {
     let text = error.to_string();
-    let message = client_terms(without_position(&text));
-    let message = match crate::filters::refusal(&message) {
+    let message = match refusal {
         Some(refusal) => refusal.to_owned(),
-        None => message,
+        None => client_terms(without_position(&text)),
     };
     // A missing or unknown field is reported where the object holding it is: name the field.
     let named = field_from_message(&message);
@@ -327,19 +329,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 /// are about, so serde_path_to_error finds it.
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-    serde_path_to_error::deserialize::<_, T>(pairs).map_err(|e| {
-        let parameter = e.path().to_string();
-        let inner = e.inner().to_string();
-        if let Some(refusal) = crate::filters::refusal(&inner) {
-            return ApiError::field(&parameter, refusal);
-        }
-        let detail = if parameter == "." {
-            format!("invalid query: {inner}")
-        } else {
-            format!("invalid query parameter `{parameter}`: {inner}")
-        };
-        ApiError::new(ErrorCode::InvalidQuery, detail)
-    })
+    crate::filters::reading(|| serde_path_to_error::deserialize::<_, T>(pairs)).map_err(
+        |(e, refusal)| {
+            let parameter = e.path().to_string();
+            if let Some(refusal) = refusal {
+                return ApiError::field(&parameter, refusal);
+            }
+            let inner = e.inner().to_string();
+            let detail = if parameter == "." {
+                format!("invalid query: {inner}")
+            } else {
+                format!("invalid query parameter `{parameter}`: {inner}")
+            };
+            ApiError::new(ErrorCode::InvalidQuery, detail)
+        },
+    )
 }
 
 /// For a route that takes no query parameters: any is refused with 400, as routes that take
@@ -612,5 +616,70 @@ mod body_refusals {
                 "{body}: {problem}"
             );
         }
+    }
+
+    /// A key the body does not take is refused in serde's words whatever it holds, and only a
+    /// value outside a set gets the set's sentence.
+    #[tokio::test]
+    async fn a_body_refusal_cannot_be_forged_by_a_key() {
+        #[allow(dead_code)]
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Status {
+            #[serde(deserialize_with = "crate::filters::one_of")]
+            status: domain::ticket::TicketStatus,
+        }
+        let refused = |body: &'static str| async move {
+            let request = Request::builder()
+                .method("POST")
+                .uri("/")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let Err(e) = JsonBody::<Status>::from_request(request, &()).await else {
+                panic!("{body} was accepted");
+            };
+            let response = e.into_response();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let problem: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, problem["errors"][0].clone())
+        };
+        let (status, error) = refused(r#"{"status": "new", "\u001ebogus": 1}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error["field"], "\u{1e}bogus", "{error}");
+        assert_eq!(
+            error["message"], "unknown field `\u{1e}bogus`, expected `status`",
+            "{error}"
+        );
+        let (status, error) = refused(r#"{"status": "bogus"}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error["field"], "status", "{error}");
+        assert_eq!(
+            error["message"],
+            "must be one of new, in_progress, awaiting_customer, resolved, closed"
+        );
+    }
+
+    /// A query parameter the route does not take is 400 `invalid_query`, whatever its name
+    /// holds; a value outside a set is 422 naming its parameter.
+    #[test]
+    fn a_query_refusal_cannot_be_forged_by_a_parameter_name() {
+        use crate::error::ErrorCode;
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Query {
+            #[serde(default, deserialize_with = "crate::filters::optional_one_of")]
+            #[allow(dead_code)]
+            status: Option<domain::ticket::TicketStatus>,
+        }
+        for query in ["bogus=1", "%1Ebogus=1", "%1E=1"] {
+            let refused = super::parse_query::<Query>(query).unwrap_err();
+            assert_eq!(refused.code(), ErrorCode::InvalidQuery, "{query}");
+        }
+        let refused = super::parse_query::<Query>("status=bogus").unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::ValidationFailed);
     }
 }

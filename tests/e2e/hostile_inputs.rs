@@ -44,6 +44,9 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
         format!("/api/v1/orgs/{org}/members?limit=10"),
         format!("/api/v1/orgs/{org}/servers?foo=1"),
         format!("/api/v1/orgs/{org}?verbose"),
+        // Whatever the name holds: a control character in it is no refusal of a value.
+        format!("/api/v1/orgs/{org}/tickets?%1Ebogus=1"),
+        format!("/api/v1/orgs/{org}/tool-calls?%1E=1"),
     ] {
         let (status, body) = app.get(&path, &owner.token).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
