@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
-use commands::errors::invalid_refresh_token;
+use commands::errors::{account_gone, invalid_refresh_token, Failure};
 use commands::services::accounts::{self, NewRefreshFamily, Rotation};
 use domain::login::{LoginCommand, LoginFailure};
 use domain::values::{check_password_strength, Email, Name};
 use domain::{Actor, Aggregate};
-use eventstore::ExecuteError;
+use eventstore::{ExecuteError, KeyKind};
 use projections::models::organizations::OrgRow;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -151,10 +151,8 @@ pub async fn signup(
         .await?
         .is_some()
     {
-        return Err(ApiError::new(
-            ErrorCode::EmailTaken,
-            "an account with this email already exists",
-        ));
+        // Who holds an email is the store's key to answer, in the table's words.
+        return Err(Failure::from(KeyKind::UserEmail).into());
     }
     let password_hash = passwords::hash(body.password).await?;
     let user_id = Uuid::new_v4();
@@ -334,7 +332,7 @@ pub async fn me(
 ) -> Result<impl IntoResponse, ApiError> {
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
+        .ok_or_else(account_gone)?;
     let orgs = projections::models::organizations::orgs_of(&state.pool, user.user_id).await?;
     Ok(Json(Me {
         id: user.user_id,

@@ -153,8 +153,7 @@ pub async fn audit_log(
         .before
         .as_deref()
         .map(|c| c.parse::<Cursor>())
-        .transpose()
-        .map_err(|e| ApiError::new(ErrorCode::InvalidCursor, e.to_string()))?;
+        .transpose()?;
     let limit = crate::paging::limit(q.limit)?;
     let rows = audit::page(&state.pool, org, before, limit.rows()).await?;
     let (items, more) = crate::paging::split(rows, limit);

@@ -44,11 +44,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     };
     for (key, value) in pairs {
         match key.as_str() {
-            "after" if !value.is_empty() => {
-                q.after = Some(value.parse().map_err(|e: eventstore::cursor::BadCursor| {
-                    ApiError::new(ErrorCode::InvalidCursor, e.to_string())
-                })?)
-            }
+            "after" if !value.is_empty() => q.after = Some(value.parse::<Cursor>()?),
             "after" => {}
             "limit" => {
                 q.limit = value

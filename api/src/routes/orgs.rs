@@ -90,7 +90,7 @@ pub async fn create(
     let slug = Slug::parse(&body.slug).map_err(|e| ApiError::value("slug", e))?;
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
+        .ok_or_else(commands::errors::account_gone)?;
     let owner_email = profile
         .email
         .ok_or_else(|| ApiError::internal("user without email"))?;
