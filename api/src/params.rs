@@ -2,6 +2,7 @@
 //! OpenAPI document from the same struct (`params(...)`).
 
 use crate::error::{ApiError, ErrorCode};
+use crate::refusals::NamesSomething;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -117,4 +118,44 @@ pub struct AssignmentPath {
     /// Walkthrough id
     #[param(value_type = uuid::Uuid)]
     pub walkthrough: String,
+}
+
+impl NamesSomething for OrgPath {
+    const NOT_FOUND: &'static str = "No such org (or not a member)";
+}
+
+impl NamesSomething for MemberPath {
+    const NOT_FOUND: &'static str = "No such member or invitation";
+}
+
+impl NamesSomething for ServerPath {
+    const NOT_FOUND: &'static str = "No such server";
+}
+
+impl NamesSomething for TicketPath {
+    const NOT_FOUND: &'static str = "No such ticket";
+}
+
+impl NamesSomething for EndUserPath {
+    const NOT_FOUND: &'static str = "No such end user";
+}
+
+impl NamesSomething for SessionPath {
+    const NOT_FOUND: &'static str = "No such session";
+}
+
+impl NamesSomething for WalkthroughPath {
+    const NOT_FOUND: &'static str = "No such walkthrough";
+}
+
+impl NamesSomething for StepPath {
+    const NOT_FOUND: &'static str = "No such walkthrough or step";
+}
+
+impl NamesSomething for AssignmentPath {
+    const NOT_FOUND: &'static str = "No such server, walkthrough or assignment";
+}
+
+impl NamesSomething for ProblemPath {
+    const NOT_FOUND: &'static str = "No such code";
 }

@@ -465,3 +465,64 @@ async fn write_answers_fit_their_documented_schemas() {
     schemas.check("delete", server, &got);
     assert_eq!(schemas.checked, 13);
 }
+
+/// Every error answer is documented as it is sent, `application/problem+json`, and the errors
+/// a route's extractors give are documented on every route that uses them.
+#[tokio::test]
+async fn every_documented_error_is_problem_json_and_follows_from_what_the_route_reads() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let mut errors = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let responses = op["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                // A dependency down is a readiness answer for load balancers, not a problem.
+                if !(status.starts_with('4') || status.starts_with('5')) || path == "/readyz" {
+                    continue;
+                }
+                let content = response["content"].as_object();
+                let types: Vec<&String> = content.into_iter().flat_map(|c| c.keys()).collect();
+                assert_eq!(
+                    types,
+                    ["application/problem+json"],
+                    "{method} {path}: {status}"
+                );
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path}: {status}"
+                );
+                errors += 1;
+            }
+            let has = |status: &str| responses.contains_key(status);
+            if op.get("security").is_some() {
+                assert!(has("401"), "{method} {path}: signed in, so 401");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(has(status), "{method} {path}: a JSON body, so {status}");
+                }
+            }
+            if path.contains("{org}") {
+                assert!(has("404"), "{method} {path}: an org, so 404");
+            }
+        }
+    }
+    assert!(errors > 200, "{errors} error answers");
+    // The routes the review found short.
+    for (method, path, status) in [
+        ("post", "/api/v1/auth/login", "422"),
+        ("post", "/api/v1/auth/refresh", "422"),
+        ("post", "/api/v1/auth/logout", "422"),
+        ("get", "/api/v1/me", "400"),
+        ("get", "/api/v1/orgs", "400"),
+        ("get", "/api/v1/orgs", "401"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"][status].is_object(),
+            "{method} {path}: {status}"
+        );
+    }
+}

@@ -32,7 +32,7 @@ pub async fn index(_: NoQuery) -> Html<String> {
 
 #[utoipa::path(operation_id = "problems_page", get, path = "/problems/{code}", tag = "meta",
     params(ProblemPath),
-    responses((status = 200, description = "What the code means", content_type = "text/html", body = String), (status = 404, description = "No such code", body = Problem)))]
+    responses((status = 200, description = "What the code means", content_type = "text/html", body = String), (status = 404, description = "No such code", body = Problem, content_type = "application/problem+json")))]
 pub async fn describe(
     _: NoQuery,
     Path(ProblemPath { code }): Path<ProblemPath>,
