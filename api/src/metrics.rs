@@ -8,6 +8,7 @@ use crate::state::AppState;
 use axum::http::{Method, StatusCode};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use projections::Reads;
 use sqlx::{PgPool, Row};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -241,27 +242,29 @@ pub async fn render(state: &AppState) -> String {
 }
 
 /// How far behind a position the readable log is, in events (counted up to a limit) and in
-/// the age of the oldest event beyond it, among `types` (all when empty).
+/// the age of the oldest event beyond it, among the events a reader `reads`.
 async fn lag_after(
     pool: &PgPool,
     transaction_id: i64,
     global_position: i64,
-    types: &[&str],
+    reads: Reads,
 ) -> Result<(i64, f64), sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "WITH behind AS ( \
              SELECT recorded_at FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-             ORDER BY transaction_id, global_position LIMIT $4) \
+             AND {} \
+             ORDER BY transaction_id, global_position LIMIT $5) \
          SELECT count(*) AS events, \
                 COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at)), 0)::float8 AS seconds \
          FROM behind",
-    )
+        Reads::sql_condition(3, 4)
+    ))
     .bind(transaction_id.to_string())
     .bind(global_position)
-    .bind(types)
+    .bind(reads.only())
+    .bind(reads.except())
     .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await?;
@@ -277,7 +280,7 @@ async fn relay_lag(pool: &PgPool) -> Result<(), sqlx::Error> {
         pool,
         checkpoint.transaction_id,
         checkpoint.global_position,
-        &[],
+        Reads::All,
     )
     .await?;
     metrics::gauge!(RELAY_CHECKPOINT).set(checkpoint.global_position as f64);
@@ -300,13 +303,8 @@ async fn projection_lags(pool: &PgPool) -> Result<(), sqlx::Error> {
         let Some(projection) = projections::registry::by_name(&name) else {
             continue;
         };
-        let (events, seconds) = lag_after(
-            pool,
-            row.try_get("tx")?,
-            position,
-            projection.aggregate_types(),
-        )
-        .await?;
+        let (events, seconds) =
+            lag_after(pool, row.try_get("tx")?, position, projection.reads()).await?;
         metrics::gauge!(PROJECTION_LAG_EVENTS, "projection" => name.clone()).set(events as f64);
         metrics::gauge!(PROJECTION_LAG_SECONDS, "projection" => name).set(seconds);
     }

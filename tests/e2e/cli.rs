@@ -22,6 +22,15 @@ async fn projections_list_and_status_describe_every_projection() {
     ] {
         assert!(text.contains(name), "{text}");
     }
+    // What each reads, as its worker reads it: the dashboard and the audit log never get end
+    // users' activity.
+    for name in ["dashboard ", "audit_log "] {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(
+            line.contains("all events but end_user, mcp_session, tool_call, walkthrough_progress"),
+            "{line}"
+        );
+    }
     let owner = app.signup("owner@acme.dev").await;
     app.create_org(&owner, "acme").await;
     let rows: Value = eventually(
@@ -330,4 +339,46 @@ async fn healthcheck_asks_the_running_server() {
     let down = app.env.cli(&["healthcheck", "--bind", &free]);
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("/readyz"));
+}
+
+/// End users' activity is not counted as events the dashboard or the audit log lag behind:
+/// they never read it, so once caught up they are not behind.
+#[tokio::test]
+async fn projections_are_not_behind_for_events_they_never_read() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let mut mcp = crate::mcp_raw::Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    mcp.initialize("lag").await;
+    let reply = mcp
+        .call_tool(
+            "get_support",
+            serde_json::json!({"title": "t", "description": "d"}),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    let rows: Value = eventually(
+        "every projection caught up",
+        Duration::from_secs(20),
+        || async {
+            let out = app.env.cli(&["projections", "status", "--json"]);
+            let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+            rows.as_array()?
+                .iter()
+                .all(|r| r["events_behind"] == 0)
+                .then_some(rows)
+        },
+    )
+    .await;
+    let usage = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["projection"] == "usage")
+        .unwrap();
+    assert_ne!(
+        usage["checkpoint"], "0-0",
+        "the activity was there: {usage}"
+    );
 }

@@ -131,6 +131,25 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
             .then_some(text)
     })
     .await;
+    // The dashboard and the audit log never read end users' activity: it is no lag of theirs.
+    eventually(
+        "the projections caught up",
+        Duration::from_secs(10),
+        || async {
+            let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
+            let text = resp.text().await.ok()?;
+            [
+                "mcplatform_projection_lag_events{projection=\"dashboard\"} 0",
+                "mcplatform_projection_lag_events{projection=\"audit_log\"} 0",
+                "mcplatform_projection_lag_seconds{projection=\"dashboard\"} 0",
+                "mcplatform_projection_lag_events{projection=\"usage\"} 0",
+            ]
+            .iter()
+            .all(|line| text.contains(line))
+            .then_some(())
+        },
+    )
+    .await;
     for expected in [
         "mcplatform_http_responses_total{class=\"2xx\"}",
         "mcplatform_event_store_head_position ",

@@ -6,7 +6,7 @@
 //! replays the events in order and so rebuilds both, and a later rename changes only the
 //! entries written after it.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::server::{Server, ServerEvent};
@@ -33,16 +33,12 @@ impl Projection for AuditProjection {
         "audit_log"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[]
+    fn reads(&self) -> Reads {
+        Reads::AllBut(NOT_AUDITED)
     }
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_audit_log", "rm_audit_names"]
-    }
-
-    fn wants(&self, aggregate_type: &str) -> bool {
-        !NOT_AUDITED.contains(&aggregate_type)
     }
 
     fn apply<'a>(
