@@ -98,6 +98,9 @@ impl Runtime {
                 .to_vec(),
             },
         );
+        // What `/metrics` shows of the event store and the projections, read in the
+        // background: a scrape runs no query.
+        api::metrics::watch_database(self.pool.clone());
         let app = api::instrument(api::router(state).merge(mcp::router(edge.clone())));
         // Printed on stdout, so scripts and tests can find the port. Nobody may be reading
         // (`mcplatform up | head -1`): the server runs on regardless.

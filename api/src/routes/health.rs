@@ -59,7 +59,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 #[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = metrics::render(&state).await;
+pub async fn metrics() -> impl IntoResponse {
+    let body = metrics::render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
