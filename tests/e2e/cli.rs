@@ -382,3 +382,56 @@ async fn projections_are_not_behind_for_events_they_never_read() {
         "the activity was there: {usage}"
     );
 }
+
+/// A password in NATS_URL never reaches the logs, even at debug level where async-nats logs
+/// the server of every connection attempt; and a URL with credentials still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_password_never_reaches_the_logs() {
+    const PASSWORD: &str = "nats-pass-4f1c";
+    let env = TestEnv::new();
+    // Nothing listens there: the relay keeps attempting, and logging each attempt.
+    let mut relay = env
+        .command()
+        .env("NATS_URL", format!("nats://app:{PASSWORD}@127.0.0.1:1"))
+        .env("RUST_LOG", "debug")
+        .arg("relay")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = relay.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut lines, mut attempts) = (Vec::new(), 0);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            attempts += usize::from(line.contains("attempting connection"));
+            lines.push(line);
+            if attempts >= 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let lines = reader.join().unwrap();
+    let log = lines.join("\n");
+    assert!(
+        log.contains("attempting connection"),
+        "async-nats logs its attempts at debug level:\n{log}"
+    );
+    assert!(!log.contains(PASSWORD), "the password was logged:\n{log}");
+
+    // Credentials in the URL reach the server as options: the local server takes any.
+    let app_env = TestEnv::new();
+    let app = app_env.start_with(&["up"], &[("NATS_URL", "nats://app:pw@127.0.0.1:4222")]);
+    eventually("NATS up for /readyz", Duration::from_secs(20), || async {
+        let resp = reqwest::get(format!("{}/readyz", app.base())).await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await;
+}
