@@ -446,23 +446,33 @@ impl std::error::Error for Failure {
     }
 }
 
-/// An error with its whole source chain on one line (`a: b: c`), for the one log line an
-/// internal error gets. A source whose text its parent already ends with (thiserror's
-/// `#[error("database: {0}")]` with `#[from]`) is not repeated.
+/// An error with its whole source chain on one line (`a: b: c`), each cause once: for the one
+/// log line an internal error gets, and the CLI's error line. An error whose text ends with its
+/// source's (thiserror's `#[error("database: {0}")]` with `#[from]`, sqlx's and io's errors)
+/// contributes only what precedes it, and a part equal to the one before it is not repeated.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            let text = e.to_string();
-            if !shown.ends_with(&text) {
-                write!(f, ": {text}")?;
+        let texts: Vec<String> = std::iter::successors(Some(self.0), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+        let mut shown: Option<&str> = None;
+        for (i, text) in texts.iter().enumerate() {
+            let own = match texts.get(i + 1) {
+                Some(source) if !source.is_empty() && text.ends_with(source.as_str()) => text
+                    [..text.len() - source.len()]
+                    .trim_end_matches(|c: char| c == ':' || c.is_whitespace()),
+                _ => text.as_str(),
+            };
+            if own.is_empty() || shown == Some(own) {
+                continue;
             }
-            shown = text;
-            next = e.source();
+            if shown.is_some() {
+                f.write_str(": ")?;
+            }
+            f.write_str(own)?;
+            shown = Some(own);
         }
         Ok(())
     }
@@ -857,6 +867,57 @@ mod tests {
         }
         let shared = Failure::from(std::sync::Arc::new(sqlx::Error::PoolTimedOut));
         assert_eq!(shared.code, ErrorCode::Unavailable);
+    }
+
+    /// An error whose text repeats its source's, as sqlx's and io's do.
+    #[derive(Debug)]
+    struct Wraps(&'static str, Option<Box<Wraps>>);
+
+    impl fmt::Display for Wraps {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match &self.1 {
+                Some(source) => write!(f, "{}: {source}", self.0),
+                None => f.write_str(self.0),
+            }
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        let leaf = |text| Some(Box::new(Wraps(text, None)));
+        // sqlx: a configuration error wrapping one, wrapping the cause.
+        let config = Wraps(
+            "error with configuration",
+            Some(Box::new(Wraps(
+                "error with configuration",
+                leaf("unknown value \"bogus\" for `ssl_mode`"),
+            ))),
+        );
+        assert_eq!(
+            Chain(&config).to_string(),
+            "error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+        let refused = Wraps(
+            "error communicating with database",
+            leaf("Connection refused (os error 111)"),
+        );
+        assert_eq!(
+            Chain(&refused).to_string(),
+            "error communicating with database: Connection refused (os error 111)"
+        );
+        // A context that does not repeat its source, as anyhow's, is followed by it.
+        let context = Wraps("cannot connect", Some(Box::new(config)));
+        let text = Chain(&context).to_string();
+        assert!(
+            text.starts_with("cannot connect: error with configuration: unknown"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -435,3 +435,56 @@ async fn a_nats_password_never_reaches_the_logs() {
     })
     .await;
 }
+
+/// A refused platform secret is not printed back, from a flag or from the environment.
+#[tokio::test]
+async fn a_refused_secret_is_never_printed() {
+    let env = TestEnv::new();
+    let from_env = env
+        .command()
+        .env("MCPLATFORM_SECRET", "shortsecret12")
+        .arg("up")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let from_flag = env
+        .command()
+        .args(["serve", "--secret", "short"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    for (out, secret) in [(from_env, "shortsecret12"), (from_flag, "'short'")] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("at least 16 characters"), "{stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
+}
+
+/// An error line names each cause once, however its library words its sources.
+#[tokio::test]
+async fn an_error_names_each_cause_once() {
+    let env = TestEnv::new();
+    for (url, cause) in [
+        (
+            "postgres://postgres@127.0.0.1/x?sslmode=bogus",
+            "unknown value \"bogus\"",
+        ),
+        ("postgres://postgres@127.0.0.1:1/x", "Connection refused"),
+    ] {
+        let out = env
+            .command()
+            .env("DATABASE_URL", url)
+            .arg("migrate")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+        assert!(
+            stderr.matches("error with configuration").count() <= 1,
+            "{stderr}"
+        );
+    }
+}
