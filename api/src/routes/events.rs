@@ -82,6 +82,54 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     Ok(q)
 }
 
+/// Whether an `Accept` header asks for NDJSON: it names `application/x-ndjson` with a weight
+/// above 0 (`q=0` means "not this") and at least that of JSON, whose weight comes from the
+/// most specific range matching it (`application/json`, `application/*`, `*/*`). NDJSON is
+/// never chosen by a wildcard alone: JSON is the default.
+fn prefers_ndjson(accept: &str) -> bool {
+    // (type, subtype, q) of each range; one whose weight cannot be read is left out.
+    let ranges: Vec<(&str, &str, f32)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let (kind, subtype) = parts.next()?.split_once('/')?;
+            let mut q = 1.0;
+            for param in parts {
+                if let Some((name, value)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = value
+                            .trim()
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|q| (0.0..=1.0).contains(q))?;
+                    }
+                }
+            }
+            Some((kind, subtype, q))
+        })
+        .collect();
+    let weight = |kind: &str, subtype: &str, exact_only: bool| {
+        let exact = ranges
+            .iter()
+            .find(|(k, s, _)| k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(subtype));
+        let any_subtype = || {
+            ranges
+                .iter()
+                .find(|(k, s, _)| k.eq_ignore_ascii_case(kind) && *s == "*")
+        };
+        let anything = || ranges.iter().find(|(k, s, _)| *k == "*" && *s == "*");
+        match exact {
+            Some(range) => Some(range.2),
+            None if exact_only => None,
+            None => any_subtype().or_else(anything).map(|range| range.2),
+        }
+    };
+    let Some(ndjson) = weight("application", "x-ndjson", true) else {
+        return false;
+    };
+    ndjson > 0.0 && ndjson >= weight("application", "json", false).unwrap_or(0.0)
+}
+
 #[utoipa::path(operation_id = "events_page", get, path = "/api/v1/orgs/{org}/events", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"), ("type" = Option<Vec<String>>, Query, description = "Event types, repeatable or comma-separated")), security(("bearer" = [])),
     responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson: one event per line, the next cursor and whether more follow in the x-next-cursor and x-has-more headers)", content((EventsPage = "application/json"), (StoredEvent = "application/x-ndjson")))))]
 pub async fn page(
@@ -103,7 +151,7 @@ pub async fn page(
     let wants_ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains(NDJSON));
+        .is_some_and(prefers_ndjson);
     if wants_ndjson {
         let mut body = String::new();
         for event in &items {
@@ -268,4 +316,34 @@ fn sse_event(event: &StoredEvent) -> Event {
         .id(event.cursor.to_string())
         .event(event.event_type.clone())
         .data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_ndjson;
+
+    #[test]
+    fn ndjson_is_chosen_by_name_and_weight() {
+        for accept in [
+            "application/x-ndjson",
+            "application/x-ndjson, application/json",
+            "application/json;q=0.5, application/x-ndjson",
+            "Application/X-NDJSON; q=0.8, */*;q=0.1",
+        ] {
+            assert!(prefers_ndjson(accept), "{accept}");
+        }
+        for accept in [
+            "application/json",
+            "*/*",
+            "application/*",
+            "application/x-ndjson;q=0, application/json",
+            "application/x-ndjson;q=0",
+            "application/x-ndjson;q=0.5, application/json",
+            "application/x-ndjson;q=0.5, */*",
+            "application/x-ndjson;q=nonsense",
+            "text/html",
+        ] {
+            assert!(!prefers_ndjson(accept), "{accept}");
+        }
+    }
 }
