@@ -6,8 +6,11 @@
 //! exposed only where a connection is opened or a key derived.
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
+use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
@@ -16,12 +19,41 @@ fn secret_url(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s))
 }
 
-/// The platform secret: at least 16 characters.
-fn platform_secret(s: &str) -> Result<SecretString, String> {
-    if s.len() < 16 {
-        return Err("must be at least 16 characters".to_owned());
+/// Shortest platform secret accepted.
+const SECRET_MIN_LEN: usize = 16;
+
+/// The platform secret: at least 16 characters. Its own parser, because clap words a refused
+/// value as "invalid value '<the value>' for ..." and a secret must not be printed, even a
+/// refused one: this refusal names the flag and the rule only.
+#[derive(Clone)]
+struct PlatformSecret;
+
+impl TypedValueParser for PlatformSecret {
+    type Value = SecretString;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<SecretString, clap::Error> {
+        let refuse = |rule: &str| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!(
+                    "the platform secret (--secret or MCPLATFORM_SECRET) {rule}; it is not shown\n"
+                ),
+            )
+            .with_cmd(cmd)
+        };
+        let secret = value.to_str().ok_or_else(|| refuse("is not UTF-8"))?;
+        if secret.len() < SECRET_MIN_LEN {
+            return Err(refuse(&format!(
+                "must be at least {SECRET_MIN_LEN} characters"
+            )));
+        }
+        Ok(SecretString::from(secret))
     }
-    Ok(SecretString::from(s))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,14 +81,6 @@ pub struct DatabaseArgs {
 pub struct RuntimeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-
-    // More connections than Postgres has cores to run them only adds backends that take turns
-    // with cold caches: on 2 cores, 10 served walkthrough calls 7% faster than 32. The two
-    // group committers, up to four walkthrough reads, the relay and each projector hold
-    // connections of their own besides.
-    /// Largest number of pooled Postgres connections for the edges' queries.
-    #[arg(long, env = "MCPLATFORM_DB_POOL", default_value_t = 16)]
-    pub db_pool: u32,
 
     /// NATS server with JetStream (credentials in it are never printed).
     #[arg(
@@ -100,7 +124,7 @@ pub struct HttpArgs {
         long,
         env = "MCPLATFORM_SECRET",
         hide_env_values = true,
-        value_parser = platform_secret
+        value_parser = PlatformSecret
     )]
     pub secret: Option<SecretString>,
 }
@@ -110,6 +134,15 @@ pub struct HttpArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+
+    // More connections than Postgres has cores to run them only adds backends that take turns
+    // with cold caches: on 2 cores, 10 served walkthrough calls 7% faster than 32. The two
+    // group committers, up to four walkthrough reads, the relay and each projector hold
+    // connections of their own besides.
+    /// Largest number of pooled Postgres connections for the HTTP edges' queries.
+    #[arg(long, env = "MCPLATFORM_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -143,7 +176,7 @@ impl HttpArgs {
         let path = Path::new(".mcplatform/secret");
         if let Ok(existing) = std::fs::read_to_string(path) {
             let existing = SecretString::from(existing.trim());
-            if existing.expose_secret().len() >= 16 {
+            if existing.expose_secret().len() >= SECRET_MIN_LEN {
                 tracing::warn!("MCPLATFORM_SECRET is not set: using the development secret in .mcplatform/secret");
                 return Ok(existing);
             }
@@ -201,6 +234,15 @@ mod tests {
     fn a_short_secret_is_refused() {
         let refused = Probe::try_parse_from(["probe", "--secret", "short"]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn a_refused_secret_is_not_printed() {
+        let refused = Probe::try_parse_from(["probe", "--secret", "shortsecret12"])
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.contains("shortsecret12"), "{refused}");
+        assert!(refused.contains("at least 16 characters"), "{refused}");
     }
 
     #[test]

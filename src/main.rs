@@ -146,7 +146,8 @@ async fn main() -> std::process::ExitCode {
         // is how a pipeline ends, not a failure to report.
         Err(e) if cli::output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: sqlx's and io's errors repeat their sources in their text.
+            eprintln!("error: {}", commands::errors::Chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -248,8 +249,9 @@ mod tests {
             assert_eq!(has("database-url"), db, "{path:?}: {flags:?}");
             let runtime = matches!(path, ["up" | "serve" | "relay" | "project"]);
             assert_eq!(has("nats-url"), runtime, "{path:?}: {flags:?}");
-            assert_eq!(has("db-pool"), runtime, "{path:?}: {flags:?}");
             let http = matches!(path, ["up" | "serve"]);
+            // The pool for the HTTP edges' queries: the relay and the projectors have none.
+            assert_eq!(has("db-pool"), http, "{path:?}: {flags:?}");
             assert_eq!(has("secret"), http, "{path:?}: {flags:?}");
             assert_eq!(has("base-domain"), http, "{path:?}: {flags:?}");
             assert_eq!(

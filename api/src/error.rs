@@ -168,6 +168,7 @@ through_the_table!(
     sqlx::Error,
     eventstore::StoreError,
     eventstore::CommitError,
+    eventstore::cursor::BadCursor,
     domain::walkthrough::WalkthroughError,
     commands::services::tickets::AssignError,
     commands::services::walkthroughs::AssignError,

@@ -3,8 +3,9 @@
 
 use crate::error::{plausible_ref, ApiError, ErrorCode, FieldError};
 use crate::state::AppState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::path::ErrorKind as PathErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use domain::values::{OrgId, Role};
@@ -79,10 +80,12 @@ async fn json_body<T: DeserializeOwned, S: Send + Sync>(
     // Parsed here rather than by axum, so the refusal is built from the error's parts: the
     // field's path, and serde's sentence without the parser's position.
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        data_error(&path, &e.into_inner())
-    })
+    crate::filters::reading(|| serde_path_to_error::deserialize::<_, T>(&mut deserializer)).map_err(
+        |(e, refusal)| {
+            let path = e.path().to_string();
+            data_error(&path, &e.into_inner(), refusal)
+        },
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -113,13 +116,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// A body that is JSON but not what the route takes: 422 naming the field (its path, as
-/// `inner.on` or `tags[1]`), in serde's words without the parser's position.
-fn data_error(path: &str, error: &serde_json::Error) -> ApiError {
+/// `inner.on` or `tags[1]`), in serde's words without the parser's position, or with the
+/// sentence of the set that refused its value.
+fn data_error(path: &str, error: &serde_json::Error, refusal: Option<&str>) -> ApiError {
     let text = error.to_string();
-    let message = client_terms(without_position(&text));
-    let message = match crate::filters::refusal(&message) {
+    let message = match refusal {
         Some(refusal) => refusal.to_owned(),
-        None => message,
+        None => client_terms(without_position(&text)),
     };
     // A missing or unknown field is reported where the object holding it is: name the field.
     let named = field_from_message(&message);
@@ -235,9 +238,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let request_id = parts
             .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .get(crate::X_REQUEST_ID)
+            .and_then(crate::usable_request_id)
             .map(str::to_owned)
             .unwrap_or_else(|| Uuid::new_v4().to_string());
         let client_ip = parts
@@ -277,25 +279,28 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let not_bearer = || {
+            ApiError::new(
+                ErrorCode::InvalidToken,
+                "the Authorization header must be `Bearer <access_token>`",
+            )
+        };
+        // A header that is there but not text is a malformed token, not a missing one.
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::MissingToken,
                     "send `Authorization: Bearer <access_token>`",
                 )
-            })?;
+            })?
+            .to_str()
+            .map_err(|_| not_bearer())?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the Authorization header must be `Bearer <access_token>`",
-                )
-            })?;
+            .ok_or_else(not_bearer)?;
         let claims = state.tokens.verify_access(token.trim())?;
         tracing::Span::current().record("actor", tracing::field::display(claims.sub));
         Ok(AuthUser {
@@ -324,19 +329,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 /// are about, so serde_path_to_error finds it.
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-    serde_path_to_error::deserialize::<_, T>(pairs).map_err(|e| {
-        let parameter = e.path().to_string();
-        let inner = e.inner().to_string();
-        if let Some(refusal) = crate::filters::refusal(&inner) {
-            return ApiError::field(&parameter, refusal);
-        }
-        let detail = if parameter == "." {
-            format!("invalid query: {inner}")
-        } else {
-            format!("invalid query parameter `{parameter}`: {inner}")
-        };
-        ApiError::new(ErrorCode::InvalidQuery, detail)
-    })
+    crate::filters::reading(|| serde_path_to_error::deserialize::<_, T>(pairs)).map_err(
+        |(e, refusal)| {
+            let parameter = e.path().to_string();
+            if let Some(refusal) = refusal {
+                return ApiError::field(&parameter, refusal);
+            }
+            let inner = e.inner().to_string();
+            let detail = if parameter == "." {
+                format!("invalid query: {inner}")
+            } else {
+                format!("invalid query parameter `{parameter}`: {inner}")
+            };
+            ApiError::new(ErrorCode::InvalidQuery, detail)
+        },
+    )
 }
 
 /// For a route that takes no query parameters: any is refused with 400, as routes that take
@@ -408,9 +415,7 @@ impl FromRequestParts<AppState> for Membership {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let user = AuthUser::from_request_parts(parts, state).await?;
-        let Path(crate::params::OrgPath { org: org_ref }) = Path::from_request_parts(parts, state)
-            .await
-            .map_err(ApiError::internal)?;
+        let org_ref = org_segment(parts).await?;
         if !plausible_ref(&org_ref) {
             return Err(ApiError::not_found(ErrorCode::OrgNotFound));
         }
@@ -421,6 +426,72 @@ impl FromRequestParts<AppState> for Membership {
         let role = Role::parse(&role).map_err(ApiError::internal)?;
         tracing::Span::current().record("org", tracing::field::display(org));
         Ok(Self { user, org, role })
+    }
+}
+
+/// The `{org}` segment, first of a route's parameters to be answered: a caller who is not a
+/// member of the org is told only that, whatever the rest of the path names.
+async fn org_segment(parts: &mut Parts) -> Result<String, ApiError> {
+    match read_path::<crate::params::OrgPath>(parts).await {
+        Ok(crate::params::OrgPath { org }) => return Ok(org),
+        Err(PathError::NamesNothing(param)) if param == "org" => {
+            return Err(crate::params::names_nothing(&param))
+        }
+        Err(PathError::NamesNothing(_)) => {}
+        Err(PathError::Unreadable(e)) => return Err(ApiError::internal(e)),
+    }
+    // Another segment is not UTF-8, so axum kept none of them: read `{org}` from the path
+    // itself, where the route's template has it, decoded as axum decodes a segment.
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .ok_or_else(|| ApiError::internal("an org route without its matched path"))?;
+    let segment = template
+        .as_str()
+        .split('/')
+        .zip(parts.uri.path().split('/'))
+        .find_map(|(template, segment)| (template == "{org}").then_some(segment))
+        .ok_or_else(|| ApiError::internal("an org route without an {org} segment"))?;
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|org| org.into_owned())
+        .map_err(|_| crate::params::names_nothing("org"))
+}
+
+/// Path parameters, read as axum's `Path` reads them, except that a segment which names
+/// nothing (not UTF-8 once percent-decoded, as `%FF`) is the 404 of what it would name
+/// ([`crate::params::names_nothing`]) rather than axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+enum PathError {
+    /// The parameter whose segment is not UTF-8.
+    NamesNothing(String),
+    /// The route's parameters do not fit `T`: a bug.
+    Unreadable(PathRejection),
+}
+
+async fn read_path<T: DeserializeOwned + Send>(parts: &mut Parts) -> Result<T, PathError> {
+    match axum::extract::Path::<T>::from_request_parts(parts, &()).await {
+        Ok(axum::extract::Path(value)) => Ok(value),
+        Err(PathRejection::FailedToDeserializePathParams(e)) => match e.kind() {
+            PathErrorKind::InvalidUtf8InPathParam { key } => {
+                Err(PathError::NamesNothing(key.clone()))
+            }
+            _ => Err(PathError::Unreadable(e.into())),
+        },
+        Err(e) => Err(PathError::Unreadable(e)),
+    }
+}
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match read_path(parts).await {
+            Ok(value) => Ok(Path(value)),
+            Err(PathError::NamesNothing(param)) => Err(crate::params::names_nothing(&param)),
+            Err(PathError::Unreadable(e)) => Err(ApiError::internal(e)),
+        }
     }
 }
 
@@ -545,5 +616,70 @@ mod body_refusals {
                 "{body}: {problem}"
             );
         }
+    }
+
+    /// A key the body does not take is refused in serde's words whatever it holds, and only a
+    /// value outside a set gets the set's sentence.
+    #[tokio::test]
+    async fn a_body_refusal_cannot_be_forged_by_a_key() {
+        #[allow(dead_code)]
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Status {
+            #[serde(deserialize_with = "crate::filters::one_of")]
+            status: domain::ticket::TicketStatus,
+        }
+        let refused = |body: &'static str| async move {
+            let request = Request::builder()
+                .method("POST")
+                .uri("/")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let Err(e) = JsonBody::<Status>::from_request(request, &()).await else {
+                panic!("{body} was accepted");
+            };
+            let response = e.into_response();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let problem: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, problem["errors"][0].clone())
+        };
+        let (status, error) = refused(r#"{"status": "new", "\u001ebogus": 1}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error["field"], "\u{1e}bogus", "{error}");
+        assert_eq!(
+            error["message"], "unknown field `\u{1e}bogus`, expected `status`",
+            "{error}"
+        );
+        let (status, error) = refused(r#"{"status": "bogus"}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error["field"], "status", "{error}");
+        assert_eq!(
+            error["message"],
+            "must be one of new, in_progress, awaiting_customer, resolved, closed"
+        );
+    }
+
+    /// A query parameter the route does not take is 400 `invalid_query`, whatever its name
+    /// holds; a value outside a set is 422 naming its parameter.
+    #[test]
+    fn a_query_refusal_cannot_be_forged_by_a_parameter_name() {
+        use crate::error::ErrorCode;
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Query {
+            #[serde(default, deserialize_with = "crate::filters::optional_one_of")]
+            #[allow(dead_code)]
+            status: Option<domain::ticket::TicketStatus>,
+        }
+        for query in ["bogus=1", "%1Ebogus=1", "%1E=1"] {
+            let refused = super::parse_query::<Query>(query).unwrap_err();
+            assert_eq!(refused.code(), ErrorCode::InvalidQuery, "{query}");
+        }
+        let refused = super::parse_query::<Query>("status=bogus").unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::ValidationFailed);
     }
 }

@@ -9,9 +9,9 @@ use domain::time::{Bound, BOUND_REFUSAL};
 use domain::tool_call::Outcome;
 use domain::values::Role;
 use domain::walkthrough::WalkthroughStatus;
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
+use std::cell::Cell;
 use strum::VariantArray;
 use utoipa::openapi::schema::{
     KnownFormat, Object, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
@@ -94,16 +94,30 @@ impl OneOf for Bucket {
     }
 }
 
-/// Marks a refusal in a serde error message, so that the query and body extractors, which only
-/// see the message, answer it 422 naming the field rather than 400. Our code writes it; input
-/// cannot (a control character in a query is refused before parsing, and a refusal's text is a
-/// constant).
-const REFUSED: char = '\u{1e}';
+thread_local! {
+    /// The refusal of the read running on this thread, if one of our fields refused a value.
+    static REFUSAL: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
 
-/// The refusal a serde error message carries, if it is one, without the parser's position.
-pub(crate) fn refusal(message: &str) -> Option<&str> {
-    let (_, refusal) = message.split_once(REFUSED)?;
-    Some(refusal.split(" at line ").next().unwrap_or(refusal))
+/// Refuses a value outside a set: the read stops with a serde error, as for any other problem
+/// (so the first problem of a query or body is still the one answered), and the refusal is
+/// recorded beside it for [`reading`] to find. A serde error's text is made of the input (a
+/// field's name, a value), so the text cannot be what tells a refusal from other errors.
+fn refuse<E: serde::de::Error>(refusal: &'static str) -> E {
+    REFUSAL.with(|r| r.set(Some(refusal)));
+    E::custom(refusal)
+}
+
+/// Runs one read of a query or a body (synchronous, so nothing else runs on this thread in
+/// between) and, when it fails, says which refusal made it fail: `Some` when a field refused a
+/// value (422 naming the field), `None` for any other error.
+pub(crate) fn reading<T, E>(
+    read: impl FnOnce() -> Result<T, E>,
+) -> Result<T, (E, Option<&'static str>)> {
+    REFUSAL.with(|r| r.set(None));
+    let result = read();
+    let refusal = REFUSAL.with(Cell::take);
+    result.map_err(|e| (e, refusal))
 }
 
 /// `#[serde(deserialize_with = "one_of")]`.
@@ -113,7 +127,7 @@ pub fn one_of<'de, D: Deserializer<'de>, T: OneOf>(d: D) -> Result<T, D::Error> 
         .iter()
         .copied()
         .find(|v| v.name() == raw)
-        .ok_or_else(|| D::Error::custom(format!("{REFUSED}{}", T::REFUSAL)))
+        .ok_or_else(|| refuse(T::REFUSAL))
 }
 
 /// `#[serde(default, deserialize_with = "optional_one_of")]`: absent is `None`.
@@ -128,7 +142,7 @@ pub fn time_bound<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bound>, D::E
     let raw = Cow::<str>::deserialize(d)?;
     Bound::parse(&raw)
         .map(Some)
-        .map_err(|_| D::Error::custom(format!("{REFUSED}{BOUND_REFUSAL}")))
+        .map_err(|_| refuse(BOUND_REFUSAL))
 }
 
 /// The schema of a range bound: a date or a date-time.
@@ -215,14 +229,26 @@ mod tests {
     #[test]
     fn a_refusal_is_told_apart_from_other_errors() {
         #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
         struct Q {
             #[serde(default, deserialize_with = "optional_one_of")]
             status: Option<TicketStatus>,
         }
-        let q: Q = serde_urlencoded::from_str("status=in_progress").unwrap();
+        let read = |query: &str| reading(|| serde_urlencoded::from_str::<Q>(query));
+        let q = read("status=in_progress").unwrap();
         assert_eq!(q.status, Some(TicketStatus::InProgress));
-        let e = serde_urlencoded::from_str::<Q>("status=bogus").unwrap_err();
-        assert_eq!(refusal(&e.to_string()), Some(TicketStatus::REFUSAL));
-        assert_eq!(refusal("invalid digit found in string"), None);
+        let (_, refusal) = read("status=bogus").unwrap_err();
+        assert_eq!(refusal, Some(TicketStatus::REFUSAL));
+        let (_, refusal) = read("status=new&status=new").unwrap_err();
+        assert_eq!(refusal, None, "another error is not a refusal");
+        // Nor is one whose text looks like a refusal (the input's own words).
+        let (_, refusal) = read(&format!("\u{1e}{}", TicketStatus::REFUSAL)).unwrap_err();
+        assert_eq!(refusal, None);
+        let (_, refusal) = read("status=bogus").unwrap_err();
+        assert!(refusal.is_some());
+        assert!(
+            read("status=new").is_ok(),
+            "a refusal does not outlive its read"
+        );
     }
 }

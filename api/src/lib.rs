@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod params;
+pub mod refusals;
 pub mod routes;
 pub mod state;
 
@@ -25,60 +26,75 @@ use utoipa_axum::routes;
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Every route, declared once: each `routes!` entry adds its handlers to the router and their
+/// utoipa-axum's `routes!`, plus the error answers of what each handler extracts
+/// ([`refusals::document`]): a route's documented refusals follow from its arguments.
+macro_rules! route {
+    ($($module:ident :: $handler:ident),+ $(,)?) => {{
+        let (schemas, mut paths, router) = routes!($($module::$handler),+);
+        $(utoipa_axum::paste! {
+            refusals::document::<$module::[<__path_ $handler>], _, _>(
+                &mut paths,
+                &$module::$handler,
+            );
+        })+
+        (schemas, paths, router)
+    }};
+}
+
+/// Every route, declared once: each `route!` entry adds its handlers to the router and their
 /// `#[utoipa::path]` (path, method, parameters, answers) to the OpenAPI document, so neither can
 /// list a route the other lacks. The path a handler is served at is the one its annotation says.
 pub fn routes() -> OpenApiRouter<AppState> {
     use routes::*;
     OpenApiRouter::with_openapi(openapi::base())
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
-        .routes(routes!(problems::index))
-        .routes(routes!(problems::describe))
-        .routes(routes!(openapi::serve))
-        .routes(routes!(auth::signup))
-        .routes(routes!(auth::login))
-        .routes(routes!(auth::refresh))
-        .routes(routes!(auth::logout))
-        .routes(routes!(auth::me))
-        .routes(routes!(orgs::list, orgs::create))
-        .routes(routes!(orgs::get))
-        .routes(routes!(orgs::members, orgs::add_member))
-        .routes(routes!(orgs::change_role, orgs::remove_member))
-        .routes(routes!(servers::list, servers::create))
-        .routes(routes!(servers::get, servers::update, servers::archive))
-        .routes(routes!(tickets::list))
-        .routes(routes!(tickets::get))
-        .routes(routes!(tickets::change_status))
-        .routes(routes!(tickets::comment))
-        .routes(routes!(tickets::assign))
-        .routes(routes!(end_users::list))
-        .routes(routes!(end_users::get))
-        .routes(routes!(sessions::list))
-        .routes(routes!(sessions::get))
-        .routes(routes!(tool_calls::list))
-        .routes(routes!(tool_calls::tools))
-        .routes(routes!(walkthroughs::list, walkthroughs::create))
-        .routes(routes!(walkthroughs::get, walkthroughs::update))
-        .routes(routes!(walkthroughs::publish))
-        .routes(routes!(walkthroughs::unpublish))
-        .routes(routes!(walkthroughs::archive))
-        .routes(routes!(walkthroughs::steps, walkthroughs::add_step))
-        .routes(routes!(walkthroughs::edit_step, walkthroughs::remove_step))
-        .routes(routes!(walkthroughs::move_step))
-        .routes(routes!(walkthroughs::versions))
-        .routes(routes!(walkthrough_analytics::analytics))
-        .routes(routes!(walkthrough_analytics::sankey))
-        .routes(routes!(walkthroughs::server_list, walkthroughs::assign))
-        .routes(routes!(
+        .routes(route!(health::healthz))
+        .routes(route!(health::readyz))
+        .routes(route!(health::metrics))
+        .routes(route!(problems::index))
+        .routes(route!(problems::describe))
+        .routes(route!(openapi::serve))
+        .routes(route!(auth::signup))
+        .routes(route!(auth::login))
+        .routes(route!(auth::refresh))
+        .routes(route!(auth::logout))
+        .routes(route!(auth::me))
+        .routes(route!(orgs::list, orgs::create))
+        .routes(route!(orgs::get))
+        .routes(route!(orgs::members, orgs::add_member))
+        .routes(route!(orgs::change_role, orgs::remove_member))
+        .routes(route!(servers::list, servers::create))
+        .routes(route!(servers::get, servers::update, servers::archive))
+        .routes(route!(tickets::list))
+        .routes(route!(tickets::get))
+        .routes(route!(tickets::change_status))
+        .routes(route!(tickets::comment))
+        .routes(route!(tickets::assign))
+        .routes(route!(end_users::list))
+        .routes(route!(end_users::get))
+        .routes(route!(sessions::list))
+        .routes(route!(sessions::get))
+        .routes(route!(tool_calls::list))
+        .routes(route!(tool_calls::tools))
+        .routes(route!(walkthroughs::list, walkthroughs::create))
+        .routes(route!(walkthroughs::get, walkthroughs::update))
+        .routes(route!(walkthroughs::publish))
+        .routes(route!(walkthroughs::unpublish))
+        .routes(route!(walkthroughs::archive))
+        .routes(route!(walkthroughs::steps, walkthroughs::add_step))
+        .routes(route!(walkthroughs::edit_step, walkthroughs::remove_step))
+        .routes(route!(walkthroughs::move_step))
+        .routes(route!(walkthroughs::versions))
+        .routes(route!(walkthrough_analytics::analytics))
+        .routes(route!(walkthrough_analytics::sankey))
+        .routes(route!(walkthroughs::server_list, walkthroughs::assign))
+        .routes(route!(
             walkthroughs::update_assignment,
             walkthroughs::unassign
         ))
-        .routes(routes!(dashboard::overview))
-        .routes(routes!(dashboard::audit_log))
-        .routes(routes!(events::page))
-        .routes(routes!(events::stream))
+        .routes(route!(dashboard::overview))
+        .routes(route!(dashboard::audit_log))
+        .routes(route!(events::page))
+        .routes(route!(events::stream))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -101,7 +117,7 @@ async fn method_not_allowed() -> ApiError {
 /// Request ids, request spans and HTTP metrics around every route of `app` (this router merged
 /// with the MCP edge's), so both edges get them alike:
 ///
-/// - a request without a usable `x-request-id` (1 to 128 visible ASCII characters) gets a UUID,
+/// - a request without a usable `x-request-id` ([`usable_request_id`]) gets a UUID,
 ///   and every response echoes the request's id (tower-http's request-id layers);
 /// - a span per request with method, path, route template and request id, and the `actor` and
 ///   `org` fields handlers record once they know them (tower-http's `TraceLayer`; failures are
@@ -134,22 +150,30 @@ pub fn instrument(app: Router) -> Router {
         .layer(middleware::map_request(drop_unusable_request_id))
 }
 
-/// A client's `x-request-id` is kept when it is 1 to 128 visible ASCII characters; any other is
+/// A client's `x-request-id` is kept when it is usable ([`usable_request_id`]); any other is
 /// dropped here, so the request gets a fresh one.
 async fn drop_unusable_request_id(mut request: Request) -> Request {
-    let usable =
-        |v: &axum::http::HeaderValue| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok();
     if request
         .headers()
         .get(X_REQUEST_ID)
-        .is_some_and(|v| !usable(v))
+        .is_some_and(|v| usable_request_id(v).is_none())
     {
         request.headers_mut().remove(X_REQUEST_ID);
     }
     request
 }
 
-const X_REQUEST_ID: &str = "x-request-id";
+/// A request id as the client sent it, when it is 1 to 128 visible ASCII characters (0x21 to
+/// 0x7E: no space or tab, which `HeaderValue::to_str` lets through, so an id is one token in a
+/// log line).
+pub(crate) fn usable_request_id(value: &axum::http::HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let usable =
+        (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+    usable.then(|| value.to_str().ok()).flatten()
+}
+
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
 
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
@@ -184,4 +208,30 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_request_id;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn a_request_id_is_one_to_128_visible_ascii_characters() {
+        let usable = |bytes: &[u8]| {
+            usable_request_id(&HeaderValue::from_bytes(bytes).unwrap()).map(str::to_owned)
+        };
+        assert_eq!(usable(b"req-1").as_deref(), Some("req-1"));
+        assert_eq!(
+            usable("x".repeat(128).as_bytes()).map(|id| id.len()),
+            Some(128)
+        );
+        for refused in [&b""[..], b"req 1", b"req\t1", b"caf\xc3\xa9", &[b'x'; 129]] {
+            assert_eq!(
+                usable(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
 }

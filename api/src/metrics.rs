@@ -1,18 +1,22 @@
 //! The platform's metrics, in the Prometheus text format at `/metrics`: the recorder
-//! (`metrics` + `metrics-exporter-prometheus`), what the HTTP layer records per request, and the
-//! gauges read from the database at each scrape (the event log's head, the relay's and each
-//! projection's position and lag, the Postgres pools). The MCP edge and the event store record
-//! their own (`mcplatform_mcp_*`, `mcplatform_group_commit_*`) into the same recorder.
+//! (`metrics` + `metrics-exporter-prometheus`), what the HTTP layer records per request, the
+//! gauges read from the database by one background task every few seconds (the event log's
+//! head, the relay's and each projection's position and lag; see [`watch_database`]) and the
+//! Postgres pools' usage. The MCP edge and the event store record their own
+//! (`mcplatform_mcp_*`, `mcplatform_group_commit_*`) into the same recorder.
+//!
+//! A scrape runs no query: `/metrics` is unauthenticated, and what it costs must not depend on
+//! who asks how often.
 
-use crate::state::AppState;
 use axum::http::{Method, StatusCode};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use projections::Reads;
 use sqlx::{PgPool, Row};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// HTTP responses by status class (`class="2xx"`), both edges.
 pub const HTTP_RESPONSES: &str = "mcplatform_http_responses_total";
@@ -30,6 +34,11 @@ pub const POOL_SIZE: &str = "mcplatform_db_pool_connections";
 pub const POOL_IDLE: &str = "mcplatform_db_pool_idle_connections";
 pub const POOL_IN_USE: &str = "mcplatform_db_pool_in_use_connections";
 pub const POOL_MAX: &str = "mcplatform_db_pool_max_connections";
+/// Whether the last read of the database gauges succeeded (1) or failed (0).
+pub const DATABASE_READ_OK: &str = "mcplatform_db_gauges_read_ok";
+/// Seconds since the database gauges were last read successfully: how old the positions and
+/// lags shown are.
+pub const DATABASE_READ_AGE: &str = "mcplatform_db_gauges_read_age_seconds";
 
 /// Latency buckets, 100 µs to 10 s: an MCP call is well under a millisecond of work, a REST
 /// write waits for its read model, a slow disk shows in the seconds.
@@ -45,9 +54,20 @@ const BATCH_BUCKETS: &[f64] = &[
 const LAG_COUNT_LIMIT: i64 = 100_000;
 /// How often histograms are folded in when nobody scrapes (their samples wait in a buffer).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often the database gauges are read: fresher than any usual scrape interval, for about a
+/// dozen light queries each time, whoever scrapes.
+const DATABASE_READ_EVERY: Duration = Duration::from_secs(3);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static POOLS: Mutex<Vec<(&'static str, PgPool)>> = Mutex::new(Vec::new());
+/// Since when the database gauges are read, and when they last were successfully.
+static DATABASE_READ: Mutex<Option<DatabaseRead>> = Mutex::new(None);
+
+#[derive(Clone, Copy)]
+struct DatabaseRead {
+    watched_since: Instant,
+    last_success: Option<Instant>,
+}
 
 /// Installs the process-wide recorder (once; later calls do nothing). Call it before anything
 /// records: handles made earlier record nowhere.
@@ -120,6 +140,15 @@ fn describe() {
         PROJECTION_LAG_SECONDS,
         Unit::Seconds,
         "Age of the oldest event a projection has not applied yet (0 when caught up)"
+    );
+    describe_gauge!(
+        DATABASE_READ_OK,
+        "Whether the last read of the event store and projection gauges succeeded (1) or not (0)"
+    );
+    describe_gauge!(
+        DATABASE_READ_AGE,
+        Unit::Seconds,
+        "Seconds since the event store and projection gauges were last read successfully"
     );
     describe_gauge!(POOL_SIZE, "Open connections of a Postgres pool");
     describe_gauge!(POOL_IDLE, "Idle connections of a Postgres pool");
@@ -214,16 +243,59 @@ pub fn record_response(
     });
 }
 
-/// The exposition: the recorded metrics, with the database gauges read now.
-pub async fn render(state: &AppState) -> String {
-    if let Ok(head) = state.store.head().await {
-        metrics::gauge!(EVENT_STORE_HEAD).set(head.global_position as f64);
+/// Reads the database gauges (the log's head, the relay's and each projection's position and
+/// lag) every few seconds, in one task per process (later calls do nothing). A failed read
+/// leaves the last values and says so: [`DATABASE_READ_OK`] drops to 0 and
+/// [`DATABASE_READ_AGE`] grows.
+pub fn watch_database(pool: PgPool) {
+    {
+        let Ok(mut read) = DATABASE_READ.lock() else {
+            return;
+        };
+        if read.is_some() {
+            return;
+        }
+        *read = Some(DatabaseRead {
+            watched_since: Instant::now(),
+            last_success: None,
+        });
     }
-    if let Err(e) = relay_lag(&state.pool).await {
-        tracing::debug!(error = %e, "relay lag not read");
-    }
-    if let Err(e) = projection_lags(&state.pool).await {
-        tracing::debug!(error = %e, "projection lags not read");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DATABASE_READ_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let read = read_database_gauges(&pool).await;
+            match &read {
+                Ok(()) => {
+                    if let Ok(mut state) = DATABASE_READ.lock() {
+                        if let Some(state) = state.as_mut() {
+                            state.last_success = Some(Instant::now());
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "database gauges not read"),
+            }
+            metrics::gauge!(DATABASE_READ_OK).set(if read.is_ok() { 1.0 } else { 0.0 });
+        }
+    });
+}
+
+async fn read_database_gauges(pool: &PgPool) -> Result<(), eventstore::StoreError> {
+    let head = eventstore::reading::head(pool).await?;
+    metrics::gauge!(EVENT_STORE_HEAD).set(head.global_position as f64);
+    relay_lag(pool).await?;
+    projection_lags(pool).await?;
+    Ok(())
+}
+
+/// The exposition: the recorded metrics, with the pools' usage and the age of the database
+/// gauges as of now. Runs no query.
+pub fn render() -> String {
+    let read = DATABASE_READ.lock().ok().and_then(|read| *read);
+    if let Some(read) = read {
+        let since = read.last_success.unwrap_or(read.watched_since);
+        metrics::gauge!(DATABASE_READ_AGE).set(since.elapsed().as_secs_f64());
     }
     let pools = POOLS.lock().map(|p| p.clone()).unwrap_or_default();
     for (name, pool) in pools {
@@ -241,27 +313,29 @@ pub async fn render(state: &AppState) -> String {
 }
 
 /// How far behind a position the readable log is, in events (counted up to a limit) and in
-/// the age of the oldest event beyond it, among `types` (all when empty).
+/// the age of the oldest event beyond it, among the events a reader `reads`.
 async fn lag_after(
     pool: &PgPool,
     transaction_id: i64,
     global_position: i64,
-    types: &[&str],
+    reads: Reads,
 ) -> Result<(i64, f64), sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "WITH behind AS ( \
              SELECT recorded_at FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3)) \
-             ORDER BY transaction_id, global_position LIMIT $4) \
+             AND {} \
+             ORDER BY transaction_id, global_position LIMIT $5) \
          SELECT count(*) AS events, \
                 COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at)), 0)::float8 AS seconds \
          FROM behind",
-    )
+        Reads::sql_condition(3, 4)
+    ))
     .bind(transaction_id.to_string())
     .bind(global_position)
-    .bind(types)
+    .bind(reads.only())
+    .bind(reads.except())
     .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await?;
@@ -277,7 +351,7 @@ async fn relay_lag(pool: &PgPool) -> Result<(), sqlx::Error> {
         pool,
         checkpoint.transaction_id,
         checkpoint.global_position,
-        &[],
+        Reads::All,
     )
     .await?;
     metrics::gauge!(RELAY_CHECKPOINT).set(checkpoint.global_position as f64);
@@ -300,13 +374,8 @@ async fn projection_lags(pool: &PgPool) -> Result<(), sqlx::Error> {
         let Some(projection) = projections::registry::by_name(&name) else {
             continue;
         };
-        let (events, seconds) = lag_after(
-            pool,
-            row.try_get("tx")?,
-            position,
-            projection.aggregate_types(),
-        )
-        .await?;
+        let (events, seconds) =
+            lag_after(pool, row.try_get("tx")?, position, projection.reads()).await?;
         metrics::gauge!(PROJECTION_LAG_EVENTS, "projection" => name.clone()).set(events as f64);
         metrics::gauge!(PROJECTION_LAG_SECONDS, "projection" => name).set(seconds);
     }

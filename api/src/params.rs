@@ -1,8 +1,37 @@
 //! The path parameters of the org-scoped routes: read by the handlers and described in the
 //! OpenAPI document from the same struct (`params(...)`).
 
+use crate::error::{ApiError, ErrorCode};
+use crate::refusals::NamesSomething;
 use serde::Deserialize;
 use utoipa::IntoParams;
+
+/// What a path segment that can name nothing is answered (one that is not UTF-8 once
+/// percent-decoded, as `%FF`): the `*_not_found` of the resource the parameter names, as a
+/// segment naming no such resource is.
+pub fn names_nothing(param: &str) -> ApiError {
+    let code = match param {
+        "org" => ErrorCode::OrgNotFound,
+        "member" => ErrorCode::MemberNotFound,
+        "server" => ErrorCode::ServerNotFound,
+        "ticket" => ErrorCode::TicketNotFound,
+        "user" => ErrorCode::EndUserNotFound,
+        "session" => ErrorCode::SessionNotFound,
+        "walkthrough" => ErrorCode::WalkthroughNotFound,
+        "step" => ErrorCode::StepNotFound,
+        "code" => return ApiError::new(ErrorCode::RouteNotFound, "no such problem type"),
+        _ => ErrorCode::RouteNotFound,
+    };
+    ApiError::not_found(code)
+}
+
+/// A problem page's code.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProblemPath {
+    /// An error code, e.g. org_not_found
+    pub code: String,
+}
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -89,4 +118,44 @@ pub struct AssignmentPath {
     /// Walkthrough id
     #[param(value_type = uuid::Uuid)]
     pub walkthrough: String,
+}
+
+impl NamesSomething for OrgPath {
+    const NOT_FOUND: &'static str = "No such org (or not a member)";
+}
+
+impl NamesSomething for MemberPath {
+    const NOT_FOUND: &'static str = "No such member or invitation";
+}
+
+impl NamesSomething for ServerPath {
+    const NOT_FOUND: &'static str = "No such server";
+}
+
+impl NamesSomething for TicketPath {
+    const NOT_FOUND: &'static str = "No such ticket";
+}
+
+impl NamesSomething for EndUserPath {
+    const NOT_FOUND: &'static str = "No such end user";
+}
+
+impl NamesSomething for SessionPath {
+    const NOT_FOUND: &'static str = "No such session";
+}
+
+impl NamesSomething for WalkthroughPath {
+    const NOT_FOUND: &'static str = "No such walkthrough";
+}
+
+impl NamesSomething for StepPath {
+    const NOT_FOUND: &'static str = "No such walkthrough or step";
+}
+
+impl NamesSomething for AssignmentPath {
+    const NOT_FOUND: &'static str = "No such server, walkthrough or assignment";
+}
+
+impl NamesSomething for ProblemPath {
+    const NOT_FOUND: &'static str = "No such code";
 }

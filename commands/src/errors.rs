@@ -446,58 +446,86 @@ impl std::error::Error for Failure {
     }
 }
 
-/// An error with its whole source chain on one line (`a: b: c`), for the one log line an
-/// internal error gets. A source whose text its parent already ends with (thiserror's
-/// `#[error("database: {0}")]` with `#[from]`) is not repeated.
+/// An error with its whole source chain on one line (`a: b: c`), each cause once: for the one
+/// log line an internal error gets, and the CLI's error line. An error whose text ends with its
+/// source's (thiserror's `#[error("database: {0}")]` with `#[from]`, sqlx's and io's errors)
+/// contributes only what precedes it, and a part equal to the one before it is not repeated.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            let text = e.to_string();
-            if !shown.ends_with(&text) {
-                write!(f, ": {text}")?;
+        let texts: Vec<String> = std::iter::successors(Some(self.0), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+        let mut shown: Option<&str> = None;
+        for (i, text) in texts.iter().enumerate() {
+            let own = match texts.get(i + 1) {
+                Some(source) if !source.is_empty() && text.ends_with(source.as_str()) => text
+                    [..text.len() - source.len()]
+                    .trim_end_matches(|c: char| c == ':' || c.is_whitespace()),
+                _ => text.as_str(),
+            };
+            if own.is_empty() || shown == Some(own) {
+                continue;
             }
-            shown = text;
-            next = e.source();
+            if shown.is_some() {
+                f.write_str(": ")?;
+            }
+            f.write_str(own)?;
+            shown = Some(own);
         }
         Ok(())
     }
 }
 
-impl From<sqlx::Error> for Failure {
-    fn from(e: sqlx::Error) -> Self {
-        if eventstore::is_unavailable(&e) {
-            Failure::unavailable(e)
-        } else if is_data_exception(&e) {
-            // Postgres refused a value (class 22: data exception), so the input was bad. The
-            // edges validate first; this is the safety net that keeps it a 400, never a 500.
-            Failure::new(
+/// What a database error means to the caller: one classification, whoever holds the error
+/// (its owner, or each caller a shared cache hands the error of one load to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DatabaseFailure {
+    /// The database cannot be reached; retrying shortly may succeed.
+    Unavailable,
+    /// Postgres refused a value (class 22: data exception), so the input was bad. The edges
+    /// validate first; this is the safety net that keeps it a 400, never a 500.
+    DataException,
+    /// Anything else: a bug.
+    Internal,
+}
+
+impl DatabaseFailure {
+    fn of(e: &sqlx::Error) -> Self {
+        if eventstore::is_unavailable(e) {
+            Self::Unavailable
+        } else if matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+        {
+            Self::DataException
+        } else {
+            Self::Internal
+        }
+    }
+
+    fn failure(self, source: impl Into<BoxError>) -> Failure {
+        match self {
+            Self::Unavailable => Failure::unavailable(source),
+            Self::DataException => Failure::new(
                 ErrorCode::InvalidInput,
                 "a value in the request cannot be stored or searched",
-            )
-        } else {
-            Failure::internal(e)
+            ),
+            Self::Internal => Failure::internal(source),
         }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        DatabaseFailure::of(&e).failure(e)
     }
 }
 
 /// As a shared cache hands back the error of a load it ran once for every waiting caller.
 impl From<std::sync::Arc<sqlx::Error>> for Failure {
     fn from(e: std::sync::Arc<sqlx::Error>) -> Self {
-        if eventstore::is_unavailable(&e) {
-            Failure::unavailable(e)
-        } else {
-            Failure::internal(e)
-        }
+        DatabaseFailure::of(&e).failure(e)
     }
-}
-
-fn is_data_exception(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
 }
 
 impl From<StoreError> for Failure {
@@ -657,6 +685,22 @@ impl From<RefreshTokenError> for Failure {
     }
 }
 
+/// A cursor that is not one the API handed out (the events page's `after`, the audit log's
+/// `before`).
+impl From<eventstore::cursor::BadCursor> for Failure {
+    fn from(_: eventstore::cursor::BadCursor) -> Self {
+        Failure::new(
+            ErrorCode::InvalidCursor,
+            "not a cursor: expected the `cursor` value of an earlier event or page",
+        )
+    }
+}
+
+/// `invalid_token` for a signed-in caller whose account is gone (its token outlived it).
+pub fn account_gone() -> Failure {
+    Failure::new(ErrorCode::InvalidToken, "the account no longer exists")
+}
+
 /// `invalid_refresh_token`, as any refresh token the API cannot use is answered.
 pub fn invalid_refresh_token() -> Failure {
     Failure::new(
@@ -769,6 +813,111 @@ mod tests {
         );
         let f = Failure::from(ProgressError::AlreadyCompleted);
         assert_eq!(f.code.kind(), ErrorKind::Conflict);
+    }
+
+    /// A Postgres error with only a SQLSTATE, as a query refused by the server is.
+    #[derive(Debug)]
+    struct Refused(&'static str);
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "refused with {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Refused {}
+
+    impl sqlx::error::DatabaseError for Refused {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    /// A database error means the same whether the caller owns it or shares it with the
+    /// other callers of a cached load.
+    #[test]
+    fn a_shared_database_error_is_classified_as_an_owned_one() {
+        let error = |code| sqlx::Error::Database(Box::new(Refused(code)));
+        for (code, expected) in [
+            ("22P05", ErrorCode::InvalidInput),
+            ("22021", ErrorCode::InvalidInput),
+            ("42P01", ErrorCode::Internal),
+        ] {
+            assert_eq!(Failure::from(error(code)).code, expected, "{code}");
+            assert_eq!(
+                Failure::from(std::sync::Arc::new(error(code))).code,
+                expected,
+                "{code}, shared"
+            );
+        }
+        let shared = Failure::from(std::sync::Arc::new(sqlx::Error::PoolTimedOut));
+        assert_eq!(shared.code, ErrorCode::Unavailable);
+    }
+
+    /// An error whose text repeats its source's, as sqlx's and io's do.
+    #[derive(Debug)]
+    struct Wraps(&'static str, Option<Box<Wraps>>);
+
+    impl fmt::Display for Wraps {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match &self.1 {
+                Some(source) => write!(f, "{}: {source}", self.0),
+                None => f.write_str(self.0),
+            }
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        let leaf = |text| Some(Box::new(Wraps(text, None)));
+        // sqlx: a configuration error wrapping one, wrapping the cause.
+        let config = Wraps(
+            "error with configuration",
+            Some(Box::new(Wraps(
+                "error with configuration",
+                leaf("unknown value \"bogus\" for `ssl_mode`"),
+            ))),
+        );
+        assert_eq!(
+            Chain(&config).to_string(),
+            "error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+        let refused = Wraps(
+            "error communicating with database",
+            leaf("Connection refused (os error 111)"),
+        );
+        assert_eq!(
+            Chain(&refused).to_string(),
+            "error communicating with database: Connection refused (os error 111)"
+        );
+        // A context that does not repeat its source, as anyhow's, is followed by it.
+        let context = Wraps("cannot connect", Some(Box::new(config)));
+        let text = Chain(&context).to_string();
+        assert!(
+            text.starts_with("cannot connect: error with configuration: unknown"),
+            "{text}"
+        );
     }
 
     #[test]

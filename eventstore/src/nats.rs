@@ -126,18 +126,111 @@ impl Topology {
 
 /// Connects to NATS, retrying in the background when it is not up yet: nothing in mcplatform
 /// waits for NATS to accept a write.
+///
+/// Credentials written in the URL (`nats://user:password@host`, `nats://token@host`) are taken
+/// out of it and passed as options ([`split_credentials`]): async-nats logs the URL it
+/// connects to, at debug level on every attempt, and does not use credentials written in it.
 pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+    let (server, credentials) = split_credentials(url);
+    let options = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
-        .name("mcplatform")
-        .connect(url)
-        .await
+        .name("mcplatform");
+    let options = match credentials {
+        None => options,
+        Some(Credentials::UserPassword { user, password }) => {
+            options.user_and_password(user, password)
+        }
+        Some(Credentials::Token(token)) => options.token(token),
+    };
+    options.connect(server).await
+}
+
+/// What a NATS URL's user information says: a user and a password, or a token alone.
+#[derive(PartialEq, Eq)]
+pub enum Credentials {
+    UserPassword { user: String, password: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::UserPassword { user, .. } => {
+                write!(f, "UserPassword {{ user: {user:?}, password: [REDACTED] }}")
+            }
+            Credentials::Token(_) => f.write_str("Token([REDACTED])"),
+        }
+    }
+}
+
+/// A NATS server URL without its user information, and what that said (percent-decoded). A
+/// URL that cannot be read is returned as it is, for async-nats to refuse.
+pub fn split_credentials(url: &str) -> (String, Option<Credentials>) {
+    // async-nats reads `host:port` as `nats://host:port`.
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("nats://{url}")
+    };
+    let Ok(mut parsed) = url::Url::parse(&full) else {
+        return (url.to_owned(), None);
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = match (parsed.username(), parsed.password()) {
+        ("", None) => return (url.to_owned(), None),
+        (user, Some(password)) => Credentials::UserPassword {
+            user: decode(user),
+            password: decode(password),
+        },
+        (token, None) => Credentials::Token(decode(token)),
+    };
+    if parsed.set_username("").is_err() || parsed.set_password(None).is_err() {
+        return (url.to_owned(), None);
+    }
+    (parsed.to_string(), Some(credentials))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_for_the_options() {
+        let split = |url| split_credentials(url);
+        assert_eq!(
+            split("nats://app:s3cr%40t@nats.internal:4222"),
+            (
+                "nats://nats.internal:4222".to_owned(),
+                Some(Credentials::UserPassword {
+                    user: "app".to_owned(),
+                    password: "s3cr@t".to_owned()
+                })
+            )
+        );
+        assert_eq!(
+            split("tls://t0ken@nats.internal"),
+            (
+                "tls://nats.internal".to_owned(),
+                Some(Credentials::Token("t0ken".to_owned()))
+            )
+        );
+        assert_eq!(
+            split("user:pw@127.0.0.1:4222").0,
+            "nats://127.0.0.1:4222",
+            "without a scheme, as async-nats reads it"
+        );
+        assert_eq!(
+            split("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".to_owned(), None)
+        );
+        let (_, credentials) = split("nats://app:hunter2@h");
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
 
     #[test]
     fn each_high_volume_stream_has_a_class_of_its_own() {

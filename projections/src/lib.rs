@@ -11,4 +11,4 @@ pub mod rounding;
 pub mod wait;
 pub mod worker;
 
-pub use projection::{Projection, ProjectionError, Tables};
+pub use projection::{Projection, ProjectionError, Reads, Tables};

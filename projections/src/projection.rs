@@ -47,15 +47,73 @@ pub fn shadow_name(table: &str) -> String {
     format!("{table}__shadow")
 }
 
+/// Which events a projection reads, by aggregate type. The one description that its worker's
+/// subscription and catch-up, its rebuild, read-your-writes waiting, its lag (`/metrics`,
+/// `projections status`) and `projections list` all follow, so none of them can count or wait
+/// for events the projection never gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Every event.
+    All,
+    /// Only events of these aggregate types (at least one).
+    Only(&'static [&'static str]),
+    /// Every event but those of these aggregate types.
+    AllBut(&'static [&'static str]),
+}
+
+impl Reads {
+    pub fn includes(self, aggregate_type: &str) -> bool {
+        match self {
+            Reads::All => true,
+            Reads::Only(types) => types.contains(&aggregate_type),
+            Reads::AllBut(types) => !types.contains(&aggregate_type),
+        }
+    }
+
+    /// The types a read of the log may be limited to; empty: not limited this way.
+    pub fn only(self) -> &'static [&'static str] {
+        match self {
+            Reads::Only(types) => types,
+            Reads::All | Reads::AllBut(_) => &[],
+        }
+    }
+
+    /// The types a read of the log leaves out.
+    pub fn except(self) -> &'static [&'static str] {
+        match self {
+            Reads::AllBut(types) => types,
+            Reads::All | Reads::Only(_) => &[],
+        }
+    }
+
+    /// For a read in SQL: binds `only()` and `except()` as `text[]` to placeholders `$only`
+    /// and `$except` of this condition (`only` empty means no limit, as `Only` is never empty).
+    pub fn sql_condition(only: usize, except: usize) -> String {
+        format!(
+            "(cardinality(${only}::text[]) = 0 OR aggregate_type = ANY(${only})) \
+             AND aggregate_type <> ALL(${except}::text[])"
+        )
+    }
+
+    /// For people: "all events", "server", "all events but tool_call, end_user".
+    pub fn describe(self) -> String {
+        match self {
+            Reads::All => "all events".to_owned(),
+            Reads::Only(types) => types.join(", "),
+            Reads::AllBut(types) => format!("all events but {}", types.join(", ")),
+        }
+    }
+}
+
 pub trait Projection: Send + Sync {
     /// Stable name: checkpoint key, consumer name, CLI argument.
     fn name(&self) -> &'static str;
-    /// The aggregate types whose events it reads; empty means every event.
-    fn aggregate_types(&self) -> &'static [&'static str];
+    /// The events it reads.
+    fn reads(&self) -> Reads;
     /// The tables it owns (and rebuild replaces).
     fn tables(&self) -> &'static [&'static str];
     /// Applies a batch of events, in order, inside the caller's transaction. Every event given
-    /// is newer than the checkpoint and of one of `aggregate_types`.
+    /// is newer than the checkpoint and one it [`Projection::wants`].
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -63,9 +121,33 @@ pub trait Projection: Send + Sync {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 
-    /// Whether an event is one this projection reads.
+    /// Whether an event is one this projection reads (as [`Projection::reads`] says).
     fn wants(&self, aggregate_type: &str) -> bool {
-        let types = self.aggregate_types();
-        types.is_empty() || types.contains(&aggregate_type)
+        self.reads().includes(aggregate_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reads;
+
+    #[test]
+    fn a_description_of_what_is_read_answers_for_each_type() {
+        let only = Reads::Only(&["server", "organization"]);
+        assert!(only.includes("server") && !only.includes("tool_call"));
+        let all_but = Reads::AllBut(&["tool_call"]);
+        assert!(all_but.includes("server") && !all_but.includes("tool_call"));
+        assert!(Reads::All.includes("tool_call"));
+        assert_eq!(
+            (only.only(), only.except()),
+            (&["server", "organization"][..], &[][..])
+        );
+        assert_eq!(
+            (all_but.only(), all_but.except()),
+            (&[][..], &["tool_call"][..])
+        );
+        assert_eq!(all_but.describe(), "all events but tool_call");
+        assert_eq!(only.describe(), "server, organization");
+        assert_eq!(Reads::All.describe(), "all events");
     }
 }

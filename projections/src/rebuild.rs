@@ -7,7 +7,7 @@
 //! the live worker resumes from the swapped-in checkpoint.
 
 use crate::checkpoint::{self, rebuild_lock_key, worker_lock_key};
-use crate::projection::{shadow_name, Projection, ProjectionError, Tables};
+use crate::projection::{shadow_name, Projection, ProjectionError, Reads, Tables};
 use eventstore::{Cursor, EventFilter, StoredEvent};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, Row};
@@ -63,9 +63,11 @@ pub async fn rebuild(
         .await?;
     }
 
+    // Limited to the types read where it can be; the types left out are skipped below.
     let filter = EventFilter {
         aggregate_types: projection
-            .aggregate_types()
+            .reads()
+            .only()
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
@@ -75,7 +77,7 @@ pub async fn rebuild(
     // statistics can be so stale that it sorts the table for every page instead of walking the
     // cursor index. Refresh them first (a sample, so cheap).
     sqlx::query("ANALYZE events").execute(&mut *conn).await?;
-    let total = count_events(pool, &filter).await?;
+    let total = count_events(pool, projection.reads()).await?;
 
     // Read pages on one connection while the previous page is written on another.
     let (tx, mut rx) =
@@ -149,7 +151,8 @@ pub async fn rebuild(
     let mut swap = conn.begin().await?;
     let live = checkpoint::lock(&mut swap, name).await?;
     if live.cursor > rebuilt {
-        let mut catch_up = read_between(&mut swap, &filter, rebuilt, live.cursor).await?;
+        let mut catch_up =
+            read_between(&mut swap, projection.reads(), rebuilt, live.cursor).await?;
         catch_up.retain(|e| projection.wants(&e.aggregate_type));
         if !catch_up.is_empty() {
             applied += catch_up.len() as u64;
@@ -196,16 +199,20 @@ pub async fn rebuild(
     })
 }
 
-async fn count_events(pool: &PgPool, filter: &EventFilter) -> Result<u64, sqlx::Error> {
-    let n: i64 = if filter.aggregate_types.is_empty() {
+async fn count_events(pool: &PgPool, reads: Reads) -> Result<u64, sqlx::Error> {
+    let n: i64 = if reads == Reads::All {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(pool)
             .await?
     } else {
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
-            .bind(&filter.aggregate_types)
-            .fetch_one(pool)
-            .await?
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM events WHERE {}",
+            Reads::sql_condition(1, 2)
+        ))
+        .bind(reads.only())
+        .bind(reads.except())
+        .fetch_one(pool)
+        .await?
     };
     Ok(n.max(0) as u64)
 }
@@ -213,22 +220,23 @@ async fn count_events(pool: &PgPool, filter: &EventFilter) -> Result<u64, sqlx::
 /// Events in `(after, until]`, already committed (the live worker applied them).
 async fn read_between(
     conn: &mut PgConnection,
-    filter: &EventFilter,
+    reads: Reads,
     after: Cursor,
     until: Cursor,
 ) -> Result<Vec<StoredEvent>, ProjectionError> {
     let rows = sqlx::query(&format!(
         "SELECT {} FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
          AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-         AND (cardinality($5::text[]) = 0 OR aggregate_type = ANY($5)) \
-         ORDER BY transaction_id, global_position",
-        eventstore::reading::EVENT_COLUMNS
+         AND {} ORDER BY transaction_id, global_position",
+        eventstore::reading::EVENT_COLUMNS,
+        Reads::sql_condition(5, 6)
     ))
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
     .bind(until.transaction_id.to_string())
     .bind(until.global_position)
-    .bind(&filter.aggregate_types)
+    .bind(reads.only())
+    .bind(reads.except())
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -268,18 +276,18 @@ pub async fn status(pool: &PgPool, projection: &dyn Projection) -> Result<Status
         ),
         None => (Cursor::START, None, None, None),
     };
-    let types: Vec<String> = projection
-        .aggregate_types()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let events_behind: i64 = sqlx::query_scalar(
+    // Only events the projection reads: one that never gets another's events is not behind
+    // because of them.
+    let reads = projection.reads();
+    let events_behind: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-         AND (cardinality($3::text[]) = 0 OR aggregate_type = ANY($3))",
-    )
+         AND {}",
+        Reads::sql_condition(3, 4)
+    ))
     .bind(checkpoint.transaction_id.to_string())
     .bind(checkpoint.global_position)
-    .bind(&types)
+    .bind(reads.only())
+    .bind(reads.except())
     .fetch_one(pool)
     .await?;
     let key = worker_lock_key(name);

@@ -27,3 +27,19 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
 pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
     all().into_iter().find(|p| p.name() == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::projection::Reads;
+
+    /// SQL reads an empty list of types as "no limit" (`Reads::sql_condition`): a projection
+    /// reading `Only` no type would be counted as reading every event.
+    #[test]
+    fn a_projection_reading_only_some_types_names_at_least_one() {
+        for projection in super::all() {
+            if let Reads::Only(types) = projection.reads() {
+                assert!(!types.is_empty(), "{}", projection.name());
+            }
+        }
+    }
+}

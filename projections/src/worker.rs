@@ -6,7 +6,7 @@
 //! is recreated from the last committed stream sequence, so nothing is applied out of order.
 
 use crate::checkpoint;
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy};
 use async_nats::HeaderName;
 use backon::Retryable;
@@ -158,10 +158,12 @@ impl Worker {
     async fn catch_up_from_store(&self, lock: &mut LeaderLock) -> Result<u64, ProjectionError> {
         let owner = lock.owner;
         let name = self.projection.name();
+        // The log can be limited to the types read; types left out are skipped below.
         let filter = EventFilter {
             aggregate_types: self
                 .projection
-                .aggregate_types()
+                .reads()
+                .only()
                 .iter()
                 .map(|t| (*t).to_owned())
                 .collect(),
@@ -172,7 +174,7 @@ impl Worker {
             let mut tx = lock.connection().begin().await?;
             let current = checkpoint::lock(&mut tx, name).await?;
             fence(&current, owner)?;
-            let page =
+            let mut page =
                 eventstore::reading::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
             let Some(last) = page.last().map(|e| e.cursor) else {
@@ -181,7 +183,12 @@ impl Worker {
                 tx.rollback().await?;
                 return Ok(applied);
             };
-            self.projection.apply(&mut tx, Tables::LIVE, &page).await?;
+            // The checkpoint passes the whole page; only what the projection reads is applied,
+            // as from NATS (where it is subscribed to nothing else).
+            page.retain(|e| self.projection.wants(&e.aggregate_type));
+            if !page.is_empty() {
+                self.projection.apply(&mut tx, Tables::LIVE, &page).await?;
+            }
             checkpoint::store(
                 &mut tx,
                 name,
@@ -218,15 +225,19 @@ impl Worker {
         } else {
             after_sequence
         };
-        let types = self.projection.aggregate_types();
-        let filter_subject = match types {
-            [only] => self.topology.aggregate_subjects(only),
+        let reads = self.projection.reads();
+        let filter_subject = match reads {
+            Reads::Only([only]) => self.topology.aggregate_subjects(only),
             // Several aggregate types of one class: that class.
-            [first, rest @ ..] if rest.iter().all(|t| class_of(t) == class_of(first)) => {
+            Reads::Only([first, rest @ ..])
+                if rest.iter().all(|t| class_of(t) == class_of(first)) =>
+            {
                 self.topology.class_subjects(class_of(first))
             }
             // Every event but end users' activity: the org class.
-            [] if !ACTIVITY_AGGREGATES.iter().any(|t| self.projection.wants(t)) => {
+            Reads::All | Reads::AllBut(_)
+                if !ACTIVITY_AGGREGATES.iter().any(|t| reads.includes(t)) =>
+            {
                 self.topology.class_subjects("org")
             }
             _ => self.topology.all_subjects(),

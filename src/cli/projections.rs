@@ -15,9 +15,11 @@ pub fn list(json: bool) -> anyhow::Result<()> {
         let items: Vec<_> = all
             .iter()
             .map(|p| {
+                // `reads`: the types read, all when empty; `except`: the types left out.
                 serde_json::json!({
                     "name": p.name(),
-                    "reads": p.aggregate_types(),
+                    "reads": p.reads().only(),
+                    "except": p.reads().except(),
                     "tables": p.tables(),
                 })
             })
@@ -25,16 +27,7 @@ pub fn list(json: bool) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
         return Ok(());
     }
-    let reads: Vec<String> = all
-        .iter()
-        .map(|p| {
-            if p.aggregate_types().is_empty() {
-                "all events".to_owned()
-            } else {
-                p.aggregate_types().join(", ")
-            }
-        })
-        .collect();
+    let reads: Vec<String> = all.iter().map(|p| p.reads().describe()).collect();
     let w = column_width("NAME", all.iter().map(|p| p.name()));
     let r = column_width("READS", reads.iter().map(String::as_str));
     writeln!(out, "{:<w$} {:<r$} TABLES", "NAME", "READS")?;

@@ -23,14 +23,19 @@ pub struct Runtime {
     pub topology: Topology,
 }
 
+/// The pool of the relay and the projectors: each leads on a connection of its own
+/// (`LeaderLock`), so the pool serves only their start-up and checkpoint reads.
+const BACKGROUND_POOL: u32 = 4;
+
 impl Runtime {
-    pub async fn start(config: &RuntimeArgs) -> anyhow::Result<Self> {
+    /// Connects to Postgres (a pool of `pool_size`) and NATS.
+    pub async fn start(config: &RuntimeArgs, pool_size: u32) -> anyhow::Result<Self> {
         // Before anything records: the event store's and the MCP edge's metric handles are
         // made as they start.
         api::metrics::install().context("cannot install the metrics recorder")?;
         let url = &config.database.database_url;
         database::ensure_database(url).await?;
-        let pool = database::connect(url, config.db_pool).await?;
+        let pool = database::connect(url, pool_size).await?;
         api::metrics::watch_pool("main", &pool);
         database::migrate(&pool).await?;
         let store = EventStore::open(pool.clone()).await?;
@@ -98,6 +103,9 @@ impl Runtime {
                 .to_vec(),
             },
         );
+        // What `/metrics` shows of the event store and the projections, read in the
+        // background: a scrape runs no query.
+        api::metrics::watch_database(self.pool.clone());
         let app = api::instrument(api::router(state).merge(mcp::router(edge.clone())));
         // Printed on stdout, so scripts and tests can find the port. Nobody may be reading
         // (`mcplatform up | head -1`): the server runs on regardless.
@@ -144,9 +152,7 @@ pub struct Background {
 impl Background {
     /// Connections of its own, for a runtime of its own (see [`up`]).
     async fn connect(config: &RuntimeArgs, store_id: uuid::Uuid) -> anyhow::Result<Self> {
-        // The relay and each projector lead on a connection of their own (`LeaderLock`); the
-        // pool serves only their start-up and checkpoint reads.
-        let pool = database::connect(&config.database.database_url, 4).await?;
+        let pool = database::connect(&config.database.database_url, BACKGROUND_POOL).await?;
         api::metrics::watch_pool("background", &pool);
         let nats = connect_nats(config).await?;
         Ok(Self {
@@ -239,9 +245,10 @@ pub async fn shutdown_signal() {
 pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs {
         runtime: config,
+        db_pool,
         http,
     } = args;
-    let rt = Runtime::start(&config).await?;
+    let rt = Runtime::start(&config, db_pool).await?;
     let background = tokio::runtime::Builder::new_multi_thread()
         .thread_name("mcpl-background")
         .enable_all()
@@ -263,11 +270,14 @@ pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    Runtime::start(&args.runtime).await?.serve(args.http).await
+    Runtime::start(&args.runtime, args.db_pool)
+        .await?
+        .serve(args.http)
+        .await
 }
 
 pub async fn relay(config: RuntimeArgs) -> anyhow::Result<()> {
-    let rt = Runtime::start(&config).await?;
+    let rt = Runtime::start(&config, BACKGROUND_POOL).await?;
     rt.background().spawn_relay();
     tracing::info!("relay running; Ctrl-C to stop");
     shutdown_signal().await;
@@ -275,7 +285,7 @@ pub async fn relay(config: RuntimeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn project(config: RuntimeArgs, only: Option<String>) -> anyhow::Result<()> {
-    let rt = Runtime::start(&config).await?;
+    let rt = Runtime::start(&config, BACKGROUND_POOL).await?;
     rt.background().spawn_projectors(only.as_deref())?;
     tracing::info!("projectors running; Ctrl-C to stop");
     shutdown_signal().await;

@@ -405,6 +405,20 @@ async fn missing_and_forged_access_tokens_are_refused() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "invalid_token", "{body}");
+    // A header that is there but not text: a malformed token, not a missing one.
+    let resp = app
+        .http
+        .get(app.url(ME))
+        .header(
+            "Authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "invalid_token", "{body}");
 
     // Tampered variants of a real token.
     let parts: Vec<&str> = user.token.split('.').collect();

@@ -64,6 +64,12 @@ async fn a_problem_type_resolves_to_a_page_describing_its_code() {
         .call(Method::GET, "/problems/no_such_code", None, None)
         .await;
     assert_refused(&got, StatusCode::NOT_FOUND, "route_not_found");
+
+    // They refuse query parameters as every other route does.
+    for path in ["/problems?foo=1", "/problems/org_not_found?foo=1"] {
+        let got = app.call(Method::GET, path, None, None).await;
+        assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_query");
+    }
 }
 
 #[tokio::test]

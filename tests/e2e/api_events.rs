@@ -286,6 +286,23 @@ async fn ndjson(fx: &History) {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     assert_eq!(lines[..], all[2..4]);
+
+    // `q=0` says "not this": JSON, as for a client that does not name NDJSON.
+    let resp = app
+        .http
+        .get(app.url(&events_path))
+        .bearer_auth(&alice.token)
+        .header(ACCEPT, "application/x-ndjson;q=0, application/json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()[CONTENT_TYPE]
+        .to_str()
+        .expect("ascii")
+        .starts_with("application/json"));
+    let page: Value = resp.json().await.expect("a JSON page");
+    assert_eq!(&items(&page)[..], &all[..]);
 }
 
 /// Bad cursors and limits are refused.

@@ -22,6 +22,15 @@ async fn projections_list_and_status_describe_every_projection() {
     ] {
         assert!(text.contains(name), "{text}");
     }
+    // What each reads, as its worker reads it: the dashboard and the audit log never get end
+    // users' activity.
+    for name in ["dashboard ", "audit_log "] {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(
+            line.contains("all events but end_user, mcp_session, tool_call, walkthrough_progress"),
+            "{line}"
+        );
+    }
     let owner = app.signup("owner@acme.dev").await;
     app.create_org(&owner, "acme").await;
     let rows: Value = eventually(
@@ -330,4 +339,152 @@ async fn healthcheck_asks_the_running_server() {
     let down = app.env.cli(&["healthcheck", "--bind", &free]);
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("/readyz"));
+}
+
+/// End users' activity is not counted as events the dashboard or the audit log lag behind:
+/// they never read it, so once caught up they are not behind.
+#[tokio::test]
+async fn projections_are_not_behind_for_events_they_never_read() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    app.create_server(&owner, &org, "acme-docs").await;
+    let mut mcp = crate::mcp_raw::Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    mcp.initialize("lag").await;
+    let reply = mcp
+        .call_tool(
+            "get_support",
+            serde_json::json!({"title": "t", "description": "d"}),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    let rows: Value = eventually(
+        "every projection caught up",
+        Duration::from_secs(20),
+        || async {
+            let out = app.env.cli(&["projections", "status", "--json"]);
+            let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+            rows.as_array()?
+                .iter()
+                .all(|r| r["events_behind"] == 0)
+                .then_some(rows)
+        },
+    )
+    .await;
+    let usage = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["projection"] == "usage")
+        .unwrap();
+    assert_ne!(
+        usage["checkpoint"], "0-0",
+        "the activity was there: {usage}"
+    );
+}
+
+/// A password in NATS_URL never reaches the logs, even at debug level where async-nats logs
+/// the server of every connection attempt; and a URL with credentials still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_password_never_reaches_the_logs() {
+    const PASSWORD: &str = "nats-pass-4f1c";
+    let env = TestEnv::new();
+    // Nothing listens there: the relay keeps attempting, and logging each attempt.
+    let mut relay = env
+        .command()
+        .env("NATS_URL", format!("nats://app:{PASSWORD}@127.0.0.1:1"))
+        .env("RUST_LOG", "debug")
+        .arg("relay")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = relay.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut lines, mut attempts) = (Vec::new(), 0);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            attempts += usize::from(line.contains("attempting connection"));
+            lines.push(line);
+            if attempts >= 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let lines = reader.join().unwrap();
+    let log = lines.join("\n");
+    assert!(
+        log.contains("attempting connection"),
+        "async-nats logs its attempts at debug level:\n{log}"
+    );
+    assert!(!log.contains(PASSWORD), "the password was logged:\n{log}");
+
+    // Credentials in the URL reach the server as options: the local server takes any.
+    let app_env = TestEnv::new();
+    let app = app_env.start_with(&["up"], &[("NATS_URL", "nats://app:pw@127.0.0.1:4222")]);
+    eventually("NATS up for /readyz", Duration::from_secs(20), || async {
+        let resp = reqwest::get(format!("{}/readyz", app.base())).await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await;
+}
+
+/// A refused platform secret is not printed back, from a flag or from the environment.
+#[tokio::test]
+async fn a_refused_secret_is_never_printed() {
+    let env = TestEnv::new();
+    let from_env = env
+        .command()
+        .env("MCPLATFORM_SECRET", "shortsecret12")
+        .arg("up")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let from_flag = env
+        .command()
+        .args(["serve", "--secret", "short"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    for (out, secret) in [(from_env, "shortsecret12"), (from_flag, "'short'")] {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("at least 16 characters"), "{stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
+}
+
+/// An error line names each cause once, however its library words its sources.
+#[tokio::test]
+async fn an_error_names_each_cause_once() {
+    let env = TestEnv::new();
+    for (url, cause) in [
+        (
+            "postgres://postgres@127.0.0.1/x?sslmode=bogus",
+            "unknown value \"bogus\"",
+        ),
+        ("postgres://postgres@127.0.0.1:1/x", "Connection refused"),
+    ] {
+        let out = env
+            .command()
+            .env("DATABASE_URL", url)
+            .arg("migrate")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+        assert!(
+            stderr.matches("error with configuration").count() <= 1,
+            "{stderr}"
+        );
+    }
 }

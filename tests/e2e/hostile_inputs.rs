@@ -44,6 +44,9 @@ async fn nul_bytes_and_control_characters_are_client_errors() {
         format!("/api/v1/orgs/{org}/members?limit=10"),
         format!("/api/v1/orgs/{org}/servers?foo=1"),
         format!("/api/v1/orgs/{org}?verbose"),
+        // Whatever the name holds: a control character in it is no refusal of a value.
+        format!("/api/v1/orgs/{org}/tickets?%1Ebogus=1"),
+        format!("/api/v1/orgs/{org}/tool-calls?%1E=1"),
     ] {
         let (status, body) = app.get(&path, &owner.token).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
@@ -218,4 +221,105 @@ async fn a_nul_in_text_is_refused_at_the_edges_and_never_stalls_a_projection() {
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(!status.contains("invalid byte sequence"), "{status}");
     assert!(!status.contains("Unicode escape"), "{status}");
+}
+
+/// A path segment that is not UTF-8 once decoded (`%FF`) names nothing: on every documented
+/// route, each of its parameters in turn, the answer is the 404 problem of what the parameter
+/// names (the org's, while the org is asked first), never a 500 or a plain-text 400.
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_names_nothing_on_every_route() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    app.create_org(&owner, "acme").await;
+    let (_, doc) = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let mut tried = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let params: Vec<&str> = template
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            for invalid in &params {
+                let path: String = template
+                    .split('/')
+                    .map(|segment| match segment.strip_prefix('{') {
+                        Some(_) if segment == format!("{{{invalid}}}") => "%FF",
+                        Some(_) if segment == "{org}" => "acme",
+                        Some(_) => "x",
+                        None => segment,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let resp = app
+                    .http
+                    .request(
+                        Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                        app.url(&path),
+                    )
+                    .bearer_auth(&owner.token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+                assert_eq!(content_type, "application/problem+json", "{method} {path}");
+                let code = body["code"].as_str().unwrap_or_default();
+                assert!(code.ends_with("_not_found"), "{method} {path}: {body}");
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 50, "{tried} requests");
+
+    // The resource's own code when the org is there: each route the review named.
+    for (method, path, code) in [
+        (Method::GET, "/api/v1/orgs/%FF", "org_not_found"),
+        (Method::GET, "/api/v1/orgs/%FF/servers/x", "org_not_found"),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/servers/%FF",
+            "server_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/tickets/%FF",
+            "ticket_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/users/%FF",
+            "end_user_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/sessions/%FF",
+            "session_not_found",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/orgs/acme/members/%FF",
+            "member_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/orgs/acme/walkthroughs/%FF/steps",
+            "walkthrough_not_found",
+        ),
+        (Method::GET, "/problems/%FF", "route_not_found"),
+    ] {
+        let got = app.call(method, path, Some(&owner.token), None).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, code);
+    }
+    // Anonymous: signing in comes first, whatever the path names.
+    let got = app
+        .call(Method::GET, "/api/v1/orgs/acme/servers/%FF", None, None)
+        .await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "missing_token");
 }

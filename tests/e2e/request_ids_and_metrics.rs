@@ -44,6 +44,14 @@ async fn both_edges_keep_or_make_a_request_id_and_events_carry_it() {
     let long = "x".repeat(129);
     let replaced = request_id_of(&app, "/healthz", Some(&long)).await;
     assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+    // Visible ASCII only: a space or a tab would split the id in a log line.
+    for spaced in ["req 1", "req\t1"] {
+        let replaced = request_id_of(&app, "/healthz", Some(spaced)).await;
+        assert!(
+            uuid::Uuid::parse_str(&replaced).is_ok(),
+            "{spaced:?}: {replaced}"
+        );
+    }
     // A route that does not exist answers with one too.
     assert!(uuid::Uuid::parse_str(&request_id_of(&app, "/nowhere", None).await).is_ok());
 
@@ -123,6 +131,25 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
             .then_some(text)
     })
     .await;
+    // The dashboard and the audit log never read end users' activity: it is no lag of theirs.
+    eventually(
+        "the projections caught up",
+        Duration::from_secs(10),
+        || async {
+            let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
+            let text = resp.text().await.ok()?;
+            [
+                "mcplatform_projection_lag_events{projection=\"dashboard\"} 0",
+                "mcplatform_projection_lag_events{projection=\"audit_log\"} 0",
+                "mcplatform_projection_lag_seconds{projection=\"dashboard\"} 0",
+                "mcplatform_projection_lag_events{projection=\"usage\"} 0",
+            ]
+            .iter()
+            .all(|line| text.contains(line))
+            .then_some(())
+        },
+    )
+    .await;
     for expected in [
         "mcplatform_http_responses_total{class=\"2xx\"}",
         "mcplatform_event_store_head_position ",
@@ -145,4 +172,62 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+}
+
+async fn scrape(app: &TestApp) -> Option<String> {
+    let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
+    resp.text().await.ok()
+}
+
+/// The value of an unlabelled gauge in an exposition.
+fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+/// The database gauges are read in the background, not by a scrape: with Postgres away a
+/// scrape still answers, saying the last read failed and how old the values shown are; once
+/// it is back, the reads succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_say_whether_the_database_gauges_are_fresh() {
+    let (mut pg, app) = crate::faults::app_behind_postgres_proxy().await;
+    const OK: &str = "mcplatform_db_gauges_read_ok";
+    const AGE: &str = "mcplatform_db_gauges_read_age_seconds";
+    eventually("a successful read", Duration::from_secs(15), || async {
+        let text = scrape(&app).await?;
+        (gauge(&text, OK) == Some(1.0) && gauge(&text, AGE)? < 60.0).then_some(())
+    })
+    .await;
+
+    pg.cut().await;
+    let text = eventually("the failed read shown", Duration::from_secs(30), || async {
+        let text = scrape(&app).await?;
+        (gauge(&text, OK) == Some(0.0)).then_some(text)
+    })
+    .await;
+    // The values of the last successful read are still shown, with their age.
+    assert!(
+        gauge(&text, "mcplatform_relay_lag_events").is_some(),
+        "{text}"
+    );
+    let age = gauge(&text, AGE).unwrap();
+    let later = eventually("the age to grow", Duration::from_secs(30), || async {
+        let text = scrape(&app).await?;
+        let later = gauge(&text, AGE)?;
+        (later > age).then_some(later)
+    })
+    .await;
+    assert!(later > age);
+
+    pg.restore().await;
+    eventually(
+        "reads to succeed again",
+        Duration::from_secs(30),
+        || async {
+            let text = scrape(&app).await?;
+            (gauge(&text, OK) == Some(1.0)).then_some(())
+        },
+    )
+    .await;
 }

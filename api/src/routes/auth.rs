@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::Utc;
-use commands::errors::invalid_refresh_token;
+use commands::errors::{account_gone, invalid_refresh_token, Failure};
 use commands::services::accounts::{self, NewRefreshFamily, Rotation};
 use domain::login::{LoginCommand, LoginFailure};
 use domain::values::{check_password_strength, Email, Name};
 use domain::{Actor, Aggregate};
-use eventstore::ExecuteError;
+use eventstore::{ExecuteError, KeyKind};
 use projections::models::organizations::OrgRow;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -128,7 +128,7 @@ fn pair(
 }
 
 #[utoipa::path(operation_id = "auth_signup", post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
-    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json")))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -151,10 +151,8 @@ pub async fn signup(
         .await?
         .is_some()
     {
-        return Err(ApiError::new(
-            ErrorCode::EmailTaken,
-            "an account with this email already exists",
-        ));
+        // Who holds an email is the store's key to answer, in the table's words.
+        return Err(Failure::from(KeyKind::UserEmail).into());
     }
     let password_hash = passwords::hash(body.password).await?;
     let user_id = Uuid::new_v4();
@@ -200,7 +198,7 @@ pub async fn signup(
 }
 
 #[utoipa::path(operation_id = "auth_login", post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, description = "Tokens", body = TokenPair), (status = 401, description = "Wrong email or password", body = Problem), (status = 429, description = "Too many attempts", body = Problem)))]
+    responses((status = 200, description = "Tokens", body = TokenPair), (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"), (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -262,7 +260,7 @@ fn invalid_refresh() -> ApiError {
 }
 
 #[utoipa::path(operation_id = "auth_refresh", post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, description = "New token pair", body = TokenPair), (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem)))]
+    responses((status = 200, description = "New token pair", body = TokenPair), (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = Problem, content_type = "application/problem+json")))]
 pub async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -302,7 +300,7 @@ pub async fn refresh(
 }
 
 #[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshBody,
-    responses((status = 204, description = "Token family revoked"), (status = 401, description = "Invalid refresh token", body = Problem)))]
+    responses((status = 204, description = "Token family revoked"), (status = 401, description = "Invalid refresh token", body = Problem, content_type = "application/problem+json")))]
 pub async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -326,7 +324,7 @@ pub async fn logout(
 }
 
 #[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The signed-in user and their orgs", body = Me), (status = 401, description = "Not signed in", body = Problem)))]
+    responses((status = 200, description = "The signed-in user and their orgs", body = Me)))]
 pub async fn me(
     State(state): State<AppState>,
     user: AuthUser,
@@ -334,7 +332,7 @@ pub async fn me(
 ) -> Result<impl IntoResponse, ApiError> {
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
+        .ok_or_else(account_gone)?;
     let orgs = projections::models::organizations::orgs_of(&state.pool, user.user_id).await?;
     Ok(Json(Me {
         id: user.user_id,

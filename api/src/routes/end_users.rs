@@ -1,12 +1,12 @@
 //! `/api/v1/orgs/{org}/users`: the end users of an org's servers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{Membership, NoQuery};
+use crate::extract::{Membership, NoQuery, Path};
 use crate::paging::{NoFilters, Page, PageQuery, Paged};
 use crate::params::{EndUserPath, OrgPath};
 use crate::routes::tickets::TicketItem;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use commands::services::end_users;
 use domain::end_user::TrackingId;
@@ -32,7 +32,7 @@ pub struct EndUserDetail {
 #[utoipa::path(operation_id = "end_users_list", get, path = "/api/v1/orgs/{org}/users", tag = "end users",
     params(OrgPath, PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "End users, most recently seen first", body = Page<EndUserRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem)))]
+    responses((status = 200, description = "End users, most recently seen first", body = Page<EndUserRow>)))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -46,7 +46,7 @@ pub async fn list(
 
 #[utoipa::path(operation_id = "end_users_get", get, path = "/api/v1/orgs/{org}/users/{user}", tag = "end users",
     params(EndUserPath), security(("bearer" = [])),
-    responses((status = 200, description = "The end user with recent sessions and tickets", body = EndUserDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such end user in this org", body = Problem)))]
+    responses((status = 200, description = "The end user with recent sessions and tickets", body = EndUserDetail), (status = 404, description = "No such end user in this org", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/events`: the org's raw event stream for analysts, as cursor pages (JSON
 //! or NDJSON by `Accept`) and live as server-sent events.
 
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{Membership, QueryPairs};
 use crate::params::OrgPath;
 use crate::state::AppState;
@@ -44,11 +44,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     };
     for (key, value) in pairs {
         match key.as_str() {
-            "after" if !value.is_empty() => {
-                q.after = Some(value.parse().map_err(|e: eventstore::cursor::BadCursor| {
-                    ApiError::new(ErrorCode::InvalidCursor, e.to_string())
-                })?)
-            }
+            "after" if !value.is_empty() => q.after = Some(value.parse::<Cursor>()?),
             "after" => {}
             "limit" => {
                 q.limit = value
@@ -86,8 +82,56 @@ fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, ApiError> {
     Ok(q)
 }
 
+/// Whether an `Accept` header asks for NDJSON: it names `application/x-ndjson` with a weight
+/// above 0 (`q=0` means "not this") and at least that of JSON, whose weight comes from the
+/// most specific range matching it (`application/json`, `application/*`, `*/*`). NDJSON is
+/// never chosen by a wildcard alone: JSON is the default.
+fn prefers_ndjson(accept: &str) -> bool {
+    // (type, subtype, q) of each range; one whose weight cannot be read is left out.
+    let ranges: Vec<(&str, &str, f32)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let (kind, subtype) = parts.next()?.split_once('/')?;
+            let mut q = 1.0;
+            for param in parts {
+                if let Some((name, value)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = value
+                            .trim()
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|q| (0.0..=1.0).contains(q))?;
+                    }
+                }
+            }
+            Some((kind, subtype, q))
+        })
+        .collect();
+    let weight = |kind: &str, subtype: &str, exact_only: bool| {
+        let exact = ranges
+            .iter()
+            .find(|(k, s, _)| k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(subtype));
+        let any_subtype = || {
+            ranges
+                .iter()
+                .find(|(k, s, _)| k.eq_ignore_ascii_case(kind) && *s == "*")
+        };
+        let anything = || ranges.iter().find(|(k, s, _)| *k == "*" && *s == "*");
+        match exact {
+            Some(range) => Some(range.2),
+            None if exact_only => None,
+            None => any_subtype().or_else(anything).map(|range| range.2),
+        }
+    };
+    let Some(ndjson) = weight("application", "x-ndjson", true) else {
+        return false;
+    };
+    ndjson > 0.0 && ndjson >= weight("application", "json", false).unwrap_or(0.0)
+}
+
 #[utoipa::path(operation_id = "events_page", get, path = "/api/v1/orgs/{org}/events", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"), ("type" = Option<Vec<String>>, Query, description = "Event types, repeatable or comma-separated")), security(("bearer" = [])),
-    responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson: one event per line, the next cursor and whether more follow in the x-next-cursor and x-has-more headers)", content((EventsPage = "application/json"), (StoredEvent = "application/x-ndjson"))), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson: one event per line, the next cursor and whether more follow in the x-next-cursor and x-has-more headers)", content((EventsPage = "application/json"), (StoredEvent = "application/x-ndjson")))))]
 pub async fn page(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -107,7 +151,7 @@ pub async fn page(
     let wants_ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains(NDJSON));
+        .is_some_and(prefers_ndjson);
     if wants_ndjson {
         let mut body = String::new();
         for event in &items {
@@ -138,7 +182,7 @@ pub async fn page(
 /// client reconnecting with `Last-Event-ID` resumes exactly after the last event it got. With
 /// no cursor the stream starts at the current head.
 #[utoipa::path(operation_id = "events_stream", get, path = "/api/v1/orgs/{org}/events/stream", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor; default the current head"), ("type" = Option<Vec<String>>, Query, description = "Event types")), security(("bearer" = [])),
-    responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String)))]
 pub async fn stream(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -272,4 +316,34 @@ fn sse_event(event: &StoredEvent) -> Event {
         .id(event.cursor.to_string())
         .event(event.event_type.clone())
         .data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_ndjson;
+
+    #[test]
+    fn ndjson_is_chosen_by_name_and_weight() {
+        for accept in [
+            "application/x-ndjson",
+            "application/x-ndjson, application/json",
+            "application/json;q=0.5, application/x-ndjson",
+            "Application/X-NDJSON; q=0.8, */*;q=0.1",
+        ] {
+            assert!(prefers_ndjson(accept), "{accept}");
+        }
+        for accept in [
+            "application/json",
+            "*/*",
+            "application/*",
+            "application/x-ndjson;q=0, application/json",
+            "application/x-ndjson;q=0",
+            "application/x-ndjson;q=0.5, application/json",
+            "application/x-ndjson;q=0.5, */*",
+            "application/x-ndjson;q=nonsense",
+            "text/html",
+        ] {
+            assert!(!prefers_ndjson(accept), "{accept}");
+        }
+    }
 }

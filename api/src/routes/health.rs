@@ -58,8 +58,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = metrics::render(&state).await;
+    responses((status = 200, description = "Metrics in the Prometheus text format. Unauthenticated: keep it off the public internet. A scrape runs no query; the event store and projection gauges are read every few seconds, and `mcplatform_db_gauges_read_ok` and `mcplatform_db_gauges_read_age_seconds` say how fresh they are", content_type = "text/plain", body = String)))]
+pub async fn metrics() -> impl IntoResponse {
+    let body = metrics::render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -1,13 +1,13 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org}/members`.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::one_of;
 use crate::paging::Items;
 use crate::params::{MemberPath, OrgPath};
 use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -79,7 +79,7 @@ pub struct CreateOrgBody {
 }
 
 #[utoipa::path(operation_id = "orgs_create", post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgBody, security(("bearer" = [])),
-    responses((status = 201, description = "Org created; caller is owner", body = CreatedOrg), (status = 409, description = "Slug taken", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Org created; caller is owner", body = CreatedOrg), (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -90,7 +90,7 @@ pub async fn create(
     let slug = Slug::parse(&body.slug).map_err(|e| ApiError::value("slug", e))?;
     let profile = accounts::load_user(&state.store, user.user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the account no longer exists"))?;
+        .ok_or_else(commands::errors::account_gone)?;
     let owner_email = profile
         .email
         .ok_or_else(|| ApiError::internal("user without email"))?;
@@ -130,7 +130,7 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "orgs_get", get, path = "/api/v1/orgs/{org}", tag = "orgs", params(OrgPath), security(("bearer" = [])),
-    responses((status = 200, description = "The org", body = OrgRow), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "The org", body = OrgRow)))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -164,7 +164,7 @@ pub struct ChangeRoleBody {
 }
 
 #[utoipa::path(operation_id = "orgs_members", get, path = "/api/v1/orgs/{org}/members", tag = "members", params(OrgPath), security(("bearer" = [])),
-    responses((status = 200, description = "Members and invitations", body = Items<MemberRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Members and invitations", body = Items<MemberRow>)))]
 pub async fn members(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -175,7 +175,7 @@ pub async fn members(
 }
 
 #[utoipa::path(operation_id = "orgs_add_member", post, path = "/api/v1/orgs/{org}/members", tag = "members", params(OrgPath), request_body = AddMemberBody, security(("bearer" = [])),
-    responses((status = 201, description = "Added, or invited when the email has no account", body = Written<MemberRow, PendingMember>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Already a member or invited", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Added, or invited when the email has no account", body = Written<MemberRow, PendingMember>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Already a member or invited", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -255,7 +255,7 @@ enum MemberRef {
 }
 
 #[utoipa::path(operation_id = "orgs_change_role", patch, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(MemberPath), request_body = ChangeRoleBody, security(("bearer" = [])),
-    responses((status = 200, description = "Role changed", body = Written<MemberRow, PendingRole>), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Role changed", body = Written<MemberRow, PendingRole>), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Last owner", body = Problem, content_type = "application/problem+json")))]
 pub async fn change_role(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -295,7 +295,7 @@ pub async fn change_role(
 }
 
 #[utoipa::path(operation_id = "orgs_remove_member", delete, path = "/api/v1/orgs/{org}/members/{member}", tag = "members", params(MemberPath), security(("bearer" = [])),
-    responses((status = 204, description = "Removed (or invitation revoked)"), (status = 403, description = "Not allowed", body = Problem), (status = 409, description = "Last owner", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 204, description = "Removed (or invitation revoked)"), (status = 403, description = "Not allowed", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Last owner", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,

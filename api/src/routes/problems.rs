@@ -2,12 +2,13 @@
 //! `type` URI that a person can follow), written from the error catalogue.
 
 use crate::error::{self, ApiError, ErrorCode, Problem};
-use axum::extract::Path;
+use crate::extract::{NoQuery, Path};
+use crate::params::ProblemPath;
 use axum::response::Html;
 
 #[utoipa::path(operation_id = "problems_index", get, path = "/problems", tag = "meta",
     responses((status = 200, description = "Every error code with its status and meaning", content_type = "text/html", body = String)))]
-pub async fn index() -> Html<String> {
+pub async fn index(_: NoQuery) -> Html<String> {
     let rows: String = ErrorCode::all()
         .iter()
         .map(|&code| {
@@ -30,9 +31,12 @@ pub async fn index() -> Html<String> {
 }
 
 #[utoipa::path(operation_id = "problems_page", get, path = "/problems/{code}", tag = "meta",
-    params(("code" = String, Path, description = "An error code, e.g. org_not_found")),
-    responses((status = 200, description = "What the code means", content_type = "text/html", body = String), (status = 404, description = "No such code", body = Problem)))]
-pub async fn describe(Path(code): Path<String>) -> Result<Html<String>, ApiError> {
+    params(ProblemPath),
+    responses((status = 200, description = "What the code means", content_type = "text/html", body = String), (status = 404, description = "No such code", body = Problem, content_type = "application/problem+json")))]
+pub async fn describe(
+    _: NoQuery,
+    Path(ProblemPath { code }): Path<ProblemPath>,
+) -> Result<Html<String>, ApiError> {
     let code = code
         .parse::<ErrorCode>()
         .map_err(|_| ApiError::new(ErrorCode::RouteNotFound, "no such problem type"))?;

@@ -1,12 +1,12 @@
 //! `/api/v1/orgs/{org}/servers`: hosted MCP servers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{JsonBody, Membership, NoQuery, QueryParams, RequestContext};
+use crate::extract::{JsonBody, Membership, NoQuery, Path, QueryParams, RequestContext};
 use crate::paging::Items;
 use crate::params::{OrgPath, ServerPath};
 use crate::routes::Written;
 use crate::state::{AppState, ServerUrls};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -185,7 +185,7 @@ pub(crate) async fn fetch(
 }
 
 #[utoipa::path(operation_id = "servers_list", get, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(OrgPath, ListQuery), security(("bearer" = [])),
-    responses((status = 200, description = "Servers of the org", body = Items<ServerView>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Servers of the org", body = Items<ServerView>)))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -197,7 +197,7 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "servers_create", post, path = "/api/v1/orgs/{org}/servers", tag = "servers", params(OrgPath), request_body = CreateServerBody, security(("bearer" = [])),
-    responses((status = 201, description = "Server created, with its MCP URLs", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Server created, with its MCP URLs", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -230,7 +230,7 @@ pub async fn create(
 }
 
 #[utoipa::path(operation_id = "servers_get", get, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), security(("bearer" = [])),
-    responses((status = 200, description = "The server", body = ServerView), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "The server", body = ServerView)))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -242,7 +242,7 @@ pub async fn get(
 }
 
 #[utoipa::path(operation_id = "servers_update", patch, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), request_body = UpdateServerBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 409, description = "Slug taken or server archived", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Updated", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Slug taken or server archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -283,7 +283,7 @@ pub async fn update(
 }
 
 #[utoipa::path(operation_id = "servers_archive", delete, path = "/api/v1/orgs/{org}/servers/{server}", tag = "servers", params(ServerPath), security(("bearer" = [])),
-    responses((status = 200, description = "Archived; the slug is free again", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Archived; the slug is free again", body = Written<ServerView, PendingServer>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json")))]
 pub async fn archive(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,

@@ -1,13 +1,13 @@
 //! `/api/v1/orgs/{org}/sessions`: end users' sessions of both protocol eras.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{Membership, NoQuery};
+use crate::extract::{Membership, NoQuery, Path};
 use crate::paging::{self, Page, PageQuery, Paged};
 use crate::params::{OrgPath, SessionPath};
 use crate::routes::end_users::end_user_filter;
 use crate::routes::servers::server_id_filter;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use projections::models::usage::{
     self as rm, SessionFilter, SessionRow, ToolCallFilter, ToolCallRow,
@@ -38,7 +38,7 @@ pub struct SessionDetail {
 #[utoipa::path(operation_id = "sessions_list", get, path = "/api/v1/orgs/{org}/sessions", tag = "sessions",
     params(OrgPath, ListQuery, PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Sessions, newest first: `protocol` ones (Mcp-Session-Id) and `grouped` ones (2026-era calls grouped per end user and client, 30 minutes of inactivity apart)", body = Page<SessionRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem)))]
+    responses((status = 200, description = "Sessions, newest first: `protocol` ones (Mcp-Session-Id) and `grouped` ones (2026-era calls grouped per end user and client, 30 minutes of inactivity apart)", body = Page<SessionRow>)))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -66,7 +66,7 @@ pub async fn list(
 
 #[utoipa::path(operation_id = "sessions_get", get, path = "/api/v1/orgs/{org}/sessions/{session}", tag = "sessions",
     params(SessionPath), security(("bearer" = [])),
-    responses((status = 200, description = "The session with its tool calls (oldest first, up to 500)", body = SessionDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such session in this org", body = Problem)))]
+    responses((status = 200, description = "The session with its tool calls (oldest first, up to 500)", body = SessionDetail), (status = 404, description = "No such session in this org", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,

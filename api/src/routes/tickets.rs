@@ -2,7 +2,7 @@
 //! org's members.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::{one_of, optional_one_of};
 use crate::paging::{Page, PageQuery, Paged};
 use crate::params::{OrgPath, TicketPath};
@@ -10,7 +10,7 @@ use crate::routes::end_users::end_user_filter;
 use crate::routes::servers::server_id_filter;
 use crate::routes::Written;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use commands::services::tickets;
 use domain::ticket::{reference, reference_range, Ticket, TicketEvent, TicketStatus};
@@ -88,7 +88,7 @@ async fn ticket_id(state: &AppState, org: OrgId, raw: &str) -> Result<Uuid, ApiE
 #[utoipa::path(operation_id = "tickets_list", get, path = "/api/v1/orgs/{org}/tickets", tag = "tickets",
     params(OrgPath, ListQuery, PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Tickets, newest first, and the next cursor", body = Page<TicketItem>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Tickets, newest first, and the next cursor", body = Page<TicketItem>)))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -197,7 +197,7 @@ async fn written(
 
 #[utoipa::path(operation_id = "tickets_get", get, path = "/api/v1/orgs/{org}/tickets/{ticket}", tag = "tickets",
     params(TicketPath), security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with its activity timeline", body = TicketDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem)))]
+    responses((status = 200, description = "The ticket with its activity timeline", body = TicketDetail), (status = 404, description = "No such ticket in this org", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -210,7 +210,7 @@ pub async fn get(
 
 #[utoipa::path(operation_id = "tickets_change_status", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/status", tag = "tickets",
     params(TicketPath), request_body = StatusBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket after the change", body = Written<TicketDetail, PendingTicket>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "Illegal transition, the detail naming the allowed ones; or a reference naming more than one ticket", body = Problem), (status = 422, description = "Unknown status", body = Problem)))]
+    responses((status = 200, description = "The ticket after the change", body = Written<TicketDetail, PendingTicket>), (status = 404, description = "No such ticket in this org", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Illegal transition, the detail naming the allowed ones; or a reference naming more than one ticket", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json")))]
 pub async fn change_status(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -233,7 +233,7 @@ pub async fn change_status(
 
 #[utoipa::path(operation_id = "tickets_comment", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/comments", tag = "tickets",
     params(TicketPath), request_body = CommentBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with the comment in its timeline", body = Written<TicketDetail, PendingTicket>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem), (status = 422, description = "Empty or oversize body", body = Problem)))]
+    responses((status = 200, description = "The ticket with the comment in its timeline", body = Written<TicketDetail, PendingTicket>), (status = 404, description = "No such ticket in this org", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Empty or oversize body", body = Problem, content_type = "application/problem+json")))]
 pub async fn comment(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -256,7 +256,7 @@ pub async fn comment(
 
 #[utoipa::path(operation_id = "tickets_assign", post, path = "/api/v1/orgs/{org}/tickets/{ticket}/assign", tag = "tickets",
     params(TicketPath), request_body = AssignBody, security(("bearer" = [])),
-    responses((status = 200, description = "The ticket with its new assignee", body = Written<TicketDetail, PendingTicket>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such ticket in this org", body = Problem), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem), (status = 422, description = "Not a member of the org", body = Problem)))]
+    responses((status = 200, description = "The ticket with its new assignee", body = Written<TicketDetail, PendingTicket>), (status = 404, description = "No such ticket in this org", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The reference names more than one ticket (ambiguous_reference)", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Not a member of the org", body = Problem, content_type = "application/problem+json")))]
 pub async fn assign(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,

@@ -48,7 +48,7 @@ pub struct ListQuery {
 #[utoipa::path(operation_id = "tool_calls_list", get, path = "/api/v1/orgs/{org}/tool-calls", tag = "tool calls",
     params(OrgPath, ListQuery, PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Tool calls, newest first, arguments redacted and capped", body = Page<ToolCallRow>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid filter", body = Problem)))]
+    responses((status = 200, description = "Tool calls, newest first, arguments redacted and capped", body = Page<ToolCallRow>), (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -123,7 +123,7 @@ const MAX_BUCKETS: i64 = 10_000;
 #[utoipa::path(operation_id = "analytics_tools", get, path = "/api/v1/orgs/{org}/analytics/tools", tag = "tool calls",
     params(OrgPath, AnalyticsQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "Per tool and bucket: calls, errors, error rate (to 4 decimals), p50/p95/p99 duration in milliseconds (to the microsecond)", body = ToolAnalytics), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid range or bucket", body = Problem)))]
+    responses((status = 200, description = "Per tool and bucket: calls, errors, error rate (to 4 decimals), p50/p95/p99 duration in milliseconds (to the microsecond)", body = ToolAnalytics), (status = 422, description = "Invalid range or bucket", body = Problem, content_type = "application/problem+json")))]
 pub async fn tools(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,

@@ -3,13 +3,13 @@
 //! with the steps, their order and titles from the published versions.
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{Membership, QueryParams};
+use crate::extract::{Membership, Path, QueryParams};
 use crate::filters::time_bound;
 use crate::params::WalkthroughPath;
 use crate::routes::servers;
 use crate::routes::walkthroughs::fetch;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{Duration, NaiveDate, Utc};
 use domain::time::Bound;
@@ -286,7 +286,7 @@ fn funnel_steps(
 #[utoipa::path(operation_id = "walkthroughs_analytics", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/analytics", tag = "walkthroughs",
     params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "The window and filters (`from`, `to`, `server_id`, `version`); starts, completions, completion rate, per-step funnel with median time on each step (ms), daily series", body = WalkthroughAnalytics), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "The window and filters (`from`, `to`, `server_id`, `version`); starts, completions, completion rate, per-step funnel with median time on each step (ms), daily series", body = WalkthroughAnalytics), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn analytics(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -359,7 +359,7 @@ pub async fn analytics(
 #[utoipa::path(operation_id = "walkthroughs_sankey", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/sankey", tag = "walkthroughs",
     params(WalkthroughPath, WindowQuery),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts; and the window and filters it covers (`from`, `to`, `server_id`, `version`), as the analytics give them", body = Sankey), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "`{nodes, links}`: start, steps, completed, restarted and dropped nodes; links with counts; and the window and filters it covers (`from`, `to`, `server_id`, `version`), as the analytics give them", body = Sankey), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn sankey(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,

@@ -3,14 +3,14 @@
 //! walkthroughs a server offers.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, RequestContext};
+use crate::extract::{present_or_null, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::optional_one_of;
 use crate::paging::{Items, Page, PageQuery, Paged};
 use crate::params::{AssignmentPath, OrgPath, ServerPath, StepPath, WalkthroughPath};
 use crate::routes::servers;
 use crate::routes::{recorded_at, Written};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -396,7 +396,7 @@ async fn changed(
 
 #[utoipa::path(operation_id = "walkthroughs_list", get, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs",
     params(OrgPath, ListQuery, PageQuery), security(("bearer" = [])),
-    responses((status = 200, description = "Walkthroughs, newest first", body = Page<WalkthroughItem>), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Walkthroughs, newest first", body = Page<WalkthroughItem>)))]
 pub async fn list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -421,7 +421,7 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_create", post, path = "/api/v1/orgs/{org}/walkthroughs", tag = "walkthroughs", params(OrgPath), request_body = CreateBody, security(("bearer" = [])),
-    responses((status = 201, description = "Created, as a draft without steps", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 400, description = "Unreadable request", body = Problem), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such org (or not a member)", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Created, as a draft without steps", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -447,7 +447,7 @@ pub async fn create(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_get", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "The walkthrough with its draft steps and servers", body = WalkthroughDetail), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+    responses((status = 200, description = "The walkthrough with its draft steps and servers", body = WalkthroughDetail), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -462,7 +462,7 @@ pub async fn get(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_update", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(WalkthroughPath), request_body = UpdateBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated (the draft; publish to show it)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Updated (the draft; publish to show it)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -495,7 +495,7 @@ async fn lifecycle(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_publish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/publish", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "The draft is now a new immutable version, shown to end users; after an unpublish with no edits, the same version is shown again", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "No steps, nothing changed while published, or archived", body = Problem)))]
+    responses((status = 200, description = "The draft is now a new immutable version, shown to end users; after an unpublish with no edits, the same version is shown again", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "No steps, nothing changed while published, or archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn publish(
     State(state): State<AppState>,
     member: Membership,
@@ -506,7 +506,7 @@ pub async fn publish(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_unpublish", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/unpublish", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "End users no longer see it", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Not published", body = Problem)))]
+    responses((status = 200, description = "End users no longer see it", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not published", body = Problem, content_type = "application/problem+json")))]
 pub async fn unpublish(
     State(state): State<AppState>,
     member: Membership,
@@ -524,7 +524,7 @@ pub async fn unpublish(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_archive", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/archive", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "Archived: read-only, hidden from end users and from the default list", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Already archived", body = Problem)))]
+    responses((status = 200, description = "Archived: read-only, hidden from end users and from the default list", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Already archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn archive(
     State(state): State<AppState>,
     member: Membership,
@@ -535,7 +535,7 @@ pub async fn archive(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_list", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "The draft's steps, in order", body = Items<StepView>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+    responses((status = 200, description = "The draft's steps, in order", body = Items<StepView>), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn steps(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -558,7 +558,7 @@ fn step_of(detail: WalkthroughDetail, step: Uuid) -> Result<StepView, ApiError> 
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_add", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps", tag = "walkthroughs", params(WalkthroughPath), request_body = StepBody, security(("bearer" = [])),
-    responses((status = 201, description = "The new step (last unless after_step_id says otherwise), with when it was added", body = CreatedStep), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "The new step (last unless after_step_id says otherwise), with when it was added", body = CreatedStep), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_step(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -592,7 +592,7 @@ pub async fn add_step(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_edit", patch, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(StepPath), request_body = EditStepBody, security(("bearer" = [])),
-    responses((status = 200, description = "The edited step", body = StepView), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "The edited step", body = StepView), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough or step", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn edit_step(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -621,7 +621,7 @@ pub async fn edit_step(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_remove", delete, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}", tag = "walkthroughs", params(StepPath), security(("bearer" = [])),
-    responses((status = 200, description = "Removed from the draft; the walkthrough", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem)))]
+    responses((status = 200, description = "Removed from the draft; the walkthrough", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough or step", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Archived", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_step(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -640,7 +640,7 @@ pub async fn remove_step(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_steps_move", post, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/steps/{step}/move", tag = "walkthroughs", params(StepPath), request_body = MoveBody, security(("bearer" = [])),
-    responses((status = 200, description = "Moved; the walkthrough (step ids unchanged)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such walkthrough or step", body = Problem), (status = 409, description = "Archived", body = Problem), (status = 422, description = "after_step_id is the step itself or not in this walkthrough", body = Problem)))]
+    responses((status = 200, description = "Moved; the walkthrough (step ids unchanged)", body = WalkthroughDetail), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such walkthrough or step", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Archived", body = Problem, content_type = "application/problem+json"), (status = 422, description = "after_step_id is the step itself or not in this walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn move_step(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -663,7 +663,7 @@ pub async fn move_step(
 }
 
 #[utoipa::path(operation_id = "walkthroughs_versions", get, path = "/api/v1/orgs/{org}/walkthroughs/{walkthrough}/versions", tag = "walkthroughs", params(WalkthroughPath), security(("bearer" = [])),
-    responses((status = 200, description = "Every published version with its content, newest first", body = Items<VersionView>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such walkthrough", body = Problem)))]
+    responses((status = 200, description = "Every published version with its content, newest first", body = Items<VersionView>), (status = 404, description = "No such walkthrough", body = Problem, content_type = "application/problem+json")))]
 pub async fn versions(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -699,7 +699,7 @@ pub(super) async fn fetch(
 }
 
 #[utoipa::path(operation_id = "server_walkthroughs_list", get, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(ServerPath), security(("bearer" = [])),
-    responses((status = 200, description = "The server's assignments in display order", body = Items<ServerWalkthroughRow>), (status = 401, description = "Not signed in", body = Problem), (status = 404, description = "No such server", body = Problem)))]
+    responses((status = 200, description = "The server's assignments in display order", body = Items<ServerWalkthroughRow>), (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json")))]
 pub async fn server_list(
     State(state): State<AppState>,
     Membership { org, .. }: Membership,
@@ -754,7 +754,7 @@ async fn assignment_written(
 }
 
 #[utoipa::path(operation_id = "server_walkthroughs_assign", post, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs", tag = "walkthroughs", params(ServerPath), request_body = AssignBody, security(("bearer" = [])),
-    responses((status = 201, description = "Assigned", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server or walkthrough", body = Problem), (status = 409, description = "Not published, or already assigned", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 201, description = "Assigned", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such server or walkthrough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not published, or already assigned", body = Problem, content_type = "application/problem+json")))]
 pub async fn assign(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -788,7 +788,7 @@ pub async fn assign(
 }
 
 #[utoipa::path(operation_id = "server_walkthroughs_update", patch, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(AssignmentPath), request_body = AssignmentBody, security(("bearer" = [])),
-    responses((status = 200, description = "Updated", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server, walkthrough or assignment", body = Problem), (status = 422, description = "Invalid field", body = Problem)))]
+    responses((status = 200, description = "Updated", body = Written<ServerWalkthroughRow, PendingAssignment>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such server, walkthrough or assignment", body = Problem, content_type = "application/problem+json")))]
 pub async fn update_assignment(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -820,7 +820,7 @@ pub async fn update_assignment(
 }
 
 #[utoipa::path(operation_id = "server_walkthroughs_remove", delete, path = "/api/v1/orgs/{org}/servers/{server}/walkthroughs/{walkthrough}", tag = "walkthroughs", params(AssignmentPath), security(("bearer" = [])),
-    responses((status = 204, description = "Unassigned; end users' progress is kept"), (status = 403, description = "Not an owner or admin", body = Problem), (status = 404, description = "No such server, walkthrough or assignment", body = Problem)))]
+    responses((status = 204, description = "Unassigned; end users' progress is kept"), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such server, walkthrough or assignment", body = Problem, content_type = "application/problem+json")))]
 pub async fn unassign(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,

@@ -6,7 +6,7 @@
 //! replays the events in order and so rebuilds both, and a later rename changes only the
 //! entries written after it.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::server::{Server, ServerEvent};
@@ -33,16 +33,12 @@ impl Projection for AuditProjection {
         "audit_log"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[]
+    fn reads(&self) -> Reads {
+        Reads::AllBut(NOT_AUDITED)
     }
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_audit_log", "rm_audit_names"]
-    }
-
-    fn wants(&self, aggregate_type: &str) -> bool {
-        !NOT_AUDITED.contains(&aggregate_type)
     }
 
     fn apply<'a>(
@@ -116,7 +112,7 @@ impl Projection for AuditProjection {
                 target_ids.push(e.aggregate_id.as_str());
                 target_names.push(described.target_name);
                 related_types.push(described.related.as_ref().map(|r| r.kind));
-                related_ids.push(described.related.as_ref().map(|r| r.id.to_string()));
+                related_ids.push(described.related.as_ref().map(|r| r.id.clone()));
                 related_names.push(described.related.and_then(|r| r.name));
                 summaries.push(described.summary);
                 request_ids.push(meta.request_id);
@@ -315,9 +311,14 @@ impl Names {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Related {
     pub kind: &'static str,
-    pub id: Uuid,
+    /// An aggregate's id; an invitation's email.
+    pub id: String,
     pub name: Option<String>,
 }
+
+/// The `type` of an invitation an entry names: an email invited to the org, which has no id
+/// of its own until someone signs up with it.
+pub const INVITATION: &str = "invitation";
 
 /// What an entry says about its event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,7 +358,16 @@ fn member(names: &mut Names, user_id: Uuid, email: &str) -> Option<Related> {
     names.set(User::TYPE, user_id, email);
     Some(Related {
         kind: User::TYPE,
-        id: user_id,
+        id: user_id.to_string(),
+        name: Some(email.to_owned()),
+    })
+}
+
+/// An invitation: named, and known, by its email.
+fn invitation(email: &str) -> Option<Related> {
+    Some(Related {
+        kind: INVITATION,
+        id: email.to_owned(),
         name: Some(email.to_owned()),
     })
 }
@@ -385,7 +395,10 @@ fn organization(id: Uuid, event: &OrganizationEvent, names: &mut Names) -> Descr
             format!("added {email} as {}", role.as_str()),
             member(names, *user_id, email.as_str()),
         ),
-        E::MemberInvited { email, role } => (format!("invited {email} as {}", role.as_str()), None),
+        E::MemberInvited { email, role } => (
+            format!("invited {email} as {}", role.as_str()),
+            invitation(email.as_str()),
+        ),
         E::InvitationAccepted {
             user_id,
             email,
@@ -394,7 +407,10 @@ fn organization(id: Uuid, event: &OrganizationEvent, names: &mut Names) -> Descr
             format!("{email} accepted the invitation as {}", role.as_str()),
             member(names, *user_id, email.as_str()),
         ),
-        E::InvitationRevoked { email } => (format!("revoked the invitation of {email}"), None),
+        E::InvitationRevoked { email } => (
+            format!("revoked the invitation of {email}"),
+            invitation(email.as_str()),
+        ),
         E::MemberRoleChanged {
             user_id,
             email,
@@ -456,7 +472,7 @@ fn server(id: Uuid, event: &ServerEvent, names: &mut Names) -> Described {
 fn server_related(names: &Names, server_id: Uuid) -> Related {
     Related {
         kind: Server::TYPE,
-        id: server_id,
+        id: server_id.to_string(),
         name: names.get(Server::TYPE, server_id).map(str::to_owned),
     }
 }
@@ -577,7 +593,7 @@ fn ticket(id: Uuid, event: &TicketEvent, names: &mut Names) -> Described {
             );
             related = Some(Related {
                 kind: User::TYPE,
-                id: *member_id,
+                id: member_id.to_string(),
                 name: email,
             });
             text
@@ -605,7 +621,9 @@ pub struct AuditEntry {
     pub action: String,
     pub target: AuditTarget,
     /// The other thing the entry names, if any: the server a walkthrough was put on or a ticket
-    /// opened on, the member a ticket was assigned to, the member added, changed or removed.
+    /// opened on, the member a ticket was assigned to, the member added, changed or removed
+    /// (`user`), the email invited or whose invitation was revoked (`invitation`, its id the
+    /// email).
     pub related: Option<AuditTarget>,
     pub summary: String,
     pub request_id: Option<String>,
@@ -830,7 +848,7 @@ mod tests {
             said[3].related,
             Some(Related {
                 kind: Server::TYPE,
-                id: server,
+                id: server.to_string(),
                 name: Some("Docs".into())
             })
         );
@@ -897,10 +915,38 @@ mod tests {
             said[2].related,
             Some(Related {
                 kind: User::TYPE,
-                id: bob,
+                id: bob.to_string(),
                 name: Some("bob@acme.dev".into())
             })
         );
+    }
+
+    /// An invitation is named as the members are, by its email, which is also its id: it has
+    /// no other until someone signs up with it.
+    #[test]
+    fn an_invitation_is_named_by_its_email() {
+        let mut names = Names::default();
+        let org = Uuid::from_u128(3);
+        let email = Email::parse("later@acme.dev").unwrap();
+        let said = sentences(
+            &mut names,
+            org,
+            vec![
+                Audited::Organization(OrganizationEvent::MemberInvited {
+                    email: email.clone(),
+                    role: Role::Admin,
+                }),
+                Audited::Organization(OrganizationEvent::InvitationRevoked { email }),
+            ],
+        );
+        let invitation = Some(Related {
+            kind: INVITATION,
+            id: "later@acme.dev".into(),
+            name: Some("later@acme.dev".into()),
+        });
+        assert_eq!(said[0].summary, "invited later@acme.dev as admin");
+        assert_eq!(said[0].related, invitation);
+        assert_eq!(said[1].related, invitation);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The dashboard overview: per-org counters, kept as a rollup so reading it is one row.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::server::{Server, ServerEvent};
@@ -30,18 +30,14 @@ impl Projection for DashboardProjection {
         "dashboard"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[]
+    /// End users' activity is counted by its own read models (end users, sessions, tool
+    /// calls); `events` counts what happened to the org itself.
+    fn reads(&self) -> Reads {
+        Reads::AllBut(eventstore::nats::ACTIVITY_AGGREGATES)
     }
 
     fn tables(&self) -> &'static [&'static str] {
         &["rm_dashboard"]
-    }
-
-    /// End users' activity is counted by its own read models (end users, sessions, tool
-    /// calls); `events` counts what happened to the org itself.
-    fn wants(&self, aggregate_type: &str) -> bool {
-        !eventstore::nats::ACTIVITY_AGGREGATES.contains(&aggregate_type)
     }
 
     fn apply<'a>(

@@ -1,6 +1,6 @@
 //! Organizations, members (and pending invitations), and platform users' names.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::user::{User, UserEvent};
@@ -19,8 +19,8 @@ impl Projection for OrganizationsProjection {
         "organizations"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[Organization::TYPE, User::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[Organization::TYPE, User::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -1,6 +1,6 @@
 //! Hosted MCP servers.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::server::{Server, ServerConfig, ServerEvent};
 use domain::values::OrgId;
@@ -18,8 +18,8 @@ impl Projection for ServersProjection {
         "servers"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[Server::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[Server::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -1,6 +1,6 @@
 //! Support tickets and their activity timeline.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::ticket::{Ticket, TicketEvent};
 use domain::values::OrgId;
@@ -19,8 +19,8 @@ impl Projection for TicketsProjection {
         "tickets"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[Ticket::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[Ticket::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -8,7 +8,7 @@
 //! call. The grouped session's id derives from its first call's event id, so a rebuild yields
 //! the same ids.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use crate::rounding;
 use chrono::{DateTime, Duration, DurationRound, SubsecRound, Utc};
 use domain::end_user::{EndUser, EndUserEvent};
@@ -80,8 +80,8 @@ impl Projection for UsageProjection {
         "usage"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[EndUser::TYPE, McpSession::TYPE, ToolCall::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[EndUser::TYPE, McpSession::TYPE, ToolCall::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

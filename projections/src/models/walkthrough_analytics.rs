@@ -10,7 +10,7 @@
 //! - `rm_walkthrough_transitions`: sankey links (`start` → first step, step → next step, last
 //!   step → `completed`, step or `completed` → `restarted`).
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::NaiveDate;
 use domain::values::OrgId;
 use domain::walkthrough_progress::{ProgressEvent, WalkthroughProgress};
@@ -200,8 +200,8 @@ impl Projection for WalkthroughAnalyticsProjection {
         "walkthrough_analytics"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[WalkthroughProgress::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[WalkthroughProgress::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -3,7 +3,7 @@
 //! every progress event carries absolute values (step index, step count, next step), so the
 //! fold needs nothing from the table except the run count.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::values::OrgId;
 use domain::walkthrough_progress::{ProgressEvent, WalkthroughProgress};
@@ -44,8 +44,8 @@ impl Projection for WalkthroughProgressProjection {
         "walkthrough_progress"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[WalkthroughProgress::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[WalkthroughProgress::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -1,7 +1,7 @@
 //! Walkthroughs as authored (the draft), their published versions, and which servers offer
 //! them. Authoring events are rare, so they are applied one by one.
 
-use crate::projection::{Projection, ProjectionError, Tables};
+use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
 use domain::values::OrgId;
 use domain::walkthrough::{edit_draft, Step, Walkthrough, WalkthroughEvent, WalkthroughStatus};
@@ -20,8 +20,8 @@ impl Projection for WalkthroughsProjection {
         "walkthroughs"
     }
 
-    fn aggregate_types(&self) -> &'static [&'static str] {
-        &[Walkthrough::TYPE]
+    fn reads(&self) -> Reads {
+        Reads::Only(&[Walkthrough::TYPE])
     }
 
     fn tables(&self) -> &'static [&'static str] {

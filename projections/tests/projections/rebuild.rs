@@ -164,3 +164,41 @@ async fn every_projection_rebuilt_from_the_store_equals_the_live_one() {
         "rebuilt tables differ from the live ones"
     );
 }
+
+/// A projection is behind only by events it reads: the dashboard and the audit log, caught up,
+/// are not behind because of end users' activity after their checkpoint, which the usage
+/// projection is.
+#[tokio::test]
+async fn status_counts_only_the_events_a_projection_reads() {
+    let mut given = Given::new().await;
+    let owner = given.user("owner@acme.dev").await;
+    let org = given.org(owner, "owner@acme.dev", "acme").await;
+    given.server(org, owner, "guide").await;
+    given.project().await;
+    let caller = Uuid::new_v4();
+    given
+        .append::<EndUser>(
+            caller,
+            &end_user(caller, org.0),
+            &[EndUserEvent::EndUserIdentified {
+                org_id: org.0,
+                server_id: Uuid::new_v4(),
+                tracking_id: TrackingId::parse("caller").unwrap(),
+            }],
+        )
+        .await;
+    let behind = |name: &'static str| {
+        let pool = given.pool().clone();
+        async move {
+            let projection = registry::by_name(name).unwrap();
+            rebuild::status(&pool, projection.as_ref())
+                .await
+                .unwrap()
+                .events_behind
+        }
+    };
+    assert_eq!(behind("usage").await, 1, "usage reads end users");
+    assert_eq!(behind("dashboard").await, 0);
+    assert_eq!(behind("audit_log").await, 0);
+    assert_eq!(behind("servers").await, 0);
+}
