@@ -10,7 +10,7 @@ use crate::tenant::Tenant;
 use crate::tools::{self, conformance, CallContext};
 use crate::Core;
 use domain::EventMetadata;
-use eventstore::{ConflictPauses, MAX_RETRIES};
+use eventstore::{ConflictPauses, EventStore, MAX_RETRIES};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
     CustomResult, DiscoverRequestParams, DiscoverResult, ErrorCode, GetPromptRequestParams,
@@ -34,6 +34,8 @@ pub struct McpHandler {
 /// The tenant and caller of the request being served.
 pub struct Served {
     pub tenant: Arc<Tenant>,
+    /// Where everything the request writes is committed (see `RequestScope::store`).
+    pub store: EventStore,
     pub caller: Caller,
     pub metadata: Arc<EventMetadata>,
     pub session_id: Option<String>,
@@ -76,6 +78,7 @@ impl McpHandler {
             .map(str::to_owned);
         Ok(Served {
             tenant: scope.tenant.clone(),
+            store: scope.store.clone(),
             caller: identified.caller.clone(),
             metadata: identified.metadata.clone(),
             session_id,
@@ -201,6 +204,7 @@ impl ServerHandler for McpHandler {
             let cx = CallContext {
                 core: &self.core,
                 tenant: &served.tenant,
+                store: &served.store,
                 caller: &served.caller,
                 metadata: &served.metadata,
                 peer: &context.peer,
@@ -212,7 +216,6 @@ impl ServerHandler for McpHandler {
             let outcome = tools::call(&cx, &request, &arguments).await;
             let staged = staged.into_inner().ok().flatten();
             match recording::record(
-                &self.core,
                 &served,
                 &request.name,
                 &arguments,

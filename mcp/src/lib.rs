@@ -23,6 +23,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use domain::server::Server;
 use eventstore::EventStore;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -71,13 +72,18 @@ pub struct McpEdge {
 impl McpEdge {
     pub fn new(store: EventStore, config: McpConfig) -> Arc<Self> {
         let sessions = Arc::new(Sessions::new(store.clone()));
+        let tenants = TenantCache::default();
+        // A server changed through this process (by the REST edge beside us) is looked up
+        // again at once; other processes' changes reach us within the cache's TTL.
+        let invalidated = tenants.clone();
+        store.on_commit_of::<Server>(move || invalidated.invalidate_all());
         let request_states =
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let core = Arc::new(Core {
             request_states,
             store,
             config,
-            tenants: TenantCache::default(),
+            tenants,
             identities: Identities::default(),
             sessions: sessions.clone(),
             walkthroughs: Default::default(),
