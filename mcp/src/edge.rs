@@ -380,7 +380,13 @@ impl McpEdge {
             } else {
                 text
             };
-            return *refuse(status, INVALID_REQUEST, message);
+            let mut refused = refuse(status, INVALID_REQUEST, message);
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                refused
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            }
+            return *refused;
         }
         if is_delete && response.status() == StatusCode::ACCEPTED {
             // A session ended: rmcp says 202, which the official Python SDK logs as "Session

@@ -587,6 +587,52 @@ async fn transport_mistakes(fx: &Hostile) {
         plain.text
     );
     assert_eq!(plain.error_code(), Some(-32600), "{}", plain.text);
+
+    // Methods the transport does not take: 405, naming those it does.
+    for method in [Method::PUT, Method::PATCH, Method::OPTIONS] {
+        let response = client
+            .request(method.clone())
+            .header("mcp-protocol-version", LEGACY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some("GET, POST, DELETE"),
+            "{method}"
+        );
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"]["code"], -32600, "{method}: {body}");
+    }
+
+    // Path segments that are not UTF-8 once decoded: refused as JSON-RPC like any other unknown
+    // server (404) or bad tracking id (400), not as the router's plain text.
+    let ping = json!({"jsonrpc":"2.0","id":10,"method":"ping"}).to_string();
+    let app = &fx.app;
+    for (path, status) in [
+        ("/s/%FF/mcp", StatusCode::NOT_FOUND),
+        ("/s/%FF/t/someone/mcp", StatusCode::NOT_FOUND),
+        ("/s/%FF/t/%FF/mcp", StatusCode::NOT_FOUND),
+        ("/s/acme-docs/t/%FF/mcp", StatusCode::BAD_REQUEST),
+    ] {
+        let reply = Mcp::new(app.url(path)).post_raw(ping.clone()).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.text);
+        assert_eq!(reply.error_code(), Some(-32600), "{path}: {}", reply.text);
+    }
+    let by_host = Mcp::new(app.url("/t/%FF/mcp"))
+        .with_host(format!("acme-docs.localhost:{}", port(app)))
+        .post_raw(ping.clone())
+        .await;
+    assert_eq!(by_host.status, StatusCode::BAD_REQUEST, "{}", by_host.text);
+    assert!(by_host.text.contains("tracking id"), "{}", by_host.text);
 }
 
 /// Hosts and origins: no such server, not our host, a foreign page, and the same origin.
