@@ -237,6 +237,33 @@ pub struct EventSourcedSessionStore {
     pub core: Arc<Core>,
 }
 
+impl EventSourcedSessionStore {
+    /// Who ends a session: the end user its tracking id names, if they are known (a session
+    /// end never brings one into being), else anonymous.
+    async fn ended_by(&self, scope: &RequestScope) -> EventMetadata {
+        let Some(tracking_id) = &scope.tracking_id else {
+            return scope.metadata.clone();
+        };
+        match self
+            .core
+            .identities
+            .known(&self.core.store, scope.tenant.org_id, tracking_id)
+            .await
+        {
+            Ok(Some(id)) => EventMetadata {
+                actor: Actor::EndUser { id },
+                ..scope.metadata.clone()
+            },
+            Ok(None) => scope.metadata.clone(),
+            Err(e) => {
+                // Only the actor is at stake: the end is still recorded.
+                tracing::warn!(error = %e, "looking up who ends a session failed");
+                scope.metadata.clone()
+            }
+        }
+    }
+}
+
 fn current_scope() -> Result<Arc<RequestScope>, SessionStoreError> {
     SCOPE
         .try_with(Arc::clone)
@@ -295,13 +322,8 @@ impl SessionStore for EventSourcedSessionStore {
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
         let scope = current_scope()?;
         self.core.sessions.forget(session_id).await;
-        match mcp_sessions::end(
-            &scope.store,
-            session_id,
-            EndReason::ClientClosed,
-            &scope.metadata,
-        )
-        .await
+        let metadata = self.ended_by(&scope).await;
+        match mcp_sessions::end(&scope.store, session_id, EndReason::ClientClosed, &metadata).await
         {
             Ok(_) => Ok(()),
             // The edge only lets a DELETE through for a live session of this server, so a

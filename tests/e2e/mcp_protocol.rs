@@ -747,6 +747,39 @@ async fn events_of(app: &TestApp, owner: &User, org: &str, event_type: &str) -> 
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// A session's end is recorded as its end user's doing when the URL names one, whether the
+/// instance that ends it knows them (cached) or looks them up (another instance).
+#[tokio::test]
+async fn a_session_ended_by_its_end_user_names_them_on_any_instance() {
+    let app = spawn_app().await;
+    let second = app.env.start(&["serve"]);
+    let (owner, org) = tenant(&app).await;
+    let path = "/s/acme-docs/t/closer/mcp";
+    let mut here = Mcp::new(app.url(path));
+    here.initialize("closer").await;
+    let mut there = Mcp::new(app.url(path));
+    there.initialize("closer").await;
+    let mut elsewhere = Mcp::new(format!("{}{path}", second.base()));
+    elsewhere.session_id = there.session_id.clone();
+
+    assert_eq!(here.delete_session().await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        elsewhere.delete_session().await.status,
+        StatusCode::NO_CONTENT
+    );
+    let ended = eventually("both ends readable", Duration::from_secs(10), || async {
+        let ended = events_of(&app, &owner, &org, "McpSessionEnded").await;
+        (ended.len() == 2).then_some(ended)
+    })
+    .await;
+    let identified = events_of(&app, &owner, &org, "EndUserIdentified").await;
+    assert_eq!(identified.len(), 1, "{identified:?}");
+    let closer = json!({ "kind": "end_user", "id": identified[0]["aggregate_id"] });
+    for end in &ended {
+        assert_eq!(end["metadata"]["actor"], closer, "{end}");
+    }
+}
+
 /// A server answers the moment it is created, even on an instance that was just asked for its
 /// slug in vain (an unknown slug is not cached), and a change made through an instance is seen
 /// by that instance's next request.
