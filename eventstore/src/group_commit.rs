@@ -782,6 +782,34 @@ mod tests {
         .expect(expected)
     }
 
+    #[test]
+    fn a_moved_required_owner_refuses_its_unit_as_such_and_an_expected_one_as_a_conflict() {
+        let (owner, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut both = UnitOfWork::new();
+        both.expect_owner(KeyKind::WalkthroughSelected, "w", owner)
+            .require_owner(KeyKind::ServerSlug, "s", owner);
+        let mut expecting = UnitOfWork::new();
+        expecting.expect_owner(KeyKind::WalkthroughSelected, "w", other);
+        let mut requiring = UnitOfWork::new();
+        requiring.require_owner(KeyKind::ServerSlug, "s", other);
+        let plain = UnitOfWork::new();
+        let uows = [&both, &expecting, &requiring, &plain];
+        let entries = ExpectedOwners::of(&uows);
+        assert_eq!(entries.units, [0, 0, 1, 2]);
+
+        // Entries are numbered from 1, expected owners before required ones.
+        let refusals = entries.refusals(&[1, 2, 3], uows.len());
+        assert!(matches!(
+            &refusals[0],
+            Some(CommitError::OwnerMoved { kind: KeyKind::ServerSlug, key }) if key == "s"
+        ));
+        assert!(matches!(refusals[1], Some(CommitError::Conflict)));
+        assert!(refusals[2].is_none() && refusals[3].is_none());
+        let refusals = entries.refusals(&[4], uows.len());
+        assert!(matches!(refusals[2], Some(CommitError::OwnerMoved { .. })));
+        assert!(refusals[0].is_none());
+    }
+
     #[tokio::test]
     async fn with_no_commit_under_way_a_group_goes_at_once_with_what_is_waiting() {
         let (tx, mut rx) = mpsc::channel(64);

@@ -87,8 +87,9 @@ impl TenantCache {
         store: &EventStore,
         slug: &str,
     ) -> Result<Option<Arc<Tenant>>, Arc<Miss>> {
-        // A second try only when the first found an entry read before an invalidation, or
-        // longer ago than the TTL; whatever it loads is then fresh enough to serve.
+        // An entry read before an invalidation, or longer ago than the TTL, is dropped and the
+        // slug looked up again; should that look-up be overtaken too (another invalidation
+        // while it ran), the slug is read without the cache.
         for _ in 0..2 {
             let resolved = self
                 .entries
