@@ -366,8 +366,10 @@ impl McpEdge {
         }
         if response.status().is_client_error() && !is_json_or_stream(response.headers()) {
             // rmcp answers transport mistakes (a missing Accept, a wrong content type, a
-            // request without a session) in plain text; clients read a JSON-RPC error.
+            // request without a session) in plain text; clients read a JSON-RPC error. A 405
+            // keeps rmcp's `Allow` (what this era of the protocol takes).
             let status = response.status();
+            let allow = response.headers().get(header::ALLOW).cloned();
             let text = axum::body::to_bytes(Body::new(response.into_body()), 4096)
                 .await
                 .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
@@ -381,10 +383,8 @@ impl McpEdge {
                 text
             };
             let mut refused = refuse(status, INVALID_REQUEST, message);
-            if status == StatusCode::METHOD_NOT_ALLOWED {
-                refused
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            if let Some(allow) = allow {
+                refused.headers_mut().insert(header::ALLOW, allow);
             }
             return *refused;
         }

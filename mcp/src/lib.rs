@@ -173,8 +173,11 @@ async fn by_host_tracked(
     path: Result<RawPathParams, RawPathParamsRejection>,
     request: Request,
 ) -> Response {
-    let tracking_id = params(path, &request).into_iter().next();
-    edge.serve(None, tracking_id, request).await
+    let tracking_id = params(path, &request)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    edge.serve(None, Some(tracking_id), request).await
 }
 
 async fn by_path(
@@ -182,8 +185,12 @@ async fn by_path(
     path: Result<RawPathParams, RawPathParamsRejection>,
     request: Request,
 ) -> Response {
-    let slug = params(path, &request).into_iter().next();
-    edge.serve(slug, None, request).await
+    // (A slug is always there; were it not, an empty one names no server.)
+    let slug = params(path, &request)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    edge.serve(Some(slug), None, request).await
 }
 
 async fn by_path_tracked(
@@ -193,5 +200,10 @@ async fn by_path_tracked(
 ) -> Response {
     let mut params = params(path, &request).into_iter();
     let (slug, tracking_id) = (params.next(), params.next());
-    edge.serve(slug, tracking_id, request).await
+    edge.serve(
+        Some(slug.unwrap_or_default()),
+        Some(tracking_id.unwrap_or_default()),
+        request,
+    )
+    .await
 }

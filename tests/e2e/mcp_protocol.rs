@@ -612,6 +612,21 @@ async fn transport_mistakes(fx: &Hostile) {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!(body["error"]["code"], -32600, "{method}: {body}");
     }
+    // A 2026-era DELETE: there are no sessions to end in that era.
+    let response = client
+        .request(Method::DELETE)
+        .header("mcp-protocol-version", MODERN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
 
     // Path segments that are not UTF-8 once decoded: refused as JSON-RPC like any other unknown
     // server (404) or bad tracking id (400), not as the router's plain text.
