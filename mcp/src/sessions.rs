@@ -48,7 +48,8 @@ pub struct RequestScope {
     /// What the request turned out to be, for its latency metric (set by the handler).
     pub method: std::sync::OnceLock<crate::metrics::Method>,
     /// Set when a commit for this request, made through another request's store (a shared
-    /// identification), was refused because the slug names another server now.
+    /// identification of one tracking id), was refused because this request's slug names
+    /// another server now.
     moved: AtomicBool,
 }
 
@@ -108,7 +109,9 @@ impl RequestScope {
                     )
                     .await
                     .inspect_err(|e| {
-                        if matches!(**e, ExecuteError::OwnerMoved { .. }) {
+                        if matches!(&**e, ExecuteError::OwnerMoved { kind: KeyKind::ServerSlug, key }
+                            if *key == self.tenant.slug)
+                        {
                             self.moved.store(true, Ordering::Release);
                         }
                     })?;
