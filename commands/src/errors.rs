@@ -543,6 +543,7 @@ impl From<CommitError> for Failure {
         match e {
             CommitError::Conflict => concurrent_modification(),
             CommitError::KeyTaken { kind } => kind.into(),
+            CommitError::OwnerMoved { kind, .. } => owner_moved(kind),
             CommitError::Store(s) => s.into(),
         }
     }
@@ -557,6 +558,7 @@ where
             ExecuteError::Domain(d) => d.into(),
             ExecuteError::Conflict => concurrent_modification(),
             ExecuteError::KeyTaken { kind } => kind.into(),
+            ExecuteError::OwnerMoved { kind, .. } => owner_moved(kind),
             ExecuteError::Store(s) => s.into(),
         }
     }
@@ -567,6 +569,24 @@ fn concurrent_modification() -> Failure {
         ErrorCode::ConcurrentModification,
         "the resource was changed concurrently; retry",
     )
+}
+
+/// What a write was for has gone: the org or server its slug named was archived or renamed (or
+/// the slug taken by another) since the request was resolved.
+fn owner_moved(kind: KeyKind) -> Failure {
+    match kind {
+        KeyKind::ServerSlug => Failure::new(
+            ErrorCode::ServerNotFound,
+            "the server was archived or renamed; nothing was written",
+        ),
+        KeyKind::OrgSlug => Failure::new(
+            ErrorCode::OrgNotFound,
+            "the organization was archived or renamed; nothing was written",
+        ),
+        KeyKind::UserEmail | KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => {
+            concurrent_modification()
+        }
+    }
 }
 
 /// A unique key someone else holds.

@@ -51,6 +51,12 @@ pub enum CommitError {
     /// A unique key (an email, a slug) already belongs to someone else.
     #[error("{kind} is already taken")]
     KeyTaken { kind: KeyKind },
+    /// A key the unit required (`UnitOfWork::require_owner`) is no longer owned as given: what
+    /// the unit was written for has gone (a server archived, its slug taken by another). Not
+    /// a conflict: deciding again on the same owner cannot help. (The key is not shown: it may
+    /// be personal.)
+    #[error("the {kind} this was written for has another owner now")]
+    OwnerMoved { kind: KeyKind, key: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,6 +69,9 @@ pub enum ExecuteError<E> {
     Conflict,
     #[error("{kind} is already taken")]
     KeyTaken { kind: KeyKind },
+    /// See [`CommitError::OwnerMoved`]; never retried.
+    #[error("the {kind} this was written for has another owner now")]
+    OwnerMoved { kind: KeyKind, key: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -72,6 +81,7 @@ impl<E> From<CommitError> for ExecuteError<E> {
         match e {
             CommitError::Conflict => ExecuteError::Conflict,
             CommitError::KeyTaken { kind } => ExecuteError::KeyTaken { kind },
+            CommitError::OwnerMoved { kind, key } => ExecuteError::OwnerMoved { kind, key },
             CommitError::Store(s) => ExecuteError::Store(s),
         }
     }

@@ -1,8 +1,8 @@
 //! The group committers: units of work waiting to be appended are gathered into groups, and
 //! each group is written in one transaction (one statement, `append_group`, for plain
 //! appends), so the durable-commit cost is paid once per group. Each unit still succeeds or
-//! fails on its own: one whose stream moved on or whose expected key owner changed is refused
-//! whole, the others commit.
+//! fails on its own: one whose stream moved on or whose expected or required key owner changed
+//! is refused whole, the others commit.
 
 use crate::cursor::Cursor;
 use crate::error::{is_unavailable, CommitError, StoreError};
@@ -10,7 +10,7 @@ use crate::event::{Appended, PendingEvent};
 use crate::index::KeyKind;
 use crate::kept::KeptConnections;
 use crate::store::Job;
-use crate::unit_of_work::{IndexWrite, Precondition, UnitOfWork};
+use crate::unit_of_work::{IndexWrite, KeyClaim, Precondition, UnitOfWork};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,9 +234,9 @@ async fn commit_group(
     }
 }
 
-/// The hot path: a group of plain appends (and expected owners) in one round trip, through the
-/// `append_group` function (migrations 0008 and 0009), whose single statement is its own
-/// transaction.
+/// The hot path: a group of plain appends (and expected or required owners) in one round trip,
+/// through the `append_group` function (migrations 0008, 0009 and 0013), whose single
+/// statement is its own transaction.
 async fn append_group(
     conn: &mut PgConnection,
     uows: &[&UnitOfWork],
@@ -257,7 +257,8 @@ async fn append_group(
     // The statement is its own transaction, so `now()` is the `recorded_at` (a default of
     // `now()`) of every event it inserts.
     let query = sqlx::query(
-        "SELECT event_id, tx, global_position, refused_unit, now() AS recorded_at FROM append_group(\
+        "SELECT event_id, tx, global_position, refused_unit, moved_owner, now() AS recorded_at \
+         FROM append_group(\
          $1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], \
          $8::json[], $9::uuid[], $10::uuid[], $11::int[], $12::text[], $13::text[], $14::uuid[])",
     )
@@ -267,12 +268,16 @@ async fn append_group(
         .fetch_all(&mut *conn)
         .await?;
     let mut refused = vec![false; uows.len()];
+    let mut moved = Vec::new();
     let mut stored = HashMap::with_capacity(rows.len());
     for row in rows {
         match row.try_get::<Option<i32>, _>("refused_unit")? {
             Some(unit) => {
                 if let Some(r) = usize::try_from(unit).ok().and_then(|u| refused.get_mut(u)) {
                     *r = true;
+                }
+                if let Some(entry) = row.try_get::<Option<i32>, _>("moved_owner")? {
+                    moved.push(entry);
                 }
             }
             None => {
@@ -290,6 +295,7 @@ async fn append_group(
             }
         }
     }
+    let mut owners = expected.refusals(&moved, uows.len()).into_iter();
     Ok(uows
         .iter()
         .zip(refused)
@@ -299,8 +305,10 @@ async fn append_group(
                 .iter()
                 .map(|e| stored.get(&e.event_id).copied())
                 .collect();
-            match appended {
-                Some(appended) if !refused => Ok(appended),
+            let owner = owners.next().flatten();
+            match (appended, owner) {
+                (_, Some(refusal)) => Err(refusal),
+                (Some(appended), None) if !refused => Ok(appended),
                 _ => Err(CommitError::Conflict),
             }
         })
@@ -314,19 +322,24 @@ async fn write_group(
     let mut results: Vec<Option<Result<Vec<Appended>, CommitError>>> =
         (0..uows.len()).map(|_| None).collect();
 
-    // Units decided on keys they did not read: one check for the whole group, first.
+    // Units decided on keys they did not read, or written for their owners: one check for the
+    // whole group, first.
     let expected = ExpectedOwners::of(uows);
     if !expected.units.is_empty() {
-        let refused: Vec<i32> = expected
-            .bind_to(sqlx::query(
-                "SELECT refused_by_owners($1::int[], $2::text[], $3::text[], $4::uuid[])",
-            ))
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get(0)?;
-        for unit in refused {
-            if let Some(result) = usize::try_from(unit).ok().and_then(|u| results.get_mut(u)) {
-                *result = Some(Err(CommitError::Conflict));
+        let moved: Vec<i32> =
+            sqlx::query("SELECT moved_owners($1::text[], $2::text[], $3::uuid[])")
+                .bind(&expected.kinds)
+                .bind(&expected.keys)
+                .bind(&expected.owner_ids)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+        for (result, refusal) in results
+            .iter_mut()
+            .zip(expected.refusals(&moved, uows.len()))
+        {
+            if let Some(refusal) = refusal {
+                *result = Some(Err(refusal));
             }
         }
     }
@@ -539,13 +552,15 @@ fn in_lock_order(a: &PendingEvent, b: &PendingEvent) -> std::cmp::Ordering {
     ))
 }
 
-/// The expected key owners of a group's units, each with its unit's index, as the arrays the
-/// `refused_by_owners` check binds (migrations 0008 and 0009).
+/// The expected and required key owners of a group's units, each with its unit's index, as
+/// the arrays the owner check binds (`moved_owners`, migration 0013).
 struct ExpectedOwners<'a> {
     units: Vec<i32>,
     kinds: Vec<&'a str>,
     keys: Vec<&'a str>,
     owner_ids: Vec<Uuid>,
+    /// The required owner of each entry, if it is one (else it is an expected one).
+    required: Vec<Option<&'a KeyClaim>>,
 }
 
 impl<'a> ExpectedOwners<'a> {
@@ -555,16 +570,49 @@ impl<'a> ExpectedOwners<'a> {
             kinds: Vec::new(),
             keys: Vec::new(),
             owner_ids: Vec::new(),
+            required: Vec::new(),
         };
         for (i, uow) in uows.iter().enumerate() {
-            for claim in &uow.expected_owners {
+            let entries = uow.expected_owners.iter().map(|c| (c, false));
+            for (claim, required) in entries.chain(uow.required_owners.iter().map(|c| (c, true))) {
                 expected.units.push(i as i32);
                 expected.kinds.push(claim.kind.as_str());
                 expected.keys.push(claim.key.as_str());
                 expected.owner_ids.push(claim.owner_id);
+                expected.required.push(required.then_some(claim));
             }
         }
         expected
+    }
+
+    /// Each unit's refusal, given the (1-based) entries whose owner moved: a moved required
+    /// owner refuses it as `OwnerMoved` (whatever else failed: a retry cannot help), a moved
+    /// expected one as a conflict.
+    fn refusals(&self, moved: &[i32], units: usize) -> Vec<Option<CommitError>> {
+        let mut refusals: Vec<Option<CommitError>> = (0..units).map(|_| None).collect();
+        for entry in moved.iter().filter_map(|m| usize::try_from(*m - 1).ok()) {
+            let (Some(unit), Some(required)) = (self.units.get(entry), self.required.get(entry))
+            else {
+                continue;
+            };
+            let Some(refusal) = usize::try_from(*unit)
+                .ok()
+                .and_then(|u| refusals.get_mut(u))
+            else {
+                continue;
+            };
+            match required {
+                Some(claim) if !matches!(refusal, Some(CommitError::OwnerMoved { .. })) => {
+                    *refusal = Some(CommitError::OwnerMoved {
+                        kind: claim.kind,
+                        key: claim.key.clone(),
+                    });
+                }
+                None if refusal.is_none() => *refusal = Some(CommitError::Conflict),
+                _ => {}
+            }
+        }
+        refusals
     }
 
     /// Binds units, kinds, keys and owner ids as the next four parameters.
@@ -732,6 +780,34 @@ mod tests {
         )
         .await
         .expect(expected)
+    }
+
+    #[test]
+    fn a_moved_required_owner_refuses_its_unit_as_such_and_an_expected_one_as_a_conflict() {
+        let (owner, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut both = UnitOfWork::new();
+        both.expect_owner(KeyKind::WalkthroughSelected, "w", owner)
+            .require_owner(KeyKind::ServerSlug, "s", owner);
+        let mut expecting = UnitOfWork::new();
+        expecting.expect_owner(KeyKind::WalkthroughSelected, "w", other);
+        let mut requiring = UnitOfWork::new();
+        requiring.require_owner(KeyKind::ServerSlug, "s", other);
+        let plain = UnitOfWork::new();
+        let uows = [&both, &expecting, &requiring, &plain];
+        let entries = ExpectedOwners::of(&uows);
+        assert_eq!(entries.units, [0, 0, 1, 2]);
+
+        // Entries are numbered from 1, expected owners before required ones.
+        let refusals = entries.refusals(&[1, 2, 3], uows.len());
+        assert!(matches!(
+            &refusals[0],
+            Some(CommitError::OwnerMoved { kind: KeyKind::ServerSlug, key }) if key == "s"
+        ));
+        assert!(matches!(refusals[1], Some(CommitError::Conflict)));
+        assert!(refusals[2].is_none() && refusals[3].is_none());
+        let refusals = entries.refusals(&[4], uows.len());
+        assert!(matches!(refusals[2], Some(CommitError::OwnerMoved { .. })));
+        assert!(refusals[0].is_none());
     }
 
     #[tokio::test]

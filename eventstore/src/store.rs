@@ -10,14 +10,16 @@ use crate::cursor::Cursor;
 use crate::error::{CommitError, ExecuteError, StoreError};
 use crate::event::{Appended, Executed, Recorded, StoredEvent};
 use crate::group_commit;
+use crate::index::KeyKind;
 use crate::kept::KeptConnections;
 use crate::reading::{self, EventFilter};
 use crate::retry::{ConflictPauses, MAX_RETRIES};
-use crate::unit_of_work::UnitOfWork;
+use crate::unit_of_work::{KeyClaim, UnitOfWork};
 use domain::{Aggregate, EventMetadata};
 use serde_json::value::RawValue;
 use sqlx::{PgPool, Row};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -34,6 +36,37 @@ pub struct EventStore {
     store_id: Uuid,
     jobs: mpsc::Sender<Job>,
     hot_reads: Arc<KeptConnections>,
+    /// Set on a handle from [`EventStore::for_owner_of`].
+    owner: Option<Arc<RequiredOwner>>,
+    /// Shared by every clone of one opened store.
+    watchers: Arc<Watchers>,
+}
+
+/// The owner every unit committed through a handle is written for.
+struct RequiredOwner {
+    claim: KeyClaim,
+    moved: AtomicBool,
+}
+
+/// What to run after a commit that appended events of an aggregate type (in this process).
+type Watcher = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct Watchers(RwLock<Vec<(&'static str, Watcher)>>);
+
+impl Watchers {
+    /// The watchers of the aggregate types `uow` appends to (none, without allocating, for
+    /// the usual unit nobody watches).
+    fn of(&self, uow: &UnitOfWork) -> Vec<Watcher> {
+        let Ok(watchers) = self.0.read() else {
+            return Vec::new();
+        };
+        watchers
+            .iter()
+            .filter(|(kind, _)| uow.events.iter().any(|e| e.aggregate_type == *kind))
+            .map(|(_, watcher)| watcher.clone())
+            .collect()
+    }
 }
 
 /// Connections kept for the reads every MCP call of a kind makes (see [`KeptConnections`]).
@@ -50,7 +83,44 @@ impl EventStore {
             hot_reads: Arc::new(KeptConnections::new(pool.clone(), HOT_READ_CONNECTIONS)),
             pool,
             store_id,
+            owner: None,
+            watchers: Arc::default(),
         })
+    }
+
+    /// A handle whose every commit is written for the owner of `(kind, key)`: each unit it
+    /// commits requires that `owner_id` still owns the key (`UnitOfWork::require_owner`), and
+    /// is refused as [`CommitError::OwnerMoved`] otherwise. For units decided on a cached look-up
+    /// of the key (the MCP edge's server, resolved from its slug): whatever such a handle
+    /// commits can never be filed under an owner the key no longer names.
+    pub fn for_owner_of(&self, kind: KeyKind, key: impl Into<String>, owner_id: Uuid) -> Self {
+        Self {
+            owner: Some(Arc::new(RequiredOwner {
+                claim: KeyClaim {
+                    kind,
+                    key: key.into(),
+                    owner_id,
+                },
+                moved: AtomicBool::new(false),
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a commit through this handle (or a clone) was refused because its owner moved
+    /// (see [`EventStore::for_owner_of`]).
+    pub fn owner_moved(&self) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|o| o.moved.load(Ordering::Acquire))
+    }
+
+    /// Runs `watcher` after every commit, through this store or any handle of it, that appends
+    /// events of `A`: in this process only (other processes' commits are not seen).
+    pub fn on_commit_of<A: Aggregate>(&self, watcher: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut watchers) = self.watchers.0.write() {
+            watchers.push((A::TYPE, Arc::new(watcher)));
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -177,16 +247,32 @@ impl EventStore {
         Ok((aggregate, version))
     }
 
-    pub async fn commit(&self, uow: UnitOfWork) -> Result<Vec<Appended>, CommitError> {
+    pub async fn commit(&self, mut uow: UnitOfWork) -> Result<Vec<Appended>, CommitError> {
         if uow.is_empty() {
             return Ok(vec![]);
         }
+        if let Some(owner) = &self.owner {
+            uow.required_owners.push(owner.claim.clone());
+        }
+        let watchers = self.watchers.of(&uow);
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job { uow, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let result = rx.await.map_err(|_| StoreError::Closed)?;
+        match &result {
+            Ok(_) => watchers.iter().for_each(|watcher| watcher()),
+            Err(CommitError::OwnerMoved { kind, key }) => {
+                if let Some(owner) = &self.owner {
+                    if owner.claim.kind == *kind && owner.claim.key == *key {
+                        owner.moved.store(true, Ordering::Release);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// Loads an aggregate, decides a command with `decide`, and commits the events together

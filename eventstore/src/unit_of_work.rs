@@ -1,6 +1,7 @@
 //! A unit of work: everything one command writes, committed atomically. Its events, the
 //! write-side index entries that go with them (key claims and releases, invitations,
-//! credentials), the preconditions it was decided on, and the key owners it assumed.
+//! credentials), the preconditions it was decided on, and the key owners it assumed or is
+//! written for.
 
 use crate::codec::encode_payload;
 use crate::error::StoreError;
@@ -72,6 +73,11 @@ pub struct UnitOfWork {
     /// if each is still owned as given here, else it is a conflict. Checked under a share lock
     /// on the key, so its owner cannot change between the check and the commit.
     pub expected_owners: Vec<KeyClaim>,
+    /// Keys whose owner the unit is written for (the server an MCP request named by its slug):
+    /// the unit commits only if each is still owned as given, checked with `expected_owners`
+    /// under the same share lock. If one has moved, the unit has no home: it is refused as
+    /// [`crate::CommitError::OwnerMoved`], which deciding again cannot cure (unlike a conflict).
+    pub required_owners: Vec<KeyClaim>,
 }
 
 impl UnitOfWork {
@@ -169,6 +175,22 @@ impl UnitOfWork {
         self
     }
 
+    /// Commits only if `(kind, key)` is still owned by `owner_id`, else is refused as
+    /// [`crate::CommitError::OwnerMoved`] (see `required_owners`).
+    pub fn require_owner(
+        &mut self,
+        kind: KeyKind,
+        key: impl Into<String>,
+        owner_id: Uuid,
+    ) -> &mut Self {
+        self.required_owners.push(KeyClaim {
+            kind,
+            key: key.into(),
+            owner_id,
+        });
+        self
+    }
+
     /// Whether the unit writes to the index (and so needs the explicit-transaction path).
     pub(crate) fn has_index_writes(&self) -> bool {
         !(self.index.is_empty() && self.preconditions.is_empty())
@@ -176,6 +198,9 @@ impl UnitOfWork {
 
     /// Whether committing the unit writes or checks anything at all.
     pub(crate) fn is_empty(&self) -> bool {
-        self.events.is_empty() && !self.has_index_writes() && self.expected_owners.is_empty()
+        self.events.is_empty()
+            && !self.has_index_writes()
+            && self.expected_owners.is_empty()
+            && self.required_owners.is_empty()
     }
 }

@@ -38,6 +38,16 @@ fn refuse(status: StatusCode, code: i32, message: impl Into<String>) -> Refused 
     Box::new((status, axum::Json(body)).into_response())
 }
 
+/// What a client is told of a server the edge does not know (or no longer: archived, or its
+/// slug since given to another).
+pub(crate) fn unknown_server(slug: &str) -> String {
+    format!("no MCP server named {slug:?} (it may have been archived)")
+}
+
+fn unknown_server_refused(slug: &str) -> Refused {
+    refuse(StatusCode::NOT_FOUND, INVALID_REQUEST, unknown_server(slug))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Refused {
     tracing::error!(error = %e, "MCP edge could not reach the store");
     refuse(
@@ -207,7 +217,12 @@ impl McpEdge {
             self.check_session(&session_id, &tenant, tracking_id)
                 .await?;
         }
-        let scope = Arc::new(RequestScope::new(tenant, tracking_id, metadata));
+        let scope = Arc::new(RequestScope::new(
+            &self.core.store,
+            tenant,
+            tracking_id,
+            metadata,
+        ));
         request.extensions_mut().insert(scope.clone());
         Ok((request, scope))
     }
@@ -256,11 +271,7 @@ impl McpEdge {
         let slug = slug.to_ascii_lowercase();
         match self.core.tenants.resolve(&self.core.store, &slug).await {
             Ok(Some(tenant)) => Ok(tenant),
-            Ok(None) => Err(refuse(
-                StatusCode::NOT_FOUND,
-                INVALID_REQUEST,
-                format!("no MCP server named {slug:?} (it may have been archived)"),
-            )),
+            Ok(None) => Err(unknown_server_refused(&slug)),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -313,6 +324,22 @@ impl McpEdge {
         let response = SCOPE
             .scope(scope.clone(), self.service.handle(request))
             .await;
+        if scope.tenant_moved() {
+            // The cached server is stale: its slug names another server now, or none. Nothing
+            // was filed; the request is answered as the next look-up will answer it.
+            self.core.tenants.forget(&scope.tenant.slug).await;
+            if let Some(id) = response
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                let _ = self
+                    .local_sessions
+                    .close_session(&id.to_owned().into())
+                    .await;
+            }
+            return *unknown_server_refused(&scope.tenant.slug);
+        }
         if scope.store_failed.load(Ordering::SeqCst) {
             // The session could not be stored (or its end recorded): no other instance could
             // continue it, so it is not handed out.
@@ -339,8 +366,10 @@ impl McpEdge {
         }
         if response.status().is_client_error() && !is_json_or_stream(response.headers()) {
             // rmcp answers transport mistakes (a missing Accept, a wrong content type, a
-            // request without a session) in plain text; clients read a JSON-RPC error.
+            // request without a session) in plain text; clients read a JSON-RPC error. A 405
+            // keeps rmcp's `Allow` (what this era of the protocol takes).
             let status = response.status();
+            let allow = response.headers().get(header::ALLOW).cloned();
             let text = axum::body::to_bytes(Body::new(response.into_body()), 4096)
                 .await
                 .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
@@ -353,7 +382,11 @@ impl McpEdge {
             } else {
                 text
             };
-            return *refuse(status, INVALID_REQUEST, message);
+            let mut refused = refuse(status, INVALID_REQUEST, message);
+            if let Some(allow) = allow {
+                refused.headers_mut().insert(header::ALLOW, allow);
+            }
+            return *refused;
         }
         if is_delete && response.status() == StatusCode::ACCEPTED {
             // A session ended: rmcp says 202, which the official Python SDK logs as "Session

@@ -10,7 +10,7 @@ use crate::tenant::Tenant;
 use crate::tools::{self, conformance, CallContext};
 use crate::Core;
 use domain::EventMetadata;
-use eventstore::{ConflictPauses, MAX_RETRIES};
+use eventstore::{ConflictPauses, EventStore, MAX_RETRIES};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CustomRequest,
     CustomResult, DiscoverRequestParams, DiscoverResult, ErrorCode, GetPromptRequestParams,
@@ -34,6 +34,8 @@ pub struct McpHandler {
 /// The tenant and caller of the request being served.
 pub struct Served {
     pub tenant: Arc<Tenant>,
+    /// Where everything the request writes is committed (see `RequestScope::store`).
+    pub store: EventStore,
     pub caller: Caller,
     pub metadata: Arc<EventMetadata>,
     pub session_id: Option<String>,
@@ -56,7 +58,9 @@ fn name(context: &RequestContext<RoleServer>, method: Method) {
 
 impl McpHandler {
     /// The tenant and caller of an accepted request: the end user its tracking id names comes
-    /// into being here, with the first request the protocol accepted (see `RequestScope`).
+    /// into being here, with the first request the protocol accepted (see `RequestScope`). A
+    /// request is decided first, so one we refuse never gets here (see [`McpHandler::accepted`]);
+    /// only `tools/call` identifies before, since every call is recorded, unknown tools too.
     async fn served(
         &self,
         context: &RequestContext<RoleServer>,
@@ -76,11 +80,30 @@ impl McpHandler {
             .map(str::to_owned);
         Ok(Served {
             tenant: scope.tenant.clone(),
+            store: scope.store.clone(),
             caller: identified.caller.clone(),
             metadata: identified.metadata.clone(),
             session_id,
         })
     }
+
+    /// An answer decided from the tenant alone: a refusal goes back as it is, and only an
+    /// accepted request identifies its caller.
+    async fn accepted<T>(
+        &self,
+        context: &RequestContext<RoleServer>,
+        method: Method,
+        answer: Result<T, ErrorData>,
+    ) -> Result<T, ErrorData> {
+        let answer = answer?;
+        self.served(context, method).await?;
+        Ok(answer)
+    }
+}
+
+/// The tenant of a request not yet accepted, to decide on: reading it identifies nobody.
+fn tenant(context: &RequestContext<RoleServer>) -> Result<Arc<Tenant>, ErrorData> {
+    scope(context).map(|scope| scope.tenant.clone())
 }
 
 /// What a server advertises: tools always; the rest only with the conformance fixtures.
@@ -108,8 +131,12 @@ fn instructions(tenant: &Tenant) -> Option<String> {
     })
 }
 
-fn fixtures_only(served: &Served) -> Result<(), ErrorData> {
-    if served.tenant.conformance_fixtures {
+/// Prompts, resources, completion and logging exist only on servers with the conformance
+/// fixtures; elsewhere they are unknown methods. Decided before the caller is identified, and
+/// names the request for its metric.
+fn fixtures_only(context: &RequestContext<RoleServer>, method: Method) -> Result<(), ErrorData> {
+    name(context, method);
+    if tenant(context)?.conformance_fixtures {
         Ok(())
     } else {
         Err(ErrorData::new(
@@ -133,9 +160,10 @@ impl ServerHandler for McpHandler {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        let served = self.served(&context, Method::Initialize).await?;
+        name(&context, Method::Initialize);
         context.peer.set_peer_info(request.clone());
         let mut result = self.negotiate_initialize(&request)?;
+        let served = self.served(&context, Method::Initialize).await?;
         result.capabilities = capabilities(&served.tenant);
         result.server_info = server_info(&served.tenant);
         result.instructions = instructions(&served.tenant);
@@ -168,11 +196,12 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let served = self.served(&context, Method::ToolsList).await?;
-        let walkthroughs = tools::offers_walkthroughs(&self.core, &served.tenant).await?;
-        let mut result = ListToolsResult::with_all_items(tools::list(&served.tenant, walkthroughs));
+        name(&context, Method::ToolsList);
+        let tenant = tenant(&context)?;
+        let walkthroughs = tools::offers_walkthroughs(&self.core, &tenant).await?;
+        let mut result = ListToolsResult::with_all_items(tools::list(&tenant, walkthroughs));
         result.cache_scope = Some(rmcp::model::CacheScope::Private);
-        Ok(result)
+        self.accepted(&context, Method::ToolsList, Ok(result)).await
     }
 
     fn get_tool(&self, _name: &str) -> Option<rmcp::model::Tool> {
@@ -201,6 +230,7 @@ impl ServerHandler for McpHandler {
             let cx = CallContext {
                 core: &self.core,
                 tenant: &served.tenant,
+                store: &served.store,
                 caller: &served.caller,
                 metadata: &served.metadata,
                 peer: &context.peer,
@@ -212,7 +242,6 @@ impl ServerHandler for McpHandler {
             let outcome = tools::call(&cx, &request, &arguments).await;
             let staged = staged.into_inner().ok().flatten();
             match recording::record(
-                &self.core,
                 &served,
                 &request.name,
                 &arguments,
@@ -251,8 +280,9 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        fixtures_only(&self.served(&context, Method::PromptsList).await?)?;
-        Ok(conformance::list_prompts())
+        fixtures_only(&context, Method::PromptsList)?;
+        let answer = Ok(conformance::list_prompts());
+        self.accepted(&context, Method::PromptsList, answer).await
     }
 
     async fn get_prompt(
@@ -260,11 +290,13 @@ impl ServerHandler for McpHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        fixtures_only(&self.served(&context, Method::PromptsGet).await?)?;
-        if request.name == tools::conformance_rounds::PROMPT {
-            return tools::conformance_rounds::get_prompt(&request);
-        }
-        conformance::get_prompt(request).map(Into::into)
+        fixtures_only(&context, Method::PromptsGet)?;
+        let answer = if request.name == tools::conformance_rounds::PROMPT {
+            tools::conformance_rounds::get_prompt(&request)
+        } else {
+            conformance::get_prompt(request).map(Into::into)
+        };
+        self.accepted(&context, Method::PromptsGet, answer).await
     }
 
     async fn list_resources(
@@ -272,8 +304,9 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        fixtures_only(&self.served(&context, Method::ResourcesList).await?)?;
-        Ok(conformance::list_resources())
+        fixtures_only(&context, Method::ResourcesList)?;
+        let answer = Ok(conformance::list_resources());
+        self.accepted(&context, Method::ResourcesList, answer).await
     }
 
     async fn list_resource_templates(
@@ -281,8 +314,10 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        fixtures_only(&self.served(&context, Method::ResourceTemplatesList).await?)?;
-        Ok(conformance::list_resource_templates())
+        fixtures_only(&context, Method::ResourceTemplatesList)?;
+        let answer = Ok(conformance::list_resource_templates());
+        self.accepted(&context, Method::ResourceTemplatesList, answer)
+            .await
     }
 
     async fn read_resource(
@@ -290,8 +325,9 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        fixtures_only(&self.served(&context, Method::ResourcesRead).await?)?;
-        conformance::read_resource(request).map(Into::into)
+        fixtures_only(&context, Method::ResourcesRead)?;
+        let answer = conformance::read_resource(request).map(Into::into);
+        self.accepted(&context, Method::ResourcesRead, answer).await
     }
 
     async fn subscribe(
@@ -299,8 +335,10 @@ impl ServerHandler for McpHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&self.served(&context, Method::ResourcesSubscribe).await?)?;
-        conformance::subscribe(&request.uri)
+        fixtures_only(&context, Method::ResourcesSubscribe)?;
+        let answer = conformance::subscribe(&request.uri);
+        self.accepted(&context, Method::ResourcesSubscribe, answer)
+            .await
     }
 
     async fn unsubscribe(
@@ -308,8 +346,10 @@ impl ServerHandler for McpHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&self.served(&context, Method::ResourcesUnsubscribe).await?)?;
-        conformance::subscribe(&request.uri)
+        fixtures_only(&context, Method::ResourcesUnsubscribe)?;
+        let answer = conformance::subscribe(&request.uri);
+        self.accepted(&context, Method::ResourcesUnsubscribe, answer)
+            .await
     }
 
     async fn complete(
@@ -317,8 +357,10 @@ impl ServerHandler for McpHandler {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        fixtures_only(&self.served(&context, Method::CompletionComplete).await?)?;
-        conformance::complete(request)
+        fixtures_only(&context, Method::CompletionComplete)?;
+        let answer = conformance::complete(request);
+        self.accepted(&context, Method::CompletionComplete, answer)
+            .await
     }
 
     /// rmcp reads a request by trying each method's typed params in turn; a request for a
@@ -344,8 +386,9 @@ impl ServerHandler for McpHandler {
         }
         // Prompts, resources, completion and logging are served only with the conformance
         // fixtures; elsewhere they are unknown whatever their params, as `fixtures_only` says.
+        // (Every answer here is a refusal: nobody is identified.)
         if is_fixture_method(&method) {
-            fixtures_only(&self.served(&context, Method::Other).await?)?;
+            fixtures_only(&context, Method::Other)?;
         }
         Err(match params_problem(&method, params) {
             Some(problem) => {
@@ -361,7 +404,9 @@ impl ServerHandler for McpHandler {
         _request: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        fixtures_only(&self.served(&context, Method::LoggingSetLevel).await?)
+        fixtures_only(&context, Method::LoggingSetLevel)?;
+        self.accepted(&context, Method::LoggingSetLevel, Ok(()))
+            .await
     }
 }
 

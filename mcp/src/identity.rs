@@ -2,8 +2,9 @@
 
 use commands::services::end_users;
 use domain::end_user::{EndUserError, TrackingId};
+use domain::values::OrgId;
 use domain::EventMetadata;
-use eventstore::{EventStore, ExecuteError};
+use eventstore::{EventStore, ExecuteError, StoreError};
 use moka::future::Cache;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -33,6 +34,24 @@ impl Default for Identities {
 }
 
 impl Identities {
+    /// The end user a tracking id names, if the org has seen it: never creates one.
+    pub async fn known(
+        &self,
+        store: &EventStore,
+        org_id: Uuid,
+        tracking_id: &TrackingId,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let key = (org_id, tracking_id.clone());
+        if let Some(id) = self.known.get(&key).await {
+            return Ok(Some(id));
+        }
+        let found = end_users::find(store.pool(), OrgId(org_id), tracking_id).await?;
+        if let Some(id) = found {
+            self.known.insert(key, id).await;
+        }
+        Ok(found)
+    }
+
     pub async fn end_user(
         &self,
         store: &EventStore,

@@ -19,11 +19,14 @@ use crate::handler::McpHandler;
 use crate::identity::Identities;
 use crate::sessions::{EventSourcedSessionStore, Sessions};
 use crate::tenant::TenantCache;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use domain::server::Server;
 use eventstore::EventStore;
+use percent_encoding::percent_decode_str;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::Arc;
@@ -71,13 +74,18 @@ pub struct McpEdge {
 impl McpEdge {
     pub fn new(store: EventStore, config: McpConfig) -> Arc<Self> {
         let sessions = Arc::new(Sessions::new(store.clone()));
+        let tenants = TenantCache::default();
+        // A server changed through this process (by the REST edge beside us) is looked up
+        // again at once; other processes' changes reach us within the cache's TTL.
+        let invalidated = tenants.clone();
+        store.on_commit_of::<Server>(move || invalidated.invalidate_all());
         let request_states =
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let core = Arc::new(Core {
             request_states,
             store,
             config,
-            tenants: TenantCache::default(),
+            tenants,
             identities: Identities::default(),
             sessions: sessions.clone(),
             walkthroughs: Default::default(),
@@ -133,30 +141,69 @@ pub fn router(edge: Arc<McpEdge>) -> Router {
         .with_state(edge)
 }
 
+/// The path's parameters as the router decoded them, in order. A segment that is not UTF-8
+/// once percent-decoded (which the router refuses in plain text) is read lossily instead: it
+/// names no server and is no tracking id, so the edge refuses it like any other, with a
+/// JSON-RPC error (404 for the server, 400 for the tracking id).
+fn params(path: Result<RawPathParams, RawPathParamsRejection>, request: &Request) -> Vec<String> {
+    match path {
+        Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+        Err(_) => {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            route
+                .split('/')
+                .zip(request.uri().path().split('/'))
+                .filter(|(pattern, _)| pattern.starts_with('{'))
+                .map(|(_, raw)| percent_decode_str(raw).decode_utf8_lossy().into_owned())
+                .collect()
+        }
+    }
+}
+
 async fn by_host(State(edge): State<Arc<McpEdge>>, request: Request) -> Response {
     edge.serve(None, None, request).await
 }
 
 async fn by_host_tracked(
     State(edge): State<Arc<McpEdge>>,
-    Path(tracking_id): Path<String>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     request: Request,
 ) -> Response {
+    let tracking_id = params(path, &request)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     edge.serve(None, Some(tracking_id), request).await
 }
 
 async fn by_path(
     State(edge): State<Arc<McpEdge>>,
-    Path(slug): Path<String>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     request: Request,
 ) -> Response {
+    // (A slug is always there; were it not, an empty one names no server.)
+    let slug = params(path, &request)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     edge.serve(Some(slug), None, request).await
 }
 
 async fn by_path_tracked(
     State(edge): State<Arc<McpEdge>>,
-    Path((slug, tracking_id)): Path<(String, String)>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
     request: Request,
 ) -> Response {
-    edge.serve(Some(slug), Some(tracking_id), request).await
+    let mut params = params(path, &request).into_iter();
+    let (slug, tracking_id) = (params.next(), params.next());
+    edge.serve(
+        Some(slug.unwrap_or_default()),
+        Some(tracking_id.unwrap_or_default()),
+        request,
+    )
+    .await
 }

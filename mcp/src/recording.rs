@@ -2,7 +2,6 @@
 //! before the client hears the result. A call whose event cannot be stored fails.
 
 use crate::handler::Served;
-use crate::Core;
 use commands::services::tool_calls;
 use domain::tool_call::{Outcome, ToolCallRecord};
 use eventstore::{CommitError, UnitOfWork};
@@ -29,9 +28,7 @@ pub enum RecordError {
 }
 
 /// Records the call, committing whatever the tool staged in the same transaction.
-#[allow(clippy::too_many_arguments)]
 pub async fn record(
-    core: &Core,
     served: &Served,
     tool: &str,
     arguments: &JsonObject,
@@ -67,7 +64,7 @@ pub async fn record(
         arguments: Value::Object(arguments.clone()),
     };
     match tool_calls::record(
-        &core.store,
+        &served.store,
         served.tenant.org_id,
         record,
         staged,
@@ -77,6 +74,13 @@ pub async fn record(
     {
         Ok(_) => Ok(()),
         Err(CommitError::Conflict) => Err(RecordError::Conflict),
+        // The slug names another server now (or none): nothing is filed, and the edge answers
+        // as for an unknown server.
+        Err(CommitError::OwnerMoved { .. }) => Err(RecordError::Failed(ErrorData::new(
+            rmcp::model::ErrorCode::INVALID_REQUEST,
+            crate::edge::unknown_server(&served.tenant.slug),
+            None,
+        ))),
         Err(e) => {
             tracing::error!(error = %e, tool, "recording a tool call failed");
             Err(RecordError::Failed(ErrorData::internal_error(

@@ -13,7 +13,7 @@ use commands::services::mcp_sessions;
 use domain::end_user::{EndUserError, TrackingId};
 use domain::mcp_session::{EndReason, SessionStart};
 use domain::{Actor, EventMetadata};
-use eventstore::{EventStore, ExecuteError, StoreError};
+use eventstore::{EventStore, ExecuteError, KeyKind, StoreError};
 use moka::future::Cache;
 use rmcp::model::InitializeRequestParams;
 use rmcp::transport::streamable_http_server::session::{
@@ -33,6 +33,11 @@ use uuid::Uuid;
 /// is not JSON-RPC, a missing or unknown session) so never creates an end user.
 pub struct RequestScope {
     pub tenant: Arc<Tenant>,
+    /// The event store for everything this request commits: each unit requires the tenant's
+    /// slug to still name its server, so a request resolved from a stale cache entry (the
+    /// server archived, the slug since taken by another org's server) files nothing at all;
+    /// the edge then answers as for an unknown server (see [`RequestScope::tenant_moved`]).
+    pub store: EventStore,
     pub tracking_id: Option<TrackingId>,
     /// Who and where the request comes from, before the caller is known (anonymous actor).
     pub metadata: EventMetadata,
@@ -42,6 +47,10 @@ pub struct RequestScope {
     pub store_failed: AtomicBool,
     /// What the request turned out to be, for its latency metric (set by the handler).
     pub method: std::sync::OnceLock<crate::metrics::Method>,
+    /// Set when a commit for this request, made through another request's store (a shared
+    /// identification of one tracking id), was refused because this request's slug names
+    /// another server now.
+    moved: AtomicBool,
 }
 
 /// The caller of a served request and the metadata their events carry.
@@ -52,18 +61,27 @@ pub struct Identified {
 
 impl RequestScope {
     pub fn new(
+        store: &EventStore,
         tenant: Arc<Tenant>,
         tracking_id: Option<TrackingId>,
         metadata: EventMetadata,
     ) -> Self {
         Self {
+            store: store.for_owner_of(KeyKind::ServerSlug, tenant.slug.clone(), tenant.server_id),
             tenant,
             tracking_id,
             metadata,
             identified: OnceCell::new(),
             store_failed: AtomicBool::new(false),
             method: std::sync::OnceLock::new(),
+            moved: AtomicBool::new(false),
         }
+    }
+
+    /// Whether something this request committed was refused because the tenant's slug no longer
+    /// names its server: the request is then answered as for an unknown server.
+    pub fn tenant_moved(&self) -> bool {
+        self.store.owner_moved() || self.moved.load(Ordering::Acquire)
     }
 
     /// The caller: the end user the tracking id names (created on first sight), resolved once
@@ -83,13 +101,20 @@ impl RequestScope {
                 let id = core
                     .identities
                     .end_user(
-                        &core.store,
+                        &self.store,
                         self.tenant.org_id,
                         self.tenant.server_id,
                         tracking_id,
                         &self.metadata,
                     )
-                    .await?;
+                    .await
+                    .inspect_err(|e| {
+                        if matches!(&**e, ExecuteError::OwnerMoved { kind: KeyKind::ServerSlug, key }
+                            if *key == self.tenant.slug)
+                        {
+                            self.moved.store(true, Ordering::Release);
+                        }
+                    })?;
                 Ok(Identified {
                     caller: Caller {
                         end_user_id: Some(id),
@@ -215,6 +240,33 @@ pub struct EventSourcedSessionStore {
     pub core: Arc<Core>,
 }
 
+impl EventSourcedSessionStore {
+    /// Who ends a session: the end user its tracking id names, if they are known (a session
+    /// end never brings one into being), else anonymous.
+    async fn ended_by(&self, scope: &RequestScope) -> EventMetadata {
+        let Some(tracking_id) = &scope.tracking_id else {
+            return scope.metadata.clone();
+        };
+        match self
+            .core
+            .identities
+            .known(&self.core.store, scope.tenant.org_id, tracking_id)
+            .await
+        {
+            Ok(Some(id)) => EventMetadata {
+                actor: Actor::EndUser { id },
+                ..scope.metadata.clone()
+            },
+            Ok(None) => scope.metadata.clone(),
+            Err(e) => {
+                // Only the actor is at stake: the end is still recorded.
+                tracing::warn!(error = %e, "looking up who ends a session failed");
+                scope.metadata.clone()
+            }
+        }
+    }
+}
+
 fn current_scope() -> Result<Arc<RequestScope>, SessionStoreError> {
     SCOPE
         .try_with(Arc::clone)
@@ -263,7 +315,7 @@ impl SessionStore for EventSourcedSessionStore {
             initialize_params: serde_json::to_value(params).map_err(|e| fail(&scope, e))?,
         };
         let owner = SessionOwner::of(&start);
-        mcp_sessions::start(&self.core.store, session_id, start, &identified.metadata)
+        mcp_sessions::start(&scope.store, session_id, start, &identified.metadata)
             .await
             .map_err(|e| fail(&scope, e))?;
         self.core.sessions.remember(session_id, owner).await;
@@ -273,13 +325,8 @@ impl SessionStore for EventSourcedSessionStore {
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
         let scope = current_scope()?;
         self.core.sessions.forget(session_id).await;
-        match mcp_sessions::end(
-            &self.core.store,
-            session_id,
-            EndReason::ClientClosed,
-            &scope.metadata,
-        )
-        .await
+        let metadata = self.ended_by(&scope).await;
+        match mcp_sessions::end(&scope.store, session_id, EndReason::ClientClosed, &metadata).await
         {
             Ok(_) => Ok(()),
             // The edge only lets a DELETE through for a live session of this server, so a

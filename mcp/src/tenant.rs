@@ -1,13 +1,20 @@
 //! Which hosted server a request is for: `{slug}.{base}` in the Host header, or `/s/{slug}/…`
 //! in the path. Servers are read from the write model (slug index + server stream), so a server
-//! answers the moment it is created, and cached briefly so the hot path does no look-up.
+//! answers the moment it is created (an unknown slug is never cached), and a found one is
+//! cached briefly so the hot path does no look-up.
+//!
+//! A cached server may be stale (archived, its slug since taken by another org's server):
+//! everything the edge commits for it requires the slug to still name it (see
+//! `RequestScope::store`), so a stale entry can answer reads for at most [`TENANT_TTL`] but
+//! never file anything under the wrong org.
 
 use domain::server::Server;
 use domain::values::AuthMode;
 use eventstore::{index, EventStore, StoreError};
 use moka::future::Cache;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A hosted server as the MCP edge needs it.
@@ -23,17 +30,41 @@ pub struct Tenant {
     pub conformance_fixtures: bool,
 }
 
-/// How long a resolved (or unknown) slug is trusted. Configuration changes reach running
-/// clients within this time; it keeps the per-call cost of tenant resolution at a map read.
+/// How long a resolved server is trusted, counted from when its look-up began (so a load that
+/// raced a write is not trusted longer). A configuration change, or an archive, reaches
+/// running clients within this time of its commit; one made through this process at once.
+/// It keeps the per-call cost of tenant resolution at a map read.
 pub const TENANT_TTL: Duration = Duration::from_secs(1);
 
-/// Bound on cached slugs, so a client probing random hosts cannot grow memory without limit.
+/// Bound on cached slugs.
 const MAX_CACHED: u64 = 10_000;
 
-/// Slug → the active server with it (`None`: no such active server), briefly cached. Concurrent
-/// misses for one slug share one load.
+/// A resolved server and what its look-up saw.
+#[derive(Clone)]
+struct Resolved {
+    tenant: Arc<Tenant>,
+    /// When the look-up began: nothing committed after it is reflected.
+    read_at: Instant,
+    /// The cache's generation when the look-up began (see [`TenantCache::invalidate_all`]).
+    generation: u64,
+}
+
+/// Why a look-up cached nothing: no active server has the slug (a miss is never cached, so
+/// a server answers the moment it is created), or the store could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Miss {
+    #[error("no active server has this slug")]
+    Unknown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Slug → the active server with it, briefly cached. Concurrent look-ups of one slug share one
+/// load. Clones share the cache.
+#[derive(Clone)]
 pub struct TenantCache {
-    entries: Cache<String, Option<Arc<Tenant>>>,
+    entries: Cache<String, Resolved>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Default for TenantCache {
@@ -41,8 +72,10 @@ impl Default for TenantCache {
         Self {
             entries: Cache::builder()
                 .max_capacity(MAX_CACHED)
+                // Only a bound on memory: an entry is trusted for `TENANT_TTL` from its read.
                 .time_to_live(TENANT_TTL)
                 .build(),
+            generation: Arc::default(),
         }
     }
 }
@@ -53,10 +86,57 @@ impl TenantCache {
         &self,
         store: &EventStore,
         slug: &str,
-    ) -> Result<Option<Arc<Tenant>>, Arc<StoreError>> {
-        self.entries
-            .try_get_with_by_ref(slug, async { Ok(load(store, slug).await?.map(Arc::new)) })
+    ) -> Result<Option<Arc<Tenant>>, Arc<Miss>> {
+        // An entry read before an invalidation, or longer ago than the TTL, is dropped and the
+        // slug looked up again; should that look-up be overtaken too (another invalidation
+        // while it ran), the slug is read without the cache.
+        for _ in 0..2 {
+            let resolved = self
+                .entries
+                .try_get_with_by_ref(slug, async {
+                    let read_at = Instant::now();
+                    let generation = self.generation.load(Ordering::Acquire);
+                    match load(store, slug).await? {
+                        Some(tenant) => Ok(Resolved {
+                            tenant: Arc::new(tenant),
+                            read_at,
+                            generation,
+                        }),
+                        None => Err(Miss::Unknown),
+                    }
+                })
+                .await;
+            let resolved = match resolved {
+                Ok(resolved) => resolved,
+                Err(miss) if matches!(*miss, Miss::Unknown) => return Ok(None),
+                Err(miss) => return Err(miss),
+            };
+            if self.trusted(&resolved) {
+                return Ok(Some(resolved.tenant));
+            }
+            self.entries.invalidate(slug).await;
+        }
+        let tenant = load(store, slug)
             .await
+            .map_err(|e| Arc::new(Miss::from(e)))?;
+        Ok(tenant.map(Arc::new))
+    }
+
+    fn trusted(&self, resolved: &Resolved) -> bool {
+        resolved.read_at.elapsed() < TENANT_TTL
+            && resolved.generation == self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forgets one slug (a commit for its server was refused: the slug names another now).
+    pub async fn forget(&self, slug: &str) {
+        self.entries.invalidate(slug).await;
+    }
+
+    /// Forgets every server, including any whose look-up is under way (a server was changed
+    /// through this process).
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
     }
 }
 

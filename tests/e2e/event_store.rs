@@ -179,6 +179,83 @@ async fn a_unit_refused_in_a_group_leaves_none_of_its_events_and_spares_the_othe
     }
 }
 
+/// Units written for a key's owner (through `EventStore::for_owner_of`) are refused as
+/// `OwnerMoved`, never as a conflict to decide again, once the key names another owner: in a
+/// group of plain appends and in one with index writes alike. Units of one group requiring the
+/// same key are each decided on their own, and a handle remembers that its owner moved. An
+/// owner merely expected (decided on a cache) that moved is still a conflict.
+#[tokio::test]
+async fn a_unit_written_for_a_key_owner_that_moved_is_refused_as_such() {
+    let env = TestEnv::new();
+    let store = migrated_store(&env).await;
+    let (owner, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let key = format!("k-{owner}");
+    let mut claim = unit(owner, 0, &created(owner));
+    claim.claim(KeyKind::ServerSlug, key.clone(), owner);
+    store.commit(claim).await.unwrap();
+
+    let held = store.for_owner_of(KeyKind::ServerSlug, key.clone(), owner);
+    let moved = store.for_owner_of(KeyKind::ServerSlug, key.clone(), other);
+    let orgs: Vec<Uuid> = (0..16).map(|_| Uuid::new_v4()).collect();
+    let results = futures::future::join_all(orgs.iter().enumerate().map(|(i, org)| {
+        let handle = if i % 2 == 0 { &held } else { &moved };
+        handle.commit(unit(*org, 0, &created(*org)))
+    }))
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(result.is_ok(), "{i}: {result:?}");
+        } else {
+            assert!(
+                matches!(result, Err(CommitError::OwnerMoved { kind: KeyKind::ServerSlug, key: k }) if *k == key),
+                "{i}: {result:?}"
+            );
+        }
+    }
+    assert!(!held.owner_moved());
+    assert!(moved.owner_moved());
+
+    // With an index write, so through the explicit transaction.
+    let fresh = Uuid::new_v4();
+    let mut indexed = unit(fresh, 0, &created(fresh));
+    indexed.claim(KeyKind::OrgSlug, format!("o-{fresh}"), fresh);
+    let refused = moved.commit(indexed.clone()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommitError::OwnerMoved {
+                kind: KeyKind::ServerSlug,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let mut expected = unit(fresh, 0, &created(fresh));
+    expected.expect_owner(KeyKind::ServerSlug, key.clone(), other);
+    let conflict = store.commit(expected).await;
+    assert!(
+        matches!(conflict, Err(CommitError::Conflict)),
+        "{conflict:?}"
+    );
+    held.commit(indexed).await.unwrap();
+
+    let pool = env.pool().await;
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE aggregate_type = 'organization' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut kept: Vec<String> = orgs
+        .iter()
+        .step_by(2)
+        .chain([&owner, &fresh])
+        .map(Uuid::to_string)
+        .collect();
+    kept.sort();
+    assert_eq!(stored, kept, "only the units whose owner held are stored");
+}
+
 #[tokio::test]
 async fn concurrent_commands_on_one_org_are_all_applied_via_retry() {
     let app = spawn_app().await;

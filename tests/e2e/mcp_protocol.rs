@@ -587,6 +587,67 @@ async fn transport_mistakes(fx: &Hostile) {
         plain.text
     );
     assert_eq!(plain.error_code(), Some(-32600), "{}", plain.text);
+
+    // Methods the transport does not take: 405, naming those it does.
+    for method in [Method::PUT, Method::PATCH, Method::OPTIONS] {
+        let response = client
+            .request(method.clone())
+            .header("mcp-protocol-version", LEGACY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some("GET, POST, DELETE"),
+            "{method}"
+        );
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"]["code"], -32600, "{method}: {body}");
+    }
+    // A 2026-era DELETE: there are no sessions to end in that era.
+    let response = client
+        .request(Method::DELETE)
+        .header("mcp-protocol-version", MODERN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+
+    // Path segments that are not UTF-8 once decoded: refused as JSON-RPC like any other unknown
+    // server (404) or bad tracking id (400), not as the router's plain text.
+    let ping = json!({"jsonrpc":"2.0","id":10,"method":"ping"}).to_string();
+    let app = &fx.app;
+    for (path, status) in [
+        ("/s/%FF/mcp", StatusCode::NOT_FOUND),
+        ("/s/%FF/t/someone/mcp", StatusCode::NOT_FOUND),
+        ("/s/%FF/t/%FF/mcp", StatusCode::NOT_FOUND),
+        ("/s/acme-docs/t/%FF/mcp", StatusCode::BAD_REQUEST),
+    ] {
+        let reply = Mcp::new(app.url(path)).post_raw(ping.clone()).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.text);
+        assert_eq!(reply.error_code(), Some(-32600), "{path}: {}", reply.text);
+    }
+    let by_host = Mcp::new(app.url("/t/%FF/mcp"))
+        .with_host(format!("acme-docs.localhost:{}", port(app)))
+        .post_raw(ping.clone())
+        .await;
+    assert_eq!(by_host.status, StatusCode::BAD_REQUEST, "{}", by_host.text);
+    assert!(by_host.text.contains("tracking id"), "{}", by_host.text);
 }
 
 /// Hosts and origins: no such server, not our host, a foreign page, and the same origin.
@@ -687,4 +748,208 @@ async fn unknown_hosts_and_foreign_origins_are_refused() {
 async fn an_archived_server_answers_no_more_and_the_process_stays_healthy() {
     let fx = an_initialized_client().await;
     archived_server(&fx).await;
+}
+
+/// Events of one type in an org, read from the event store (no projection in between).
+async fn events_of(app: &TestApp, owner: &User, org: &str, event_type: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/events?type={event_type}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// A session's end is recorded as its end user's doing when the URL names one, whether the
+/// instance that ends it knows them (cached) or looks them up (another instance).
+#[tokio::test]
+async fn a_session_ended_by_its_end_user_names_them_on_any_instance() {
+    let app = spawn_app().await;
+    let second = app.env.start(&["serve"]);
+    let (owner, org) = tenant(&app).await;
+    let path = "/s/acme-docs/t/closer/mcp";
+    let mut here = Mcp::new(app.url(path));
+    here.initialize("closer").await;
+    let mut there = Mcp::new(app.url(path));
+    there.initialize("closer").await;
+    let mut elsewhere = Mcp::new(format!("{}{path}", second.base()));
+    elsewhere.session_id = there.session_id.clone();
+
+    assert_eq!(here.delete_session().await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        elsewhere.delete_session().await.status,
+        StatusCode::NO_CONTENT
+    );
+    let ended = eventually("both ends readable", Duration::from_secs(10), || async {
+        let ended = events_of(&app, &owner, &org, "McpSessionEnded").await;
+        (ended.len() == 2).then_some(ended)
+    })
+    .await;
+    let identified = events_of(&app, &owner, &org, "EndUserIdentified").await;
+    assert_eq!(identified.len(), 1, "{identified:?}");
+    let closer = json!({ "kind": "end_user", "id": identified[0]["aggregate_id"] });
+    for end in &ended {
+        assert_eq!(end["metadata"]["actor"], closer, "{end}");
+    }
+}
+
+/// A server answers the moment it is created, even on an instance that was just asked for its
+/// slug in vain (an unknown slug is not cached), and a change made through an instance is seen
+/// by that instance's next request.
+#[tokio::test]
+async fn a_new_server_answers_at_once_and_a_change_is_seen_at_once_where_it_was_made() {
+    let app = spawn_app().await;
+    let second = app.env.start(&["serve"]);
+    let owner = app.signup("owner@acme.test").await;
+    let org = app.create_org(&owner, "acme").await;
+    let on_second = Mcp::new(format!("{}/s/brand-new/mcp", second.base())).modern();
+    let before = on_second.call("tools/list", json!({})).await;
+    assert_eq!(before.status, StatusCode::NOT_FOUND, "{}", before.text);
+    app.create_server(&owner, &org, "brand-new").await;
+    let after = on_second.call("tools/list", json!({})).await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text);
+
+    let here = Mcp::new(app.url("/s/brand-new/mcp")).modern();
+    assert_eq!(here.tool_names().await, vec!["get_support"]);
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/servers/brand-new"),
+            &owner.token,
+            json!({ "auth_mode": "tracking" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refused = here.call("tools/list", json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+}
+
+/// One org and its owner.
+struct Org {
+    owner: User,
+    id: String,
+}
+
+impl Org {
+    async fn new(app: &TestApp, email: &str, slug: &str) -> Self {
+        let owner = app.signup(email).await;
+        let id = app.create_org(&owner, slug).await;
+        Self { owner, id }
+    }
+}
+
+/// A slug of org A's server, served once by `cache` (another instance, which so caches it, with
+/// `tracking_id` as an end user of A), then archived and given to a new server of org B through
+/// `app`; returned (with B's server id) while `cache` still takes it for A's archived server
+/// (within its tenant TTL of a second). A machine too slow to get there in time gets another
+/// slug.
+async fn slug_moved_behind_a_cache(
+    app: &TestApp,
+    cache: &Proc,
+    (a, b): (&Org, &Org),
+    prefix: &str,
+    tracking_id: &str,
+) -> (String, String) {
+    for attempt in 0..5 {
+        let slug = format!("{prefix}-{attempt}");
+        app.create_server(&a.owner, &a.id, &slug).await;
+        let warmed = std::time::Instant::now();
+        let warm = Mcp::new(format!("{}/s/{slug}/t/{tracking_id}/mcp", cache.base())).modern();
+        assert_eq!(warm.tool_names().await, vec!["get_support"]);
+        let (status, body) = app
+            .delete(
+                &format!("/api/v1/orgs/{}/servers/{slug}", a.id),
+                &a.owner.token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let created = app.create_server(&b.owner, &b.id, &slug).await;
+        if warmed.elapsed() < Duration::from_millis(700) {
+            return (slug, created["id"].as_str().unwrap().to_owned());
+        }
+    }
+    panic!("could not move a slug within the tenant cache's second");
+}
+
+/// A slug archived by one org and taken by another, while an instance still has the old server
+/// cached: whatever that instance would write for the request (an end user, a ticket with an
+/// email, a session, a call's record) is refused, never filed under the old org; the request
+/// is answered as for an archived server, and the next one reaches the new server.
+#[tokio::test]
+async fn a_slug_taken_over_by_another_org_never_files_anything_under_the_old_one() {
+    let app = spawn_app().await;
+    let second = app.env.start(&["serve"]);
+    let a = Org::new(&app, "a@old.test", "old-org").await;
+    let b = Org::new(&app, "b@new.test", "new-org").await;
+    let on_second = |slug: &str, tracking_id: &str| {
+        Mcp::new(format!("{}/s/{slug}/t/{tracking_id}/mcp", second.base()))
+    };
+    let ticket = json!({ "title": "Help", "description": "d", "email": "b1@new.test" });
+
+    // A new end user of B opening a ticket: identification, ticket and record.
+    let (slug, b_server) = slug_moved_behind_a_cache(&app, &second, (&a, &b), "one", "a-1").await;
+    let reply = on_second(&slug, "b-1")
+        .modern()
+        .call_tool("get_support", ticket.clone())
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert_eq!(reply.error_code(), Some(-32600), "{}", reply.text);
+    assert!(reply.text.contains("archived"), "{}", reply.text);
+    // The stale entry was dropped: the same call now reaches B's server.
+    let reply = on_second(&slug, "b-1")
+        .modern()
+        .call_tool("get_support", ticket.clone())
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+
+    // A session started by an end user that instance knows in A: only the session's start.
+    let (slug, _) = slug_moved_behind_a_cache(&app, &second, (&a, &b), "two", "known-2").await;
+    let reply = on_second(&slug, "known-2")
+        .call(
+            "initialize",
+            json!({ "protocolVersion": LEGACY, "capabilities": {},
+                    "clientInfo": { "name": "stale", "version": "1" } }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert!(reply.session_id.is_none(), "{:?}", reply.session_id);
+
+    // A call of an unknown tool by an end user that instance knows in A: only the record.
+    let (slug, _) = slug_moved_behind_a_cache(&app, &second, (&a, &b), "three", "known-3").await;
+    let reply = on_second(&slug, "known-3")
+        .modern()
+        .call_tool("no_such_tool", json!({}))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+
+    // Once A's last end user is readable, so is anything committed before it: none of the
+    // refused requests left a trace in A.
+    let a_users = eventually(
+        "A's end users readable",
+        Duration::from_secs(10),
+        || async {
+            let users = events_of(&app, &a.owner, &a.id, "EndUserIdentified").await;
+            (users.len() >= 3).then_some(users)
+        },
+    )
+    .await;
+    let tracked: Vec<&Value> = a_users
+        .iter()
+        .map(|e| &e["payload"]["tracking_id"])
+        .collect();
+    assert_eq!(tracked, ["a-1", "known-2", "known-3"], "{a_users:?}");
+    for event_type in ["TicketOpened", "ToolCalled", "McpSessionStarted"] {
+        let filed = events_of(&app, &a.owner, &a.id, event_type).await;
+        assert!(filed.is_empty(), "{event_type} filed under A: {filed:?}");
+    }
+    // B's ticket is B's.
+    let opened = eventually("B's ticket readable", Duration::from_secs(10), || async {
+        let opened = events_of(&app, &b.owner, &b.id, "TicketOpened").await;
+        (!opened.is_empty()).then_some(opened)
+    })
+    .await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["payload"]["server_id"], b_server.as_str());
+    assert_eq!(opened[0]["payload"]["email"], "b1@new.test");
 }

@@ -163,7 +163,9 @@ impl Mcp {
         }
         if self.version == MODERN {
             req = req.header("mcp-method", method);
-            if let Some(name) = body["params"]["name"].as_str() {
+            // The name of a tool or prompt, the URI of a resource.
+            let params = &body["params"];
+            if let Some(name) = params["name"].as_str().or(params["uri"].as_str()) {
                 req = req.header("mcp-name", name);
             }
         }

@@ -208,3 +208,84 @@ async fn a_stateless_request_refused_creates_nothing_and_an_accepted_one_does() 
     assert!(reply.result()["tools"].is_array(), "{}", reply.text);
     t.only_end_user_is("modern-user").await;
 }
+
+/// Methods a server refuses, by the protocol or by its configuration, identify nobody: on a
+/// server without the conformance fixtures, prompts, resources, completion and logging are
+/// unknown methods; on one with them, an unknown prompt or resource and params a method cannot
+/// take are refused too. Each comes with a tracking id never seen before.
+#[tokio::test]
+async fn methods_the_server_refuses_create_no_end_user() {
+    let t = tenant().await;
+    let unserved = [
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("resources/read", json!({ "uri": "test://static-text" })),
+        ("prompts/list", json!({})),
+        ("prompts/get", json!({ "name": "test_simple_prompt" })),
+        // Params no method takes (the request rmcp cannot read is ours to answer).
+        ("prompts/get", json!({ "name": "p", "arguments": 5 })),
+        (
+            "completion/complete",
+            json!({ "ref": { "type": "ref/prompt", "name": "p" },
+                    "argument": { "name": "a", "value": "b" } }),
+        ),
+        ("logging/setLevel", json!({ "level": "info" })),
+    ];
+    for (i, (method, params)) in unserved.into_iter().enumerate() {
+        let reply = t
+            .mcp(&format!("unserved-{i}"))
+            .modern()
+            .call(method, params)
+            .await;
+        assert_eq!(reply.error_code(), Some(-32601), "{method}: {}", reply.text);
+    }
+
+    // With the fixtures.
+    let (status, body) = t
+        .app
+        .patch(
+            &format!("/api/v1/orgs/{}/servers/acme-docs", t.org),
+            &t.owner.token,
+            json!({ "conformance_fixtures": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let anonymous = Mcp::new(t.app.url("/s/acme-docs/mcp")).modern();
+    eventually("the fixtures served", Duration::from_secs(5), || async {
+        let listed = anonymous.call("prompts/list", json!({})).await;
+        listed.message()["result"]["prompts"]
+            .is_array()
+            .then_some(())
+    })
+    .await;
+    let refused = [
+        ("prompts/get", json!({ "name": "no_such_prompt" }), -32602),
+        (
+            "prompts/get",
+            json!({ "name": "p", "arguments": 5 }),
+            -32602,
+        ),
+        ("resources/read", json!({ "uri": "test://nothing" }), -32602),
+    ];
+    for (i, (method, params, code)) in refused.into_iter().enumerate() {
+        let reply = t
+            .mcp(&format!("refused-{i}"))
+            .modern()
+            .call(method, params)
+            .await;
+        assert_eq!(reply.error_code(), Some(code), "{method}: {}", reply.text);
+    }
+    assert!(
+        t.identified().await.is_empty(),
+        "refused methods identified someone"
+    );
+
+    // An accepted one of the same methods is a first request like any other.
+    let reply = t
+        .mcp("accepted")
+        .modern()
+        .call("prompts/get", json!({ "name": "test_simple_prompt" }))
+        .await;
+    assert!(reply.result()["messages"].is_array(), "{}", reply.text);
+    t.only_end_user_is("accepted").await;
+}

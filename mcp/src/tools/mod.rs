@@ -10,7 +10,7 @@ use crate::tenant::Tenant;
 use crate::Core;
 use commands::errors::{Chain, ErrorCode, Failure};
 use domain::EventMetadata;
-use eventstore::UnitOfWork;
+use eventstore::{EventStore, UnitOfWork};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject, Tool,
 };
@@ -23,6 +23,10 @@ use uuid::Uuid;
 pub struct CallContext<'a> {
     pub core: &'a Core,
     pub tenant: &'a Tenant,
+    /// The event store for this call: whatever a tool commits through it requires the tenant's
+    /// slug to still name its server (see `RequestScope::store`). Tools commit through nothing
+    /// else.
+    pub store: &'a EventStore,
     pub caller: &'a Caller,
     pub metadata: &'a EventMetadata,
     pub peer: &'a rmcp::Peer<rmcp::RoleServer>,

@@ -68,7 +68,7 @@ pub async fn call(
     };
     let ticket_id = Uuid::new_v4();
     let opened = tickets::open(
-        &cx.core.store,
+        cx.store,
         ticket_id,
         tickets::NewTicket {
             org_id: cx.tenant.org_id,
@@ -95,7 +95,7 @@ pub async fn call(
     };
     if let (Some(email), Some(end_user_id)) = (&email, cx.caller.end_user_id) {
         if let Err(e) = end_users::record_email(
-            &cx.core.store,
+            cx.store,
             cx.tenant.org_id,
             end_user_id,
             email.clone(),

@@ -278,7 +278,7 @@ pub async fn call(
 async fn offered(cx: &CallContext<'_>) -> Result<Offer, ErrorData> {
     cx.core
         .walkthroughs
-        .offered(cx.core.store.pool(), cx.tenant.org_id, cx.tenant.server_id)
+        .offered(cx.store.pool(), cx.tenant.org_id, cx.tenant.server_id)
         .await
         .map_err(unavailable)
 }
@@ -315,7 +315,7 @@ async fn list(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
     for (i, w) in offer.iter().enumerate() {
         let state = match cx.caller.end_user_id {
             Some(end_user) => Some(
-                progress::load(&cx.core.store, w.walkthrough_id, end_user)
+                progress::load(cx.store, w.walkthrough_id, end_user)
                     .await
                     .map_err(unavailable)?,
             ),
@@ -425,7 +425,7 @@ async fn select(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallTool
         walkthrough_id: newest.walkthrough_id,
     };
     let outcome = progress::select(
-        &cx.core.store,
+        cx.store,
         &cx.core.runs,
         target,
         resume,
@@ -475,7 +475,7 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
     let mut trust_cache = cx.remembered().is_none();
     loop {
         let current = progress::current(
-            &cx.core.store,
+            cx.store,
             &cx.core.runs,
             cx.tenant.org_id,
             end_user_id,
@@ -555,7 +555,7 @@ async fn next(cx: &CallContext<'_>, arguments: &JsonObject) -> Result<CallToolRe
             }
             Err(ExecuteError::Domain(ProgressError::StaleStep { .. })) => {
                 // Answer with the real current step, unchanged: nothing is skipped.
-                let state = progress::load(&cx.core.store, walkthrough_id, end_user_id)
+                let state = progress::load(cx.store, walkthrough_id, end_user_id)
                     .await
                     .map_err(unavailable)?;
                 let mut result = respond(
@@ -609,7 +609,7 @@ async fn respond(
         .core
         .walkthroughs
         .version(
-            cx.core.store.pool(),
+            cx.store.pool(),
             cx.tenant.org_id,
             walkthrough_id,
             run.version,
