@@ -11,6 +11,11 @@ pub enum ValueError {
     SlugFormat,
     #[error("is reserved")]
     SlugReserved,
+    #[error(
+        "must not have '--' as its 3rd and 4th characters: that marks an internationalized \
+         (punycode, 'xn--') or other reserved DNS label"
+    )]
+    SlugReservedLdh,
     #[error("is not a valid email address")]
     Email,
     #[error("must be between {min} and {max} characters")]
@@ -69,6 +74,12 @@ impl Slug {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if s.is_empty() || s.len() > 63 || !valid_chars || s.starts_with('-') || s.ends_with('-') {
             return Err(ValueError::SlugFormat);
+        }
+        // `xn--` labels are punycode: shown by a browser as another, possibly look-alike, name
+        // (`xn--pple-43d` is "аpple" with a Cyrillic "а"). IDNA reserves every label with
+        // "--" in 3rd and 4th place (RFC 5891 2.3.1) for such encodings, so all are refused.
+        if s.get(2..4) == Some("--") {
+            return Err(ValueError::SlugReservedLdh);
         }
         // A slug shaped like a UUID could shadow an id in `{org}` / `{server}` path segments.
         if RESERVED_SLUGS.contains(&s) || uuid::Uuid::parse_str(s).is_ok() {
@@ -226,6 +237,12 @@ impl Role {
     pub fn can_manage(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
+
+    /// Whether events and audit entries show this role where they came from: the client ip
+    /// and user agent of end users and members. Personal data, so owners and admins only.
+    pub fn sees_client_details(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
 }
 
 /// How a hosted MCP server identifies its end users.
@@ -275,6 +292,14 @@ mod tests {
         assert_eq!(Slug::parse(""), Err(ValueError::SlugFormat));
         assert_eq!(Slug::parse(&"a".repeat(64)), Err(ValueError::SlugFormat));
         assert_eq!(Slug::parse("www"), Err(ValueError::SlugReserved));
+        for punycode in ["xn--pple-43d", "xn--80ak6aa92e", "ab--c", "a1--b"] {
+            assert_eq!(
+                Slug::parse(punycode),
+                Err(ValueError::SlugReservedLdh),
+                "{punycode}"
+            );
+        }
+        assert!(Slug::parse("a--b").is_ok() && Slug::parse("abc--d").is_ok());
         assert_eq!(Slug::parse("api"), Err(ValueError::SlugReserved));
         assert_eq!(Slug::parse("admin"), Err(ValueError::SlugReserved));
         assert_eq!(

@@ -113,17 +113,29 @@ pub trait Projection: Send + Sync {
     /// The tables it owns (and rebuild replaces).
     fn tables(&self) -> &'static [&'static str];
     /// Applies a batch of events, in order, inside the caller's transaction. Every event given
-    /// is newer than the checkpoint and one it [`Projection::wants`].
+    /// is newer than the checkpoint and one it wants (see `wants` on `dyn Projection`).
     fn apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         tables: Tables,
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
 
-    /// Whether an event is one this projection reads (as [`Projection::reads`] says).
-    fn wants(&self, aggregate_type: &str) -> bool {
+impl dyn Projection {
+    /// Whether an event is one this projection reads (as [`Projection::reads`] says): the one
+    /// filter its worker applies both to what it catches up on from the event store and to what
+    /// it receives live from NATS, its rebuild, and read-your-writes waiting. Not a trait
+    /// method, so no projection can answer differently from its `reads()` (which its NATS
+    /// subscription and its lag follow).
+    pub fn wants(&self, aggregate_type: &str) -> bool {
         self.reads().includes(aggregate_type)
+    }
+
+    /// The events of a page of the log that this projection reads, in order.
+    pub fn wanted(&self, mut events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+        events.retain(|e| self.wants(&e.aggregate_type));
+        events
     }
 }
 

@@ -110,19 +110,16 @@ pub async fn rebuild(
         let events = page?;
         let Some(last) = events.last() else { break };
         rebuilt = last.cursor;
+        let read = events.len() as u64;
         // Each page commits on its own: a long write transaction would hold back every
         // reader's snapshot horizon (and so the relay).
         let mut page_tx = conn.begin().await?;
-        let wanted: Vec<StoredEvent> = events
-            .iter()
-            .filter(|e| projection.wants(&e.aggregate_type))
-            .cloned()
-            .collect();
+        let wanted = projection.wanted(events);
         projection
             .apply(&mut page_tx, Tables::SHADOW, &wanted)
             .await?;
         page_tx.commit().await?;
-        applied += events.len() as u64;
+        applied += read;
         on_progress(Progress {
             applied,
             total: total.max(applied),
@@ -151,9 +148,8 @@ pub async fn rebuild(
     let mut swap = conn.begin().await?;
     let live = checkpoint::lock(&mut swap, name).await?;
     if live.cursor > rebuilt {
-        let mut catch_up =
-            read_between(&mut swap, projection.reads(), rebuilt, live.cursor).await?;
-        catch_up.retain(|e| projection.wants(&e.aggregate_type));
+        let catch_up = projection
+            .wanted(read_between(&mut swap, projection.reads(), rebuilt, live.cursor).await?);
         if !catch_up.is_empty() {
             applied += catch_up.len() as u64;
             projection

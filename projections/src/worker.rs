@@ -174,7 +174,7 @@ impl Worker {
             let mut tx = lock.connection().begin().await?;
             let current = checkpoint::lock(&mut tx, name).await?;
             fence(&current, owner)?;
-            let mut page =
+            let page =
                 eventstore::reading::read_after(&mut *tx, &filter, current.cursor, CATCH_UP_PAGE)
                     .await?;
             let Some(last) = page.last().map(|e| e.cursor) else {
@@ -184,8 +184,8 @@ impl Worker {
                 return Ok(applied);
             };
             // The checkpoint passes the whole page; only what the projection reads is applied,
-            // as from NATS (where it is subscribed to nothing else).
-            page.retain(|e| self.projection.wants(&e.aggregate_type));
+            // by the same filter as what arrives from NATS (`apply` below).
+            let page = self.projection.wanted(page);
             if !page.is_empty() {
                 self.projection.apply(&mut tx, Tables::LIVE, &page).await?;
             }

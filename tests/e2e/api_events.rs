@@ -594,3 +594,167 @@ async fn the_live_stream_ends_when_the_member_is_removed() {
         "a removed member saw a later event: {seen}"
     );
 }
+
+/// Where events came from (client ip, user agent) is personal data: the owner and an admin of
+/// the org see it in events (pages, NDJSON, the live stream) and audit entries; a member of the
+/// same org sees the same events and entries without it.
+#[tokio::test]
+async fn only_owners_and_admins_see_client_ips_and_user_agents() {
+    let app = spawn_app().await;
+    let owner = app.signup("owner@acme.dev").await;
+    let admin = app.signup("admin@acme.dev").await;
+    let member = app.signup("member@acme.dev").await;
+    let org = app.create_org(&owner, "acme").await;
+    for (user, role) in [(&admin, "admin"), (&member, "member")] {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/orgs/{org}/members"),
+                &owner.token,
+                json!({ "email": user.email, "role": role }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // A change made from a browser, and an end user's tool call.
+    let created = app
+        .http
+        .post(app.url(&format!("/api/v1/orgs/{org}/servers")))
+        .bearer_auth(&owner.token)
+        .header("user-agent", "e2e-browser/1.0")
+        .json(&json!({ "name": "Docs", "slug": "acme-docs" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let reply = crate::mcp_raw::Mcp::new(app.url("/s/acme-docs/t/ada/mcp"))
+        .modern()
+        .call_tool("get_support", json!({"title": "t", "description": "d"}))
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+
+    let has = |events: &[Value], key: &str| events.iter().any(|e| !e["metadata"][key].is_null());
+    let page = |user: &User| {
+        let path = format!("/api/v1/orgs/{org}/events?limit=1000");
+        let token = user.token.clone();
+        let app = &app;
+        async move {
+            let (status, body) = app.get(&path, &token).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            items(&body).clone()
+        }
+    };
+    let seen_by_owner = eventually("the tool call stored", Duration::from_secs(10), || async {
+        let events = page(&owner).await;
+        events
+            .iter()
+            .any(|e| e["aggregate_type"] == "tool_call")
+            .then_some(events)
+    })
+    .await;
+    let ids =
+        |events: &[Value]| -> Vec<Value> { events.iter().map(|e| e["event_id"].clone()).collect() };
+    for user in [&owner, &admin] {
+        let events = page(user).await;
+        assert!(has(&events, "client_ip"), "{}: {events:?}", user.email);
+        assert!(
+            events
+                .iter()
+                .any(|e| e["metadata"]["user_agent"] == "e2e-browser/1.0"),
+            "{}: {events:?}",
+            user.email
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["aggregate_type"] == "tool_call"
+                    && e["metadata"]["client_ip"] == "127.0.0.1"),
+            "an end user's ip: {events:?}"
+        );
+    }
+    let member_events = page(&member).await;
+    assert_eq!(ids(&member_events), ids(&seen_by_owner), "the same events");
+    assert!(!has(&member_events, "client_ip"), "{member_events:?}");
+    assert!(!has(&member_events, "user_agent"), "{member_events:?}");
+    assert!(
+        member_events
+            .iter()
+            .all(|e| e["metadata"]["actor"].is_object()),
+        "the rest of the metadata is kept"
+    );
+
+    // NDJSON pages.
+    let ndjson = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{org}/events?limit=1000")))
+        .bearer_auth(&member.token)
+        .header(ACCEPT, "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ndjson.lines().count(), seen_by_owner.len());
+    assert!(
+        !ndjson.contains("client_ip") && !ndjson.contains("user_agent"),
+        "{ndjson}"
+    );
+
+    // The live stream, from the start.
+    let stream_path = format!("/api/v1/orgs/{org}/events/stream?after=0-0");
+    let mut stream = open_stream(&app, &member, &stream_path, None).await;
+    let streamed = read_sse(&mut stream, Duration::from_secs(15), |e| {
+        e.len() >= seen_by_owner.len()
+    })
+    .await;
+    let streamed: Vec<Value> = streamed.into_iter().map(|e| e.data).collect();
+    assert!(!has(&streamed, "client_ip") && !has(&streamed, "user_agent"));
+    let mut stream = open_stream(&app, &admin, &stream_path, None).await;
+    let streamed = read_sse(&mut stream, Duration::from_secs(15), |e| {
+        e.len() >= seen_by_owner.len()
+    })
+    .await;
+    let streamed: Vec<Value> = streamed.into_iter().map(|e| e.data).collect();
+    assert!(has(&streamed, "client_ip") && has(&streamed, "user_agent"));
+
+    // The audit log: `client_ip` null for the member.
+    let audit = |user: &User| {
+        let path = format!("/api/v1/orgs/{org}/audit?limit=500");
+        let token = user.token.clone();
+        let app = &app;
+        async move {
+            let (status, body) = app.get(&path, &token).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            items(&body).clone()
+        }
+    };
+    let owners = eventually(
+        "the ticket in the audit log",
+        Duration::from_secs(10),
+        || async {
+            let entries = audit(&owner).await;
+            entries
+                .iter()
+                .any(|e| e["target"]["type"] == "ticket")
+                .then_some(entries)
+        },
+    )
+    .await;
+    assert!(
+        owners.iter().any(|e| e["client_ip"] == "127.0.0.1"),
+        "{owners:?}"
+    );
+    let admins = audit(&admin).await;
+    assert!(
+        admins.iter().any(|e| e["client_ip"] == "127.0.0.1"),
+        "{admins:?}"
+    );
+    let members = audit(&member).await;
+    assert_eq!(members.len(), owners.len());
+    assert!(
+        members
+            .iter()
+            .all(|e| e["client_ip"].is_null() && e.get("client_ip").is_some()),
+        "{members:?}"
+    );
+}

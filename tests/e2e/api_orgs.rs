@@ -45,7 +45,19 @@ async fn orgs_are_created_listed_and_fetched_by_id_or_slug() {
     // Invalid and reserved slugs, and a bad name.
     let long = "a".repeat(64);
     for slug in [
-        "Bad_Slug", "-x", "x-", "www", "api", "admin", "", "UPPER", "a.b", "a b", &long,
+        "Bad_Slug",
+        "-x",
+        "x-",
+        "www",
+        "api",
+        "admin",
+        "",
+        "UPPER",
+        "a.b",
+        "a b",
+        &long,
+        "xn--pple-43d",
+        "ab--cd",
     ] {
         let got = app
             .post(
@@ -56,6 +68,20 @@ async fn orgs_are_created_listed_and_fetched_by_id_or_slug() {
             .await;
         assert_invalid_field(&got, "slug");
     }
+    // A punycode label would show in a browser as another, look-alike name: refused, saying why.
+    let (_, body) = app
+        .post(
+            "/api/v1/orgs",
+            &alice.token,
+            json!({ "name": "Apple", "slug": "xn--pple-43d" }),
+        )
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("punycode")),
+        "{body}"
+    );
     let got = app
         .post(
             "/api/v1/orgs",

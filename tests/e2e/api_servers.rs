@@ -135,7 +135,16 @@ async fn refuses_taken_slugs_and_bad_fields(acme: &Acme) {
         )
         .await;
     assert_problem(&got, StatusCode::CONFLICT, "slug_taken");
-    for slug in ["api", "www", "admin", "Bad_Slug", "-x", ""] {
+    for slug in [
+        "api",
+        "www",
+        "admin",
+        "Bad_Slug",
+        "-x",
+        "",
+        "xn--80ak6aa92e",
+        "xn--docs",
+    ] {
         let got = app
             .post(
                 &servers,

@@ -232,7 +232,11 @@ async fn a_closed_pipe_ends_a_verb_quietly() {
         &["events", "export", "--org", "acme"][..],
         &["events", "export", "--org", "acme", "--format", "csv"][..],
         &["projections", "list"][..],
+        &["projections", "list", "--json"][..],
+        &["projections", "status"][..],
         &["projections", "status", "--json"][..],
+        &["projections", "rebuild", "servers"][..],
+        &["migrate"][..],
     ] {
         // The reader goes away before the verb writes its first line, as `| head -0` would.
         let mut child = app
@@ -250,6 +254,29 @@ async fn a_closed_pipe_ends_a_verb_quietly() {
         assert!(out.status.success(), "{verb:?}: {:?} {stderr}", out.status);
         assert!(stderr.is_empty(), "{verb:?}: {stderr}");
     }
+    // `| head -1`: the reader takes one line, then goes away.
+    let mut child = app
+        .env
+        .command()
+        .args(["projections", "status"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("NAME"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

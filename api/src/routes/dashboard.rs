@@ -146,7 +146,7 @@ pub struct AuditQuery {
     responses((status = 200, description = "Audit entries, newest first, and the next cursor", body = Page<AuditEntry>)))]
 pub async fn audit_log(
     State(state): State<AppState>,
-    Membership { org, .. }: Membership,
+    Membership { org, role, .. }: Membership,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let before = q
@@ -156,7 +156,13 @@ pub async fn audit_log(
         .transpose()?;
     let limit = crate::paging::limit(q.limit)?;
     let rows = audit::page(&state.pool, org, before, limit.rows()).await?;
-    let (items, more) = crate::paging::split(rows, limit);
+    let (mut items, more) = crate::paging::split(rows, limit);
+    // Where an entry came from is personal data: owners and admins only (null for members).
+    if !role.sees_client_details() {
+        for entry in &mut items {
+            entry.client_ip = None;
+        }
+    }
     let next_cursor = more
         .then(|| items.last().map(|e| e.cursor.to_string()))
         .flatten();

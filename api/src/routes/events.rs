@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use domain::values::Role;
 use eventstore::{Cursor, EventFilter, StoredEvent};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -134,7 +135,7 @@ fn prefers_ndjson(accept: &str) -> bool {
     responses((status = 200, description = "Events oldest first (JSON, or NDJSON with Accept: application/x-ndjson: one event per line, the next cursor and whether more follow in the x-next-cursor and x-has-more headers)", content((EventsPage = "application/json"), (StoredEvent = "application/x-ndjson")))))]
 pub async fn page(
     State(state): State<AppState>,
-    Membership { org, .. }: Membership,
+    Membership { org, role, .. }: Membership,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -146,6 +147,7 @@ pub async fn page(
     };
     let after = q.after.unwrap_or(Cursor::START);
     let items = state.store.read_after(&filter, after, q.limit).await?;
+    let items: Vec<StoredEvent> = items.into_iter().map(|e| as_seen_by(role, e)).collect();
     let next_cursor = items.last().map(|e| e.cursor).unwrap_or(after);
     let has_more = items.len() as i64 == q.limit;
     let wants_ndjson = headers
@@ -185,7 +187,7 @@ pub async fn page(
     responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String)))]
 pub async fn stream(
     State(state): State<AppState>,
-    Membership { user, org, .. }: Membership,
+    Membership { user, org, role }: Membership,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -209,6 +211,7 @@ pub async fn stream(
         state,
         user_id: user.user_id,
         org,
+        role,
         expires_at: user.expires_at,
         last_access_check: tokio::time::Instant::now(),
         filter: EventFilter {
@@ -231,6 +234,8 @@ struct Tail {
     state: AppState,
     user_id: uuid::Uuid,
     org: domain::values::OrgId,
+    /// The caller's role, as of the last access check: what of the metadata they see.
+    role: Role,
     expires_at: i64,
     last_access_check: tokio::time::Instant,
     filter: EventFilter,
@@ -248,7 +253,7 @@ impl Tail {
                 return None;
             }
             if let Some(event) = self.buffer.pop_front() {
-                return Some(sse_event(&event));
+                return Some(sse_event(&as_seen_by(self.role, event)));
             }
             match self
                 .state
@@ -303,11 +308,39 @@ impl Tail {
         )
         .await
         {
-            Ok(found) => found.is_some(),
+            Ok(Some((_, role))) => {
+                // A member made admin, or an admin made member, sees accordingly from now on.
+                if let Ok(role) = Role::parse(&role) {
+                    self.role = role;
+                }
+                true
+            }
+            Ok(None) => false,
             // Database away: keep the stream; reads resume when it is back.
             Err(_) => true,
         }
     }
+}
+
+/// An event as a member of `role` sees it: the client ip and user agent in its metadata are
+/// left out unless the role sees them ([`Role::sees_client_details`]); the rest is unchanged.
+fn as_seen_by(role: Role, mut event: StoredEvent) -> StoredEvent {
+    if role.sees_client_details() {
+        return event;
+    }
+    let Ok(mut metadata) =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(event.metadata.get())
+    else {
+        return event;
+    };
+    let ip = metadata.remove("client_ip");
+    let agent = metadata.remove("user_agent");
+    if ip.is_none() && agent.is_none() {
+        return event;
+    }
+    // A map of JSON values always serializes; were it not to, `null` still shows nothing.
+    event.metadata = serde_json::value::to_raw_value(&metadata).unwrap_or_default();
+    event
 }
 
 fn sse_event(event: &StoredEvent) -> Event {
@@ -320,7 +353,41 @@ fn sse_event(event: &StoredEvent) -> Event {
 
 #[cfg(test)]
 mod tests {
-    use super::prefers_ndjson;
+    use super::{as_seen_by, prefers_ndjson};
+    use domain::values::Role;
+    use eventstore::{Cursor, StoredEvent};
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn only_owners_and_admins_see_where_an_event_came_from() {
+        let event = StoredEvent {
+            event_id: uuid::Uuid::nil(),
+            cursor: Cursor::new(1, 1),
+            aggregate_type: "tool_call".to_owned(),
+            aggregate_id: "x".to_owned(),
+            sequence: 1,
+            event_type: "ToolCallCompleted".to_owned(),
+            event_version: "1".to_owned(),
+            org_id: None,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            payload: RawValue::from_string("{}".to_owned()).unwrap(),
+            metadata: RawValue::from_string(
+                r#"{"actor":{"kind":"system"},"request_id":"r","client_ip":"203.0.113.9","user_agent":"curl/8"}"#
+                    .to_owned(),
+            )
+            .unwrap(),
+        };
+        let metadata = |role| -> serde_json::Value {
+            serde_json::from_str(as_seen_by(role, event.clone()).metadata.get()).unwrap()
+        };
+        for role in [Role::Owner, Role::Admin] {
+            assert_eq!(metadata(role)["client_ip"], "203.0.113.9");
+            assert_eq!(metadata(role)["user_agent"], "curl/8");
+        }
+        let member = metadata(Role::Member);
+        assert!(member.get("client_ip").is_none() && member.get("user_agent").is_none());
+        assert_eq!(member["request_id"], "r", "the rest is kept: {member}");
+    }
 
     #[test]
     fn ndjson_is_chosen_by_name_and_weight() {

@@ -72,11 +72,7 @@ impl Given {
         for projection in registry::all() {
             let name = projection.name();
             checkpoint::ensure(self.pool(), name).await.unwrap();
-            let wanted: Vec<_> = events
-                .iter()
-                .filter(|e| projection.wants(&e.aggregate_type))
-                .cloned()
-                .collect();
+            let wanted = projection.wanted(events.clone());
             let mut tx = self.pool().begin().await.unwrap();
             let current = checkpoint::lock(&mut tx, name).await.unwrap();
             if !wanted.is_empty() {
