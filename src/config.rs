@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
+use commands::limits::Limits;
 use secrecy::{ExposeSecret, SecretString};
 use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -145,6 +146,62 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Platform limits against abuse (0 turns one off). Rates are kept per process: N instances
+/// allow up to N times a rate.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Support tickets one end user (an anonymous caller: one client address) opens per day.
+    #[arg(long, env = "MCPLATFORM_LIMIT_TICKETS_PER_END_USER_PER_DAY", default_value_t = Limits::default().tickets_per_end_user_per_day)]
+    pub limit_tickets_per_end_user_per_day: u32,
+
+    /// New end users (new tracking ids) one server sees per hour.
+    #[arg(long, env = "MCPLATFORM_LIMIT_NEW_END_USERS_PER_SERVER_PER_HOUR", default_value_t = Limits::default().new_end_users_per_server_per_hour)]
+    pub limit_new_end_users_per_server_per_hour: u32,
+
+    /// New end users (new tracking ids) one client address brings per hour.
+    #[arg(long, env = "MCPLATFORM_LIMIT_NEW_END_USERS_PER_ADDRESS_PER_HOUR", default_value_t = Limits::default().new_end_users_per_address_per_hour)]
+    pub limit_new_end_users_per_address_per_hour: u32,
+
+    /// Open protocol sessions per end user (active in the last hour, not ended).
+    #[arg(long, env = "MCPLATFORM_LIMIT_SESSIONS_PER_END_USER", default_value_t = Limits::default().sessions_per_end_user)]
+    pub limit_sessions_per_end_user: u32,
+
+    /// Orgs one account owns.
+    #[arg(long, env = "MCPLATFORM_LIMIT_ORGS_PER_ACCOUNT", default_value_t = Limits::default().orgs_per_account)]
+    pub limit_orgs_per_account: u32,
+
+    /// Signups from one client address per hour.
+    #[arg(long, env = "MCPLATFORM_LIMIT_SIGNUPS_PER_ADDRESS_PER_HOUR", default_value_t = Limits::default().signups_per_address_per_hour)]
+    pub limit_signups_per_address_per_hour: u32,
+
+    /// Login attempts from one client address per minute, whatever the account.
+    #[arg(long, env = "MCPLATFORM_LIMIT_LOGINS_PER_ADDRESS_PER_MINUTE", default_value_t = Limits::default().logins_per_address_per_minute)]
+    pub limit_logins_per_address_per_minute: u32,
+
+    /// Login attempts for one account from one client address per minute.
+    #[arg(long, env = "MCPLATFORM_LIMIT_LOGINS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE", default_value_t = Limits::default().logins_per_account_and_address_per_minute)]
+    pub limit_logins_per_account_and_address_per_minute: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            tickets_per_end_user_per_day: self.limit_tickets_per_end_user_per_day,
+            new_end_users_per_server_per_hour: self.limit_new_end_users_per_server_per_hour,
+            new_end_users_per_address_per_hour: self.limit_new_end_users_per_address_per_hour,
+            sessions_per_end_user: self.limit_sessions_per_end_user,
+            orgs_per_account: self.limit_orgs_per_account,
+            signups_per_address_per_hour: self.limit_signups_per_address_per_hour,
+            logins_per_address_per_minute: self.limit_logins_per_address_per_minute,
+            logins_per_account_and_address_per_minute: self
+                .limit_logins_per_account_and_address_per_minute,
+        }
+    }
 }
 
 /// `healthcheck`: where the local server listens.

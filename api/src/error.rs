@@ -125,6 +125,15 @@ impl ApiError {
         }
     }
 
+    /// 429 `limit_reached`: a platform limit (see `commands::limits`) refused; a rate says
+    /// when to retry.
+    pub fn limit_reached(detail: impl Into<String>, retry_after_secs: Option<u64>) -> Self {
+        Self {
+            retry_after_secs,
+            ..Self::new(ErrorCode::LimitReached, detail)
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         self.code
     }

@@ -1,5 +1,6 @@
 //! Shared state of the REST edge.
 
+use crate::auth::passwords::ArgonGate;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::auth::tokens::TokenKeys;
 use eventstore::nats::Topology;
@@ -26,6 +27,10 @@ pub struct AppState {
     pub topology: Topology,
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<LoginLimiter>,
+    /// Bounds argon2 work per process and per client address.
+    pub argon: Arc<ArgonGate>,
+    /// The platform limits and this process's rate budgets (`commands::limits`).
+    pub guard: Arc<commands::limits::Guard>,
     pub config: Arc<ApiConfig>,
 }
 

@@ -119,6 +119,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
+    LimitReached,
     Unavailable,
     Internal,
 }
@@ -335,6 +336,13 @@ impl ErrorCode {
             RateLimited => (
                 K::RateLimited,
                 "Too many attempts; retry after the seconds in `Retry-After`.",
+            ),
+            LimitReached => (
+                K::RateLimited,
+                "A platform limit was reached (tickets per end user, new end users per server or \
+                 per address, open sessions per end user, orgs per account, signups per \
+                 address); the detail names it. A rate says when to retry (`Retry-After`, or \
+                 `retryAfter` in an MCP tool result); a count frees up when something ends.",
             ),
             Unavailable => (
                 K::Unavailable,

@@ -3,4 +3,5 @@
 //! work on the event store (`eventstore`).
 
 pub mod errors;
+pub mod limits;
 pub mod services;

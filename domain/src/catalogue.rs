@@ -35,6 +35,7 @@ pub const STREAM_KINDS: &[StreamKind] = &[
     kind::<crate::ticket::Ticket>(),
     kind::<crate::walkthrough::Walkthrough>(),
     kind::<crate::walkthrough_progress::WalkthroughProgress>(),
+    kind::<crate::limit::LimitRefusal>(),
 ];
 
 /// Every event type name, sorted.

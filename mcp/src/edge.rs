@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use commands::errors::ErrorCode;
 use domain::end_user::TrackingId;
+use domain::limit::{LimitKind, Refusal};
 use domain::values::AuthMode;
 use domain::{Actor, EventMetadata};
 use rmcp::transport::streamable_http_server::session::SessionManager;
@@ -209,6 +211,10 @@ impl McpEdge {
         check_auth_mode(&tenant, tracking_id.is_some())?;
         // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
         let metadata = request_metadata(&request, &tenant);
+        if let Some(tracking_id) = &tracking_id {
+            self.check_new_end_user(&tenant, tracking_id, &metadata)
+                .await?;
+        }
         let session_id = header_str(&request, "mcp-session-id")
             .filter(|_| !is_stateless_era(&request))
             .map(str::to_owned);
@@ -276,6 +282,73 @@ impl McpEdge {
         }
     }
 
+    /// A tracking id this org has not seen would bring a new end user into being: the
+    /// platform limits on new end users per client address and per server are checked here,
+    /// before anything is written (a request they refuse creates nobody). A request with a new
+    /// tracking id that the protocol then refuses still counts against them.
+    async fn check_new_end_user(
+        &self,
+        tenant: &Tenant,
+        tracking_id: &TrackingId,
+        metadata: &EventMetadata,
+    ) -> Result<(), Refused> {
+        let guard = &self.core.config.guard;
+        let limits = &guard.limits;
+        if limits.new_end_users_per_server_per_hour == 0
+            && limits.new_end_users_per_address_per_hour == 0
+        {
+            return Ok(());
+        }
+        match self
+            .core
+            .identities
+            .known(&self.core.store, tenant.org_id, tracking_id)
+            .await
+        {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let address = metadata.client_ip.as_deref();
+        let Err(refused) = guard.new_end_user(tenant.server_id, address) else {
+            return Ok(());
+        };
+        let retry = refused.retry_after_secs;
+        let (key, whose) = match refused.limit {
+            LimitKind::NewEndUsersPerAddress => (
+                address.unwrap_or_default().to_owned(),
+                "this address brings",
+            ),
+            _ => (tenant.server_id.to_string(), "this server sees"),
+        };
+        let refusal = Refusal {
+            limit: refused.limit,
+            allowed: refused.allowed,
+            org_id: Some(tenant.org_id),
+            server_id: Some(tenant.server_id),
+            end_user_id: None,
+            user_id: None,
+            retry_after_secs: Some(retry),
+        };
+        guard
+            .record(&self.core.store, refusal, &key, metadata)
+            .await;
+        let mut refused_response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            INVALID_REQUEST,
+            format!(
+                "too many new end users: {whose} at most {} new tracking ids an hour; retry in \
+                 {retry} s ({})",
+                refused.allowed,
+                ErrorCode::LimitReached.as_str()
+            ),
+        );
+        refused_response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        Err(refused_response)
+    }
+
     /// A session named by a 2025-era request must be a live session of this very server and
     /// end user (the tracking id it was started with), whichever instance holds it.
     async fn check_session(
@@ -339,6 +412,24 @@ impl McpEdge {
                     .await;
             }
             return *unknown_server_refused(&scope.tenant.slug);
+        }
+        if let Some(message) = scope.limited.get() {
+            // The end user has as many open sessions as they may: this one is not handed out.
+            if let Some(id) = response
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                let _ = self
+                    .local_sessions
+                    .close_session(&id.to_owned().into())
+                    .await;
+            }
+            return *refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                INVALID_REQUEST,
+                message.clone(),
+            );
         }
         if scope.store_failed.load(Ordering::SeqCst) {
             // The session could not be stored (or its end recorded): no other instance could

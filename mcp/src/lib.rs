@@ -48,6 +48,8 @@ pub struct McpConfig {
     /// Key (at least 32 bytes, derived from the platform secret) that seals the
     /// `requestState` of multi-round requests, so any instance can open it.
     pub request_state_key: Vec<u8>,
+    /// The platform limits and this process's rate budgets, shared with the REST edge.
+    pub guard: Arc<commands::limits::Guard>,
 }
 
 /// What the handler and the tools share.

@@ -11,7 +11,9 @@ use crate::tenant::Tenant;
 use crate::Core;
 use commands::services::mcp_sessions;
 use domain::end_user::{EndUserError, TrackingId};
+use domain::limit::{LimitKind, Refusal};
 use domain::mcp_session::{EndReason, SessionStart};
+use domain::values::OrgId;
 use domain::{Actor, EventMetadata};
 use eventstore::{EventStore, ExecuteError, KeyKind, StoreError};
 use moka::future::Cache;
@@ -45,6 +47,9 @@ pub struct RequestScope {
     /// Set when the session store could not write; the edge then fails the request instead of
     /// handing out a session that no other instance could continue.
     pub store_failed: AtomicBool,
+    /// Set when a platform limit (open sessions per end user) refused the session this
+    /// request would start: the edge answers 429 with this message.
+    pub limited: std::sync::OnceLock<String>,
     /// What the request turned out to be, for its latency metric (set by the handler).
     pub method: std::sync::OnceLock<crate::metrics::Method>,
     /// Set when a commit for this request, made through another request's store (a shared
@@ -73,6 +78,7 @@ impl RequestScope {
             metadata,
             identified: OnceCell::new(),
             store_failed: AtomicBool::new(false),
+            limited: std::sync::OnceLock::new(),
             method: std::sync::OnceLock::new(),
             moved: AtomicBool::new(false),
         }
@@ -267,6 +273,60 @@ impl EventSourcedSessionStore {
     }
 }
 
+impl EventSourcedSessionStore {
+    /// The platform limit on open sessions per end user, counted in the sessions read model
+    /// (so sessions started within the projector's lag, milliseconds, are not yet counted).
+    /// Past it the session is refused: the edge answers 429 and the refusal is recorded.
+    async fn check_open_sessions(
+        &self,
+        scope: &RequestScope,
+        end_user_id: Uuid,
+        metadata: &EventMetadata,
+    ) -> Result<(), SessionStoreError> {
+        let guard = &self.core.config.guard;
+        let allowed = guard.limits.sessions_per_end_user;
+        if allowed == 0 {
+            return Ok(());
+        }
+        let open = projections::models::usage::open_sessions_of(
+            self.core.store.pool(),
+            OrgId(scope.tenant.org_id),
+            end_user_id,
+            commands::limits::SESSION_IDLE,
+        )
+        .await
+        .map_err(|e| fail(scope, e))?;
+        if open < i64::from(allowed) {
+            return Ok(());
+        }
+        let refusal = Refusal {
+            limit: LimitKind::SessionsPerEndUser,
+            allowed,
+            org_id: Some(scope.tenant.org_id),
+            server_id: Some(scope.tenant.server_id),
+            end_user_id: Some(end_user_id),
+            user_id: None,
+            retry_after_secs: None,
+        };
+        guard
+            .record(
+                &self.core.store,
+                refusal,
+                &end_user_id.to_string(),
+                metadata,
+            )
+            .await;
+        let message = format!(
+            "this end user has {open} open sessions, the most allowed is {allowed}: end one \
+             (DELETE with its Mcp-Session-Id) or let one go idle for an hour, then initialize \
+             again ({})",
+            commands::errors::ErrorCode::LimitReached.as_str()
+        );
+        let _ = scope.limited.set(message.clone());
+        Err(message.into())
+    }
+}
+
 fn current_scope() -> Result<Arc<RequestScope>, SessionStoreError> {
     SCOPE
         .try_with(Arc::clone)
@@ -303,6 +363,10 @@ impl SessionStore for EventSourcedSessionStore {
             .identified(&self.core)
             .await
             .map_err(|e| fail(&scope, e))?;
+        if let Some(end_user_id) = identified.caller.end_user_id {
+            self.check_open_sessions(&scope, end_user_id, &identified.metadata)
+                .await?;
+        }
         let params = &state.initialize_params;
         let start = SessionStart {
             org_id: scope.tenant.org_id,

@@ -4,8 +4,10 @@
 use crate::config::{DatabaseArgs, HealthcheckArgs, HttpArgs, RuntimeArgs, ServeArgs};
 use crate::database;
 use anyhow::Context;
+use api::auth::passwords::ArgonGate;
 use api::auth::rate_limit::LoginLimiter;
 use api::auth::tokens::TokenKeys;
+use commands::limits::{Guard, Limits};
 use eventstore::nats::Topology;
 use eventstore::relay::Relay;
 use eventstore::EventStore;
@@ -60,18 +62,20 @@ impl Runtime {
         }
     }
 
-    pub async fn serve(&self, http: HttpArgs) -> anyhow::Result<()> {
+    pub async fn serve(&self, http: HttpArgs, limits: Limits) -> anyhow::Result<()> {
         let secret = http.secret_or_dev()?;
         let listener = tokio::net::TcpListener::bind(http.bind)
             .await
             .with_context(|| format!("cannot listen on {}", http.bind))?;
         let addr = listener.local_addr()?;
-        let limiter = Arc::new(LoginLimiter::default());
-        let shrink = limiter.clone();
+        let limiter = Arc::new(LoginLimiter::new(&limits));
+        let guard = Arc::new(Guard::new(limits));
+        let (shrink, shrink_guard) = (limiter.clone(), guard.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 shrink.shrink();
+                shrink_guard.shrink();
             }
         });
         let state = api::AppState {
@@ -81,6 +85,8 @@ impl Runtime {
             topology: self.topology.clone(),
             tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())?),
             limiter,
+            argon: Arc::new(ArgonGate::default()),
+            guard: guard.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
@@ -101,6 +107,7 @@ impl Runtime {
                     "mcp request state",
                 )?
                 .to_vec(),
+                guard,
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the
@@ -247,6 +254,7 @@ pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
         runtime: config,
         db_pool,
         http,
+        limits,
     } = args;
     let rt = Runtime::start(&config, db_pool).await?;
     let background = tokio::runtime::Builder::new_multi_thread()
@@ -263,7 +271,7 @@ pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("the background runtime failed to start")??;
-    let served = rt.serve(http).await;
+    let served = rt.serve(http, limits.limits()).await;
     // Dropping a runtime blocks until its tasks end, which the relay and projectors never do.
     background.shutdown_background();
     served
@@ -272,7 +280,7 @@ pub async fn up(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Runtime::start(&args.runtime, args.db_pool)
         .await?
-        .serve(args.http)
+        .serve(args.http, args.limits.limits())
         .await
 }
 

@@ -724,3 +724,185 @@ async fn login_attempts_are_rate_limited_per_client_ip_across_accounts() {
         started.elapsed()
     );
 }
+
+/// A client whose connections come from `address` (any 127.0.0.0/8 address is loopback): the
+/// server sees only the socket's peer address, so this is how a test is another client.
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().expect("an address"))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn login_from(
+    app: &TestApp,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let resp = client_from(address)
+        .post(app.url(LOGIN))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+async fn limit_refusals(pool: &sqlx::PgPool, limit: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'LimitRefused' AND payload->>'limit' = $1",
+    )
+    .bind(limit)
+    .fetch_one(pool)
+    .await
+    .expect("count")
+}
+
+#[tokio::test]
+async fn guesses_from_many_addresses_never_lock_the_owner_out() {
+    let app = spawn_app().await;
+    let victim = app.signup("victim@example.com").await;
+    // Five wrong passwords, each from its own address (X-Forwarded-For is not trusted, so the
+    // socket's address is what counts).
+    for n in 2..=6 {
+        let (status, _, body) = login_from(
+            &app,
+            &format!("127.0.0.{n}"),
+            &victim.email,
+            "wrong password 12345",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    // A sixth guess keeps the account's per-account budget spent (the old behaviour)...
+    let (status, _, _) = login_from(&app, "127.0.0.8", &victim.email, "wrong password 12345").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // ...and the owner, from a fresh address, still gets in.
+    let (status, _, body) = login_from(&app, "127.0.0.7", &victim.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "the owner is locked out: {body}");
+    assert!(body["access_token"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn repeated_guesses_from_one_address_are_refused_with_retry_after() {
+    let app = spawn_app().await;
+    let victim = app.signup("victim@example.com").await;
+    let pool = app.env.pool().await;
+    let mut refused = None;
+    for attempt in 0..8 {
+        let (status, headers, body) =
+            login_from(&app, "127.0.0.9", &victim.email, "wrong password 12345").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["code"], "rate_limited", "{body}");
+            let retry: u64 = headers[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+            refused = Some(attempt);
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    assert_eq!(
+        refused,
+        Some(5),
+        "five attempts per account and address, then 429"
+    );
+    // The owner, elsewhere, is not affected.
+    let (status, _, body) = login_from(&app, "127.0.0.10", &victim.email, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(
+        "the refusal recorded",
+        std::time::Duration::from_secs(5),
+        || {
+            let pool = pool.clone();
+            async move {
+                (limit_refusals(&pool, "logins_per_account_and_address").await == 1).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn signups_from_one_address_are_limited_and_recorded() {
+    let env = TestEnv::new();
+    let proc = env.start_with(
+        &["up"],
+        &[("MCPLATFORM_LIMIT_SIGNUPS_PER_ADDRESS_PER_HOUR", "3")],
+    );
+    let app = TestApp {
+        proc,
+        env,
+        http: client_from("127.0.0.11"),
+    };
+    for n in 0..3 {
+        app.signup(&format!("user{n}@example.com")).await;
+    }
+    let resp = app
+        .http
+        .post(app.url(SIGNUP))
+        .json(&json!({ "email": "user3@example.com", "password": PASSWORD, "name": "Four" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry >= 60,
+        "an hour's budget refills slowly: Retry-After {retry}"
+    );
+    let body: Value = resp.json().await.expect("problem");
+    assert_eq!(body["code"], "limit_reached", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signups_per_address"),
+        "{body}"
+    );
+    // Refused twice, recorded once (one refusal event per limit and key a minute).
+    let again = app
+        .http
+        .post(app.url(SIGNUP))
+        .json(&json!({ "email": "user4@example.com", "password": PASSWORD, "name": "Five" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address signs up.
+    let resp = client_from("127.0.0.12")
+        .post(app.url(SIGNUP))
+        .json(&json!({ "email": "user3@example.com", "password": PASSWORD, "name": "Four" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let pool = app.env.pool().await;
+    let signed_up: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserSignedUp'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(signed_up, 4, "the refused signups created nobody");
+    assert_eq!(limit_refusals(&pool, "signups_per_address").await, 1);
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'LimitRefused' \
+         AND payload::text LIKE '%127.0.0.11%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        leaked, 0,
+        "the refusal's payload does not carry the address"
+    );
+}

@@ -11,6 +11,7 @@ use axum::Json;
 use chrono::Utc;
 use commands::errors::{account_gone, invalid_refresh_token, Failure};
 use commands::services::accounts::{self, NewRefreshFamily, Rotation};
+use domain::limit::{LimitKind, Refusal};
 use domain::login::{LoginCommand, LoginFailure};
 use domain::values::{check_password_strength, Email, Name};
 use domain::{Actor, Aggregate};
@@ -128,7 +129,7 @@ fn pair(
 }
 
 #[utoipa::path(operation_id = "auth_signup", post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
-    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"), (status = 429, description = "Too many signups from this address", body = Problem, content_type = "application/problem+json")))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -147,6 +148,19 @@ pub async fn signup(
     let (Some(email), Some(name), true) = (email, name, errors.is_empty()) else {
         return Err(validation(errors));
     };
+    let address = ctx.client_ip.as_deref();
+    if let Err(refused) = state.guard.signup(address) {
+        let retry = refused.retry_after_secs;
+        refuse(&state, &ctx, refused, None, address.unwrap_or_default()).await;
+        return Err(ApiError::limit_reached(
+            format!(
+                "too many signups from this address (at most {} an hour); retry in {retry} s \
+                 (signups_per_address)",
+                refused.allowed
+            ),
+            Some(retry),
+        ));
+    }
     if accounts::find_user_by_email(&state.store, &email)
         .await?
         .is_some()
@@ -154,7 +168,9 @@ pub async fn signup(
         // Who holds an email is the store's key to answer, in the table's words.
         return Err(Failure::from(KeyKind::UserEmail).into());
     }
+    let turn = argon_turn(&state, address).await?;
     let password_hash = passwords::hash(body.password).await?;
+    drop(turn);
     let user_id = Uuid::new_v4();
     let (family, refresh_token) = new_family();
     let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
@@ -205,9 +221,15 @@ pub async fn login(
     JsonBodyWithNul(body): JsonBodyWithNul<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let typed_email = body.email.trim().to_lowercase();
-    if let Err(wait) = state.limiter.check(&typed_email, ctx.client_ip.as_deref()) {
-        tracing::warn!(client_ip = ?ctx.client_ip, "login rate limited");
-        return Err(ApiError::too_many_requests(wait.as_secs().max(1)));
+    let address = ctx.client_ip.as_deref();
+    if let Err(refused) = state.limiter.check(&typed_email, address) {
+        tracing::warn!(client_ip = ?ctx.client_ip, limit = %refused.limit, "login rate limited");
+        let key = match refused.limit {
+            LimitKind::LoginsPerAddress => address.unwrap_or_default().to_owned(),
+            _ => format!("{typed_email}/{}", address.unwrap_or_default()),
+        };
+        refuse(&state, &ctx, refused, None, &key).await;
+        return Err(ApiError::too_many_requests(refused.retry_after_secs));
     }
     let user = match Email::parse(&body.email) {
         Ok(email) => accounts::find_user_by_email(&state.store, &email).await?,
@@ -217,12 +239,15 @@ pub async fn login(
         Some((user_id, _)) => accounts::password_hash(&state.store, *user_id).await?,
         None => None,
     };
+    let turn = argon_turn(&state, address).await?;
     let ok = passwords::verify(body.password, stored_hash).await?;
+    drop(turn);
     match (ok, user) {
         (true, Some((user_id, user))) => {
             let email = user
                 .email
                 .ok_or_else(|| ApiError::internal("user without email"))?;
+            state.limiter.succeeded(&typed_email, address);
             let (family, refresh_token) = new_family();
             let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
             accounts::record_login_success(&state.store, user_id, email.clone(), family, &metadata)
@@ -236,6 +261,9 @@ pub async fn login(
             } else {
                 LoginFailure::UnknownEmail
             };
+            // Failures on an account slow its further failures from addresses it never signed
+            // in from, boundedly; a right password is never held back.
+            let delay = state.limiter.failed(&typed_email, address);
             let metadata = ctx.metadata(Actor::Anonymous);
             accounts::record_login_failure(
                 &state.store,
@@ -247,12 +275,49 @@ pub async fn login(
                 &metadata,
             )
             .await?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Err(ApiError::new(
                 ErrorCode::InvalidCredentials,
                 "email or password is wrong",
             ))
         }
     }
+}
+
+/// A turn at argon2 work for this address, or 429 when it already has its share running.
+async fn argon_turn(
+    state: &AppState,
+    address: Option<&str>,
+) -> Result<passwords::ArgonTurn, ApiError> {
+    state.argon.turn(address).await.ok_or_else(|| {
+        tracing::warn!(client_ip = ?address, "argon2 work refused: too many at once from one address");
+        ApiError::too_many_requests(1)
+    })
+}
+
+/// Records a platform limit's refusal (at most one event per limit and key a minute).
+async fn refuse(
+    state: &AppState,
+    ctx: &RequestContext,
+    refused: commands::limits::Refused,
+    user_id: Option<Uuid>,
+    key: &str,
+) {
+    let refusal = Refusal {
+        limit: refused.limit,
+        allowed: refused.allowed,
+        org_id: None,
+        server_id: None,
+        end_user_id: None,
+        user_id,
+        retry_after_secs: Some(refused.retry_after_secs),
+    };
+    state
+        .guard
+        .record(&state.store, refusal, key, &ctx.metadata(Actor::Anonymous))
+        .await;
 }
 
 fn invalid_refresh() -> ApiError {

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use commands::services::{accounts, organizations};
+use domain::limit::{LimitKind, Refusal};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::values::{Email, Name, OrgId, Role, Slug};
 use domain::Aggregate;
@@ -79,7 +80,7 @@ pub struct CreateOrgBody {
 }
 
 #[utoipa::path(operation_id = "orgs_create", post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgBody, security(("bearer" = [])),
-    responses((status = 201, description = "Org created; caller is owner", body = CreatedOrg), (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Org created; caller is owner", body = CreatedOrg), (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"), (status = 429, description = "The account owns as many orgs as it may", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -94,6 +95,7 @@ pub async fn create(
     let owner_email = profile
         .email
         .ok_or_else(|| ApiError::internal("user without email"))?;
+    check_orgs_per_account(&state, &user, &ctx).await?;
     let org_id = Uuid::new_v4();
     let done = organizations::create(
         &state.store,
@@ -115,6 +117,49 @@ pub async fn create(
             role: Role::Owner,
             created_at: recorded_at(&done)?,
         }),
+    ))
+}
+
+/// The platform limit on orgs one account owns (read from the orgs read model, which an org
+/// creation waits for). A count frees up when an org is deleted or handed over.
+async fn check_orgs_per_account(
+    state: &AppState,
+    user: &AuthUser,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let allowed = state.guard.limits.orgs_per_account;
+    if allowed == 0 {
+        return Ok(());
+    }
+    let owned = rm::orgs_of(&state.pool, user.user_id)
+        .await?
+        .iter()
+        .filter(|o| o.role == Role::Owner.as_str())
+        .count();
+    if owned < allowed as usize {
+        return Ok(());
+    }
+    let refusal = Refusal {
+        limit: LimitKind::OrgsPerAccount,
+        allowed,
+        org_id: None,
+        server_id: None,
+        end_user_id: None,
+        user_id: Some(user.user_id),
+        retry_after_secs: None,
+    };
+    state
+        .guard
+        .record(
+            &state.store,
+            refusal,
+            &user.user_id.to_string(),
+            &ctx.metadata(user.actor()),
+        )
+        .await;
+    Err(ApiError::limit_reached(
+        format!("an account owns at most {allowed} orgs (orgs_per_account)"),
+        None,
     ))
 }
 

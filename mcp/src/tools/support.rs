@@ -3,7 +3,10 @@
 use super::{
     internal_error, invalid, optional_string, required_string, schema, tool_error, CallContext,
 };
+use commands::errors::{ErrorCode, Failure};
+use commands::limits::TicketKey;
 use commands::services::{end_users, tickets};
+use domain::limit::Refusal;
 use domain::values::Email;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use rmcp::ErrorData;
@@ -66,6 +69,9 @@ pub async fn call(
         Ok(p) => p,
         Err(result) => return Ok(result),
     };
+    if let Some(limited) = over_ticket_limit(cx).await {
+        return Ok(limited);
+    }
     let ticket_id = Uuid::new_v4();
     let opened = tickets::open(
         cx.store,
@@ -123,4 +129,49 @@ pub async fn call(
         "created_at": created_at.as_ref().map(domain::time::format),
     }));
     Ok(result)
+}
+
+/// The platform limit on tickets per end user (per client address for an anonymous caller):
+/// past it, an `isError` result that says when to retry (`retryAfter`, seconds, in its
+/// structured content) and opens nothing. The refusal is recorded (`LimitRefused`).
+async fn over_ticket_limit(cx: &CallContext<'_>) -> Option<CallToolResult> {
+    let address = cx.metadata.client_ip.clone().unwrap_or_default();
+    let key = match cx.caller.end_user_id {
+        Some(id) => TicketKey::EndUser(id),
+        None => TicketKey::Address(address.clone()),
+    };
+    let guard = &cx.core.config.guard;
+    let refused = guard.ticket(&key).err()?;
+    let retry = refused.retry_after_secs;
+    let refusal = Refusal {
+        limit: refused.limit,
+        allowed: refused.allowed,
+        org_id: Some(cx.tenant.org_id),
+        server_id: Some(cx.tenant.server_id),
+        end_user_id: cx.caller.end_user_id,
+        user_id: None,
+        retry_after_secs: Some(retry),
+    };
+    let record_key = match cx.caller.end_user_id {
+        Some(id) => id.to_string(),
+        None => format!("{}/{address}", cx.tenant.server_id),
+    };
+    guard
+        .record(&cx.core.store, refusal, &record_key, cx.metadata)
+        .await;
+    let failure = Failure::new(
+        ErrorCode::LimitReached,
+        format!(
+            "too many support tickets from this user (at most {} a day); nothing was opened, \
+             retry in {retry} s",
+            refused.allowed
+        ),
+    );
+    let mut result = tool_error(failure);
+    result.structured_content = Some(json!({
+        "code": ErrorCode::LimitReached.as_str(),
+        "limit": refused.limit,
+        "retryAfter": retry,
+    }));
+    Some(result)
 }

@@ -602,6 +602,26 @@ pub async fn session(
     .await
 }
 
+/// An end user's protocol sessions that have not ended and saw activity within `idle`
+/// (migration 0014 indexes them), for the platform limit on open sessions.
+pub async fn open_sessions_of(
+    pool: &PgPool,
+    org: OrgId,
+    end_user_id: Uuid,
+    idle: std::time::Duration,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM rm_sessions WHERE org_id = $1 AND end_user_id = $2 \
+         AND era = 'protocol' AND ended_at IS NULL \
+         AND last_seen > now() - make_interval(secs => $3)",
+    )
+    .bind(org.0)
+    .bind(end_user_id)
+    .bind(idle.as_secs_f64())
+    .fetch_one(pool)
+    .await
+}
+
 pub async fn count_sessions(pool: &PgPool, org: OrgId) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM rm_sessions WHERE org_id = $1")
         .bind(org.0)
