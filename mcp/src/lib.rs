@@ -68,6 +68,8 @@ pub struct McpEdge {
     metrics: metrics::McpMetrics,
     service: StreamableHttpService<McpHandler, LocalSessionManager>,
     local_sessions: Arc<LocalSessionManager>,
+    /// Request ids in flight in the sessions served here (see [`sessions::InFlight`]).
+    in_flight: Arc<sessions::InFlight>,
     shutdown: CancellationToken,
 }
 
@@ -122,6 +124,7 @@ impl McpEdge {
             metrics: metrics::McpMetrics::default(),
             service,
             local_sessions,
+            in_flight: Default::default(),
             shutdown,
         })
     }
