@@ -179,7 +179,17 @@ fn client_terms(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_terms, without_position};
+    use super::{bearer_token, client_terms, without_position};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k "] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header:?}");
+        }
+        for header in ["Basic t0k", "Bearert0k", "Bearer", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
+    }
 
     #[test]
     fn serde_messages_never_name_our_types_nor_a_position() {
@@ -297,11 +307,8 @@ impl FromRequestParts<AppState> for AuthUser {
             })?
             .to_str()
             .map_err(|_| not_bearer())?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(not_bearer)?;
-        let claims = state.tokens.verify_access(token.trim())?;
+        let token = bearer_token(header).ok_or_else(not_bearer)?;
+        let claims = state.tokens.verify_access(token)?;
         tracing::Span::current().record("actor", tracing::field::display(claims.sub));
         Ok(AuthUser {
             user_id: claims.sub,
@@ -309,6 +316,13 @@ impl FromRequestParts<AppState> for AuthUser {
             expires_at: claims.exp,
         })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive and
+/// may be followed by more than one space (RFC 9110, section 11.4).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Query parameters; a malformed one answers 400 problem+json naming it, a value outside a

@@ -4,23 +4,26 @@
 //! tracking id names is resolved only once rmcp has accepted the request (see `RequestScope`).
 
 use crate::coalesce;
-use crate::sessions::{RequestScope, SessionCheck, SCOPE};
+use crate::sessions::{InFlightId, RequestScope, SessionCheck, SCOPE};
 use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
 use crate::{McpEdge, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use commands::errors::ErrorCode;
 use domain::end_user::TrackingId;
 use domain::limit::{LimitKind, Refusal};
 use domain::values::AuthMode;
 use domain::{Actor, EventMetadata};
 use rmcp::transport::streamable_http_server::session::SessionManager;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 const PARSE_ERROR: i32 = -32700;
@@ -32,12 +35,25 @@ type Refused = Box<Response>;
 
 /// An HTTP error with a JSON-RPC error body, so MCP clients can show the message.
 fn refuse(status: StatusCode, code: i32, message: impl Into<String>) -> Refused {
+    refuse_request(status, code, Value::Null, message)
+}
+
+/// An HTTP error with a JSON-RPC error body answering the request with this id.
+fn refuse_request(status: StatusCode, code: i32, id: Value, message: impl Into<String>) -> Refused {
     let body = json!({
         "jsonrpc": "2.0",
-        "id": null,
+        "id": id,
         "error": { "code": code, "message": message.into() },
     });
     Box::new((status, axum::Json(body)).into_response())
+}
+
+fn too_large() -> Refused {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        INVALID_REQUEST,
+        format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+    )
 }
 
 /// What a client is told of a server the edge does not know (or no longer: archived, or its
@@ -67,16 +83,83 @@ fn is_json_or_stream(headers: &axum::http::HeaderMap) -> bool {
     })
 }
 
-/// Whether an `Origin` may talk to `host`: its own host, or one the operator allowed.
-pub(crate) fn origin_allowed(origin: &str, host: &str, allowed: &[String]) -> bool {
-    let origin = origin.trim();
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+/// A web origin: scheme, host and port, compared whole (RFC 6454); a port left out is the
+/// scheme's default, so `https://a.example` and `https://a.example:443` are one origin.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct WebOrigin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl WebOrigin {
+    /// An `Origin` header or an allowed origin: `scheme://host[:port]` (a final `/` allowed).
+    /// `None` for anything else: `null`, a path, or no port and a scheme without a default.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        let (scheme, authority) = value.trim().split_once("://")?;
+        Self::of(scheme, authority.strip_suffix('/').unwrap_or(authority))
+    }
+
+    /// The origin of `scheme` and an authority (`host[:port]`, as a `Host` header has it).
+    pub(crate) fn of(scheme: &str, authority: &str) -> Option<Self> {
+        let scheme = scheme.to_ascii_lowercase();
+        let authority = authority.trim();
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+            return None;
+        }
+        // What follows the host (after the `]` of an IPv6 literal): nothing or `:port`.
+        let after_host = match authority.strip_prefix('[') {
+            Some(rest) => rest.split_once(']')?.1,
+            None => authority.rsplit_once(':').map_or("", |(_, port)| port),
+        };
+        let after_host = after_host.strip_prefix(':').unwrap_or(after_host);
+        let port = match after_host {
+            "" => match scheme.as_str() {
+                "http" => 80,
+                "https" => 443,
+                _ => return None,
+            },
+            port => port.parse().ok()?,
+        };
+        Some(Self {
+            host: host_name(authority),
+            scheme,
+            port,
+        })
+    }
+}
+
+/// Whether a browser page of `origin` may talk to this server: its origin is the server's own
+/// (`own`: the scheme and `Host` the request came with) or one the operator allowed, scheme,
+/// host and port alike.
+pub(crate) fn origin_allowed(origin: &str, own: Option<&WebOrigin>, allowed: &[String]) -> bool {
+    if allowed
+        .iter()
+        .any(|a| a.trim().eq_ignore_ascii_case(origin.trim()))
+    {
         return true;
     }
-    let Some((_, authority)) = origin.split_once("://") else {
+    let Some(origin) = WebOrigin::parse(origin) else {
         return false;
     };
-    host_name(authority) == host
+    own == Some(&origin)
+        || allowed
+            .iter()
+            .filter_map(|a| WebOrigin::parse(a))
+            .any(|a| a == origin)
+}
+
+/// The scheme a request came in with: what a TLS-terminating proxy says (`X-Forwarded-Proto`),
+/// else the request's own (plain HTTP unless its URI names one). A browser page cannot set
+/// that header on a cross-origin request without a preflight, which this edge never grants.
+fn request_scheme(request: &Request) -> String {
+    let forwarded = header_str(request, "x-forwarded-proto")
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| v == "http" || v == "https");
+    forwarded
+        .or_else(|| request.uri().scheme_str().map(str::to_ascii_lowercase))
+        .unwrap_or_else(|| "http".to_owned())
 }
 
 /// The protocol era a request declares: 2026-era requests carry no session.
@@ -177,19 +260,20 @@ impl McpEdge {
             if declared <= DRAIN_LIMIT {
                 let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
             }
-            return *refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_REQUEST,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            );
+            return *too_large();
         }
         match self.admit(slug_in_path, tracking_id, request).await {
-            Ok((request, scope)) => {
+            Ok((request, scope, in_flight)) => {
                 let response = self.forward(request, scope.clone()).await;
                 if let Some(method) = scope.method.get() {
                     self.metrics.record(*method, started.elapsed());
                 }
-                response
+                match in_flight {
+                    // The request's id is free again once its answer is sent, or the client
+                    // went away (hyper drops the body then).
+                    Some(id) => response.map(|body| Body::new(Holding { body, _held: id })),
+                    None => response,
+                }
             }
             Err(refused) => *refused,
         }
@@ -198,13 +282,14 @@ impl McpEdge {
     /// Every check before the protocol; on success the request carries its scope (tenant,
     /// tracking id, event metadata), which the session store sees too. The end user is not
     /// looked up here: a request the protocol then refuses must not create one (see
-    /// [`RequestScope::identified`]).
+    /// [`RequestScope::identified`]). A request in a session holds its JSON-RPC id until
+    /// answered (see [`crate::sessions::InFlight`]).
     async fn admit(
         &self,
         slug_in_path: Option<String>,
         tracking_id: Option<String>,
         mut request: Request,
-    ) -> Result<(Request, Arc<RequestScope>), Refused> {
+    ) -> Result<(Request, Arc<RequestScope>, Option<InFlightId>), Refused> {
         let host = self.check_host_and_origin(&request)?;
         let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
         let tracking_id = parse_tracking_id(tracking_id.as_deref())?;
@@ -215,13 +300,22 @@ impl McpEdge {
             self.check_new_end_user(&tenant, tracking_id, &metadata)
                 .await?;
         }
-        let session_id = header_str(&request, "mcp-session-id")
-            .filter(|_| !is_stateless_era(&request))
-            .map(str::to_owned);
-        if let Some(session_id) = session_id {
+        let mut in_flight = None;
+        if is_stateless_era(&request) {
+            // The 2026-07-28 revision has no sessions: a session id such a request names is
+            // dropped before rmcp sees it, so the request can neither enter nor change any
+            // session (rmcp serves an `initialize` in the session it names, whatever the
+            // header says), nor is it recorded under one.
+            request.headers_mut().remove("mcp-session-id");
+        } else if let Some(session_id) = header_str(&request, "mcp-session-id").map(str::to_owned) {
             let tracking_id = tracking_id.as_ref().map(|t| t.as_str());
             self.check_session(&session_id, &tenant, tracking_id)
                 .await?;
+            if request.method() == Method::POST {
+                let claimed;
+                (request, claimed) = self.claim_request_id(&session_id, request).await?;
+                in_flight = claimed;
+            }
         }
         let scope = Arc::new(RequestScope::new(
             &self.core.store,
@@ -230,7 +324,59 @@ impl McpEdge {
             metadata,
         ));
         request.extensions_mut().insert(scope.clone());
-        Ok((request, scope))
+        Ok((request, scope, in_flight))
+    }
+
+    /// A JSON-RPC request in a session claims its id until it is answered; one that reuses an
+    /// id still in flight is refused at once, before rmcp (which would leave requests sharing
+    /// an id unanswered, though each of them ran). The body is read here, and handed on.
+    async fn claim_request_id(
+        &self,
+        session_id: &str,
+        request: Request,
+    ) -> Result<(Request, Option<InFlightId>), Refused> {
+        /// Just enough of a JSON-RPC message to tell a request and its id.
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            method: Option<serde::de::IgnoredAny>,
+            id: Option<Value>,
+        }
+        let (parts, body) = request.into_parts();
+        let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = e.into_inner();
+                return Err(if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        INVALID_REQUEST,
+                        "the request body could not be read",
+                    )
+                });
+            }
+        };
+        let claimed = match serde_json::from_slice::<Probe>(&bytes) {
+            Ok(Probe {
+                method: Some(_),
+                id: Some(id),
+            }) => match self.in_flight.claim(session_id, &id) {
+                Some(claimed) => Some(claimed),
+                None => {
+                    return Err(refuse_request(
+                        StatusCode::BAD_REQUEST,
+                        INVALID_REQUEST,
+                        id,
+                        "Invalid Request: request id already in flight in this session; a \
+                         request id must not be reused within a session",
+                    ))
+                }
+            },
+            // Notifications, responses, and what is not JSON-RPC at all: rmcp answers those.
+            _ => None,
+        };
+        Ok((Request::from_parts(parts, Body::from(bytes)), claimed))
     }
 
     /// Only our hosts (DNS-rebinding protection), and browsers only from the server's own
@@ -242,6 +388,7 @@ impl McpEdge {
             .or_else(|| request.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let host = host_name(&host_header);
+        let own = WebOrigin::of(&request_scheme(request), &host_header);
         if !is_platform_host(&host, &config.base_domain, &config.extra_hosts) {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -251,7 +398,7 @@ impl McpEdge {
         }
         if let Some(origin) = request.headers().get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();
-            if !origin_allowed(origin, &host, &config.allowed_origins) {
+            if !origin_allowed(origin, own.as_ref(), &config.allowed_origins) {
                 return Err(refuse(
                     StatusCode::FORBIDDEN,
                     INVALID_REQUEST,
@@ -500,6 +647,33 @@ impl McpEdge {
     }
 }
 
+/// A response body that holds something (a request id in flight) until it is dropped: sent
+/// to its end, or abandoned by a client that went away.
+struct Holding<T> {
+    body: Body,
+    _held: T,
+}
+
+impl<T: Send + Unpin + 'static> http_body::Body for Holding<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,22 +681,61 @@ mod tests {
     #[test]
     fn only_same_host_or_listed_origins_pass() {
         let allowed = vec!["http://localhost:6274".to_owned()];
+        let own = WebOrigin::of("http", "acme.localhost:8080");
+        let own = own.as_ref();
+        assert!(origin_allowed("http://acme.localhost:8080", own, &[]));
+        assert!(origin_allowed("HTTP://Acme.Localhost:8080", own, &[]));
+        assert!(origin_allowed("http://localhost:6274", own, &allowed));
+        assert!(!origin_allowed("https://evil.example", own, &allowed));
+        assert!(!origin_allowed("null", own, &allowed));
+    }
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port() {
+        let allowed = vec![
+            "http://localhost:6274".to_owned(),
+            "https://app.example/".to_owned(),
+        ];
+        let own = WebOrigin::of("http", "acme.localhost:8080");
+        let own = own.as_ref();
+        // Same host, another scheme or port: another origin.
+        assert!(!origin_allowed("https://acme.localhost:8080", own, &[]));
+        assert!(!origin_allowed("http://acme.localhost:1234", own, &[]));
+        assert!(!origin_allowed("http://acme.localhost", own, &[]));
+        assert!(!origin_allowed("https://localhost:6274", own, &allowed));
+        assert!(!origin_allowed("http://localhost:6275", own, &allowed));
+        assert!(!origin_allowed("http://app.example", own, &allowed));
+        // Default ports are the same origin written either way.
+        assert!(origin_allowed("https://app.example:443", own, &allowed));
+        assert!(origin_allowed("https://app.example", own, &allowed));
+        let tls = WebOrigin::of("https", "acme.example.com");
         assert!(origin_allowed(
-            "http://acme.localhost:8080",
-            "acme.localhost",
+            "https://acme.example.com",
+            tls.as_ref(),
             &[]
         ));
         assert!(origin_allowed(
-            "http://localhost:6274",
-            "acme.localhost",
-            &allowed
+            "https://acme.example.com:443",
+            tls.as_ref(),
+            &[]
         ));
         assert!(!origin_allowed(
-            "https://evil.example",
-            "acme.localhost",
-            &allowed
+            "http://acme.example.com",
+            tls.as_ref(),
+            &[]
         ));
-        assert!(!origin_allowed("null", "acme.localhost", &allowed));
+        let ipv6 = WebOrigin::of("http", "[::1]:8080");
+        assert!(origin_allowed("http://[::1]:8080", ipv6.as_ref(), &[]));
+        assert!(!origin_allowed("http://[::1]:8081", ipv6.as_ref(), &[]));
+        // Not an origin at all.
+        for bad in [
+            "http://a.example/path",
+            "http://u@a.example",
+            "acme.localhost:8080",
+            "http://",
+        ] {
+            assert!(!origin_allowed(bad, own, &[]), "{bad}");
+        }
     }
 
     #[test]

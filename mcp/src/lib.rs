@@ -70,6 +70,8 @@ pub struct McpEdge {
     metrics: metrics::McpMetrics,
     service: StreamableHttpService<McpHandler, LocalSessionManager>,
     local_sessions: Arc<LocalSessionManager>,
+    /// Request ids in flight in the sessions served here (see [`sessions::InFlight`]).
+    in_flight: Arc<sessions::InFlight>,
     shutdown: CancellationToken,
 }
 
@@ -124,6 +126,7 @@ impl McpEdge {
             metrics: metrics::McpMetrics::default(),
             service,
             local_sessions,
+            in_flight: Default::default(),
             shutdown,
         })
     }

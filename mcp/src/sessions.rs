@@ -400,3 +400,75 @@ impl SessionStore for EventSourcedSessionStore {
         }
     }
 }
+
+/// The JSON-RPC ids of the requests in flight in each session this instance serves.
+///
+/// rmcp's session worker keys the answers it owes by request id: a second request reusing an id
+/// still in flight takes over the first one's answer, and the other requests are never answered
+/// though each of them runs. The MCP specification forbids reusing an id within a session, so
+/// the edge refuses such a request before rmcp sees it (nothing runs, nothing is recorded). An
+/// id is released when its request's answer has been sent, or its client went away.
+#[derive(Default)]
+pub struct InFlight {
+    ids: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// A request id claimed in a session; dropping it releases the id.
+pub struct InFlightId {
+    registry: Arc<InFlight>,
+    key: (String, String),
+}
+
+impl InFlight {
+    /// Claims `id` (a JSON-RPC request id, as JSON: `1` and `"1"` differ) in `session_id`;
+    /// `None` while another request of the session holds it.
+    pub fn claim(self: &Arc<Self>, session_id: &str, id: &serde_json::Value) -> Option<InFlightId> {
+        let key = (session_id.to_owned(), id.to_string());
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.insert(key.clone()).then(|| InFlightId {
+            registry: self.clone(),
+            key,
+        })
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for InFlightId {
+    fn drop(&mut self) {
+        let mut ids = self.registry.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn an_id_is_held_per_session_until_released() {
+        let in_flight = Arc::new(InFlight::default());
+        let first = in_flight.claim("s1", &json!(7));
+        assert!(first.is_some());
+        assert!(
+            in_flight.claim("s1", &json!(7)).is_none(),
+            "reused in flight"
+        );
+        assert!(
+            in_flight.claim("s1", &json!("7")).is_some(),
+            "a string id is another id"
+        );
+        assert!(
+            in_flight.claim("s2", &json!(7)).is_some(),
+            "another session"
+        );
+        drop(first);
+        assert!(in_flight.claim("s1", &json!(7)).is_some(), "released");
+        assert_eq!(in_flight.len(), 0);
+    }
+}

@@ -374,6 +374,26 @@ async fn failed_logins_are_recorded_and_rate_limited_per_account() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The auth scheme is case-insensitive (RFC 9110): `BEARER`, `bearer` or `bEaReR` all work.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    let user = app.signup("frank@example.com").await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let resp = app
+            .http
+            .get(app.url(ME))
+            .header("authorization", format!("{scheme} {}", user.token))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+        assert_eq!(body["email"], "frank@example.com", "{body}");
+    }
+}
+
 #[tokio::test]
 async fn missing_and_forged_access_tokens_are_refused() {
     let app = spawn_app().await;

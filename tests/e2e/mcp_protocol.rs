@@ -193,6 +193,184 @@ async fn a_session_is_served_only_to_the_end_user_it_was_started_for() {
     assert_eq!(recorded[0]["tracking_id"], "ada", "{recorded:?}");
 }
 
+/// Issue 22, finding 3: a session id is honoured only on the server and for the end user it was
+/// started for, whatever the protocol header says; a 2026-era request ignores session ids
+/// altogether. Another server's `initialize` sent with a live session's id (and a 2026 header)
+/// neither enters that session nor renames the client its later calls are recorded under.
+#[tokio::test]
+async fn a_session_cannot_be_entered_from_another_server_or_end_user_in_either_era() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    app.create_server(&owner, &org, "acme-blog").await;
+    let mut ada = Mcp::new(app.url("/s/acme-docs/t/ada/mcp"));
+    ada.initialize("ada-ide").await;
+    let session = ada.session_id.clone().unwrap();
+
+    // The attack: A's live session id, a 2026 header and an `initialize`, on server B, on
+    // another end user of A, on no end user of A, and even on A itself for A's end user.
+    for path in [
+        "/s/acme-blog/mcp",
+        "/s/acme-blog/t/ada/mcp",
+        "/s/acme-docs/t/mallory/mcp",
+        "/s/acme-docs/mcp",
+        "/s/acme-docs/t/ada/mcp",
+    ] {
+        let mut intruder = Mcp::new(app.url(path)).modern();
+        intruder.session_id = Some(session.clone());
+        let reply = intruder
+            .post_raw(
+                json!({
+                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {
+                        "protocolVersion": MODERN, "capabilities": {},
+                        "clientInfo": { "name": "intruder", "version": "6.6.6" },
+                    },
+                })
+                .to_string(),
+            )
+            .await;
+        assert!(!reply.status.is_server_error(), "{path}: {}", reply.text);
+        assert_ne!(
+            reply.session_id.as_deref(),
+            Some(session.as_str()),
+            "{path}"
+        );
+        // A 2026 tool call naming the session is not recorded in it either.
+        let call = intruder
+            .call_tool(
+                "get_support",
+                json!({ "title": "stateless", "description": "d" }),
+            )
+            .await;
+        assert!(!call.status.is_server_error(), "{path}: {}", call.text);
+    }
+
+    // 2025-era requests naming A's session elsewhere: unknown session (404), as JSON-RPC.
+    for path in [
+        "/s/acme-blog/mcp",
+        "/s/acme-blog/t/ada/mcp",
+        "/s/acme-docs/t/mallory/mcp",
+        "/s/acme-docs/mcp",
+    ] {
+        let mut other = Mcp::new(app.url(path));
+        other.version = "2025-06-18";
+        other.session_id = Some(session.clone());
+        let reply = other.call("tools/list", json!({})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.error_code(), Some(-32600), "{path}: {}", reply.text);
+        assert!(reply.text.contains("Session not found"), "{}", reply.text);
+    }
+
+    // A's session is untouched: its next call is recorded under its own client name.
+    let reply = ada
+        .call_tool(
+            "get_support",
+            json!({ "title": "mine", "description": "d" }),
+        )
+        .await;
+    assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+    let in_session = eventually("A's call projected", Duration::from_secs(15), || async {
+        let (_, body) = app
+            .get(&format!("/api/v1/orgs/{org}/tool-calls"), &owner.token)
+            .await;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        let mine: Vec<Value> = items
+            .into_iter()
+            .filter(|c| c["session_id"] == session.as_str())
+            .collect();
+        (!mine.is_empty()).then_some(mine)
+    })
+    .await;
+    assert_eq!(in_session.len(), 1, "{in_session:?}");
+    assert_eq!(in_session[0]["client_name"], "ada-ide", "{in_session:?}");
+    assert_eq!(in_session[0]["tracking_id"], "ada", "{in_session:?}");
+    let (_, detail) = app
+        .get(
+            &format!("/api/v1/orgs/{org}/sessions/{session}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(detail["client_name"], "ada-ide", "{detail}");
+}
+
+/// Issue 22, finding 10: requests of a session that reuse a JSON-RPC id still in flight are
+/// refused at once (-32600), and only the first one runs; the session stays usable.
+#[tokio::test]
+async fn requests_reusing_an_id_in_flight_are_refused_at_once_and_never_run() {
+    let app = spawn_app().await;
+    let (owner, org) = tenant(&app).await;
+    let mut client = Mcp::new(app.url("/s/acme-docs/mcp"));
+    client.initialize("reuser").await;
+    // Three connections ready, so the three requests arrive together.
+    let _ = tokio::join!(
+        client.call("ping", json!({})),
+        client.call("ping", json!({})),
+        client.call("ping", json!({}))
+    );
+    let body = json!({
+        "jsonrpc": "2.0", "id": 42, "method": "tools/call",
+        "params": { "name": "get_support",
+                    "arguments": { "title": "same id", "description": "d" } },
+    })
+    .to_string();
+    let started = std::time::Instant::now();
+    let (a, b, c) = tokio::join!(
+        client.post_raw(body.clone()),
+        client.post_raw(body.clone()),
+        client.post_raw(body.clone())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let replies = [a, b, c];
+    let answered: Vec<_> = replies
+        .iter()
+        .filter(|r| r.message()["result"].is_object())
+        .collect();
+    let refused: Vec<_> = replies
+        .iter()
+        .filter(|r| r.error_code() == Some(-32600))
+        .collect();
+    assert_eq!(
+        answered.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        answered[0].result()["isError"],
+        false,
+        "{}",
+        answered[0].text
+    );
+    assert_eq!(refused.len(), 2);
+    for r in &refused {
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.message()["id"], 42, "{}", r.text);
+        assert!(r.text.contains("already in flight"), "{}", r.text);
+    }
+
+    // Only the first one ran: one ticket, one recorded call.
+    let called = eventually("the call recorded", Duration::from_secs(10), || async {
+        let called = events_of(&app, &owner, &org, "ToolCalled").await;
+        (!called.is_empty()).then_some(called)
+    })
+    .await;
+    assert_eq!(called.len(), 1, "{called:?}");
+    assert_eq!(events_of(&app, &owner, &org, "TicketOpened").await.len(), 1);
+    // The session goes on, and an answered request's id is free again.
+    assert_eq!(client.call("ping", json!({})).await.result(), json!({}));
+    let again = client.post_raw(body).await;
+    assert_eq!(again.result()["isError"], false, "{}", again.text);
+}
+
 #[tokio::test]
 async fn a_session_started_on_one_instance_continues_on_another() {
     let app = spawn_app().await;
@@ -691,6 +869,31 @@ async fn hosts_and_origins(fx: &Hostile) {
         )
         .await;
     assert_eq!(same_origin.status, StatusCode::OK, "{}", same_origin.text);
+    // The same host under another scheme or port is another origin.
+    let port: u16 = port(app).parse().unwrap();
+    for origin in [
+        format!("https://{}", host_of(app)),
+        format!("http://127.0.0.1:{}", port + 1),
+        "http://127.0.0.1".to_owned(),
+    ] {
+        let foreign = client
+            .send(
+                client
+                    .request(Method::POST)
+                    .header("content-type", "application/json")
+                    .header("mcp-protocol-version", LEGACY)
+                    .header("origin", &origin)
+                    .body(json!({"jsonrpc":"2.0","id":10,"method":"ping"}).to_string()),
+            )
+            .await;
+        assert_eq!(
+            foreign.status,
+            StatusCode::FORBIDDEN,
+            "{origin}: {}",
+            foreign.text
+        );
+        assert_eq!(foreign.error_code(), Some(-32600), "{}", foreign.text);
+    }
 }
 
 /// An archived server answers no more, its open sessions end with it, and the process stays
