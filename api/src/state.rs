@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<LoginLimiter>,
     pub config: Arc<ApiConfig>,
+    /// Seals servers' tracking secrets at rest (key derived from the platform secret).
+    pub tracking_seal: commands::tracking::TrackingSeal,
 }
 
 impl AppState {

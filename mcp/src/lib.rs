@@ -48,6 +48,9 @@ pub struct McpConfig {
     /// Key (at least 32 bytes, derived from the platform secret) that seals the
     /// `requestState` of multi-round requests, so any instance can open it.
     pub request_state_key: Vec<u8>,
+    /// Opens the servers' tracking secrets (sealed with a key derived from the platform
+    /// secret), to verify signed tracking ids.
+    pub tracking_seal: commands::tracking::TrackingSeal,
 }
 
 /// What the handler and the tools share.
@@ -74,7 +77,7 @@ pub struct McpEdge {
 impl McpEdge {
     pub fn new(store: EventStore, config: McpConfig) -> Arc<Self> {
         let sessions = Arc::new(Sessions::new(store.clone()));
-        let tenants = TenantCache::default();
+        let tenants = TenantCache::new(config.tracking_seal.clone());
         // A server changed through this process (by the REST edge beside us) is looked up
         // again at once; other processes' changes reach us within the cache's TTL.
         let invalidated = tenants.clone();

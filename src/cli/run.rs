@@ -74,6 +74,11 @@ impl Runtime {
                 shrink.shrink();
             }
         });
+        // Servers' tracking secrets are sealed at rest under a key of their own.
+        let tracking_seal = commands::tracking::TrackingSeal::new(api::auth::tokens::derive_key(
+            secret.expose_secret().as_bytes(),
+            "tracking secrets at rest",
+        )?);
         let state = api::AppState {
             store: self.store.clone(),
             pool: self.pool.clone(),
@@ -81,6 +86,7 @@ impl Runtime {
             topology: self.topology.clone(),
             tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())?),
             limiter,
+            tracking_seal: tracking_seal.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
@@ -101,6 +107,7 @@ impl Runtime {
                     "mcp request state",
                 )?
                 .to_vec(),
+                tracking_seal,
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the
