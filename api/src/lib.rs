@@ -64,6 +64,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(route!(orgs::change_role, orgs::remove_member))
         .routes(route!(servers::list, servers::create))
         .routes(route!(servers::get, servers::update, servers::archive))
+        .routes(route!(tracking_secrets::list, tracking_secrets::create))
+        .routes(route!(tracking_secrets::revoke))
         .routes(route!(tickets::list))
         .routes(route!(tickets::get))
         .routes(route!(tickets::change_status))

@@ -32,6 +32,8 @@ pub struct AppState {
     /// The platform limits and this process's rate budgets (`commands::limits`).
     pub guard: Arc<commands::limits::Guard>,
     pub config: Arc<ApiConfig>,
+    /// Seals servers' tracking secrets at rest (key derived from the platform secret).
+    pub tracking_seal: commands::tracking::TrackingSeal,
 }
 
 impl AppState {

@@ -96,6 +96,7 @@ pub enum ErrorCode {
     WalkthroughNotFound,
     StepNotFound,
     AssignmentNotFound,
+    TrackingSecretNotFound,
     MethodNotAllowed,
     Conflict,
     ConcurrentModification,
@@ -105,6 +106,8 @@ pub enum ErrorCode {
     AlreadyInvited,
     InvitationPending,
     LastOwner,
+    TooManyTrackingSecrets,
+    LastTrackingSecret,
     ServerArchived,
     IllegalTransition,
     AmbiguousReference,
@@ -249,6 +252,10 @@ impl ErrorCode {
                 K::NotFound,
                 "The walkthrough is not assigned to this server.",
             ),
+            TrackingSecretNotFound => (
+                K::NotFound,
+                "No active tracking secret of the server has this id (it may have been revoked).",
+            ),
             MethodNotAllowed => (
                 K::MethodNotAllowed,
                 "The route does not take this method; the `Allow` header lists those it does.",
@@ -279,6 +286,16 @@ impl ErrorCode {
             LastOwner => (
                 K::Conflict,
                 "The organization's last owner cannot be removed or demoted.",
+            ),
+            TooManyTrackingSecrets => (
+                K::Conflict,
+                "The server already has two active tracking secrets (the most it holds, enough to \
+                 rotate with an overlap): revoke one first.",
+            ),
+            LastTrackingSecret => (
+                K::Conflict,
+                "The server requires signed tracking ids, so its last active tracking secret \
+                 cannot be revoked: create the next one first, or stop requiring them.",
             ),
             ServerArchived => (
                 K::Conflict,
@@ -368,6 +385,7 @@ impl ErrorCode {
             ErrorCode::WalkthroughNotFound => "walkthrough",
             ErrorCode::StepNotFound => "step",
             ErrorCode::AssignmentNotFound => "assignment",
+            ErrorCode::TrackingSecretNotFound => "tracking secret",
             ErrorCode::RouteNotFound => "route",
             _ => "resource",
         }
@@ -643,6 +661,14 @@ impl From<ServerError> for Failure {
             ServerError::NotAllowed => ErrorCode::Forbidden,
             ServerError::AlreadyExists => ErrorCode::Conflict,
             ServerError::Archived => ErrorCode::ServerArchived,
+            ServerError::TrackingSecretNotFound => {
+                return Failure::not_found(ErrorCode::TrackingSecretNotFound)
+            }
+            ServerError::TooManyTrackingSecrets => ErrorCode::TooManyTrackingSecrets,
+            ServerError::SignedTrackingNeedsSecret => {
+                return Failure::invalid("require_signed_tracking", e)
+            }
+            ServerError::LastTrackingSecret => ErrorCode::LastTrackingSecret,
         };
         Failure::new(code, e.to_string())
     }

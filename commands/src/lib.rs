@@ -5,3 +5,4 @@
 pub mod errors;
 pub mod limits;
 pub mod services;
+pub mod tracking;

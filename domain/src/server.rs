@@ -18,6 +18,10 @@ pub struct ServerConfig {
     /// against a real tenant. Off unless an admin switches it on.
     #[serde(default)]
     pub conformance_fixtures: bool,
+    /// Tracking ids must be signed (`{id}.{signature}`) with one of the server's active
+    /// tracking secrets; unsigned or badly signed ones are refused. Needs an active secret.
+    #[serde(default)]
+    pub require_signed_tracking: bool,
 }
 
 /// The fields a client asked to change; `None` leaves a field as it is.
@@ -29,6 +33,19 @@ pub struct ServerChanges {
     pub support_tool: Option<bool>,
     pub walkthrough_tools: Option<bool>,
     pub conformance_fixtures: Option<bool>,
+    pub require_signed_tracking: Option<bool>,
+}
+
+/// How many tracking secrets a server holds at once: two, so one can be rotated with an
+/// overlap (create the new one, move the backend to it, revoke the old one).
+pub const MAX_TRACKING_SECRETS: usize = 2;
+
+/// An active tracking secret as events know it: its id and a short non-secret prefix by
+/// which people recognise it. The secret itself never travels in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingSecretRef {
+    pub secret_id: Uuid,
+    pub prefix: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -36,6 +53,8 @@ pub struct Server {
     pub org_id: Option<Uuid>,
     pub config: Option<ServerConfig>,
     pub archived: bool,
+    /// The active tracking secrets, oldest first.
+    pub tracking_secrets: Vec<TrackingSecretRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +70,15 @@ pub enum ServerCommand {
     },
     Archive {
         actor_role: Role,
+    },
+    /// A new tracking secret (made and sealed by the caller; only its id and prefix arrive).
+    CreateTrackingSecret {
+        actor_role: Role,
+        secret: TrackingSecretRef,
+    },
+    RevokeTrackingSecret {
+        actor_role: Role,
+        secret_id: Uuid,
     },
 }
 
@@ -70,6 +98,13 @@ pub enum ServerEvent {
     ServerArchived {
         slug: Slug,
     },
+    TrackingSecretCreated {
+        #[serde(flatten)]
+        secret: TrackingSecretRef,
+    },
+    TrackingSecretRevoked {
+        secret_id: Uuid,
+    },
 }
 
 impl DomainEvent for ServerEvent {
@@ -88,6 +123,22 @@ pub enum ServerError {
     NotAllowed,
     #[error("server is archived")]
     Archived,
+    #[error("no active tracking secret of this server has this id")]
+    TrackingSecretNotFound,
+    #[error(
+        "the server already has {MAX_TRACKING_SECRETS} active tracking secrets; revoke one first"
+    )]
+    TooManyTrackingSecrets,
+    #[error(
+        "signed tracking ids cannot be required before the server has an active tracking \
+         secret: create one first (POST .../tracking-secrets)"
+    )]
+    SignedTrackingNeedsSecret,
+    #[error(
+        "the server requires signed tracking ids, so its last active tracking secret cannot be \
+         revoked: create the next one first, or stop requiring them"
+    )]
+    LastTrackingSecret,
 }
 
 impl Aggregate for Server {
@@ -109,6 +160,10 @@ impl Aggregate for Server {
                 if !actor_role.can_manage() {
                     return Err(ServerError::NotAllowed);
                 }
+                if config.require_signed_tracking {
+                    // A new server has no tracking secret yet.
+                    return Err(ServerError::SignedTrackingNeedsSecret);
+                }
                 Ok(vec![ServerEvent::ServerCreated { org_id, config }])
             }
             ServerCommand::Update {
@@ -127,9 +182,15 @@ impl Aggregate for Server {
                     conformance_fixtures: changes
                         .conformance_fixtures
                         .unwrap_or(current.conformance_fixtures),
+                    require_signed_tracking: changes
+                        .require_signed_tracking
+                        .unwrap_or(current.require_signed_tracking),
                 };
                 if &next == current {
                     return Ok(vec![]);
+                }
+                if next.require_signed_tracking && self.tracking_secrets.is_empty() {
+                    return Err(ServerError::SignedTrackingNeedsSecret);
                 }
                 Ok(vec![ServerEvent::ServerUpdated { config: next }])
             }
@@ -138,6 +199,30 @@ impl Aggregate for Server {
                 Ok(vec![ServerEvent::ServerArchived {
                     slug: current.slug.clone(),
                 }])
+            }
+            ServerCommand::CreateTrackingSecret { actor_role, secret } => {
+                self.live_config(actor_role)?;
+                if self.tracking_secrets.len() >= MAX_TRACKING_SECRETS {
+                    return Err(ServerError::TooManyTrackingSecrets);
+                }
+                Ok(vec![ServerEvent::TrackingSecretCreated { secret }])
+            }
+            ServerCommand::RevokeTrackingSecret {
+                actor_role,
+                secret_id,
+            } => {
+                let current = self.live_config(actor_role)?;
+                if !self
+                    .tracking_secrets
+                    .iter()
+                    .any(|s| s.secret_id == secret_id)
+                {
+                    return Err(ServerError::TrackingSecretNotFound);
+                }
+                if current.require_signed_tracking && self.tracking_secrets.len() == 1 {
+                    return Err(ServerError::LastTrackingSecret);
+                }
+                Ok(vec![ServerEvent::TrackingSecretRevoked { secret_id }])
             }
         }
     }
@@ -150,6 +235,12 @@ impl Aggregate for Server {
             }
             ServerEvent::ServerUpdated { config } => self.config = Some(config.clone()),
             ServerEvent::ServerArchived { .. } => self.archived = true,
+            ServerEvent::TrackingSecretCreated { secret } => {
+                self.tracking_secrets.push(secret.clone());
+            }
+            ServerEvent::TrackingSecretRevoked { secret_id } => {
+                self.tracking_secrets.retain(|s| s.secret_id != *secret_id);
+            }
         }
     }
 }
@@ -180,6 +271,7 @@ mod tests {
             support_tool: true,
             walkthrough_tools: true,
             conformance_fixtures: false,
+            require_signed_tracking: false,
         }
     }
 
@@ -256,5 +348,108 @@ mod tests {
             },
         );
         assert_eq!(result.err(), Some(ServerError::Archived));
+    }
+
+    fn secret(n: u128) -> TrackingSecretRef {
+        TrackingSecretRef {
+            secret_id: Uuid::from_u128(n),
+            prefix: format!("mcpts_{n}"),
+        }
+    }
+
+    fn require_signed(on: bool) -> ServerCommand {
+        ServerCommand::Update {
+            actor_role: Role::Admin,
+            changes: ServerChanges {
+                require_signed_tracking: Some(on),
+                ..ServerChanges::default()
+            },
+        }
+    }
+
+    #[test]
+    fn signed_tracking_needs_an_active_secret_to_be_required() {
+        let refused = given_when::<Server>(&created(), require_signed(true));
+        assert_eq!(refused.err(), Some(ServerError::SignedTrackingNeedsSecret));
+        let mut given = created();
+        given.push(ServerEvent::TrackingSecretCreated { secret: secret(1) });
+        let events = given_when::<Server>(&given, require_signed(true)).unwrap_or_default();
+        assert!(matches!(
+            events.as_slice(),
+            [ServerEvent::ServerUpdated { config }] if config.require_signed_tracking
+        ));
+        let create = given_when::<Server>(
+            &[],
+            ServerCommand::Create {
+                org_id: Uuid::nil(),
+                actor_role: Role::Owner,
+                config: ServerConfig {
+                    require_signed_tracking: true,
+                    ..config()
+                },
+            },
+        );
+        assert_eq!(create.err(), Some(ServerError::SignedTrackingNeedsSecret));
+    }
+
+    #[test]
+    fn two_secrets_at_most_and_the_last_one_stays_while_required() {
+        let mut given = created();
+        given.push(ServerEvent::TrackingSecretCreated { secret: secret(1) });
+        given.push(ServerEvent::TrackingSecretCreated { secret: secret(2) });
+        let third = given_when::<Server>(
+            &given,
+            ServerCommand::CreateTrackingSecret {
+                actor_role: Role::Owner,
+                secret: secret(3),
+            },
+        );
+        assert_eq!(third.err(), Some(ServerError::TooManyTrackingSecrets));
+        let member = given_when::<Server>(
+            &given,
+            ServerCommand::RevokeTrackingSecret {
+                actor_role: Role::Member,
+                secret_id: Uuid::from_u128(1),
+            },
+        );
+        assert_eq!(member.err(), Some(ServerError::NotAllowed));
+        let unknown = given_when::<Server>(
+            &given,
+            ServerCommand::RevokeTrackingSecret {
+                actor_role: Role::Owner,
+                secret_id: Uuid::from_u128(9),
+            },
+        );
+        assert_eq!(unknown.err(), Some(ServerError::TrackingSecretNotFound));
+        given.push(ServerEvent::ServerUpdated {
+            config: ServerConfig {
+                require_signed_tracking: true,
+                ..config()
+            },
+        });
+        given.push(ServerEvent::TrackingSecretRevoked {
+            secret_id: Uuid::from_u128(1),
+        });
+        let last = given_when::<Server>(
+            &given,
+            ServerCommand::RevokeTrackingSecret {
+                actor_role: Role::Owner,
+                secret_id: Uuid::from_u128(2),
+            },
+        );
+        assert_eq!(last.err(), Some(ServerError::LastTrackingSecret));
+        let again = given_when::<Server>(
+            &given,
+            ServerCommand::CreateTrackingSecret {
+                actor_role: Role::Admin,
+                secret: secret(3),
+            },
+        );
+        assert_eq!(
+            again,
+            Ok(vec![ServerEvent::TrackingSecretCreated {
+                secret: secret(3)
+            }])
+        );
     }
 }

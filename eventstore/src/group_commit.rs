@@ -538,6 +538,30 @@ async fn write_index(
             .execute(&mut **tx)
             .await?;
         }
+        IndexWrite::TrackingSecretAdded {
+            server_id,
+            secret_id,
+            sealed,
+        } => {
+            sqlx::query(
+                "INSERT INTO tracking_secrets (secret_id, server_id, sealed) VALUES ($1, $2, $3)",
+            )
+            .bind(secret_id)
+            .bind(server_id)
+            .bind(sealed)
+            .execute(&mut **tx)
+            .await?;
+        }
+        IndexWrite::TrackingSecretRemoved {
+            server_id,
+            secret_id,
+        } => {
+            sqlx::query("DELETE FROM tracking_secrets WHERE secret_id = $1 AND server_id = $2")
+                .bind(secret_id)
+                .bind(server_id)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The write-side index (`unique_keys`, `pending_invitations`, `user_credentials`): natural
+//! The write-side index (`unique_keys`, `pending_invitations`, `user_credentials`,
+//! `tracking_secrets`): natural
 //! keys claimed by the stream that owns them, written in the same transaction as the events
 //! (see [`crate::UnitOfWork`]), so these look-ups are strongly consistent. Commands use them to
 //! find the stream an email, a slug or a tracking id belongs to.
@@ -49,6 +50,19 @@ impl std::fmt::Display for KeyKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A server's sealed tracking secrets, by id (sealed by `commands::tracking`).
+pub async fn sealed_tracking_secrets(
+    pool: &PgPool,
+    server_id: Uuid,
+) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT secret_id, sealed FROM tracking_secrets WHERE server_id = $1")
+            .bind(server_id)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// The owner of a unique key, if claimed.

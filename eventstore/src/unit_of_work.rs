@@ -35,6 +35,15 @@ pub enum IndexWrite {
         user_id: Uuid,
         password_hash: String,
     },
+    /// A server's tracking secret, sealed (it must be opened to verify signatures, so it
+    /// cannot be a hash): it never travels in events either.
+    TrackingSecretAdded {
+        server_id: Uuid,
+        secret_id: Uuid,
+        sealed: Vec<u8>,
+    },
+    /// A revoked tracking secret is deleted.
+    TrackingSecretRemoved { server_id: Uuid, secret_id: Uuid },
 }
 
 /// What must still hold when the unit commits, checked under a transaction-scoped lock on what
@@ -150,6 +159,28 @@ impl UnitOfWork {
         self.index.push(IndexWrite::Credential {
             user_id,
             password_hash: password_hash.into(),
+        });
+        self
+    }
+
+    pub fn add_tracking_secret(
+        &mut self,
+        server_id: Uuid,
+        secret_id: Uuid,
+        sealed: Vec<u8>,
+    ) -> &mut Self {
+        self.index.push(IndexWrite::TrackingSecretAdded {
+            server_id,
+            secret_id,
+            sealed,
+        });
+        self
+    }
+
+    pub fn remove_tracking_secret(&mut self, server_id: Uuid, secret_id: Uuid) -> &mut Self {
+        self.index.push(IndexWrite::TrackingSecretRemoved {
+            server_id,
+            secret_id,
         });
         self
     }

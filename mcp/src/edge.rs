@@ -13,6 +13,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use commands::errors::ErrorCode;
+use commands::tracking::{self, Presented};
 use domain::end_user::TrackingId;
 use domain::limit::{LimitKind, Refusal};
 use domain::values::AuthMode;
@@ -190,14 +191,38 @@ fn oversize(request: &Request) -> Option<usize> {
         .filter(|n| *n > MAX_BODY_BYTES)
 }
 
-fn parse_tracking_id(raw: Option<&str>) -> Result<Option<TrackingId>, Refused> {
-    match raw.map(TrackingId::parse) {
-        None => Ok(None),
-        Some(Some(t)) => Ok(Some(t)),
-        Some(None) => Err(refuse(
+/// The tracking id a request presents, as its server takes it: the bare id of a signed one
+/// (`{id}.{signature}`), and, on a server that requires signatures, a refusal for an id
+/// without a valid one.
+fn parse_tracking_id(tenant: &Tenant, raw: Option<&str>) -> Result<Option<TrackingId>, Refused> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let signed_form = "sign tracking ids as {id}.{signature}, the signature being base64url \
+                       (no padding) of HMAC-SHA256(tracking secret, id)";
+    match tracking::check(raw, tenant.require_signed_tracking, &tenant.tracking_keys) {
+        Presented::Id(id) => Ok(Some(id)),
+        Presented::Malformed => Err(refuse(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
             "a tracking id is 1 to 128 letters, digits, '-', '_' or '.'",
+        )),
+        Presented::Unsigned => Err(refuse(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            format!(
+                "{} requires signed tracking ids and this one is not signed: {signed_form}",
+                tenant.name
+            ),
+        )),
+        Presented::BadSignature => Err(refuse(
+            StatusCode::FORBIDDEN,
+            INVALID_REQUEST,
+            format!(
+                "{} requires signed tracking ids and this one's signature is not valid under \
+                 any of its active tracking secrets: {signed_form}",
+                tenant.name
+            ),
         )),
     }
 }
@@ -292,7 +317,7 @@ impl McpEdge {
     ) -> Result<(Request, Arc<RequestScope>, Option<InFlightId>), Refused> {
         let host = self.check_host_and_origin(&request)?;
         let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
-        let tracking_id = parse_tracking_id(tracking_id.as_deref())?;
+        let tracking_id = parse_tracking_id(&tenant, tracking_id.as_deref())?;
         check_auth_mode(&tenant, tracking_id.is_some())?;
         // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
         let metadata = request_metadata(&request, &tenant);

@@ -50,6 +50,9 @@ pub struct McpConfig {
     pub request_state_key: Vec<u8>,
     /// The platform limits and this process's rate budgets, shared with the REST edge.
     pub guard: Arc<commands::limits::Guard>,
+    /// Opens the servers' tracking secrets (sealed with a key derived from the platform
+    /// secret), to verify signed tracking ids.
+    pub tracking_seal: commands::tracking::TrackingSeal,
 }
 
 /// What the handler and the tools share.
@@ -78,7 +81,7 @@ pub struct McpEdge {
 impl McpEdge {
     pub fn new(store: EventStore, config: McpConfig) -> Arc<Self> {
         let sessions = Arc::new(Sessions::new(store.clone()));
-        let tenants = TenantCache::default();
+        let tenants = TenantCache::new(config.tracking_seal.clone());
         // A server changed through this process (by the REST edge beside us) is looked up
         // again at once; other processes' changes reach us within the cache's TTL.
         let invalidated = tenants.clone();

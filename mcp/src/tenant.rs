@@ -8,6 +8,7 @@
 //! `RequestScope::store`), so a stale entry can answer reads for at most [`TENANT_TTL`] but
 //! never file anything under the wrong org.
 
+use commands::tracking::{TrackingKey, TrackingSeal};
 use domain::server::Server;
 use domain::values::AuthMode;
 use eventstore::{index, EventStore, StoreError};
@@ -28,6 +29,10 @@ pub struct Tenant {
     pub support_tool: bool,
     pub walkthrough_tools: bool,
     pub conformance_fixtures: bool,
+    /// Tracking ids must be signed with one of `tracking_keys`.
+    pub require_signed_tracking: bool,
+    /// The server's active tracking secrets, opened (a revoked one is gone at the next load).
+    pub tracking_keys: Vec<TrackingKey>,
 }
 
 /// How long a resolved server is trusted, counted from when its look-up began (so a load that
@@ -65,11 +70,14 @@ pub enum Miss {
 pub struct TenantCache {
     entries: Cache<String, Resolved>,
     generation: Arc<AtomicU64>,
+    /// Opens the servers' tracking secrets.
+    seal: TrackingSeal,
 }
 
-impl Default for TenantCache {
-    fn default() -> Self {
+impl TenantCache {
+    pub fn new(seal: TrackingSeal) -> Self {
         Self {
+            seal,
             entries: Cache::builder()
                 .max_capacity(MAX_CACHED)
                 // Only a bound on memory: an entry is trusted for `TENANT_TTL` from its read.
@@ -78,9 +86,7 @@ impl Default for TenantCache {
             generation: Arc::default(),
         }
     }
-}
 
-impl TenantCache {
     /// The active server with this slug, if any (archived servers have released their slug).
     pub async fn resolve(
         &self,
@@ -96,7 +102,7 @@ impl TenantCache {
                 .try_get_with_by_ref(slug, async {
                     let read_at = Instant::now();
                     let generation = self.generation.load(Ordering::Acquire);
-                    match load(store, slug).await? {
+                    match load(store, &self.seal, slug).await? {
                         Some(tenant) => Ok(Resolved {
                             tenant: Arc::new(tenant),
                             read_at,
@@ -116,7 +122,7 @@ impl TenantCache {
             }
             self.entries.invalidate(slug).await;
         }
-        let tenant = load(store, slug)
+        let tenant = load(store, &self.seal, slug)
             .await
             .map_err(|e| Arc::new(Miss::from(e)))?;
         Ok(tenant.map(Arc::new))
@@ -140,7 +146,11 @@ impl TenantCache {
     }
 }
 
-async fn load(store: &EventStore, slug: &str) -> Result<Option<Tenant>, StoreError> {
+async fn load(
+    store: &EventStore,
+    seal: &TrackingSeal,
+    slug: &str,
+) -> Result<Option<Tenant>, StoreError> {
     let Some(server_id) =
         index::owner_of(store.pool(), eventstore::KeyKind::ServerSlug, slug).await?
     else {
@@ -153,6 +163,13 @@ async fn load(store: &EventStore, slug: &str) -> Result<Option<Tenant>, StoreErr
     if server.archived {
         return Ok(None);
     }
+    let tracking_keys = commands::services::servers::tracking_keys(
+        store,
+        seal,
+        server_id,
+        &server.tracking_secrets,
+    )
+    .await?;
     Ok(Some(Tenant {
         server_id,
         org_id,
@@ -162,6 +179,8 @@ async fn load(store: &EventStore, slug: &str) -> Result<Option<Tenant>, StoreErr
         support_tool: config.support_tool,
         walkthrough_tools: config.walkthrough_tools,
         conformance_fixtures: config.conformance_fixtures,
+        require_signed_tracking: config.require_signed_tracking,
+        tracking_keys,
     }))
 }
 

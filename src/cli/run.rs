@@ -78,6 +78,11 @@ impl Runtime {
                 shrink_guard.shrink();
             }
         });
+        // Servers' tracking secrets are sealed at rest under a key of their own.
+        let tracking_seal = commands::tracking::TrackingSeal::new(api::auth::tokens::derive_key(
+            secret.expose_secret().as_bytes(),
+            "tracking secrets at rest",
+        )?);
         let state = api::AppState {
             store: self.store.clone(),
             pool: self.pool.clone(),
@@ -87,6 +92,7 @@ impl Runtime {
             limiter,
             argon: Arc::new(ArgonGate::default()),
             guard: guard.clone(),
+            tracking_seal: tracking_seal.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
@@ -108,6 +114,7 @@ impl Runtime {
                 )?
                 .to_vec(),
                 guard,
+                tracking_seal,
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the

@@ -29,4 +29,5 @@ mod openapi;
 mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
+mod signed_tracking;
 mod walkthroughs;

@@ -11,6 +11,7 @@ pub mod servers;
 pub mod sessions;
 pub mod tickets;
 pub mod tool_calls;
+pub mod tracking_secrets;
 pub mod walkthrough_analytics;
 pub mod walkthroughs;
 

@@ -32,6 +32,10 @@ pub struct CreateServerBody {
     walkthrough_tools: Option<bool>,
     #[serde(default)]
     conformance_fixtures: Option<bool>,
+    /// Refuse tracking ids that are not signed with one of the server's tracking secrets.
+    /// A new server has none, so this can only be turned on later.
+    #[serde(default)]
+    require_signed_tracking: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -49,6 +53,10 @@ pub struct UpdateServerBody {
     walkthrough_tools: Option<bool>,
     #[serde(default)]
     conformance_fixtures: Option<bool>,
+    /// Refuse tracking ids that are not signed (`{id}.{signature}`) with one of the server's
+    /// active tracking secrets; needs one.
+    #[serde(default)]
+    require_signed_tracking: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -82,6 +90,7 @@ pub struct PendingServer {
     support_tool: bool,
     walkthrough_tools: bool,
     conformance_fixtures: bool,
+    require_signed_tracking: bool,
     /// `active` or `archived`.
     status: &'static str,
     #[serde(with = "domain::time::rfc3339")]
@@ -142,6 +151,7 @@ async fn written(
         support_tool: config.support_tool,
         walkthrough_tools: config.walkthrough_tools,
         conformance_fixtures: config.conformance_fixtures,
+        require_signed_tracking: config.require_signed_tracking,
         status: if server.archived {
             "archived"
         } else {
@@ -211,6 +221,7 @@ pub async fn create(
         support_tool: body.support_tool.unwrap_or(true),
         walkthrough_tools: body.walkthrough_tools.unwrap_or(true),
         conformance_fixtures: body.conformance_fixtures.unwrap_or(false),
+        require_signed_tracking: body.require_signed_tracking.unwrap_or(false),
     };
     let server_id = Uuid::new_v4();
     let done = servers::create(
@@ -267,6 +278,7 @@ pub async fn update(
         support_tool: body.support_tool,
         walkthrough_tools: body.walkthrough_tools,
         conformance_fixtures: body.conformance_fixtures,
+        require_signed_tracking: body.require_signed_tracking,
     };
     let current = fetch(&state, org, &server).await?;
     let done = servers::update(

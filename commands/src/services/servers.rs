@@ -1,13 +1,14 @@
 //! Hosted MCP servers of an org.
 
 use crate::services::organizations;
+use crate::tracking::{self, NewTrackingSecret, TrackingKey, TrackingSeal};
 use domain::server::{
-    Server, ServerChanges, ServerCommand, ServerConfig, ServerError, ServerEvent,
+    Server, ServerChanges, ServerCommand, ServerConfig, ServerError, ServerEvent, TrackingSecretRef,
 };
 use domain::values::Role;
 use domain::{Aggregate, EventMetadata};
 use eventstore::KeyKind;
-use eventstore::{EventStore, ExecuteError, Executed};
+use eventstore::{EventStore, ExecuteError, Executed, StoreError};
 use uuid::Uuid;
 
 type Result = std::result::Result<Executed<ServerEvent>, ExecuteError<ServerError>>;
@@ -124,4 +125,108 @@ pub async fn archive(
             },
         )
         .await
+}
+
+/// A new tracking secret for the server: its events say only its id and prefix; the secret is
+/// sealed into the write-side index in the same commit, and returned here once.
+pub async fn create_tracking_secret(
+    store: &EventStore,
+    seal: &TrackingSeal,
+    org_id: Uuid,
+    server_id: Uuid,
+    actor_id: Uuid,
+    metadata: &EventMetadata,
+) -> std::result::Result<(Executed<ServerEvent>, Uuid, NewTrackingSecret), ExecuteError<ServerError>>
+{
+    let actor_role = actor_role(store, org_id, actor_id).await?;
+    let metadata = metadata.clone().for_org(org_id);
+    let secret_id = Uuid::new_v4();
+    let fresh = tracking::new_secret();
+    let sealed = seal.seal(server_id, &fresh.secret);
+    let reference = TrackingSecretRef {
+        secret_id,
+        prefix: fresh.prefix.clone(),
+    };
+    let done = store
+        .execute::<Server, _, _>(
+            &server_id.to_string(),
+            &metadata,
+            |server| {
+                if server.org_id != Some(org_id) {
+                    return Err(ServerError::NotFound);
+                }
+                server.handle(ServerCommand::CreateTrackingSecret {
+                    actor_role,
+                    secret: reference.clone(),
+                })
+            },
+            |_, events, uow| {
+                if !events.is_empty() {
+                    uow.add_tracking_secret(server_id, secret_id, sealed.clone());
+                }
+            },
+        )
+        .await?;
+    Ok((done, secret_id, fresh))
+}
+
+/// Revokes a tracking secret: signatures made with it stop verifying, and it is deleted.
+pub async fn revoke_tracking_secret(
+    store: &EventStore,
+    org_id: Uuid,
+    server_id: Uuid,
+    secret_id: Uuid,
+    actor_id: Uuid,
+    metadata: &EventMetadata,
+) -> Result {
+    let actor_role = actor_role(store, org_id, actor_id).await?;
+    let metadata = metadata.clone().for_org(org_id);
+    store
+        .execute::<Server, _, _>(
+            &server_id.to_string(),
+            &metadata,
+            |server| {
+                if server.org_id != Some(org_id) {
+                    return Err(ServerError::NotFound);
+                }
+                server.handle(ServerCommand::RevokeTrackingSecret {
+                    actor_role,
+                    secret_id,
+                })
+            },
+            |_, events, uow| {
+                if !events.is_empty() {
+                    uow.remove_tracking_secret(server_id, secret_id);
+                }
+            },
+        )
+        .await
+}
+
+/// The server's active tracking secrets, opened, for verifying signatures. A secret that does
+/// not open (the platform secret was changed) is left out and logged, so signatures made with
+/// it are refused rather than the server failing.
+pub async fn tracking_keys(
+    store: &EventStore,
+    seal: &TrackingSeal,
+    server_id: Uuid,
+    active: &[TrackingSecretRef],
+) -> std::result::Result<Vec<TrackingKey>, StoreError> {
+    if active.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sealed = eventstore::index::sealed_tracking_secrets(store.pool(), server_id).await?;
+    let mut keys = Vec::with_capacity(active.len());
+    for (secret_id, sealed) in sealed {
+        if !active.iter().any(|a| a.secret_id == secret_id) {
+            continue;
+        }
+        match seal.open(server_id, &sealed) {
+            Ok(secret) => keys.push(TrackingKey::new(secret_id, secret)),
+            Err(e) => {
+                tracing::warn!(%server_id, %secret_id, error = %e, "tracking secret left out")
+            }
+        }
+    }
+    Ok(keys)
 }

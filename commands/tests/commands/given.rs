@@ -110,5 +110,6 @@ pub fn config(slug: &str) -> ServerConfig {
         support_tool: true,
         walkthrough_tools: true,
         conformance_fixtures: false,
+        require_signed_tracking: false,
     }
 }

@@ -460,6 +460,14 @@ fn server(id: Uuid, event: &ServerEvent, names: &mut Names) -> Described {
             Some(name) => format!("archived server {name} ({slug})"),
             None => format!("archived server {slug}"),
         },
+        ServerEvent::TrackingSecretCreated { secret } => {
+            let server = names.get(Server::TYPE, id).unwrap_or("a server");
+            format!("created tracking secret {}… of {server}", secret.prefix)
+        }
+        ServerEvent::TrackingSecretRevoked { secret_id } => {
+            let server = names.get(Server::TYPE, id).unwrap_or("a server");
+            format!("revoked tracking secret {secret_id} of {server}")
+        }
     };
     Described {
         summary,
@@ -727,6 +735,7 @@ mod tests {
             support_tool: true,
             walkthrough_tools: true,
             conformance_fixtures: false,
+            require_signed_tracking: false,
         }
     }
 

@@ -74,7 +74,9 @@ impl Projection for DashboardProjection {
                             d.servers_active -= 1;
                             d.servers_archived += 1;
                         }
-                        ServerEvent::ServerUpdated { .. } => {}
+                        ServerEvent::ServerUpdated { .. }
+                        | ServerEvent::TrackingSecretCreated { .. }
+                        | ServerEvent::TrackingSecretRevoked { .. } => {}
                     }
                 }
             }

@@ -46,11 +46,13 @@ impl Projection for ServersProjection {
                             support_tool,
                             walkthrough_tools,
                             conformance_fixtures,
+                            require_signed_tracking,
                         } = config;
                         sqlx::query(&format!(
                             "INSERT INTO {servers} (server_id, org_id, name, slug, auth_mode, \
-                             support_tool, walkthrough_tools, conformance_fixtures, status, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', $8, $8) \
+                             support_tool, walkthrough_tools, conformance_fixtures, status, created_at, updated_at, \
+                             require_signed_tracking) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', $8, $8, $10) \
                              ON CONFLICT DO NOTHING"
                         ))
                         .bind(server_id)
@@ -62,6 +64,7 @@ impl Projection for ServersProjection {
                         .bind(walkthrough_tools)
                         .bind(at)
                         .bind(conformance_fixtures)
+                        .bind(require_signed_tracking)
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -69,7 +72,7 @@ impl Projection for ServersProjection {
                         sqlx::query(&format!(
                             "UPDATE {servers} SET name = $2, slug = $3, auth_mode = $4, \
                              support_tool = $5, walkthrough_tools = $6, updated_at = $7, \
-                             conformance_fixtures = $8 \
+                             conformance_fixtures = $8, require_signed_tracking = $9 \
                              WHERE server_id = $1"
                         ))
                         .bind(server_id)
@@ -80,9 +83,13 @@ impl Projection for ServersProjection {
                         .bind(config.walkthrough_tools)
                         .bind(at)
                         .bind(config.conformance_fixtures)
+                        .bind(config.require_signed_tracking)
                         .execute(&mut *conn)
                         .await?;
                     }
+                    // Tracking secrets are listed from the write model.
+                    ServerEvent::TrackingSecretCreated { .. }
+                    | ServerEvent::TrackingSecretRevoked { .. } => {}
                     ServerEvent::ServerArchived { .. } => {
                         sqlx::query(&format!(
                             "UPDATE {servers} SET status = 'archived', updated_at = $2 WHERE server_id = $1"
@@ -109,6 +116,8 @@ pub struct ServerRow {
     pub support_tool: bool,
     pub walkthrough_tools: bool,
     pub conformance_fixtures: bool,
+    /// Tracking ids must be signed with one of the server's tracking secrets.
+    pub require_signed_tracking: bool,
     pub status: String,
     #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -117,7 +126,8 @@ pub struct ServerRow {
 }
 
 const COLUMNS: &str = "server_id AS id, org_id, name, slug, auth_mode, support_tool, \
-    walkthrough_tools, conformance_fixtures, status, created_at, updated_at";
+    walkthrough_tools, conformance_fixtures, require_signed_tracking, status, created_at, \
+    updated_at";
 
 /// An org's servers, oldest first; archived ones only when asked.
 pub async fn list(
