@@ -26,6 +26,8 @@ pub struct AppState {
     pub topology: Topology,
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<LoginLimiter>,
+    /// The live event streams' hub and caps.
+    pub live: crate::live::LiveHub,
     pub config: Arc<ApiConfig>,
 }
 

@@ -119,6 +119,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
+    TooManyStreams,
     Unavailable,
     Internal,
 }
@@ -335,6 +336,11 @@ impl ErrorCode {
             RateLimited => (
                 K::RateLimited,
                 "Too many attempts; retry after the seconds in `Retry-After`.",
+            ),
+            TooManyStreams => (
+                K::RateLimited,
+                "Too many live event streams are open (for this user, organization or server \
+                 instance); close one, or retry after the seconds in `Retry-After`.",
             ),
             Unavailable => (
                 K::Unavailable,

@@ -74,6 +74,12 @@ impl Runtime {
                 shrink.shrink();
             }
         });
+        let live = api::live::LiveHub::start(
+            self.store.clone(),
+            Some(self.nats.clone()),
+            self.topology.clone(),
+            http.streams.limits(),
+        );
         let state = api::AppState {
             store: self.store.clone(),
             pool: self.pool.clone(),
@@ -81,6 +87,7 @@ impl Runtime {
             topology: self.topology.clone(),
             tokens: Arc::new(TokenKeys::from_secret(secret.expose_secret().as_bytes())?),
             limiter,
+            live: live.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
@@ -135,6 +142,7 @@ impl Runtime {
             shutdown_signal().await;
             // Open SSE streams would otherwise hold the shutdown forever.
             edge.shutdown();
+            live.shutdown();
         })
         .await
         .context("HTTP server failed")

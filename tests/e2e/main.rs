@@ -20,6 +20,7 @@ mod cli;
 mod event_store;
 mod faults;
 mod hostile_inputs;
+mod live_streams;
 mod mcp_clients;
 mod mcp_protocol;
 mod mcp_refusals;
