@@ -202,7 +202,10 @@ impl LiveHub {
             return None;
         }
         self.inner.subscribers.fetch_add(1, Ordering::SeqCst);
-        let guard = SubscriberGuard(self.inner.clone());
+        let guard = SubscriberGuard {
+            hub: self.inner.clone(),
+            org,
+        };
         let receiver = lock(&self.inner.channels)
             .entry(org)
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
@@ -358,18 +361,30 @@ impl LiveHub {
     }
 }
 
-
 /// A stream's receiver of its org's events; counted while it lives.
 pub struct Subscription {
     pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
     _guard: SubscriberGuard,
 }
 
-struct SubscriberGuard(Arc<Inner>);
+/// Dropped after the receiver (fields drop in order): forgets the org's channel when this was
+/// its last receiver.
+struct SubscriberGuard {
+    hub: Arc<Inner>,
+    org: Uuid,
+}
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
-        self.0.subscribers.fetch_sub(1, Ordering::SeqCst);
+        let mut channels = lock(&self.hub.channels);
+        if channels
+            .get(&self.org)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            channels.remove(&self.org);
+        }
+        drop(channels);
+        self.hub.subscribers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -44,7 +44,11 @@ async fn try_stream(app: &TestApp, user: &User, org: &str) -> reqwest::Response 
 /// The answer at a cap: 429 problem+json `too_many_streams` with Retry-After.
 async fn assert_refused(resp: reqwest::Response, says: &str) {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(resp.headers().contains_key(RETRY_AFTER), "{:?}", resp.headers());
+    assert!(
+        resp.headers().contains_key(RETRY_AFTER),
+        "{:?}",
+        resp.headers()
+    );
     assert_eq!(
         resp.headers()[CONTENT_TYPE],
         "application/problem+json",
@@ -69,6 +73,21 @@ async fn add_member(app: &TestApp, owner: &User, org: &str, member: &User) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The member sees the org once the read model has them (a busy machine may take longer
+    // than the write waits).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app
+        .get(&format!("/api/v1/orgs/{org}"), &member.token)
+        .await
+        .0
+        != StatusCode::OK
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the member never saw the org"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -142,7 +161,11 @@ async fn streams_are_capped_per_org_and_per_instance() {
     open.push(resp);
     let carol = app.signup("carol@example.com").await;
     let carols = app.create_org(&carol, "carols").await;
-    assert_refused(try_stream(&app, &carol, &carols).await, "this server instance").await;
+    assert_refused(
+        try_stream(&app, &carol, &carols).await,
+        "this server instance",
+    )
+    .await;
 }
 
 /// The test database's committed transactions so far, as Postgres's statistics have them.
@@ -213,7 +236,12 @@ async fn busy_streams_get_every_event_in_order_resume_exactly_and_filter() {
     // each renamed.
     let n = 15;
     let slugs: Vec<String> = (0..n).map(|i| format!("busy-{i}")).collect();
-    futures::future::join_all(slugs.iter().map(|slug| app.create_server(&alice, &org, slug))).await;
+    futures::future::join_all(
+        slugs
+            .iter()
+            .map(|slug| app.create_server(&alice, &org, slug)),
+    )
+    .await;
     let renames = (0..n).map(|i| {
         let (app, alice, org) = (&app, &alice, &org);
         async move {

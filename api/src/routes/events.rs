@@ -2,8 +2,8 @@
 //! or NDJSON by `Accept`) and live as server-sent events.
 
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::live::{StreamPermit, Subscription};
 use crate::extract::{Membership, QueryPairs};
+use crate::live::{StreamPermit, Subscription};
 use crate::params::OrgPath;
 use crate::state::AppState;
 use axum::extract::State;
@@ -269,7 +269,10 @@ impl Tail {
             match received {
                 Ok(event) => {
                     if event.removed_user == Some(self.user_id) {
-                        self.state.live.forget_member(self.user_id, self.org.0).await;
+                        self.state
+                            .live
+                            .forget_member(self.user_id, self.org.0)
+                            .await;
                         return None;
                     }
                     if self.position.is_some_and(|at| event.cursor <= at) {

@@ -48,7 +48,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let base = o.url.trim_end_matches('/').to_owned();
     let addr = server_addr(&base).await?;
     let http = Client::new();
-    println!("mcplatform abuse benchmark against {base} ({} s per row)", o.seconds);
+    println!(
+        "mcplatform abuse benchmark against {base} ({} s per row)",
+        o.seconds
+    );
     println!("{}", machine::describe());
     if o.streams > 0 {
         streams(&o, &base, addr, &http).await?;
@@ -61,7 +64,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
 
 async fn server_addr(base: &str) -> anyhow::Result<SocketAddr> {
     let uri: hyper::Uri = base.parse().context("--url")?;
-    let authority = uri.authority().context("--url has no host")?.as_str().to_owned();
+    let authority = uri
+        .authority()
+        .context("--url has no host")?
+        .as_str()
+        .to_owned();
     let mut addresses = tokio::net::lookup_host(&authority).await?;
     let found = addresses.find(SocketAddr::is_ipv4);
     found.with_context(|| format!("{authority} has no IPv4 address"))
@@ -128,7 +135,14 @@ async fn streams(o: &Options, base: &str, addr: SocketAddr, http: &Client) -> an
     measure(o, addr, &victim, &calls, &AtomicU64::new(0), db.as_ref(), 2).await?;
     println!(
         "{:<34} {:>10} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9} {:>12}",
-        "row", "REST req/s", "p50 ms", "p99 ms", "failed", "calls/s", "stream MB/s", "db tx/s",
+        "row",
+        "REST req/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "calls/s",
+        "stream MB/s",
+        "db tx/s",
         "cpu µs/req"
     );
     let rows: [(&str, Option<&str>); 3] = [
