@@ -128,6 +128,36 @@ pub struct HttpArgs {
         value_parser = PlatformSecret
     )]
     pub secret: Option<SecretString>,
+
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Caps on open live event streams (`/api/v1/orgs/{org}/events/stream`); one more is refused
+/// with 429 `too_many_streams`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct StreamArgs {
+    /// Most live event streams one user may hold open on this instance.
+    #[arg(long, env = "MCPLATFORM_STREAMS_PER_USER", default_value_t = 20)]
+    pub streams_per_user: usize,
+
+    /// Most live event streams open for one organization on this instance.
+    #[arg(long, env = "MCPLATFORM_STREAMS_PER_ORG", default_value_t = 100)]
+    pub streams_per_org: usize,
+
+    /// Most live event streams open on this instance.
+    #[arg(long, env = "MCPLATFORM_STREAMS_PER_INSTANCE", default_value_t = 2000)]
+    pub streams_per_instance: usize,
+}
+
+impl StreamArgs {
+    pub fn limits(&self) -> api::live::StreamLimits {
+        api::live::StreamLimits {
+            per_user: self.streams_per_user,
+            per_org: self.streams_per_org,
+            per_instance: self.streams_per_instance,
+        }
+    }
 }
 
 /// `up` and `serve`: a runtime with HTTP edges.

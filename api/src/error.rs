@@ -134,6 +134,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with a `Retry-After` of `secs` seconds.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     pub fn code(&self) -> ErrorCode {
         self.code
     }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod filters;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;

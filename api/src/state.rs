@@ -31,6 +31,8 @@ pub struct AppState {
     pub argon: Arc<ArgonGate>,
     /// The platform limits and this process's rate budgets (`commands::limits`).
     pub guard: Arc<commands::limits::Guard>,
+    /// The live event streams' hub and caps.
+    pub live: crate::live::LiveHub,
     pub config: Arc<ApiConfig>,
     /// Seals servers' tracking secrets at rest (key derived from the platform secret).
     pub tracking_seal: commands::tracking::TrackingSeal,

@@ -123,6 +123,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     RateLimited,
     LimitReached,
+    TooManyStreams,
     Unavailable,
     Internal,
 }
@@ -360,6 +361,11 @@ impl ErrorCode {
                  per address, open sessions per end user, orgs per account, signups per \
                  address); the detail names it. A rate says when to retry (`Retry-After`, or \
                  `retryAfter` in an MCP tool result); a count frees up when something ends.",
+            ),
+            TooManyStreams => (
+                K::RateLimited,
+                "Too many live event streams are open (for this user, organization or server \
+                 instance); close one, or retry after the seconds in `Retry-After`.",
             ),
             Unavailable => (
                 K::Unavailable,

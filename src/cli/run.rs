@@ -83,6 +83,12 @@ impl Runtime {
             secret.expose_secret().as_bytes(),
             "tracking secrets at rest",
         )?);
+        let live = api::live::LiveHub::start(
+            self.store.clone(),
+            Some(self.nats.clone()),
+            self.topology.clone(),
+            http.streams.limits(),
+        );
         let state = api::AppState {
             store: self.store.clone(),
             pool: self.pool.clone(),
@@ -93,6 +99,7 @@ impl Runtime {
             argon: Arc::new(ArgonGate::default()),
             guard: guard.clone(),
             tracking_seal: tracking_seal.clone(),
+            live: live.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
                 public_port: addr.port(),
@@ -149,6 +156,7 @@ impl Runtime {
             shutdown_signal().await;
             // Open SSE streams would otherwise hold the shutdown forever.
             edge.shutdown();
+            live.shutdown();
         })
         .await
         .context("HTTP server failed")

@@ -363,14 +363,14 @@ async fn bad_event_cursors_and_limits_are_refused() {
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: String,
-    event: String,
-    data: Value,
+pub(crate) struct Sse {
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// Reads an SSE response until `done` holds for the events read so far, or the timeout passes.
-async fn read_sse(
+pub(crate) async fn read_sse(
     resp: &mut reqwest::Response,
     timeout: Duration,
     done: impl Fn(&[Sse]) -> bool,
@@ -414,7 +414,7 @@ async fn read_sse(
     events
 }
 
-async fn open_stream(
+pub(crate) async fn open_stream(
     app: &TestApp,
     user: &User,
     path: &str,

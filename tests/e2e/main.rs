@@ -21,6 +21,7 @@ mod event_store;
 mod faults;
 mod hostile_inputs;
 mod limits;
+mod live_streams;
 mod mcp_clients;
 mod mcp_protocol;
 mod mcp_refusals;

@@ -1,8 +1,9 @@
 //! `/api/v1/orgs/{org}/events`: the org's raw event stream for analysts, as cursor pages (JSON
 //! or NDJSON by `Accept`) and live as server-sent events.
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{Membership, QueryPairs};
+use crate::live::{Access, StreamPermit, Subscription};
 use crate::params::OrgPath;
 use crate::state::AppState;
 use axum::extract::State;
@@ -12,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::values::Role;
 use eventstore::{Cursor, EventFilter, StoredEvent};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 
 const NDJSON: &str = "application/x-ndjson";
 
@@ -180,11 +182,13 @@ pub async fn page(
     .into_response())
 }
 
-/// Live tail. Postgres is the source (ordered, no gaps); NATS only wakes the stream early. A
-/// client reconnecting with `Last-Event-ID` resumes exactly after the last event it got. With
-/// no cursor the stream starts at the current head.
+/// Live tail, fed by the instance's live hub ([`crate::live`]): no stream reads the database
+/// while it waits. A client reconnecting with `Last-Event-ID` (or `after`) reads what it missed
+/// from Postgres once, then follows the hub, resuming exactly after the last event it got. With
+/// no cursor the stream starts at the current head. Open streams are capped per user, per org
+/// and per instance (429 `too_many_streams`).
 #[utoipa::path(operation_id = "events_stream", get, path = "/api/v1/orgs/{org}/events/stream", tag = "events", params(OrgPath, ("after" = Option<String>, Query, description = "Cursor; default the current head"), ("type" = Option<Vec<String>>, Query, description = "Event types")), security(("bearer" = [])),
-    responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "Server-sent events: each an event's JSON, its id the cursor (send it back as Last-Event-ID to resume), its event name the event type", content_type = "text/event-stream", body = String), (status = 429, description = "Too many live streams open for this user, org or server instance (`too_many_streams`, with Retry-After)", body = Problem, content_type = "application/problem+json")))]
 pub async fn stream(
     State(state): State<AppState>,
     Membership { user, org, role }: Membership,
@@ -196,32 +200,26 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Cursor>().ok());
-    let start = match last_event_id.or(q.after) {
-        Some(c) => c,
-        None => state.store.head().await?,
-    };
-    let wake = match &state.nats {
-        Some(client) => client
-            .subscribe(state.topology.org_subjects(org.0))
-            .await
-            .ok(),
-        None => None,
-    };
+    let permit = state.live.admit(user.user_id, org.0)?;
+    let subscription = state
+        .live
+        .subscribe(org.0)
+        .await
+        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the server is shutting down"))?;
     let tail = Tail {
         state,
+        _permit: permit,
+        subscription,
         user_id: user.user_id,
         org,
         role,
         expires_at: user.expires_at,
         last_access_check: tokio::time::Instant::now(),
-        filter: EventFilter {
-            org_id: Some(org.0),
-            event_types: q.types,
-            ..EventFilter::default()
-        },
-        cursor: start,
+        types: q.types,
+        // The hub's receiver starts at the head; a cursor asks for the backlog before it.
+        backlog_from: last_event_id.or(q.after),
+        position: None,
         buffer: VecDeque::new(),
-        wake,
     };
     let events = futures::stream::unfold(tail, |mut tail| async move {
         let event = tail.next().await?;
@@ -230,117 +228,181 @@ pub async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// How often a stream asks (the shared cache of) whether its caller is still a member.
+const ACCESS_CHECK: Duration = Duration::from_secs(5);
+
 struct Tail {
     state: AppState,
+    _permit: StreamPermit,
+    subscription: Subscription,
     user_id: uuid::Uuid,
     org: domain::values::OrgId,
     /// The caller's role, as of the last access check: what of the metadata they see.
     role: Role,
     expires_at: i64,
     last_access_check: tokio::time::Instant,
-    filter: EventFilter,
-    cursor: Cursor,
-    buffer: VecDeque<StoredEvent>,
-    wake: Option<async_nats::Subscriber>,
+    types: Vec<String>,
+    /// Set while the stream has events to read from Postgres first: after this cursor.
+    backlog_from: Option<Cursor>,
+    /// How far the stream has gone: every event of the org at or before it was sent or left
+    /// out by the type filter. The hub's events at or before it are skipped.
+    position: Option<Cursor>,
+    buffer: VecDeque<Event>,
 }
 
 impl Tail {
-    /// The next event, or `None` when the caller may no longer read this org: the stream ends
-    /// when their access token expires or they stop being a member.
+    /// The next event, or `None` when the stream ends: the caller's access token expired,
+    /// they stopped being a member, or the server is shutting down.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if !self.still_allowed(false).await {
+            if !self.still_allowed().await {
                 return None;
             }
             if let Some(event) = self.buffer.pop_front() {
-                return Some(sse_event(&as_seen_by(self.role, event)));
+                return Some(event);
             }
-            match self
-                .state
-                .store
-                .read_after(&self.filter, self.cursor, 200)
-                .await
+            if let Some(after) = self.backlog_from {
+                self.read_backlog(after).await?;
+                continue;
+            }
+            let wait = self.until_next_check();
+            let received = match tokio::time::timeout(wait, self.subscription.receiver.recv()).await
             {
-                Ok(page) if !page.is_empty() => {
-                    // New events: confirm access before handing them out, not only every
-                    // few seconds.
-                    if !self.still_allowed(true).await {
+                Err(_) => continue,
+                Ok(received) => received,
+            };
+            match received {
+                Ok(event) => {
+                    if event.removed_user == Some(self.user_id) {
+                        self.state
+                            .live
+                            .forget_member(self.user_id, self.org.0)
+                            .await;
                         return None;
                     }
-                    if let Some(last) = page.last() {
-                        self.cursor = last.cursor;
+                    if self.position.is_some_and(|at| event.cursor <= at) {
+                        continue;
                     }
-                    self.buffer.extend(page);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "event stream: read failed; retrying"),
-            }
-            // Nothing new: sleep until NATS says something happened in this org, or poll.
-            match self.wake.as_mut() {
-                Some(sub) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
-                    // Drain what else arrived; one read covers them all.
-                    while let Ok(Some(_)) =
-                        tokio::time::timeout(Duration::from_millis(1), sub.next()).await
-                    {
+                    self.position = Some(event.cursor);
+                    if !self.types.is_empty() && !self.types.contains(&event.event_type) {
+                        continue;
                     }
+                    let json = match &event.member_json {
+                        Some(json) if !self.role.sees_client_details() => json,
+                        _ => &event.json,
+                    };
+                    return Some(
+                        Event::default()
+                            .id(event.cursor.to_string())
+                            .event(event.event_type.clone())
+                            .data(json.as_str()),
+                    );
                 }
-                None => tokio::time::sleep(Duration::from_millis(500)).await,
+                // Too slow: the channel dropped events this stream had not taken. Read them
+                // from Postgres, then go on with the channel, skipping what was read.
+                Err(RecvError::Lagged(_)) => match self.position {
+                    Some(at) => self.backlog_from = Some(at),
+                    // A live stream lagging before its first event cannot say where it was;
+                    // it ends, and its client reconnects.
+                    None => return None,
+                },
+                Err(RecvError::Closed) => return None,
             }
         }
     }
-}
 
-impl Tail {
-    async fn still_allowed(&mut self, now: bool) -> bool {
+    /// One page of the backlog after `after` into the buffer; the backlog ends with a page
+    /// that is not full. `None` when the database cannot be read: the stream ends, and its
+    /// client resumes with `Last-Event-ID`.
+    async fn read_backlog(&mut self, after: Cursor) -> Option<()> {
+        let filter = EventFilter {
+            org_id: Some(self.org.0),
+            event_types: self.types.clone(),
+            ..EventFilter::default()
+        };
+        let page = match self
+            .state
+            .live
+            .store()
+            .read_after(&filter, after, crate::live::PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "event stream: backlog read failed; ending the stream");
+                return None;
+            }
+        };
+        self.backlog_from = match page.last() {
+            Some(last) if page.len() as i64 == crate::live::PAGE => Some(last.cursor),
+            _ => None,
+        };
+        let reached = page.last().map_or(after, |last| last.cursor);
+        self.position = Some(self.position.map_or(reached, |at| at.max(reached)));
+        let role = self.role;
+        self.buffer
+            .extend(page.into_iter().map(|e| sse_event(&as_seen_by(role, e))));
+        Some(())
+    }
+
+    fn until_next_check(&self) -> Duration {
+        let to_expiry = (self.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+        ACCESS_CHECK
+            .saturating_sub(self.last_access_check.elapsed())
+            .min(Duration::from_secs(to_expiry))
+            .max(Duration::from_millis(10))
+    }
+
+    /// The access token is checked here, locally; membership every [`ACCESS_CHECK`] through
+    /// the hub's shared cache (a removal seen by the hub ends the stream at once).
+    async fn still_allowed(&mut self) -> bool {
         if chrono::Utc::now().timestamp() >= self.expires_at {
             return false;
         }
-        if !now && self.last_access_check.elapsed() < Duration::from_secs(5) {
+        if self.last_access_check.elapsed() < ACCESS_CHECK {
             return true;
         }
         self.last_access_check = tokio::time::Instant::now();
-        match projections::models::organizations::membership(
-            &self.state.pool,
-            self.user_id,
-            &self.org.to_string(),
-        )
-        .await
+        match self
+            .state
+            .live
+            .access(&self.state.pool, self.user_id, self.org.0)
+            .await
         {
-            Ok(Some((_, role))) => {
+            Access::Member(role) => {
                 // A member made admin, or an admin made member, sees accordingly from now on.
-                if let Ok(role) = Role::parse(&role) {
-                    self.role = role;
-                }
+                self.role = role;
                 true
             }
-            Ok(None) => false,
-            // Database away: keep the stream; reads resume when it is back.
-            Err(_) => true,
+            Access::Gone => false,
+            Access::Unknown => true,
         }
     }
 }
 
 /// An event as a member of `role` sees it: the client ip and user agent in its metadata are
 /// left out unless the role sees them ([`Role::sees_client_details`]); the rest is unchanged.
-fn as_seen_by(role: Role, mut event: StoredEvent) -> StoredEvent {
+fn as_seen_by(role: Role, event: StoredEvent) -> StoredEvent {
     if role.sees_client_details() {
         return event;
     }
-    let Ok(mut metadata) =
+    without_client_details(&event).unwrap_or(event)
+}
+
+/// The event without the client ip and user agent in its metadata, if it had either.
+pub(crate) fn without_client_details(event: &StoredEvent) -> Option<StoredEvent> {
+    let mut metadata =
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(event.metadata.get())
-    else {
-        return event;
-    };
+            .ok()?;
     let ip = metadata.remove("client_ip");
     let agent = metadata.remove("user_agent");
     if ip.is_none() && agent.is_none() {
-        return event;
+        return None;
     }
+    let mut seen = event.clone();
     // A map of JSON values always serializes; were it not to, `null` still shows nothing.
-    event.metadata = serde_json::value::to_raw_value(&metadata).unwrap_or_default();
-    event
+    seen.metadata = serde_json::value::to_raw_value(&metadata).unwrap_or_default();
+    Some(seen)
 }
 
 fn sse_event(event: &StoredEvent) -> Event {

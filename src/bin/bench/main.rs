@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+mod abuse;
 mod machine;
 mod mcp_load;
 mod walkthrough_load;
@@ -107,6 +108,41 @@ enum Bench {
         /// Keep the scratch database.
         #[arg(long)]
         keep: bool,
+    },
+    /// One tenant's abuse against another's service, on a running mcplatform: live event
+    /// streams on a busy org (the victim org's REST throughput and p99 with and without them),
+    /// then half-open slow connections (`/healthz` latency while they are open).
+    Abuse {
+        /// Base URL of a running mcplatform (`mcplatform up`), on 127.0.0.1.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Live event streams open on the busy org (0 skips part a).
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+        /// Streams per user: at most the server's `MCPLATFORM_STREAMS_PER_USER`.
+        #[arg(long, default_value_t = 20)]
+        streams_per_user: usize,
+        /// MCP tool calls per second on the busy org.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// MCP clients sharing `--rate`.
+        #[arg(long, default_value_t = 16)]
+        callers: usize,
+        /// Closed-loop REST clients of the victim org.
+        #[arg(long, default_value_t = 8)]
+        rest_clients: usize,
+        /// Half-open slow connections (0 skips part b).
+        #[arg(long, default_value_t = 500)]
+        slow: usize,
+        /// The address the slow connections come from (any 127.x works on Linux loopback).
+        #[arg(long, default_value = "127.0.0.2")]
+        slow_from: std::net::Ipv4Addr,
+        /// The server's database, to show its transactions per second in each row.
+        #[arg(long, env = "BENCH_SERVER_DATABASE_URL")]
+        database: Option<String>,
     },
 }
 
@@ -196,6 +232,32 @@ async fn main() -> anyhow::Result<()> {
                 walkthrough_load::run_queries(&cli.postgres, completions, keep).await?;
             }
             Ok(())
+        }
+        Bench::Abuse {
+            url,
+            seconds,
+            streams,
+            streams_per_user,
+            rate,
+            callers,
+            rest_clients,
+            slow,
+            slow_from,
+            database,
+        } => {
+            abuse::run(abuse::Options {
+                url,
+                seconds,
+                streams,
+                streams_per_user,
+                rate,
+                callers,
+                rest_clients,
+                slow,
+                slow_from,
+                database,
+            })
+            .await
         }
         Bench::Store {
             seconds,
