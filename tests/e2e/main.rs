@@ -28,4 +28,5 @@ mod openapi;
 mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
+mod slow_clients;
 mod walkthroughs;
