@@ -14,10 +14,60 @@ use secrecy::{ExposeSecret, SecretString};
 use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 /// A URL that may carry credentials (`postgres://user:password@host/db`).
 fn secret_url(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s))
+}
+
+/// A duration: `500ms`, `10s`, `2m`, or a bare number of seconds; more than zero.
+fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => s.split_at(at),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{s:?} is not a duration such as 500ms, 10s or 2m")),
+    };
+    if d.is_zero() {
+        return Err("a timeout must be more than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// A bearer token for `/metrics`: at least 16 characters, never printed, not even refused
+/// (clap's own wording of a refusal would print it; see [`PlatformSecret`]).
+#[derive(Clone)]
+struct MetricsToken;
+
+impl TypedValueParser for MetricsToken {
+    type Value = SecretString;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<SecretString, clap::Error> {
+        match value.to_str() {
+            Some(token) if token.len() >= SECRET_MIN_LEN => Ok(SecretString::from(token)),
+            _ => Err(clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!(
+                    "the metrics token (--metrics-token or MCPLATFORM_METRICS_TOKEN) must be at least {SECRET_MIN_LEN} characters of UTF-8; it is not shown\n"
+                ),
+            )
+            .with_cmd(cmd)),
+        }
+    }
 }
 
 /// Shortest platform secret accepted.
@@ -128,6 +178,39 @@ pub struct HttpArgs {
         value_parser = PlatformSecret
     )]
     pub secret: Option<SecretString>,
+
+    /// How long a client may take to send a request's headers, from the connection's start or
+    /// the first byte of a later request (500ms, 10s, 2m).
+    #[arg(long, env = "MCPLATFORM_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+
+    /// How long a client may take to send a request's body, from the end of its headers.
+    #[arg(long, env = "MCPLATFORM_BODY_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub body_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request with none under way; a
+    /// response still being sent (event streams, MCP streams) is never cut.
+    #[arg(long, env = "MCPLATFORM_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+
+    /// Most open connections from one client address; more are closed at once.
+    #[arg(long, env = "MCPLATFORM_CONNECTIONS_PER_ADDRESS", default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections_per_address: u32,
+
+    /// A separate address serving only `/metrics`, unauthenticated (keep it private).
+    #[arg(long, env = "MCPLATFORM_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// A bearer token (at least 16 characters) that lets `/metrics` be scraped on the main
+    /// address with `Authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "MCPLATFORM_METRICS_TOKEN",
+        hide_env_values = true,
+        value_parser = MetricsToken
+    )]
+    pub metrics_token: Option<SecretString>,
 
     #[command(flatten)]
     pub streams: StreamArgs,
@@ -330,6 +413,27 @@ mod tests {
             .to_string();
         assert!(!refused.contains("shortsecret12"), "{refused}");
         assert!(refused.contains("at least 16 characters"), "{refused}");
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        for refused in ["0", "0s", "", "s", "10h", "-1s", "1.5s"] {
+            assert!(duration(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_metrics_token_is_long_and_never_printed() {
+        let refused = Probe::try_parse_from(["probe", "--metrics-token", "short-token"])
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.contains("short-token"), "{refused}");
+        let probe = Probe::parse_from(["probe", "--metrics-token", "metrics-token-0123456789"]);
+        assert!(!format!("{probe:?}").contains("metrics-token-0123456789"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod database;
+mod http_server;
 mod telemetry;
 
 use clap::{Parser, Subcommand};

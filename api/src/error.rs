@@ -39,6 +39,7 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,6 +106,15 @@ impl ApiError {
         Self::new(
             ErrorCode::PayloadTooLarge,
             "the request body is larger than the limit",
+        )
+    }
+
+    /// The request body was not received within the body timeout (answered by the server
+    /// loop, whatever the handler made of the cut-short body).
+    pub fn request_timeout() -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive within the time allowed",
         )
     }
 

@@ -5,13 +5,20 @@
 //! Postgres pools' usage. The MCP edge and the event store record their own
 //! (`mcplatform_mcp_*`, `mcplatform_group_commit_*`) into the same recorder.
 //!
-//! A scrape runs no query: `/metrics` is unauthenticated, and what it costs must not depend on
-//! who asks how often.
+//! A scrape runs no query: what it costs must not depend on who asks how often. Who may scrape
+//! is the server's choice (docs/design.md, "Who may scrape `/metrics`"): on the main address
+//! only with a bearer token ([`ScrapeToken`]), or without one on a separate metrics address
+//! ([`router`]).
 
+use axum::http::{header, HeaderMap};
 use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use projections::Reads;
+use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -57,6 +64,68 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often the database gauges are read: fresher than any usual scrape interval, for about a
 /// dozen light queries each time, whoever scrapes.
 const DATABASE_READ_EVERY: Duration = Duration::from_secs(3);
+
+/// The token that lets `/metrics` be scraped on the main address, kept only as its SHA-256.
+#[derive(Clone)]
+pub struct ScrapeToken([u8; 32]);
+
+impl ScrapeToken {
+    pub fn new(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether `Authorization: Bearer <token>` (the scheme in any case) carries this token.
+    /// Digests are compared in constant time, so timing tells nothing of the token.
+    pub fn admits(&self, headers: &HeaderMap) -> Result<(), ScrapeRefusal> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ScrapeRefusal::Missing)?;
+        let presented = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(ScrapeRefusal::Invalid)?;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let difference = digest
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if difference == 0 {
+            Ok(())
+        } else {
+            Err(ScrapeRefusal::Invalid)
+        }
+    }
+}
+
+impl std::fmt::Debug for ScrapeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeToken([REDACTED])")
+    }
+}
+
+/// Why a scrape with a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeRefusal {
+    Missing,
+    Invalid,
+}
+
+/// The exposition as an HTTP answer.
+pub fn exposition() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(),
+    )
+}
+
+/// What the separate metrics address serves: `/metrics`, without authentication, and nothing
+/// else.
+pub fn router() -> Router {
+    Router::new().route("/metrics", get(|| async { exposition() }))
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static POOLS: Mutex<Vec<(&'static str, PgPool)>> = Mutex::new(Vec::new());
@@ -380,4 +449,41 @@ async fn projection_lags(pool: &PgPool) -> Result<(), sqlx::Error> {
         metrics::gauge!(PROJECTION_LAG_SECONDS, "projection" => name).set(seconds);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod scrape_token_tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_scrape_token_admits_only_itself_as_a_bearer_token() {
+        let token = ScrapeToken::new("scrape-token-0123456789");
+        let admits = |value| token.admits(&headers(value));
+        assert_eq!(admits(Some("Bearer scrape-token-0123456789")), Ok(()));
+        assert_eq!(admits(Some("BEARER scrape-token-0123456789")), Ok(()));
+        assert_eq!(admits(None), Err(ScrapeRefusal::Missing));
+        for refused in [
+            "Bearer scrape-token-012345678",
+            "Bearer scrape-token-01234567890",
+            "Basic scrape-token-0123456789",
+            "scrape-token-0123456789",
+            "Bearer ",
+        ] {
+            assert_eq!(
+                admits(Some(refused)),
+                Err(ScrapeRefusal::Invalid),
+                "{refused}"
+            );
+        }
+        assert!(!format!("{token:?}").contains("scrape"));
+    }
 }

@@ -17,6 +17,8 @@ pub struct ApiConfig {
     pub public_port: u16,
     /// How long a write waits for its read models before answering anyway.
     pub consistency_wait: Duration,
+    /// Lets `/metrics` be scraped on the main address; without it the route answers 404.
+    pub metrics_token: Option<crate::metrics::ScrapeToken>,
 }
 
 #[derive(Clone)]

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     TooLarge,
     /// The request body is not of a type the route takes.
     UnsupportedMediaType,
+    /// The request body did not arrive in the time allowed.
+    RequestTimeout,
     /// Too many attempts in a short time.
     RateLimited,
     /// A dependency is unavailable; retrying shortly may succeed.
@@ -121,6 +123,7 @@ pub enum ErrorCode {
     StaleStep,
     PayloadTooLarge,
     UnsupportedMediaType,
+    RequestTimeout,
     RateLimited,
     LimitReached,
     TooManyStreams,
@@ -347,6 +350,10 @@ impl ErrorCode {
                  marked done.",
             ),
             PayloadTooLarge => (K::TooLarge, "The request body is larger than the limit."),
+            RequestTimeout => (
+                K::RequestTimeout,
+                "The request body did not arrive within the time allowed; send it again, faster.",
+            ),
             UnsupportedMediaType => (
                 K::UnsupportedMediaType,
                 "The body must be JSON sent with `Content-Type: application/json`.",

@@ -3,6 +3,7 @@
 
 use crate::config::{DatabaseArgs, HealthcheckArgs, HttpArgs, RuntimeArgs, ServeArgs};
 use crate::database;
+use crate::http_server;
 use anyhow::Context;
 use api::auth::passwords::ArgonGate;
 use api::auth::rate_limit::LoginLimiter;
@@ -71,6 +72,21 @@ impl Runtime {
         let limiter = Arc::new(LoginLimiter::new(&limits));
         let guard = Arc::new(Guard::new(limits));
         let (shrink, shrink_guard) = (limiter.clone(), guard.clone());
+        let metrics_listener = match http.metrics_bind {
+            Some(bind) => Some(
+                tokio::net::TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {bind}"))?,
+            ),
+            None => None,
+        };
+        let connection_limits = http_server::Limits {
+            header_timeout: http.header_timeout,
+            body_timeout: http.body_timeout,
+            idle_timeout: http.idle_timeout,
+            connections_per_address: usize::try_from(http.connections_per_address)
+                .unwrap_or(usize::MAX),
+        };
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -107,6 +123,10 @@ impl Runtime {
                 // Only reached when projectors lag (just after start, under a backlog);
                 // normally they are there in milliseconds.
                 consistency_wait: Duration::from_secs(5),
+                metrics_token: http
+                    .metrics_token
+                    .as_ref()
+                    .map(|token| api::metrics::ScrapeToken::new(token.expose_secret())),
             }),
         };
         let edge = mcp::McpEdge::new(
@@ -140,26 +160,36 @@ impl Runtime {
             );
             let _ = out.flush();
         }
-        // Responses (SSE frames above all) go out at once instead of waiting on Nagle's
-        // algorithm and the peer's delayed ACK, which would add ~40 ms to every MCP call.
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             shutdown_signal().await;
             // Open SSE streams would otherwise hold the shutdown forever.
             edge.shutdown();
             live.shutdown();
-        })
-        .await
-        .context("HTTP server failed")
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        match metrics_listener {
+            Some(metrics_listener) => {
+                if let Ok(at) = metrics_listener.local_addr() {
+                    tracing::info!("metrics served on http://{at}/metrics");
+                }
+                tokio::spawn(http_server::serve(
+                    metrics_listener,
+                    api::metrics::router(),
+                    connection_limits,
+                    until_stopped(stopped.clone()),
+                ));
+            }
+            None if http.metrics_token.is_none() => tracing::info!(
+                "/metrics is not served: set MCPLATFORM_METRICS_BIND (a private address serving only /metrics) or MCPLATFORM_METRICS_TOKEN (a bearer token for /metrics on this address)"
+            ),
+            None => {}
+        }
+        http_server::serve(listener, app, connection_limits, until_stopped(stopped)).await;
+        Ok(())
     }
 }
 

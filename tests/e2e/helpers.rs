@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "e2e-test-secret-0123456789abcdef";
+/// The bearer token every test app takes for `/metrics` on its main address.
+pub const METRICS_TOKEN: &str = "e2e-metrics-token-0123456789";
 
 pub fn admin_url(db: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{db}")
@@ -43,6 +45,7 @@ impl TestEnv {
             .env("MCPLATFORM_SECRET", SECRET)
             .env("MCPLATFORM_BIND", "127.0.0.1:0")
             .env("MCPLATFORM_DB_POOL", "8")
+            .env("MCPLATFORM_METRICS_TOKEN", METRICS_TOKEN)
             .env("RUST_LOG", "warn");
         cmd
     }
@@ -64,7 +67,16 @@ impl TestEnv {
 
     /// Like [`TestEnv::start`], with extra environment variables (another secret, a proxy).
     pub fn start_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Proc {
+        self.start_env(args, vars, &[])
+    }
+
+    /// Like [`TestEnv::start_with`], also removing the variables in `unset` (such as
+    /// `MCPLATFORM_METRICS_TOKEN`, which [`TestEnv::command`] sets).
+    pub fn start_env(&self, args: &[&str], vars: &[(&str, &str)], unset: &[&str]) -> Proc {
         let mut cmd = self.command();
+        for key in unset {
+            cmd.env_remove(key);
+        }
         for (key, value) in vars {
             cmd.env(key, value);
         }
@@ -197,6 +209,18 @@ pub struct User {
 }
 
 impl TestApp {
+    /// `/metrics` as scraped with the test apps' token.
+    pub async fn scrape(&self) -> Option<String> {
+        let resp = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        resp.text().await.ok()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.proc.base(), path)
     }

@@ -31,4 +31,5 @@ mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
 mod signed_tracking;
+mod slow_clients;
 mod walkthroughs;

@@ -124,20 +124,18 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
         .await;
     assert_eq!(reply.result()["isError"], false, "{}", reply.text);
 
-    let text = eventually("the relay caught up", Duration::from_secs(10), || async {
-        let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
-        let text = resp.text().await.ok()?;
-        text.contains("mcplatform_relay_lag_events 0")
-            .then_some(text)
+    eventually("the relay caught up", Duration::from_secs(10), || async {
+        let text = app.scrape().await?;
+        text.contains("mcplatform_relay_lag_events 0").then_some(())
     })
     .await;
     // The dashboard and the audit log never read end users' activity: it is no lag of theirs.
-    eventually(
+    // (The exposition checked below is one read after the projections' checkpoints are.)
+    let text = eventually(
         "the projections caught up",
         Duration::from_secs(10),
         || async {
-            let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
-            let text = resp.text().await.ok()?;
+            let text = app.scrape().await?;
             [
                 "mcplatform_projection_lag_events{projection=\"dashboard\"} 0",
                 "mcplatform_projection_lag_events{projection=\"audit_log\"} 0",
@@ -146,7 +144,7 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
             ]
             .iter()
             .all(|line| text.contains(line))
-            .then_some(())
+            .then_some(text)
         },
     )
     .await;
@@ -175,8 +173,7 @@ async fn metrics_expose_latency_lag_commit_groups_and_pools() {
 }
 
 async fn scrape(app: &TestApp) -> Option<String> {
-    let resp = app.http.get(app.url("/metrics")).send().await.ok()?;
-    resp.text().await.ok()
+    app.scrape().await
 }
 
 /// The value of an unlabelled gauge in an exposition.
@@ -230,4 +227,110 @@ async fn metrics_say_whether_the_database_gauges_are_fresh() {
         },
     )
     .await;
+}
+
+/// A free port on loopback, for an address the binary is told to listen on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/metrics` on the main address needs the metrics token: without one it is refused, with a
+/// wrong one too, and in any case of the `Bearer` scheme it is served.
+#[tokio::test]
+async fn metrics_on_the_main_address_need_the_token() {
+    let app = spawn_app().await;
+    let url = app.url("/metrics");
+    let resp = app.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "missing_token", "{body}");
+    let resp = app
+        .http
+        .get(&url)
+        .bearer_auth("e2e-metrics-token-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_token", "{body}");
+    // The platform's own access tokens are no metrics tokens.
+    let owner = app.signup("owner@acme.dev").await;
+    let resp = app
+        .http
+        .get(&url)
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let text = app.scrape().await.unwrap();
+    assert!(text.contains("mcplatform_http_responses_total"), "{text}");
+    let resp = app
+        .http
+        .get(&url)
+        .header("authorization", format!("bearer {METRICS_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// With no token, the main address serves no `/metrics`; `MCPLATFORM_METRICS_BIND` serves it,
+/// and only it, without authentication.
+#[tokio::test]
+async fn metrics_without_a_token_are_only_on_their_own_address() {
+    let env = TestEnv::new();
+    let metrics_port = free_port();
+    let metrics_bind = format!("127.0.0.1:{metrics_port}");
+    let proc = env.start_env(
+        &["up"],
+        &[("MCPLATFORM_METRICS_BIND", &metrics_bind)],
+        &["MCPLATFORM_METRICS_TOKEN"],
+    );
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!("{}/metrics", proc.base()))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = http
+        .get(format!("http://{metrics_bind}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("mcplatform_http_responses_total"), "{text}");
+    for other in ["/healthz", "/api/v1/orgs"] {
+        let resp = http
+            .get(format!("http://{metrics_bind}{other}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{other}");
+    }
+
+    // Neither configured: no metrics anywhere, and the server runs.
+    let env = TestEnv::new();
+    let proc = env.start_env(&["up"], &[], &["MCPLATFORM_METRICS_TOKEN"]);
+    let resp = http
+        .get(format!("{}/metrics", proc.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = http
+        .get(format!("{}/healthz", proc.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 }

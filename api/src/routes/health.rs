@@ -1,11 +1,13 @@
 //! `/healthz`, `/readyz`, `/metrics`.
 
-use crate::metrics;
+use crate::error::{ApiError, Problem};
+use crate::metrics::{self, ScrapeRefusal};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use commands::errors::ErrorCode;
 use serde::Serialize;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -58,8 +60,26 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Metrics in the Prometheus text format. Unauthenticated: keep it off the public internet. A scrape runs no query; the event store and projection gauges are read every few seconds, and `mcplatform_db_gauges_read_ok` and `mcplatform_db_gauges_read_age_seconds` say how fresh they are", content_type = "text/plain", body = String)))]
-pub async fn metrics() -> impl IntoResponse {
-    let body = metrics::render();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format, for `Authorization: Bearer <MCPLATFORM_METRICS_TOKEN>`. A scrape runs no query; the event store and projection gauges are read every few seconds, and `mcplatform_db_gauges_read_ok` and `mcplatform_db_gauges_read_age_seconds` say how fresh they are", content_type = "text/plain", body = String),
+        (status = 401, description = "The metrics token is missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No metrics token is set: metrics are served only on `MCPLATFORM_METRICS_BIND`, or not at all", body = Problem, content_type = "application/problem+json")))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let Some(token) = &state.config.metrics_token else {
+        return Err(ApiError::route_not_found());
+    };
+    match token.admits(&headers) {
+        Ok(()) => Ok(metrics::exposition()),
+        Err(ScrapeRefusal::Missing) => Err(ApiError::new(
+            ErrorCode::MissingToken,
+            "send the metrics token as `Authorization: Bearer <token>`",
+        )),
+        Err(ScrapeRefusal::Invalid) => Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the metrics token is not valid",
+        )),
+    }
 }
