@@ -279,8 +279,67 @@ fn request_span(request: &Request) -> tracing::Span {
 
 #[cfg(test)]
 mod tests {
-    use super::usable_request_id;
+    use super::{instrument, usable_request_id, X_REQUEST_ID};
+    use axum::body::Body;
+    use axum::extract::Request;
     use axum::http::HeaderValue;
+    use axum::routing::get;
+    use axum::Router;
+    use tower_service::Service;
+
+    /// What the handler saw as the request id, and what the response echoed.
+    async fn ids(app: &mut Router, path: &str, sent: Option<&str>) -> (String, String) {
+        let mut request = Request::builder().uri(path);
+        if let Some(id) = sent {
+            request = request.header(X_REQUEST_ID, id);
+        }
+        let request = request.body(Body::empty()).unwrap_or_default();
+        let Ok(response) = app.call(request).await;
+        let echoed = response.headers().get(X_REQUEST_ID).cloned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        let text = |v: Option<HeaderValue>| {
+            v.and_then(|v| v.to_str().ok().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        (String::from_utf8_lossy(&body).into_owned(), text(echoed))
+    }
+
+    #[tokio::test]
+    async fn the_observe_layer_keeps_or_makes_the_request_id_and_echoes_it() {
+        let seen = |request: Request| async move {
+            request
+                .headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let own = || async { ([(X_REQUEST_ID, "the-handler's")], "") };
+        let mut app = instrument(
+            Router::new()
+                .route("/seen", get(seen))
+                .route("/own", get(own)),
+        );
+        assert_eq!(
+            ids(&mut app, "/seen", Some("req-1")).await,
+            ("req-1".to_owned(), "req-1".to_owned())
+        );
+        for sent in [None, Some("req 1"), Some(&*"x".repeat(129))] {
+            let (seen, echoed) = ids(&mut app, "/seen", sent).await;
+            assert!(uuid::Uuid::parse_str(&seen).is_ok(), "{sent:?}: {seen}");
+            assert_eq!(seen, echoed);
+        }
+        // No route: still an id.
+        let (_, echoed) = ids(&mut app, "/nowhere", None).await;
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+        // A response that names its own id keeps it.
+        assert_eq!(
+            ids(&mut app, "/own", Some("req-2")).await.1,
+            "the-handler's"
+        );
+    }
 
     #[test]
     fn a_request_id_is_one_to_128_visible_ascii_characters() {
