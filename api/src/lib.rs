@@ -15,12 +15,14 @@ pub mod state;
 
 use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::middleware::{self, Next};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::Router;
 pub use state::{ApiConfig, AppState};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -121,49 +123,128 @@ async fn method_not_allowed() -> ApiError {
 /// with the MCP edge's), so both edges get them alike:
 ///
 /// - a request without a usable `x-request-id` ([`usable_request_id`]) gets a UUID,
-///   and every response echoes the request's id (tower-http's request-id layers);
+///   and every response echoes the request's id;
 /// - a span per request with method, path, route template and request id, and the `actor` and
-///   `org` fields handlers record once they know them (tower-http's `TraceLayer`; failures are
-///   not logged here: an internal error is logged once, where it is answered);
+///   `org` fields handlers record once they know them (failures are not logged here: an
+///   internal error is logged once, where it is answered);
 /// - latency by method, route template and status class, and responses by status class
 ///   ([`metrics::record_response`]).
+///
+/// All three in one layer ([`Observe`]): every MCP call passes here, and each layer `Router::layer`
+/// adds costs a boxed clone of the route and a boxed future per request.
 pub fn instrument(app: Router) -> Router {
-    // `layer` wraps what is there: the last layer added runs first.
-    app.layer(middleware::from_fn(record_metrics))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_request(())
-                .on_response(
-                    |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
-                        tracing::debug!(
-                            parent: span,
-                            status = response.status().as_u16(),
-                            elapsed_ms = latency.as_secs_f64() * 1000.0,
-                            "response"
-                        );
-                    },
-                )
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::map_request(drop_unusable_request_id))
+    app.layer(ObserveLayer)
 }
 
-/// A client's `x-request-id` is kept when it is usable ([`usable_request_id`]); any other is
-/// dropped here, so the request gets a fresh one.
-async fn drop_unusable_request_id(mut request: Request) -> Request {
-    if request
-        .headers()
-        .get(X_REQUEST_ID)
-        .is_some_and(|v| usable_request_id(v).is_none())
-    {
-        request.headers_mut().remove(X_REQUEST_ID);
+/// The layer of [`instrument`].
+#[derive(Clone, Copy)]
+struct ObserveLayer;
+
+impl<S> tower_layer::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner }
     }
-    request
+}
+
+/// See [`instrument`].
+#[derive(Clone)]
+struct Observe<S> {
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request> for Observe<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = match request.headers().get(X_REQUEST_ID) {
+            Some(id) if usable_request_id(id).is_some() => Some(id.clone()),
+            _ => {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let fresh = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+                let id = HeaderValue::from_str(fresh).ok();
+                match &id {
+                    Some(id) => request.headers_mut().insert(X_REQUEST_ID, id.clone()),
+                    None => request.headers_mut().remove(X_REQUEST_ID),
+                };
+                id
+            }
+        };
+        let method = request.method().clone();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let span = request_span(&request);
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Observed {
+            inner,
+            span,
+            started,
+            method,
+            route,
+            request_id,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way, in its span; see [`instrument`].
+    struct Observed<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        started: Instant,
+        method: axum::http::Method,
+        route: Option<MatchedPath>,
+        request_id: Option<HeaderValue>,
+    }
+}
+
+impl<F, E> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(response)) => response,
+        };
+        if let Some(id) = this.request_id.take() {
+            if !response.headers().contains_key(X_REQUEST_ID) {
+                response.headers_mut().insert(X_REQUEST_ID, id);
+            }
+        }
+        let elapsed = this.started.elapsed();
+        metrics::record_response(
+            this.method,
+            this.route.as_ref().map(MatchedPath::as_str),
+            response.status(),
+            elapsed,
+        );
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "response"
+        );
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// A request id as the client sent it, when it is 1 to 128 visible ASCII characters (0x21 to
@@ -199,24 +280,69 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    metrics::record_response(
-        &method,
-        route.as_ref().map(MatchedPath::as_str),
-        response.status(),
-        started.elapsed(),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
-    use super::usable_request_id;
+    use super::{instrument, usable_request_id, X_REQUEST_ID};
+    use axum::body::Body;
+    use axum::extract::Request;
     use axum::http::HeaderValue;
+    use axum::routing::get;
+    use axum::Router;
+    use tower_service::Service;
+
+    /// What the handler saw as the request id, and what the response echoed.
+    async fn ids(app: &mut Router, path: &str, sent: Option<&str>) -> (String, String) {
+        let mut request = Request::builder().uri(path);
+        if let Some(id) = sent {
+            request = request.header(X_REQUEST_ID, id);
+        }
+        let request = request.body(Body::empty()).unwrap_or_default();
+        let Ok(response) = app.call(request).await;
+        let echoed = response.headers().get(X_REQUEST_ID).cloned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        let text = |v: Option<HeaderValue>| {
+            v.and_then(|v| v.to_str().ok().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        (String::from_utf8_lossy(&body).into_owned(), text(echoed))
+    }
+
+    #[tokio::test]
+    async fn the_observe_layer_keeps_or_makes_the_request_id_and_echoes_it() {
+        let seen = |request: Request| async move {
+            request
+                .headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let own = || async { ([(X_REQUEST_ID, "the-handler's")], "") };
+        let mut app = instrument(
+            Router::new()
+                .route("/seen", get(seen))
+                .route("/own", get(own)),
+        );
+        assert_eq!(
+            ids(&mut app, "/seen", Some("req-1")).await,
+            ("req-1".to_owned(), "req-1".to_owned())
+        );
+        for sent in [None, Some("req 1"), Some(&*"x".repeat(129))] {
+            let (seen, echoed) = ids(&mut app, "/seen", sent).await;
+            assert!(uuid::Uuid::parse_str(&seen).is_ok(), "{sent:?}: {seen}");
+            assert_eq!(seen, echoed);
+        }
+        // No route: still an id.
+        let (_, echoed) = ids(&mut app, "/nowhere", None).await;
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+        // A response that names its own id keeps it.
+        assert_eq!(
+            ids(&mut app, "/own", Some("req-2")).await.1,
+            "the-handler's"
+        );
+    }
 
     #[test]
     fn a_request_id_is_one_to_128_visible_ascii_characters() {
