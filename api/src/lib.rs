@@ -62,6 +62,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(route!(orgs::get))
         .routes(route!(orgs::members, orgs::add_member))
         .routes(route!(orgs::change_role, orgs::remove_member))
+        .routes(route!(invitations::accept))
         .routes(route!(servers::list, servers::create))
         .routes(route!(servers::get, servers::update, servers::archive))
         .routes(route!(tickets::list))
@@ -188,12 +189,24 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %loggable_path(request.uri().path()),
         route,
         request_id,
         actor = tracing::field::Empty,
         org = tracing::field::Empty,
     )
+}
+
+/// A request's path as logged: an invitation's token (a secret in its path) is left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const INVITATIONS: &str = "/api/v1/invitations/";
+    match path.strip_prefix(INVITATIONS) {
+        Some(rest) => {
+            let after = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("{INVITATIONS}{{token}}{after}").into()
+        }
+        None => path.into(),
+    }
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {
@@ -212,8 +225,21 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::usable_request_id;
+    use super::{loggable_path, usable_request_id};
     use axum::http::HeaderValue;
+
+    #[test]
+    fn an_invitation_token_in_a_path_is_never_logged() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/mcpi_s3cr3t/accept"),
+            "/api/v1/invitations/{token}/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/invitations/mcpi_s3cr3t"),
+            "/api/v1/invitations/{token}"
+        );
+        assert_eq!(loggable_path("/api/v1/orgs/acme"), "/api/v1/orgs/acme");
+    }
 
     #[test]
     fn a_request_id_is_one_to_128_visible_ascii_characters() {

@@ -88,6 +88,7 @@ impl Runtime {
                 // Only reached when projectors lag (just after start, under a backlog);
                 // normally they are there in milliseconds.
                 consistency_wait: Duration::from_secs(5),
+                invitation_ttl: Duration::from_secs(u64::from(http.invitation_ttl_hours) * 3600),
             }),
         };
         let edge = mcp::McpEdge::new(

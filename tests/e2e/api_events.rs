@@ -35,14 +35,7 @@ async fn some_org_history() -> History {
     let org = app.create_org(&alice, "acme").await;
     let other = app.create_org(&bob, "other").await;
     app.create_server(&bob, &other, "other-docs").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &alice.token,
-            json!({ "email": bob.email, "role": "admin" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&alice, &org, &bob, "admin").await;
     let mut server_ids = Vec::new();
     for slug in ["one", "two", "three"] {
         let s = app.create_server(&alice, &org, slug).await;
@@ -555,14 +548,7 @@ async fn the_live_stream_ends_when_the_member_is_removed() {
     let owner = app.signup("owner@acme.dev").await;
     let member = app.signup("member@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({"email": member.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&owner, &org, &member, "member").await;
     let mut stream = app
         .http
         .get(app.url(&format!("/api/v1/orgs/{org}/events/stream")))
