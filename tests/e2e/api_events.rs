@@ -67,7 +67,8 @@ async fn some_org_history() -> History {
         types,
         [
             "OrganizationCreated",
-            "MemberAdded",
+            "MemberInvited",
+            "InvitationAccepted",
             "ServerCreated",
             "ServerCreated",
             "ServerCreated",
@@ -90,8 +91,8 @@ async fn some_org_history() -> History {
         cursors.windows(2).all(|w| w[0] < w[1]),
         "cursors increase: {cursors:?}"
     );
-    assert_eq!(all[2]["aggregate_id"], server_ids[0].as_str());
-    assert_eq!(all[2]["payload"]["slug"], "one");
+    assert_eq!(all[3]["aggregate_id"], server_ids[0].as_str());
+    assert_eq!(all[3]["payload"]["slug"], "one");
     // Bob's own org's events are in his org's page only.
     let (_, bobs) = app
         .get(&format!("/api/v1/orgs/{other}/events"), &bob.token)
@@ -185,9 +186,9 @@ async fn type_filters(fx: &History) {
         .iter()
         .all(|e| e["event_type"] == "ServerCreated"));
     for query in [
-        "type=ServerArchived,MemberAdded",
-        "type=ServerArchived&type=MemberAdded",
-        "type=ServerArchived,%20MemberAdded",
+        "type=ServerArchived,InvitationAccepted",
+        "type=ServerArchived&type=InvitationAccepted",
+        "type=ServerArchived,%20InvitationAccepted",
     ] {
         let (status, filtered) = app
             .get(&format!("{events_path}?{query}"), &alice.token)
@@ -197,7 +198,7 @@ async fn type_filters(fx: &History) {
             .iter()
             .filter_map(|e| e["event_type"].as_str())
             .collect();
-        assert_eq!(types, ["MemberAdded", "ServerArchived"], "{query}");
+        assert_eq!(types, ["InvitationAccepted", "ServerArchived"], "{query}");
     }
     let (_, none) = app
         .get(&format!("{events_path}?type=NoSuchEvent"), &alice.token)

@@ -321,7 +321,7 @@ async fn members_cannot_change(acme: &Acme) {
     let servers = acme.servers();
     let server_path = |s: &str| acme.server_path(s);
     // Members read servers but cannot change them.
-    app.add_member(&alice, &org, &carol, "member").await;
+    app.add_member(alice, org, carol, "member").await;
     let (status, list) = app.get(&servers, &carol.token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(items(&list).len(), 3);

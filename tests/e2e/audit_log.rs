@@ -158,7 +158,7 @@ async fn a_rename_leaves_older_entries_named_as_they_were() {
         json!({ "type": "user", "id": bob.id, "name": "bob@acme.dev" })
     );
     assert_eq!(
-        entry(&after, "MemberAdded")["related"],
+        entry(&after, "InvitationAccepted")["related"],
         json!({ "type": "user", "id": bob.id, "name": "bob@acme.dev" })
     );
     assert_eq!(

@@ -496,7 +496,7 @@ async fn other_org_and_members(fx: &Draft) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    app.add_member(&owner, &a.org, &other, "member").await;
+    app.add_member(owner, &a.org, &other, "member").await;
     let (status, _) = app
         .post(
             &a.path("/walkthroughs"),
