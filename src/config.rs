@@ -169,6 +169,15 @@ pub struct HttpArgs {
     #[arg(long, env = "MCPLATFORM_EXTRA_HOSTS", value_delimiter = ',')]
     pub extra_hosts: Vec<String>,
 
+    /// Hours an invitation's link can be accepted (1 hour to a year).
+    #[arg(
+        long,
+        env = "MCPLATFORM_INVITATION_TTL_HOURS",
+        default_value_t = 168,
+        value_parser = clap::value_parser!(u32).range(1..=8760)
+    )]
+    pub invitation_ttl_hours: u32,
+
     /// Signing and encryption secret of at least 16 characters; when unset, one is generated
     /// for development and kept in `.mcplatform/secret`.
     #[arg(

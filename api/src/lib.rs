@@ -65,6 +65,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(route!(orgs::get))
         .routes(route!(orgs::members, orgs::add_member))
         .routes(route!(orgs::change_role, orgs::remove_member))
+        .routes(route!(invitations::accept))
         .routes(route!(servers::list, servers::create))
         .routes(route!(servers::get, servers::update, servers::archive))
         .routes(route!(tracking_secrets::list, tracking_secrets::create))
@@ -272,7 +273,7 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %loggable_path(request.uri().path()),
         route,
         request_id,
         actor = tracing::field::Empty,
@@ -280,9 +281,21 @@ fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
+/// A request's path as logged: an invitation's token (a secret in its path) is left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const INVITATIONS: &str = "/api/v1/invitations/";
+    match path.strip_prefix(INVITATIONS) {
+        Some(rest) => {
+            let after = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("{INVITATIONS}{{token}}{after}").into()
+        }
+        None => path.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{instrument, usable_request_id, X_REQUEST_ID};
+    use super::{instrument, loggable_path, usable_request_id, X_REQUEST_ID};
     use axum::body::Body;
     use axum::extract::Request;
     use axum::http::HeaderValue;
@@ -342,6 +355,19 @@ mod tests {
             ids(&mut app, "/own", Some("req-2")).await.1,
             "the-handler's"
         );
+    }
+
+    #[test]
+    fn an_invitation_token_in_a_path_is_never_logged() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/mcpi_s3cr3t/accept"),
+            "/api/v1/invitations/{token}/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/invitations/mcpi_s3cr3t"),
+            "/api/v1/invitations/{token}"
+        );
+        assert_eq!(loggable_path("/api/v1/orgs/acme"), "/api/v1/orgs/acme");
     }
 
     #[test]

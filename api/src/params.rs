@@ -19,6 +19,7 @@ pub fn names_nothing(param: &str) -> ApiError {
         "session" => ErrorCode::SessionNotFound,
         "walkthrough" => ErrorCode::WalkthroughNotFound,
         "step" => ErrorCode::StepNotFound,
+        "token" => ErrorCode::InvitationNotFound,
         "code" => return ApiError::new(ErrorCode::RouteNotFound, "no such problem type"),
         _ => ErrorCode::RouteNotFound,
     };
@@ -47,6 +48,13 @@ pub struct MemberPath {
     pub org: String,
     /// Member user id or email
     pub member: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct InvitationPath {
+    /// The invitation's token, as `POST /api/v1/orgs/{org}/members` answered it
+    pub token: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -126,6 +134,11 @@ impl NamesSomething for OrgPath {
 
 impl NamesSomething for MemberPath {
     const NOT_FOUND: &'static str = "No such member or invitation";
+}
+
+impl NamesSomething for InvitationPath {
+    const NOT_FOUND: &'static str =
+        "No pending invitation has this token (never issued, used, revoked or replaced)";
 }
 
 impl NamesSomething for ServerPath {

@@ -19,6 +19,8 @@ pub struct ApiConfig {
     pub consistency_wait: Duration,
     /// Lets `/metrics` be scraped on the main address; without it the route answers 404.
     pub metrics_token: Option<crate::metrics::ScrapeToken>,
+    /// How long an invitation's token can be accepted.
+    pub invitation_ttl: Duration,
 }
 
 #[derive(Clone)]
@@ -68,16 +70,28 @@ impl AppState {
         caught_up
     }
 
+    /// The scheme, and the port as a URL shows it, of the URLs shown to users: a `localhost`
+    /// base domain is served over plain HTTP on the listening port, any other over HTTPS.
+    fn scheme_and_port(&self) -> (&'static str, String) {
+        let base = &self.config.base_domain;
+        let local = matches!(base.as_str(), "localhost") || base.ends_with(".localhost");
+        if local {
+            ("http", format!(":{}", self.config.public_port))
+        } else {
+            ("https", String::new())
+        }
+    }
+
+    /// The public URL of a path of the platform's API (`/api/v1/...`), on the base domain.
+    pub fn api_url(&self, path: &str) -> String {
+        let (scheme, port_part) = self.scheme_and_port();
+        format!("{scheme}://{}{port_part}{path}", self.config.base_domain)
+    }
+
     /// The MCP URLs of a server.
     pub fn server_urls(&self, slug: &str) -> ServerUrls {
         let base = &self.config.base_domain;
-        let port = self.config.public_port;
-        let local = matches!(base.as_str(), "localhost") || base.ends_with(".localhost");
-        let (scheme, port_part) = if local {
-            ("http", format!(":{port}"))
-        } else {
-            ("https", String::new())
-        };
+        let (scheme, port_part) = self.scheme_and_port();
         ServerUrls {
             mcp_path: format!("{scheme}://{base}{port_part}/s/{slug}/mcp"),
             mcp_path_with_tracking: format!(

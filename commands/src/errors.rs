@@ -105,8 +105,10 @@ pub enum ErrorCode {
     EmailTaken,
     SlugTaken,
     AlreadyMember,
-    AlreadyInvited,
     InvitationPending,
+    InvitationNotFound,
+    InvitationExpired,
+    InvitationEmailMismatch,
     LastOwner,
     TooManyTrackingSecrets,
     LastTrackingSecret,
@@ -278,14 +280,24 @@ impl ErrorCode {
                 K::Conflict,
                 "The person is already a member of the organization.",
             ),
-            AlreadyInvited => (
-                K::Conflict,
-                "The email is already invited to the organization.",
-            ),
             InvitationPending => (
                 K::Conflict,
-                "The person has not signed up yet: revoke the invitation and invite again to \
-                 change the role.",
+                "The person has not accepted the invitation yet: invite them again with the new \
+                 role (which replaces the earlier invitation and its link).",
+            ),
+            InvitationNotFound => (
+                K::NotFound,
+                "No pending invitation has this token: it was never issued, or it was already \
+                 used, revoked, or replaced by a newer invitation of the same email.",
+            ),
+            InvitationExpired => (
+                K::Conflict,
+                "The invitation has expired: ask the organization for a new one.",
+            ),
+            InvitationEmailMismatch => (
+                K::Forbidden,
+                "The invitation is for another email address: accept it signed in as (or \
+                 signing up with) the invited address.",
             ),
             LastOwner => (
                 K::Conflict,
@@ -391,6 +403,7 @@ impl ErrorCode {
         match self {
             ErrorCode::OrgNotFound => "organization",
             ErrorCode::MemberNotFound => "member",
+            ErrorCode::InvitationNotFound => "invitation",
             ErrorCode::ServerNotFound => "server",
             ErrorCode::TicketNotFound => "ticket",
             ErrorCode::EndUserNotFound => "end user",
@@ -622,9 +635,10 @@ fn owner_moved(kind: KeyKind) -> Failure {
             ErrorCode::OrgNotFound,
             "the organization was archived or renamed; nothing was written",
         ),
-        KeyKind::UserEmail | KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => {
-            concurrent_modification()
-        }
+        KeyKind::UserEmail
+        | KeyKind::EndUserTracking
+        | KeyKind::WalkthroughSelected
+        | KeyKind::InvitationToken => concurrent_modification(),
     }
 }
 
@@ -641,7 +655,7 @@ impl From<KeyKind> for Failure {
                 "this organization slug is already taken",
             ),
             KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
-            KeyKind::EndUserTracking | KeyKind::WalkthroughSelected => {
+            KeyKind::EndUserTracking | KeyKind::WalkthroughSelected | KeyKind::InvitationToken => {
                 (ErrorCode::Conflict, "already taken")
             }
         };
@@ -660,7 +674,9 @@ impl From<OrganizationError> for Failure {
             E::NotAllowed => ErrorCode::Forbidden,
             E::AlreadyExists => ErrorCode::Conflict,
             E::AlreadyMember => ErrorCode::AlreadyMember,
-            E::AlreadyInvited => ErrorCode::AlreadyInvited,
+            E::UnknownInvitation => ErrorCode::InvitationNotFound,
+            E::InvitationExpired => ErrorCode::InvitationExpired,
+            E::InvitationForAnotherEmail => ErrorCode::InvitationEmailMismatch,
             E::LastOwner => ErrorCode::LastOwner,
         };
         Failure::new(code, e.to_string())
@@ -774,6 +790,16 @@ pub fn invalid_refresh_token() -> Failure {
         ErrorCode::InvalidRefreshToken,
         "the refresh token is not valid; log in again",
     )
+}
+
+impl From<crate::services::accounts::SignUpError> for Failure {
+    fn from(e: crate::services::accounts::SignUpError) -> Self {
+        use crate::services::accounts::SignUpError as E;
+        match e {
+            E::User(e) => e.into(),
+            E::Invitation(e) => e.into(),
+        }
+    }
 }
 
 impl From<UserError> for Failure {

@@ -27,6 +27,7 @@ pub enum LoginCommand {
     },
     RecordFailure {
         user_id: Option<Uuid>,
+        /// As typed: the aggregate keeps it only if it is an email address.
         email: String,
         reason: LoginFailure,
     },
@@ -43,8 +44,14 @@ pub enum LoginEvent {
     LoginFailed {
         #[serde(default)]
         user_id: Option<Uuid>,
-        /// As typed (capped), since a failed attempt may not be a valid address at all.
-        email: String,
+        /// What was typed in the email field, only when it is an email address (control
+        /// characters dropped): anything else, a password typed in the wrong field for one,
+        /// is never stored. Events recorded before kept what was typed.
+        #[serde(default)]
+        email: Option<Email>,
+        /// Something was typed that is not an email address (and was not kept).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        not_an_email: bool,
         reason: LoginFailure,
     },
 }
@@ -79,20 +86,92 @@ impl Aggregate for LoginAttempt {
                 user_id,
                 email,
                 reason,
-            } => LoginEvent::LoginFailed {
-                user_id,
-                // As typed, but storable: no control characters, bounded.
-                email: email
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(254)
-                    .collect(),
-                reason,
-            },
+            } => {
+                let typed: String = email.chars().filter(|c| !c.is_control()).collect();
+                let email = Email::parse(&typed).ok();
+                LoginEvent::LoginFailed {
+                    user_id,
+                    not_an_email: email.is_none() && !typed.trim().is_empty(),
+                    email,
+                    reason,
+                }
+            }
         }])
     }
 
     fn apply(&mut self, _event: &LoginEvent) {
         self.recorded = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::given_when;
+
+    fn failed(typed: &str) -> LoginEvent {
+        let events = given_when::<LoginAttempt>(
+            &[],
+            LoginCommand::RecordFailure {
+                user_id: None,
+                email: typed.to_owned(),
+                reason: LoginFailure::UnknownEmail,
+            },
+        )
+        .unwrap_or_default();
+        assert_eq!(events.len(), 1);
+        events.into_iter().next().unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn a_failed_login_keeps_the_typed_email_only_when_it_is_an_email() {
+        let LoginEvent::LoginFailed {
+            email,
+            not_an_email,
+            ..
+        } = failed(" Who@Example.com ")
+        else {
+            unreachable!()
+        };
+        assert_eq!(email.as_ref().map(Email::as_str), Some("who@example.com"));
+        assert!(!not_an_email);
+        // A NUL typed inside an address is dropped, the address kept.
+        let LoginEvent::LoginFailed { email, .. } = failed("own\u{0}er@acme.dev") else {
+            unreachable!()
+        };
+        assert_eq!(email.as_ref().map(Email::as_str), Some("owner@acme.dev"));
+    }
+
+    #[test]
+    fn a_password_typed_in_the_email_field_is_never_stored() {
+        let event = failed("hunter2-Correct-Horse!");
+        let LoginEvent::LoginFailed {
+            email,
+            not_an_email,
+            ..
+        } = &event
+        else {
+            unreachable!()
+        };
+        assert_eq!((email, *not_an_email), (&None, true));
+        let stored = serde_json::to_string(&event).unwrap_or_default();
+        assert!(!stored.contains("hunter2"), "{stored}");
+        assert!(!stored.contains("Horse"), "{stored}");
+    }
+
+    #[test]
+    fn failures_recorded_before_still_read() {
+        let old: LoginEvent = serde_json::from_value(serde_json::json!({
+            "LoginFailed": { "user_id": null, "email": "who@example.com", "reason": "unknown_email" }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            old,
+            LoginEvent::LoginFailed {
+                email: Some(_),
+                not_an_email: false,
+                ..
+            }
+        ));
     }
 }

@@ -1,7 +1,12 @@
 //! An organization (a customer company): its members, their roles and pending invitations.
+//!
+//! An invitation grants nothing until it is accepted with its token (a secret the inviter is
+//! shown once, known here only by its sha256 hash), before it expires, by the account of the
+//! invited email. Inviting an email again replaces the earlier token.
 
 use crate::values::{Email, Name, Role, Slug};
 use crate::{Aggregate, DomainEvent};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -12,19 +17,35 @@ pub struct Member {
     pub role: Role,
 }
 
+/// A pending invitation of one email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invitation {
+    pub role: Role,
+    /// The sha256 hash of its token. `None` for an invitation sent before invitations had
+    /// tokens: it can be revoked or sent again, never accepted.
+    pub token_hash: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Organization {
     pub created: bool,
     pub name: Option<Name>,
     pub slug: Option<Slug>,
     pub members: BTreeMap<Uuid, Member>,
-    pub invitations: BTreeMap<String, Role>,
+    /// Pending invitations by email.
+    pub invitations: BTreeMap<String, Invitation>,
 }
 
 impl Organization {
     /// The role of a user in this org, if they are a member.
     pub fn role_of(&self, user_id: Uuid) -> Option<Role> {
         self.members.get(&user_id).map(|m| m.role)
+    }
+
+    /// The email's pending invitation, if any.
+    pub fn invitation(&self, email: &Email) -> Option<&Invitation> {
+        self.invitations.get(email.as_str())
     }
 
     fn owner_count(&self) -> usize {
@@ -57,16 +78,22 @@ pub enum OrganizationCommand {
         owner_id: Uuid,
         owner_email: Email,
     },
-    /// Adds a signed-up user (`user_id` known) or invites an email that has no account yet.
-    AddMember {
+    /// Invites an email, whether it has an account or not: the invitation grants nothing
+    /// until accepted with its token. Inviting an email again replaces the earlier invitation.
+    Invite {
         actor_id: Uuid,
-        user_id: Option<Uuid>,
         email: Email,
         role: Role,
+        /// The sha256 hash of the invitation's token (the token itself is never stored).
+        token_hash: String,
+        expires_at: DateTime<Utc>,
     },
+    /// The account `user_id`, whose email is `email`, presents an invitation's token.
     AcceptInvitation {
         user_id: Uuid,
         email: Email,
+        token_hash: String,
+        now: DateTime<Utc>,
     },
     ChangeRole {
         actor_id: Uuid,
@@ -101,6 +128,16 @@ pub enum OrganizationEvent {
     MemberInvited {
         email: Email,
         role: Role,
+        /// The sha256 hash of the invitation's token (absent from invitations sent before
+        /// tokens, which cannot be accepted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_hash: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::time::rfc3339_option"
+        )]
+        expires_at: Option<DateTime<Utc>>,
     },
     InvitationAccepted {
         user_id: Uuid,
@@ -140,12 +177,17 @@ pub enum OrganizationError {
     NotAllowed,
     #[error("this user is already a member")]
     AlreadyMember,
-    #[error("this email is already invited")]
-    AlreadyInvited,
     #[error("no such member")]
     NoSuchMember,
     #[error("no invitation for this email")]
     NoInvitation,
+    /// The token is not one of a pending invitation: never issued, used, revoked or replaced.
+    #[error("no pending invitation has this token: it was never issued, or was used, revoked or replaced")]
+    UnknownInvitation,
+    #[error("this invitation has expired: ask for a new one")]
+    InvitationExpired,
+    #[error("this invitation is for another email address: sign in with the invited address")]
+    InvitationForAnotherEmail,
     #[error("the last owner cannot be removed or demoted")]
     LastOwner,
 }
@@ -183,44 +225,59 @@ impl Aggregate for Organization {
                     owner_email,
                 }])
             }
-            C::AddMember {
+            C::Invite {
                 actor_id,
-                user_id,
                 email,
                 role,
+                token_hash,
+                expires_at,
             } => {
-                self.authorize(actor_id, role)?;
-                match user_id {
-                    Some(user_id) => {
-                        if self.members.contains_key(&user_id) {
-                            return Err(E::AlreadyMember);
-                        }
-                        Ok(vec![Ev::MemberAdded {
-                            user_id,
-                            email,
-                            role,
-                        }])
-                    }
-                    None => {
-                        if self.invitations.contains_key(email.as_str()) {
-                            return Err(E::AlreadyInvited);
-                        }
-                        Ok(vec![Ev::MemberInvited { email, role }])
-                    }
+                // Replacing an invitation takes the right to manage the one it replaces.
+                let replaced = self.invitation(&email).map_or(role, |i| i.role);
+                self.authorize(actor_id, role.max(replaced))?;
+                if self.members.values().any(|m| m.email == email) {
+                    return Err(E::AlreadyMember);
                 }
+                // A pending invitation is revoked first, so its token stops working and every
+                // projection sees one invitation replaced by another.
+                let mut events = Vec::with_capacity(2);
+                if self.invitation(&email).is_some() {
+                    events.push(Ev::InvitationRevoked {
+                        email: email.clone(),
+                    });
+                }
+                events.push(Ev::MemberInvited {
+                    email,
+                    role,
+                    token_hash: Some(token_hash),
+                    expires_at: Some(expires_at),
+                });
+                Ok(events)
             }
-            C::AcceptInvitation { user_id, email } => {
-                let role = *self
+            C::AcceptInvitation {
+                user_id,
+                email,
+                token_hash,
+                now,
+            } => {
+                let (invited, invitation) = self
                     .invitations
-                    .get(email.as_str())
-                    .ok_or(E::NoInvitation)?;
+                    .iter()
+                    .find(|(_, i)| i.token_hash.as_deref() == Some(token_hash.as_str()))
+                    .ok_or(E::UnknownInvitation)?;
+                if invitation.expires_at.is_none_or(|at| at <= now) {
+                    return Err(E::InvitationExpired);
+                }
+                if invited.as_str() != email.as_str() {
+                    return Err(E::InvitationForAnotherEmail);
+                }
                 if self.members.contains_key(&user_id) {
                     return Err(E::AlreadyMember);
                 }
                 Ok(vec![Ev::InvitationAccepted {
                     user_id,
                     email,
-                    role,
+                    role: invitation.role,
                 }])
             }
             C::ChangeRole {
@@ -259,10 +316,7 @@ impl Aggregate for Organization {
                 }])
             }
             C::RevokeInvitation { actor_id, email } => {
-                let role = *self
-                    .invitations
-                    .get(email.as_str())
-                    .ok_or(E::NoInvitation)?;
+                let role = self.invitation(&email).ok_or(E::NoInvitation)?.role;
                 self.authorize(actor_id, role)?;
                 Ok(vec![Ev::InvitationRevoked { email }])
             }
@@ -302,8 +356,20 @@ impl Aggregate for Organization {
                     },
                 );
             }
-            Ev::MemberInvited { email, role } => {
-                self.invitations.insert(email.as_str().to_owned(), *role);
+            Ev::MemberInvited {
+                email,
+                role,
+                token_hash,
+                expires_at,
+            } => {
+                self.invitations.insert(
+                    email.as_str().to_owned(),
+                    Invitation {
+                        role: *role,
+                        token_hash: token_hash.clone(),
+                        expires_at: *expires_at,
+                    },
+                );
             }
             Ev::InvitationAccepted {
                 user_id,
@@ -381,52 +447,65 @@ mod tests {
         assert_eq!(result.err(), Some(E::NotFound));
     }
 
+    fn at(day: u32) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, day, 0, 0, 0).unwrap()
+    }
+
+    fn invite(actor: u128, address: &str, role: Role, hash: &str) -> C {
+        C::Invite {
+            actor_id: id(actor),
+            email: email(address),
+            role,
+            token_hash: hash.to_owned(),
+            expires_at: at(8),
+        }
+    }
+
+    fn accept(user: u128, address: &str, hash: &str, now: DateTime<Utc>) -> C {
+        C::AcceptInvitation {
+            user_id: id(user),
+            email: email(address),
+            token_hash: hash.to_owned(),
+            now,
+        }
+    }
+
     #[test]
-    fn owner_adds_a_member_and_invites_an_unknown_email() {
-        let added = given_when::<Organization>(
-            &created(),
-            C::AddMember {
-                actor_id: id(1),
-                user_id: Some(id(2)),
-                email: email("two@acme.dev"),
-                role: Role::Admin,
-            },
-        );
-        assert!(matches!(added.as_deref(), Ok([Ev::MemberAdded { .. }])));
-        let invited = given_when::<Organization>(
-            &created(),
-            C::AddMember {
-                actor_id: id(1),
-                user_id: None,
-                email: email("new@acme.dev"),
-                role: Role::Member,
-            },
-        );
-        assert!(matches!(invited.as_deref(), Ok([Ev::MemberInvited { .. }])));
+    fn an_owner_invites_an_email_known_or_not_and_the_event_carries_only_the_hash() {
+        let invited =
+            given_when::<Organization>(&created(), invite(1, "new@acme.dev", Role::Admin, "h1"));
+        assert!(matches!(
+            invited.as_deref(),
+            Ok([Ev::MemberInvited { role: Role::Admin, token_hash: Some(h), expires_at: Some(_), .. }])
+                if h == "h1"
+        ));
     }
 
     #[test]
     fn members_cannot_manage_and_admins_cannot_make_owners() {
         let as_member = given_when::<Organization>(
             &with_member(Role::Member),
-            C::AddMember {
-                actor_id: id(2),
-                user_id: Some(id(3)),
-                email: email("three@acme.dev"),
-                role: Role::Member,
-            },
+            invite(2, "three@acme.dev", Role::Member, "h"),
         );
         assert_eq!(as_member.err(), Some(E::NotAllowed));
         let admin_grants_owner = given_when::<Organization>(
             &with_member(Role::Admin),
-            C::AddMember {
-                actor_id: id(2),
-                user_id: Some(id(3)),
-                email: email("three@acme.dev"),
-                role: Role::Owner,
-            },
+            invite(2, "three@acme.dev", Role::Owner, "h"),
         );
         assert_eq!(admin_grants_owner.err(), Some(E::NotAllowed));
+        // Nor can an admin replace an owner's invitation with a lesser one.
+        let mut owner_invited = with_member(Role::Admin);
+        owner_invited.push(Ev::MemberInvited {
+            email: email("boss@acme.dev"),
+            role: Role::Owner,
+            token_hash: Some("h0".into()),
+            expires_at: Some(at(8)),
+        });
+        let admin_replaces = given_when::<Organization>(
+            &owner_invited,
+            invite(2, "boss@acme.dev", Role::Member, "h1"),
+        );
+        assert_eq!(admin_replaces.err(), Some(E::NotAllowed));
         let admin_demotes_owner = given_when::<Organization>(
             &with_member(Role::Admin),
             C::ChangeRole {
@@ -473,18 +552,22 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_invitation_is_accepted_once() {
+    fn invited(address: &str, role: Role, hash: &str) -> Vec<Ev> {
         let mut given = created();
         given.push(Ev::MemberInvited {
-            email: email("new@acme.dev"),
-            role: Role::Admin,
+            email: email(address),
+            role,
+            token_hash: Some(hash.to_owned()),
+            expires_at: Some(at(8)),
         });
-        let accept = || C::AcceptInvitation {
-            user_id: id(9),
-            email: email("new@acme.dev"),
-        };
-        let events = given_when::<Organization>(&given, accept()).unwrap_or_default();
+        given
+    }
+
+    #[test]
+    fn an_invitation_is_accepted_once_with_its_token() {
+        let mut given = invited("new@acme.dev", Role::Admin, "h1");
+        let events = given_when::<Organization>(&given, accept(9, "new@acme.dev", "h1", at(2)))
+            .unwrap_or_default();
         assert!(matches!(
             events.as_slice(),
             [Ev::InvitationAccepted {
@@ -493,23 +576,111 @@ mod tests {
             }]
         ));
         given.extend(events);
+        let mut org = Organization::default();
+        given.iter().for_each(|e| org.apply(e));
+        assert_eq!(org.role_of(id(9)), Some(Role::Admin));
         assert_eq!(
-            given_when::<Organization>(&given, accept()).err(),
-            Some(E::NoInvitation)
+            given_when::<Organization>(&given, accept(9, "new@acme.dev", "h1", at(2))).err(),
+            Some(E::UnknownInvitation)
+        );
+    }
+
+    /// The finding: inviting an existing account as owner made it an owner at once.
+    #[test]
+    fn an_invitation_alone_grants_nothing() {
+        let events = given_when::<Organization>(
+            &with_member(Role::Member),
+            invite(1, "known@acme.dev", Role::Owner, "h1"),
+        )
+        .unwrap_or_default();
+        let mut org = Organization::default();
+        with_member(Role::Member)
+            .iter()
+            .chain(&events)
+            .for_each(|e| org.apply(e));
+        assert!(!org
+            .members
+            .values()
+            .any(|m| m.email.as_str() == "known@acme.dev"));
+        assert_eq!(org.owner_count(), 1);
+    }
+
+    #[test]
+    fn a_wrong_expired_or_misaddressed_token_is_refused() {
+        let given = invited("new@acme.dev", Role::Member, "h1");
+        let refused = |command| given_when::<Organization>(&given, command).err();
+        assert_eq!(
+            refused(accept(9, "new@acme.dev", "h2", at(2))),
+            Some(E::UnknownInvitation)
+        );
+        assert_eq!(
+            refused(accept(9, "new@acme.dev", "h1", at(8))),
+            Some(E::InvitationExpired)
+        );
+        assert_eq!(
+            refused(accept(9, "other@acme.dev", "h1", at(2))),
+            Some(E::InvitationForAnotherEmail)
+        );
+        // An invitation sent before tokens existed is never accepted.
+        let mut old = created();
+        old.push(Ev::MemberInvited {
+            email: email("old@acme.dev"),
+            role: Role::Owner,
+            token_hash: None,
+            expires_at: None,
+        });
+        assert_eq!(
+            given_when::<Organization>(&old, accept(9, "old@acme.dev", "", at(2))).err(),
+            Some(E::UnknownInvitation)
         );
     }
 
     #[test]
-    fn duplicates_are_refused() {
+    fn inviting_again_replaces_the_token() {
+        let mut given = invited("new@acme.dev", Role::Member, "h1");
+        let again =
+            given_when::<Organization>(&given, invite(1, "new@acme.dev", Role::Admin, "h2"))
+                .unwrap_or_default();
+        assert!(matches!(
+            again.as_slice(),
+            [Ev::InvitationRevoked { .. }, Ev::MemberInvited { .. }]
+        ));
+        given.extend(again);
+        assert_eq!(
+            given_when::<Organization>(&given, accept(9, "new@acme.dev", "h1", at(2))).err(),
+            Some(E::UnknownInvitation)
+        );
+        assert!(matches!(
+            given_when::<Organization>(&given, accept(9, "new@acme.dev", "h2", at(2))).as_deref(),
+            Ok([Ev::InvitationAccepted {
+                role: Role::Admin,
+                ..
+            }])
+        ));
+    }
+
+    #[test]
+    fn members_are_not_invited() {
         let again = given_when::<Organization>(
             &with_member(Role::Member),
-            C::AddMember {
-                actor_id: id(1),
-                user_id: Some(id(2)),
-                email: email("two@acme.dev"),
-                role: Role::Member,
-            },
+            invite(1, "two@acme.dev", Role::Member, "h"),
         );
         assert_eq!(again.err(), Some(E::AlreadyMember));
+    }
+
+    #[test]
+    fn invitations_recorded_before_tokens_still_read() {
+        let old: OrganizationEvent = serde_json::from_value(serde_json::json!({
+            "MemberInvited": { "email": "old@acme.dev", "role": "member" }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            old,
+            Ev::MemberInvited {
+                token_hash: None,
+                expires_at: None,
+                ..
+            }
+        ));
     }
 }

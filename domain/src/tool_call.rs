@@ -11,25 +11,39 @@ use uuid::Uuid;
 /// Largest serialized size of the arguments kept with a call.
 pub const ARGUMENTS_CAP_BYTES: usize = 8 * 1024;
 
-/// Keys whose values are never stored (matched case-insensitively, as a substring, so
-/// `client_secret`, `X-Api-Key` and `access_token` are caught too).
+/// Keys whose values are never stored, matched on the normalized key (lower-cased, with `-`,
+/// `_`, `.` and spaces removed) as a substring: so `client_secret`, `X-Api-Key`,
+/// `access_token`, `Private-Key`, `db.password` and `AWS_ACCESS_KEY_ID` are caught too. A key
+/// merely containing one of these (`tokenizer`) is redacted as well: storing too little beats
+/// storing a secret for ever.
 const SECRET_KEYS: &[&str] = &[
     "password",
     "passwd",
+    "passphrase",
+    "pwd",
     "token",
     "secret",
-    "api_key",
     "apikey",
-    "api-key",
     "authorization",
+    "bearer",
     "cookie",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "session",
+    "signature",
+    "jwt",
 ];
 
 const REDACTED: &str = "[redacted]";
 
 fn is_secret_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| lower.contains(s))
+    let normalized: String = key
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect();
+    SECRET_KEYS.iter().any(|s| normalized.contains(s))
 }
 
 /// A copy with secret-looking values redacted, and NUL characters (which no read model can
@@ -213,6 +227,103 @@ mod tests {
             assert_eq!(stored.pointer(pointer), Some(&json!(REDACTED)), "{pointer}");
         }
         assert!(!stored.to_string().contains("hunter2"));
+    }
+
+    /// Every listed kind of secret key, in the spellings clients use, at the top level, nested
+    /// in objects and inside arrays.
+    #[test]
+    fn common_secret_keys_are_redacted_whatever_their_spelling() {
+        let keys = [
+            "pwd",
+            "PWD",
+            "passwd",
+            "db_passwd",
+            "password",
+            "Password",
+            "new-password",
+            "passphrase",
+            "private_key",
+            "privateKey",
+            "Private-Key",
+            "ssh_private_key",
+            "client_secret",
+            "clientSecret",
+            "secret",
+            "access_key",
+            "AWS_ACCESS_KEY_ID",
+            "aws-secret-access-key",
+            "accessKey",
+            "session",
+            "session_id",
+            "SessionToken",
+            "credentials",
+            "credential",
+            "Credentials",
+            "token",
+            "refresh_token",
+            "id-token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "X-API-KEY",
+            "ApiKey",
+            "authorization",
+            "Proxy-Authorization",
+            "cookie",
+            "Set-Cookie",
+            "bearer",
+            "jwt",
+            "signature",
+        ];
+        for key in keys {
+            let mut top = Map::new();
+            top.insert(key.to_owned(), json!("s3cr3t-value"));
+            top.insert("query".to_owned(), json!("kept"));
+            let args = json!({
+                "top": Value::Object(top.clone()),
+                "nested": { "deeper": Value::Object(top.clone()) },
+                "array": [Value::Object(top.clone()), [Value::Object(top)]],
+                "object_value": { key: { "inner": "s3cr3t-value" } },
+            });
+            let stored = stored_arguments(&args);
+            let escaped = key.replace('~', "~0").replace('/', "~1");
+            for pointer in [
+                format!("/top/{escaped}"),
+                format!("/nested/deeper/{escaped}"),
+                format!("/array/0/{escaped}"),
+                format!("/array/1/0/{escaped}"),
+                format!("/object_value/{escaped}"),
+            ] {
+                assert_eq!(
+                    stored.pointer(&pointer),
+                    Some(&json!(REDACTED)),
+                    "{key} at {pointer}"
+                );
+            }
+            assert_eq!(stored.pointer("/nested/deeper/query"), Some(&json!("kept")));
+            assert_eq!(stored.pointer("/array/1/0/query"), Some(&json!("kept")));
+            assert!(!stored.to_string().contains("s3cr3t"), "{key}: {stored}");
+        }
+    }
+
+    #[test]
+    fn other_keys_are_kept_as_they_are() {
+        let args = json!({
+            "query": "webhooks",
+            "name": "Ada",
+            "author": "Ada",
+            "limit": 10,
+            "path": "/docs/keys",
+            "description": "how to rotate a password",
+            "key": "ticket-42",
+            "sessions_count_hint": null,
+            "items": [{ "id": 1, "title": "t" }],
+            "options": { "verbose": true, "format": "json" },
+        });
+        let mut expected = args.clone();
+        // "sessions_count_hint" names a session: redacted, as the rule says.
+        expected["sessions_count_hint"] = json!(REDACTED);
+        assert_eq!(stored_arguments(&args), expected);
     }
 
     #[test]

@@ -23,15 +23,19 @@ pub enum KeyKind {
     /// `{org id}/{end user id}` → the walkthrough the end user selected last (a pointer,
     /// claimed again on every new selection).
     WalkthroughSelected,
+    /// The sha256 hash of a pending invitation's token → the org that sent it (released when
+    /// the invitation is accepted, revoked or replaced). The token itself is never stored.
+    InvitationToken,
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 5] = [
+    pub const ALL: [KeyKind; 6] = [
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,
         KeyKind::EndUserTracking,
         KeyKind::WalkthroughSelected,
+        KeyKind::InvitationToken,
     ];
 
     /// The stored name (`unique_keys.kind`).
@@ -42,6 +46,7 @@ impl KeyKind {
             KeyKind::ServerSlug => "server_slug",
             KeyKind::EndUserTracking => "end_user_tracking",
             KeyKind::WalkthroughSelected => "walkthrough_selected",
+            KeyKind::InvitationToken => "invitation_token",
         }
     }
 }
@@ -76,7 +81,8 @@ pub async fn owner_of(pool: &PgPool, kind: KeyKind, key: &str) -> Result<Option<
     )
 }
 
-/// Orgs that invited an email which has no account yet.
+/// Orgs with a pending invitation of an email (an index only: an invitation is accepted with
+/// its token, see [`KeyKind::InvitationToken`]).
 pub async fn orgs_inviting(pool: &PgPool, email: &str) -> Result<Vec<Uuid>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT org_id FROM pending_invitations WHERE email = $1 ORDER BY org_id",

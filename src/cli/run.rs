@@ -127,6 +127,7 @@ impl Runtime {
                     .metrics_token
                     .as_ref()
                     .map(|token| api::metrics::ScrapeToken::new(token.expose_secret())),
+                invitation_ttl: Duration::from_secs(u64::from(http.invitation_ttl_hours) * 3600),
             }),
         };
         let edge = mcp::McpEdge::new(

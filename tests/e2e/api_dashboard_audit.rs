@@ -27,6 +27,8 @@ struct Acme {
     alice: User,
     bob: User,
     org: String,
+    /// Carol's invitation token.
+    carol_token: String,
     server_id: String,
     kept: Value,
 }
@@ -36,24 +38,12 @@ async fn acme_with_history() -> Acme {
     let alice = app.signup("alice@example.com").await;
     let bob = app.signup("bob@example.com").await;
     let org = app.create_org(&alice, "acme").await;
-    let members_path = format!("/api/v1/orgs/{org}/members");
-
-    let (status, _) = app
-        .post(
-            &members_path,
-            &alice.token,
-            json!({ "email": bob.email, "role": "member" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = app
-        .post(
-            &members_path,
-            &alice.token,
-            json!({ "email": "carol@example.com", "role": "admin" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&alice, &org, &bob, "member").await;
+    let carol_invited = app.invite(&alice, &org, "carol@example.com", "admin").await;
+    let carol_token = carol_invited["invitation_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let server = app.create_server(&alice, &org, "docs-acme").await;
     let server_id = server["id"].as_str().expect("id").to_owned();
     let kept = app.create_server(&alice, &org, "kept").await;
@@ -81,6 +71,7 @@ async fn acme_with_history() -> Acme {
         alice,
         bob,
         org,
+        carol_token,
         server_id,
         kept,
     }
@@ -116,9 +107,9 @@ async fn dashboard(fx: &Acme) {
     assert_eq!(dash_servers[0]["id"], kept["id"]);
     let c = &dash["counters"];
     let events_now = all_events(app, alice, &org).await.len() as i64;
-    // OrganizationCreated, MemberAdded, MemberInvited, 2x ServerCreated, ServerUpdated,
-    // ServerArchived.
-    assert_eq!(events_now, 7);
+    // OrganizationCreated, MemberInvited and InvitationAccepted (Bob), MemberInvited (Carol),
+    // 2x ServerCreated, ServerUpdated, ServerArchived.
+    assert_eq!(events_now, 8);
     assert_eq!(c["events"], events_now, "{c}");
     assert!(c["last_activity_at"].is_string(), "{c}");
     for key in [
@@ -138,20 +129,22 @@ async fn dashboard(fx: &Acme) {
     assert_eq!(dash_bob["counters"]["servers"], 1);
 }
 
-/// Carol accepts by signing up; the audit log then names who did what, on what, from where, newest
-/// first, exactly the org's events, paged backwards.
+/// Carol accepts by signing up with her invitation's token; the audit log then names who did
+/// what, on what, from where, newest first, exactly the org's events, paged backwards.
 async fn invitation_accepted_and_audit(fx: &Acme) {
-    let Acme { app, alice, .. } = fx;
+    let Acme {
+        app, alice, bob, ..
+    } = fx;
     let org = fx.org.clone();
     let server_id = fx.server_id.clone();
-    // Carol accepts by signing up: the pending invitation becomes a member.
-    let carol = signup_full(app, "carol@example.com").await;
+    // Carol accepts by signing up with the token: the pending invitation becomes a member.
+    let carol = signup_with_invitation(app, "carol@example.com", &fx.carol_token).await;
     let carol_id = carol["user"]["id"].as_str().expect("id").to_owned();
     expect_counters(
         app,
         alice,
         &org,
-        json!({ "members": 3, "invitations_pending": 0, "events": 8 }),
+        json!({ "members": 3, "invitations_pending": 0, "events": 9 }),
     )
     .await;
 
@@ -164,7 +157,7 @@ async fn invitation_accepted_and_audit(fx: &Acme) {
             let (status, page) = app.get(&audit_path, &alice.token).await;
             assert_eq!(status, StatusCode::OK, "{page}");
             entries = items(&page).clone();
-            if entries.len() == 8 && entries.iter().all(|e| e["actor"]["email"].is_string()) {
+            if entries.len() == 9 && entries.iter().all(|e| e["actor"]["email"].is_string()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -184,7 +177,8 @@ async fn invitation_accepted_and_audit(fx: &Acme) {
             "ServerCreated",
             "ServerCreated",
             "MemberInvited",
-            "MemberAdded",
+            "InvitationAccepted",
+            "MemberInvited",
             "OrganizationCreated",
         ],
         "{entries:?}"
@@ -205,9 +199,16 @@ async fn invitation_accepted_and_audit(fx: &Acme) {
     assert_eq!(accepted["actor"]["email"], "carol@example.com");
     assert_eq!(accepted["target"]["type"], "organization");
     assert_eq!(accepted["target"]["id"], org.as_str());
-    for e in &entries[1..] {
-        assert_eq!(e["actor"]["id"], alice.id.as_str(), "{e}");
-        assert_eq!(e["actor"]["email"], "alice@example.com", "{e}");
+    // Bob accepted his invitation himself; Alice did everything else.
+    let bob_accepted = &entries[6];
+    assert_eq!(
+        bob_accepted["actor"]["id"],
+        bob.id.as_str(),
+        "{bob_accepted}"
+    );
+    for (i, e) in entries.iter().enumerate().skip(1).filter(|(i, _)| *i != 6) {
+        assert_eq!(e["actor"]["id"], alice.id.as_str(), "{i}: {e}");
+        assert_eq!(e["actor"]["email"], "alice@example.com", "{i}: {e}");
     }
     let updated = &entries[2];
     assert_eq!(updated["target"]["type"], "mcp_server");

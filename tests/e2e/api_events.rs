@@ -35,14 +35,7 @@ async fn some_org_history() -> History {
     let org = app.create_org(&alice, "acme").await;
     let other = app.create_org(&bob, "other").await;
     app.create_server(&bob, &other, "other-docs").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &alice.token,
-            json!({ "email": bob.email, "role": "admin" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&alice, &org, &bob, "admin").await;
     let mut server_ids = Vec::new();
     for slug in ["one", "two", "three"] {
         let s = app.create_server(&alice, &org, slug).await;
@@ -74,7 +67,8 @@ async fn some_org_history() -> History {
         types,
         [
             "OrganizationCreated",
-            "MemberAdded",
+            "MemberInvited",
+            "InvitationAccepted",
             "ServerCreated",
             "ServerCreated",
             "ServerCreated",
@@ -97,8 +91,8 @@ async fn some_org_history() -> History {
         cursors.windows(2).all(|w| w[0] < w[1]),
         "cursors increase: {cursors:?}"
     );
-    assert_eq!(all[2]["aggregate_id"], server_ids[0].as_str());
-    assert_eq!(all[2]["payload"]["slug"], "one");
+    assert_eq!(all[3]["aggregate_id"], server_ids[0].as_str());
+    assert_eq!(all[3]["payload"]["slug"], "one");
     // Bob's own org's events are in his org's page only.
     let (_, bobs) = app
         .get(&format!("/api/v1/orgs/{other}/events"), &bob.token)
@@ -192,9 +186,9 @@ async fn type_filters(fx: &History) {
         .iter()
         .all(|e| e["event_type"] == "ServerCreated"));
     for query in [
-        "type=ServerArchived,MemberAdded",
-        "type=ServerArchived&type=MemberAdded",
-        "type=ServerArchived,%20MemberAdded",
+        "type=ServerArchived,InvitationAccepted",
+        "type=ServerArchived&type=InvitationAccepted",
+        "type=ServerArchived,%20InvitationAccepted",
     ] {
         let (status, filtered) = app
             .get(&format!("{events_path}?{query}"), &alice.token)
@@ -204,7 +198,7 @@ async fn type_filters(fx: &History) {
             .iter()
             .filter_map(|e| e["event_type"].as_str())
             .collect();
-        assert_eq!(types, ["MemberAdded", "ServerArchived"], "{query}");
+        assert_eq!(types, ["InvitationAccepted", "ServerArchived"], "{query}");
     }
     let (_, none) = app
         .get(&format!("{events_path}?type=NoSuchEvent"), &alice.token)
@@ -555,14 +549,7 @@ async fn the_live_stream_ends_when_the_member_is_removed() {
     let owner = app.signup("owner@acme.dev").await;
     let member = app.signup("member@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({"email": member.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&owner, &org, &member, "member").await;
     let mut stream = app
         .http
         .get(app.url(&format!("/api/v1/orgs/{org}/events/stream")))

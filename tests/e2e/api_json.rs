@@ -117,14 +117,27 @@ async fn every_instant_of_a_session_is_rfc3339_utc_with_microseconds_and_named_a
     );
     let org = created["id"].as_str().unwrap().to_owned();
     let api = |rest: &str| format!("/api/v1/orgs/{org}{rest}");
-    let member = answers.keep(
-        "add member",
+    let invited = answers.keep(
+        "invite a signed-up user",
         app.post(
             &api("/members"),
             token,
             json!({ "email": colleague.email, "role": "admin" }),
         )
         .await,
+    );
+    assert!(
+        is_instant(invited["invited_at"].as_str().unwrap()),
+        "{invited}"
+    );
+    assert!(
+        is_instant(invited["expires_at"].as_str().unwrap()),
+        "{invited}"
+    );
+    let member = answers.keep(
+        "accept the invitation",
+        app.accept(&colleague, invited["invitation_token"].as_str().unwrap())
+            .await,
     );
     assert!(
         is_instant(member["joined_at"].as_str().unwrap()),
@@ -648,10 +661,16 @@ async fn a_create_answered_while_the_read_models_lag_still_carries_its_time() {
         .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["assigned_at"], assigned["assigned_at"], "{changed}");
-    let (status, member) = app
+    let (status, invited) = app
         .post(&api("/members"), token, json!({ "email": colleague.email }))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{member}");
+    assert_eq!(status, StatusCode::CREATED, "{invited}");
+    is_instant_at(&invited, "invited_at");
+    is_instant_at(&invited, "expires_at");
+    let (status, member) = app
+        .accept(&colleague, invited["invitation_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{member}");
     is_instant_at(&member, "joined_at");
     assert!(member.get("invited_at").is_none(), "{member}");
     let (status, invitation) = app

@@ -168,8 +168,9 @@ async fn uuid_shaped_slugs_are_refused() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-/// Alice's org: Bob, signed up, added as admin; Carol invited, then signed up and joined as
-/// member (each step checked).
+/// Alice's org: Bob, signed up, invited as admin and accepting; Carol invited, invited again
+/// (which replaces the first link), then signed up with the link and joined as member (each step
+/// checked).
 struct Acme {
     app: TestApp,
     alice: User,
@@ -196,19 +197,43 @@ async fn acme_with_members() -> Acme {
     assert_eq!(owner["name"], "alice");
     assert!(owner["joined_at"].is_string());
 
-    // Adding a signed-up user: an active member straight away.
-    let (status, added) = app
+    // Inviting a signed-up user: an invitation, and its link, shown once; nothing granted yet.
+    let (status, invited) = app
         .post(
             &members_path,
             &alice.token,
             json!({ "email": "Bob@Example.com", "role": "admin" }),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(status, StatusCode::CREATED, "{invited}");
+    assert!(invited["user_id"].is_null(), "{invited}");
+    assert_eq!(invited["email"], "bob@example.com");
+    assert_eq!(invited["role"], "admin");
+    assert_eq!(invited["status"], "invited");
+    let bob_token = invited["invitation_token"].as_str().expect("token");
+    assert!(bob_token.starts_with("mcpi_"), "{invited}");
+    let accept_path = format!("/api/v1/invitations/{bob_token}/accept");
+    let accept_url = invited["accept_url"].as_str().expect("accept_url");
+    assert!(
+        accept_url.starts_with("http") && accept_url.ends_with(&accept_path),
+        "{invited}"
+    );
+    assert!(invited["expires_at"].is_string(), "{invited}");
+    let got = app.get(&format!("/api/v1/orgs/{org}"), &bob.token).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "org_not_found");
+
+    // Bob accepts, signed in: the answer is his membership.
+    let (status, added) = app.accept(&bob, bob_token).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["org_id"], org.as_str());
     assert_eq!(added["user_id"], bob.id.as_str());
     assert_eq!(added["email"], "bob@example.com");
     assert_eq!(added["role"], "admin");
     assert_eq!(added["status"], "active");
+    assert!(added["joined_at"].is_string(), "{added}");
+    // Once only.
+    let got = app.accept(&bob, bob_token).await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "invitation_not_found");
     let got = app
         .post(
             &members_path,
@@ -221,26 +246,30 @@ async fn acme_with_members() -> Acme {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(org_for_bob["role"], "admin");
 
-    // Inviting an email without an account.
+    // Inviting an email without an account, then again: the second link replaces the first.
     let (status, invited) = app
         .post(
             &members_path,
             &alice.token,
-            json!({ "email": "carol@example.com", "role": "member" }),
+            json!({ "email": "carol@example.com", "role": "admin" }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{invited}");
     assert_eq!(invited["status"], "invited");
-    assert_eq!(invited["role"], "member");
+    assert_eq!(invited["role"], "admin");
     assert!(invited["user_id"].is_null(), "{invited}");
-    let got = app
+    let first_carol_token = invited["invitation_token"].as_str().expect("token");
+    let (status, again) = app
         .post(
             &members_path,
             &bob.token,
             json!({ "email": "carol@example.com", "role": "member" }),
         )
         .await;
-    assert_problem(&got, StatusCode::CONFLICT, "already_invited");
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["role"], "member");
+    let carol_token = again["invitation_token"].as_str().expect("token");
+    assert_ne!(carol_token, first_carol_token);
 
     // Validation.
     for role in ["superuser", "", "Owner"] {
@@ -284,8 +313,21 @@ async fn acme_with_members() -> Acme {
     )
     .await;
 
-    // Carol signs up: she joins with the invited role.
-    let carol_signup = signup_full(&app, "carol@example.com").await;
+    // Carol signs up with the first, replaced link: refused, nothing created.
+    let got = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({
+                "email": "carol@example.com", "password": PASSWORD, "name": "Carol",
+                "invitation_token": first_carol_token,
+            })),
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "invitation_not_found");
+    // With the current link: she joins with the invited role.
+    let carol_signup = signup_with_invitation(&app, "carol@example.com", carol_token).await;
     assert_eq!(carol_signup["joined_orgs"], json!([org]), "{carol_signup}");
     let carol = User {
         id: carol_signup["user"]["id"].as_str().expect("id").to_owned(),
@@ -493,8 +535,8 @@ async fn revoked_invitation_joins_nothing(fx: &Acme) {
     let org = fx.org.clone();
     let members_path = format!("/api/v1/orgs/{org}/members");
     let member_path = |who: &str| format!("/api/v1/orgs/{org}/members/{who}");
-    // Revoking an invitation: the invitee signs up later and joins nothing.
-    let (status, _) = app
+    // Revoking an invitation: its link stops working, and the invitee joins nothing.
+    let (status, invited) = app
         .post(
             &members_path,
             &alice.token,
@@ -502,6 +544,7 @@ async fn revoked_invitation_joins_nothing(fx: &Acme) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let erin_token = invited["invitation_token"].as_str().expect("token");
     expect_counters(app, bob, &org, json!({ "invitations_pending": 1 })).await;
     let (status, _) = app
         .delete(&member_path("erin@example.com"), &alice.token)
@@ -510,6 +553,18 @@ async fn revoked_invitation_joins_nothing(fx: &Acme) {
     let (_, list) = app.get(&members_path, &bob.token).await;
     assert!(member(&list, "erin@example.com").is_none(), "{list}");
     expect_counters(app, bob, &org, json!({ "invitations_pending": 0 })).await;
+    let got = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({
+                "email": "erin@example.com", "password": PASSWORD, "name": "Erin",
+                "invitation_token": erin_token,
+            })),
+        )
+        .await;
+    assert_problem(&got, StatusCode::NOT_FOUND, "invitation_not_found");
     let erin = signup_full(app, "erin@example.com").await;
     assert_eq!(erin["joined_orgs"], json!([]), "{erin}");
     let got = app
@@ -585,14 +640,13 @@ async fn removed_and_departed_lose_access(fx: &Acme) {
     .await;
 }
 
-/// A removed member can be added again.
+/// A removed member can be invited again, and join again.
 async fn removed_member_added_again(fx: &Acme) {
     let Acme {
-        app, bob, carol: _, ..
+        app, bob, carol, ..
     } = fx;
     let org = fx.org.clone();
     let members_path = format!("/api/v1/orgs/{org}/members");
-    // A removed member can be added again.
     let (status, again) = app
         .post(
             &members_path,
@@ -601,11 +655,16 @@ async fn removed_member_added_again(fx: &Acme) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!(again["status"], "active");
+    assert_eq!(again["status"], "invited");
+    let (status, joined) = app
+        .accept(carol, again["invitation_token"].as_str().expect("token"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(joined["status"], "active");
 }
 
 #[tokio::test]
-async fn members_are_added_invited_and_join_with_the_invited_role_on_signup() {
+async fn members_are_invited_and_join_with_the_invited_role_only_through_the_link() {
     acme_with_members().await;
 }
 
@@ -653,6 +712,8 @@ async fn removed_and_departed_members_lose_access_and_can_be_added_again() {
     removed_member_added_again(&fx).await;
 }
 
+/// An invitation racing the signup of its email is never lost: whichever comes first, the new
+/// account joins nothing by itself, and the link then makes it an admin.
 #[tokio::test]
 async fn an_invitation_racing_the_signup_of_its_email_is_never_lost() {
     let app = spawn_app().await;
@@ -676,17 +737,26 @@ async fn an_invitation_racing_the_signup_of_its_email_is_never_lost() {
             tokio::join!(invite, signup);
         assert_eq!(invite_status, StatusCode::CREATED, "{invite_body}");
         assert_eq!(signup_status, StatusCode::CREATED, "{signup_body}");
-        let token = signup_body["access_token"].as_str().unwrap().to_owned();
-        // Whichever came first, the new account ends up an active admin of the org.
-        eventually(
-            "the racer to be a member",
-            Duration::from_secs(10),
-            || async {
-                let (status, body) = app.get(&format!("/api/v1/orgs/{org}"), &token).await;
-                (status == StatusCode::OK && body["role"] == "admin").then_some(())
-            },
-        )
-        .await;
+        assert_eq!(signup_body["joined_orgs"], json!([]), "{signup_body}");
+        let racer = User {
+            id: signup_body["user"]["id"].as_str().unwrap().to_owned(),
+            email: email.clone(),
+            token: signup_body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: String::new(),
+        };
+        let got = app.get(&format!("/api/v1/orgs/{org}"), &racer.token).await;
+        assert_problem(&got, StatusCode::NOT_FOUND, "org_not_found");
+        let (status, joined) = app
+            .accept(&racer, invite_body["invitation_token"].as_str().unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{joined}");
+        assert_eq!(joined["role"], "admin");
+        let (status, body) = app.get(&format!("/api/v1/orgs/{org}"), &racer.token).await;
+        assert_eq!(
+            (status, &body["role"]),
+            (StatusCode::OK, &json!("admin")),
+            "{body}"
+        );
     }
 }
 
@@ -705,8 +775,8 @@ async fn concurrent_writer(pool: &sqlx::PgPool, hold: Duration) -> tokio::task::
 }
 
 /// Read-your-writes while another transaction is in flight: a write waits until the read
-/// models include its own commit, so the next request sees it. Adding a member does; a signup
-/// that accepts an invitation must as well.
+/// models include its own commit, so the next request sees it. Accepting an invitation does; a
+/// signup that accepts one must as well.
 #[tokio::test]
 async fn new_members_can_use_the_org_right_after_joining_under_concurrent_writes() {
     let app = spawn_app().await;
@@ -716,22 +786,19 @@ async fn new_members_can_use_the_org_right_after_joining_under_concurrent_writes
     let members_path = format!("/api/v1/orgs/{org}/members");
     let pool = app.env.pool().await;
 
-    // Control: adding an existing user.
+    // Control: an existing user accepting an invitation.
+    let invited = app.invite(&alice, &org, &bob.email, "member").await;
     let writer = concurrent_writer(&pool, Duration::from_millis(1000)).await;
     let (status, added) = app
-        .post(
-            &members_path,
-            &alice.token,
-            json!({ "email": bob.email, "role": "member" }),
-        )
+        .accept(&bob, invited["invitation_token"].as_str().expect("token"))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(status, StatusCode::OK, "{added}");
     let got = app.get(&format!("/api/v1/orgs/{org}"), &bob.token).await;
     writer.await.expect("writer");
     assert_eq!(got.0, StatusCode::OK, "added member: {}", got.1);
 
-    // An invitation accepted by signing up.
-    let (status, _) = app
+    // An invitation accepted by signing up with its token.
+    let (status, invited) = app
         .post(
             &members_path,
             &alice.token,
@@ -739,8 +806,9 @@ async fn new_members_can_use_the_org_right_after_joining_under_concurrent_writes
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let carol_token = invited["invitation_token"].as_str().expect("token");
     let writer = concurrent_writer(&pool, Duration::from_millis(1000)).await;
-    let carol = signup_full(&app, "carol@example.com").await;
+    let carol = signup_with_invitation(&app, "carol@example.com", carol_token).await;
     assert_eq!(carol["joined_orgs"], json!([org]));
     let token = carol["access_token"].as_str().expect("token");
     let got = app.get(&format!("/api/v1/orgs/{org}"), token).await;

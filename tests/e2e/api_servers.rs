@@ -330,14 +330,7 @@ async fn members_cannot_change(acme: &Acme) {
     let servers = acme.servers();
     let server_path = |s: &str| acme.server_path(s);
     // Members read servers but cannot change them.
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &alice.token,
-            json!({ "email": carol.email, "role": "member" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(alice, org, carol, "member").await;
     let (status, list) = app.get(&servers, &carol.token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(items(&list).len(), 3);

@@ -33,14 +33,7 @@ async fn a_rename_leaves_older_entries_named_as_they_were() {
     let owner = app.signup("owner@acme.dev").await;
     let bob = app.signup("bob@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({ "email": bob.email, "role": "member" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.add_member(&owner, &org, &bob, "member").await;
     let server = app.create_server(&owner, &org, "acme-docs").await;
     let server_id = server["id"].as_str().unwrap().to_owned();
 
@@ -165,7 +158,7 @@ async fn a_rename_leaves_older_entries_named_as_they_were() {
         json!({ "type": "user", "id": bob.id, "name": "bob@acme.dev" })
     );
     assert_eq!(
-        entry(&after, "MemberAdded")["related"],
+        entry(&after, "InvitationAccepted")["related"],
         json!({ "type": "user", "id": bob.id, "name": "bob@acme.dev" })
     );
     assert_eq!(

@@ -294,6 +294,41 @@ impl TestApp {
         body["id"].as_str().expect("org id").to_owned()
     }
 
+    /// Invites `email` to `org` as `role`; returns the answer, which carries the invitation's
+    /// `invitation_token` and `accept_url`.
+    pub async fn invite(&self, by: &User, org: &str, email: &str, role: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org}/members"),
+                &by.token,
+                json!({ "email": email, "role": role }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "invite {email}: {body}");
+        assert!(body["invitation_token"].is_string(), "{body}");
+        body
+    }
+
+    /// `user` accepts an invitation with its token.
+    pub async fn accept(&self, user: &User, token: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/invitations/{token}/accept"),
+            Some(&user.token),
+            None,
+        )
+        .await
+    }
+
+    /// Makes a signed-up user a member of `org`: invited, and accepting with the token.
+    pub async fn add_member(&self, by: &User, org: &str, user: &User, role: &str) -> Value {
+        let invited = self.invite(by, org, &user.email, role).await;
+        let token = invited["invitation_token"].as_str().expect("token");
+        let (status, joined) = self.accept(user, token).await;
+        assert_eq!(status, StatusCode::OK, "accept {}: {joined}", user.email);
+        joined
+    }
+
     /// Creates a server; returns its body.
     pub async fn create_server(&self, user: &User, org: &str, slug: &str) -> Value {
         let (status, body) = self
@@ -364,6 +399,22 @@ pub async fn signup_full(app: &TestApp, email: &str) -> Value {
             "/api/v1/auth/signup",
             None,
             Some(json!({ "email": email, "password": PASSWORD, "name": "Someone" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+/// Signs up presenting an invitation's token; returns the full response.
+pub async fn signup_with_invitation(app: &TestApp, email: &str, token: &str) -> Value {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({
+                "email": email, "password": PASSWORD, "name": "Someone", "invitation_token": token
+            })),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

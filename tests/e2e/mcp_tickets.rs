@@ -67,14 +67,7 @@ async fn desk_with_a_ticket() -> Desk {
     let org = app.create_org(&owner, "acme").await;
     app.create_server(&owner, &org, "acme-docs").await;
     let member = app.signup("agent@acme.test").await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({ "email": member.email, "role": "member" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.add_member(&owner, &org, &member, "member").await;
 
     let id = open_ticket(&app, "acme-docs", "Cannot log in").await;
     let opened = ticket(&app, &owner, &org, &id).await;

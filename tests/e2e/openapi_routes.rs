@@ -73,6 +73,7 @@ async fn every_documented_operation_is_served_and_every_route_is_documented() {
         ("post", "/api/v1/orgs/{org}/members"),
         ("patch", "/api/v1/orgs/{org}/members/{member}"),
         ("delete", "/api/v1/orgs/{org}/members/{member}"),
+        ("post", "/api/v1/invitations/{token}/accept"),
         ("get", "/api/v1/orgs/{org}/servers"),
         ("post", "/api/v1/orgs/{org}/servers"),
         ("get", "/api/v1/orgs/{org}/servers/{server}"),
@@ -322,8 +323,9 @@ async fn write_answers_fit_their_documented_schemas() {
         .await;
     schemas.check("get", server, &got);
 
-    // Members: a member added, an invitation, a role changed.
+    // Members: invitations (one accepted by its signed-up invitee), a role changed.
     let members = "/api/v1/orgs/{org}/members";
+    let mut tokens = Vec::new();
     for email in ["member@acme.dev", "invited@acme.dev"] {
         let got = app
             .post(
@@ -333,7 +335,10 @@ async fn write_answers_fit_their_documented_schemas() {
             )
             .await;
         schemas.check("post", members, &got);
+        tokens.push(got.1["invitation_token"].as_str().unwrap().to_owned());
     }
+    let got = app.accept(&member, &tokens[0]).await;
+    schemas.check("post", "/api/v1/invitations/{token}/accept", &got);
     let got = app
         .patch(
             &format!("/api/v1/orgs/{org}/members/member@acme.dev"),
@@ -463,7 +468,7 @@ async fn write_answers_fit_their_documented_schemas() {
         )
         .await;
     schemas.check("delete", server, &got);
-    assert_eq!(schemas.checked, 13);
+    assert_eq!(schemas.checked, 14);
 }
 
 /// Every error answer is documented as it is sent, `application/problem+json`, and the errors

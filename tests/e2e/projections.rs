@@ -69,18 +69,8 @@ async fn some_history(app: &TestApp) {
     let admin = app.signup("admin@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
     let _ = app.create_org(&admin, "other").await;
-    app.post(
-        &format!("/api/v1/orgs/{org}/members"),
-        &owner.token,
-        json!({"email": admin.email, "role": "admin"}),
-    )
-    .await;
-    app.post(
-        &format!("/api/v1/orgs/{org}/members"),
-        &owner.token,
-        json!({"email": "later@acme.dev", "role": "member"}),
-    )
-    .await;
+    app.add_member(&owner, &org, &admin, "admin").await;
+    let later = app.invite(&owner, &org, "later@acme.dev", "member").await;
     app.create_server(&owner, &org, "acme-docs").await;
     app.create_server(&owner, &org, "acme-api").await;
     app.patch(
@@ -94,7 +84,12 @@ async fn some_history(app: &TestApp) {
         &admin.token,
     )
     .await;
-    app.signup("later@acme.dev").await;
+    signup_with_invitation(
+        app,
+        "later@acme.dev",
+        later["invitation_token"].as_str().unwrap(),
+    )
+    .await;
     app.patch(
         &format!("/api/v1/orgs/{org}/members/later@acme.dev"),
         &owner.token,

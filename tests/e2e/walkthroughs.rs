@@ -496,12 +496,7 @@ async fn other_org_and_members(fx: &Draft) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    app.post(
-        &a.path("/members"),
-        &owner.token,
-        json!({ "email": other.email, "role": "member" }),
-    )
-    .await;
+    app.add_member(owner, &a.org, &other, "member").await;
     let (status, _) = app
         .post(
             &a.path("/walkthroughs"),

@@ -114,7 +114,8 @@ fn invalid_token() -> ApiError {
     ApiError::new(ErrorCode::InvalidToken, "the access token is not valid")
 }
 
-/// A new refresh token of a family: the string handed out, and the hash that is stored.
+/// A new token (of a refresh family, or of an invitation): the string handed out, and the hash
+/// that is stored.
 pub struct NewRefreshToken {
     pub token: String,
     pub hash: String,
@@ -147,6 +148,25 @@ pub fn refresh_family(token: &str) -> Option<Uuid> {
         return None;
     }
     Uuid::parse_str(family).ok()
+}
+
+/// The prefix of invitation tokens (`mcpi_` and 256 random bits, base64url).
+const INVITATION_PREFIX: &str = "mcpi_";
+
+/// A new invitation token: the string shown to the inviter once, and the hash that is stored.
+pub fn new_invitation_token() -> NewRefreshToken {
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let token = format!("{INVITATION_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+    let hash = hash_invitation_token(&token);
+    NewRefreshToken { token, hash }
+}
+
+/// The stored form of an invitation token: its sha256, base64url. Any string hashes, so an
+/// unknown or malformed token is refused exactly like a used one.
+pub fn hash_invitation_token(token: &str) -> String {
+    let digest = Sha256::digest(token.trim().as_bytes());
+    URL_SAFE_NO_PAD.encode(digest)
 }
 
 /// 256 random bits, hex: a fresh `MCPLATFORM_SECRET` for development.

@@ -26,6 +26,10 @@ pub struct SignupBody {
     email: String,
     password: String,
     name: String,
+    /// An invitation's token (from `POST /api/v1/orgs/{org}/members`): the new account joins
+    /// its org with the invited role. Without one, signing up joins nothing, invited or not.
+    #[serde(default)]
+    invitation_token: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -58,7 +62,8 @@ pub struct TokenPair {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SignedUp {
     user: NewUser,
-    /// The orgs joined by accepting the invitations waiting for this email.
+    /// The org joined by accepting the invitation whose `invitation_token` the body carried
+    /// (empty without one).
     joined_orgs: Vec<Uuid>,
     #[serde(flatten)]
     tokens: TokenPair,
@@ -129,7 +134,10 @@ fn pair(
 }
 
 #[utoipa::path(operation_id = "auth_signup", post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
-    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp), (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"), (status = 429, description = "Too many signups from this address", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Signed up; tokens issued", body = SignedUp),
+        (status = 403, description = "The invitation is for another email address (`invitation_email_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No pending invitation has this token: never issued, used, revoked or replaced (`invitation_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email taken, or the invitation has expired (`invitation_expired`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn signup(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -174,6 +182,13 @@ pub async fn signup(
     let user_id = Uuid::new_v4();
     let (family, refresh_token) = new_family();
     let metadata = ctx.metadata(Actor::PlatformUser { id: user_id });
+    let invitation = body
+        .invitation_token
+        .as_deref()
+        .map(|token| accounts::PresentedInvitation {
+            token_hash: tokens::hash_invitation_token(token),
+            now: Utc::now(),
+        });
     let signed_up = accounts::sign_up(
         &state.store,
         user_id,
@@ -181,6 +196,7 @@ pub async fn signup(
         name.clone(),
         password_hash,
         family,
+        invitation,
         &metadata,
     )
     .await?;
@@ -189,7 +205,7 @@ pub async fn signup(
         .ok_or_else(|| ApiError::internal("a signup was committed without an event"))?;
     let joined = signed_up.joined_orgs;
     if !joined.is_empty() {
-        // Joined orgs by invitation: let the membership read model catch up.
+        // Joined an org by invitation: let the membership read model catch up.
         state
             .settle(
                 domain::organization::Organization::TYPE,

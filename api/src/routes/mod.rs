@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod end_users;
 pub mod events;
 pub mod health;
+pub mod invitations;
 pub mod orgs;
 pub mod problems;
 pub mod servers;

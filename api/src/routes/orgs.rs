@@ -1,5 +1,6 @@
 //! `/api/v1/orgs` and `/api/v1/orgs/{org}/members`.
 
+use crate::auth::tokens;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{AuthUser, JsonBody, Membership, NoQuery, Path, RequestContext};
 use crate::filters::one_of;
@@ -14,7 +15,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use commands::services::{accounts, organizations};
 use domain::limit::{LimitKind, Refusal};
-use domain::organization::{Organization, OrganizationEvent};
+use domain::organization::Organization;
 use domain::values::{Email, Name, OrgId, Role, Slug};
 use domain::Aggregate;
 use projections::models::organizations::{self as rm, MemberRow, OrgRow};
@@ -39,27 +40,45 @@ pub struct CreatedOrg {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PendingMember {
     /// `null` for an invitation.
-    user_id: Option<Uuid>,
+    pub(crate) user_id: Option<Uuid>,
     #[schema(value_type = String)]
-    email: Email,
+    pub(crate) email: Email,
     /// Not known yet: `null`.
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[schema(value_type = crate::filters::RoleSchema, inline)]
-    role: Role,
+    pub(crate) role: Role,
     /// `active` or `invited`.
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// A member's only: when they joined.
     #[serde(
         with = "domain::time::rfc3339_option",
         skip_serializing_if = "Option::is_none"
     )]
-    joined_at: Option<DateTime<Utc>>,
+    pub(crate) joined_at: Option<DateTime<Utc>>,
     /// An invitation's only: when it was sent.
     #[serde(
         with = "domain::time::rfc3339_option",
         skip_serializing_if = "Option::is_none"
     )]
-    invited_at: Option<DateTime<Utc>>,
+    pub(crate) invited_at: Option<DateTime<Utc>>,
+}
+
+/// An invitation sent: its member row (`status` `invited`), and its token, shown this once.
+/// The invitation grants nothing until the invited person accepts it with the token: signed in,
+/// with `POST accept_url`, or signing up with `invitation_token` in the body. Inviting the
+/// email again replaces the token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Invitation {
+    #[serde(flatten)]
+    pub(crate) member: Written<MemberRow, PendingMember>,
+    /// The secret that accepts the invitation, shown only here (the platform keeps its sha256
+    /// hash): send it, or `accept_url`, to the invited person only.
+    pub(crate) invitation_token: String,
+    /// `POST` it, signed in as the invited email, to accept the invitation.
+    pub(crate) accept_url: String,
+    /// When the token stops working.
+    #[serde(with = "domain::time::rfc3339")]
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 /// A role changed while the read models lag.
@@ -220,7 +239,7 @@ pub async fn members(
 }
 
 #[utoipa::path(operation_id = "orgs_add_member", post, path = "/api/v1/orgs/{org}/members", tag = "members", params(OrgPath), request_body = AddMemberBody, security(("bearer" = [])),
-    responses((status = 201, description = "Added, or invited when the email has no account", body = Written<MemberRow, PendingMember>), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Already a member or invited", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Invited (whether the email has an account or not): the invitation's token and link, shown once; it grants nothing until accepted", body = Invitation), (status = 403, description = "Not an owner or admin", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(state): State<AppState>,
     Membership { user, org, .. }: Membership,
@@ -229,12 +248,20 @@ pub async fn add_member(
 ) -> Result<impl IntoResponse, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::value("email", e))?;
     let role = body.role;
-    let done = organizations::add_member(
+    let token = tokens::new_invitation_token();
+    let ttl = chrono::Duration::from_std(state.config.invitation_ttl)
+        .map_err(|_| ApiError::internal("invitation ttl out of range"))?;
+    let expires_at = Utc::now() + ttl;
+    let done = organizations::invite(
         &state.store,
         org.0,
         user.user_id,
         email.clone(),
         role,
+        organizations::NewInvitation {
+            token_hash: token.hash,
+            expires_at,
+        },
         &ctx.metadata(user.actor()),
     )
     .await?;
@@ -243,29 +270,29 @@ pub async fn add_member(
         true => rm::member(&state.pool, org, email.as_str()).await?,
         false => None,
     };
-    let body = match member {
+    let member = match member {
         Some(m) => Written::Read(m),
-        None => {
-            // Read model behind (NATS away): answer from what the command decided.
-            let at = recorded_at(&done)?;
-            let (user_id, status, joined_at, invited_at) = match done.events.first() {
-                Some(OrganizationEvent::MemberAdded { user_id, .. }) => {
-                    (Some(*user_id), "active", Some(at), None)
-                }
-                _ => (None, "invited", None, Some(at)),
-            };
-            Written::Pending(PendingMember {
-                user_id,
-                email,
-                name: None,
-                role,
-                status,
-                joined_at,
-                invited_at,
-            })
-        }
+        // Read model behind (NATS away): answer from what the command decided.
+        None => Written::Pending(PendingMember {
+            user_id: None,
+            email,
+            name: None,
+            role,
+            status: "invited",
+            joined_at: None,
+            invited_at: Some(recorded_at(&done)?),
+        }),
     };
-    Ok((StatusCode::CREATED, Json(body)))
+    let accept_url = state.api_url(&format!("/api/v1/invitations/{}/accept", token.token));
+    Ok((
+        StatusCode::CREATED,
+        Json(Invitation {
+            member,
+            invitation_token: token.token,
+            accept_url,
+            expires_at,
+        }),
+    ))
 }
 
 /// The member a path segment names (user id or email), from the write model.
@@ -312,7 +339,7 @@ pub async fn change_role(
     let MemberRef::User(target) = member_id(&state, org, &member).await? else {
         return Err(ApiError::new(
             ErrorCode::InvitationPending,
-            "this person has not signed up yet: revoke and re-invite to change the role",
+            "this person has not accepted the invitation yet: invite them again with the new role",
         ));
     };
     let done = organizations::change_role(

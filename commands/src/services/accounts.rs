@@ -1,9 +1,9 @@
-//! Platform accounts: signup (joining every org that invited the email), login facts, and
-//! rotating refresh-token families.
+//! Platform accounts: signup (joining the org whose invitation token it presents), login facts,
+//! and rotating refresh-token families.
 
 use chrono::{DateTime, Utc};
 use domain::login::{LoginAttempt, LoginCommand};
-use domain::organization::{Organization, OrganizationCommand};
+use domain::organization::{Organization, OrganizationCommand, OrganizationError};
 use domain::refresh_token::{
     RefreshTokenCommand, RefreshTokenError, RefreshTokenEvent, RefreshTokenFamily, RevokeReason,
 };
@@ -11,9 +11,7 @@ use domain::user::{User, UserCommand, UserError};
 use domain::values::{Email, Name};
 use domain::{Aggregate, EventMetadata};
 use eventstore::index::{self, KeyKind};
-use eventstore::{
-    CommitError, EventStore, ExecuteError, Executed, Precondition, StoreError, UnitOfWork,
-};
+use eventstore::{CommitError, EventStore, ExecuteError, Executed, StoreError, UnitOfWork};
 use uuid::Uuid;
 
 /// A new refresh-token family to start with a successful signup or login.
@@ -24,7 +22,23 @@ pub struct NewRefreshFamily {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What a signup wrote: the orgs joined by invitation, and where its events landed.
+/// An invitation a signup presents: its token's hash, and the time to judge its expiry by.
+#[derive(Debug, Clone)]
+pub struct PresentedInvitation {
+    pub token_hash: String,
+    pub now: DateTime<Utc>,
+}
+
+/// Why a signup was refused: the account's own rule, or the invitation it presented.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignUpError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Invitation(#[from] OrganizationError),
+}
+
+/// What a signup wrote: the org joined by invitation (if any), and where its events landed.
 #[derive(Debug, Clone)]
 pub struct SignedUp {
     pub joined_orgs: Vec<Uuid>,
@@ -34,7 +48,11 @@ pub struct SignedUp {
     pub recorded_at: Option<DateTime<Utc>>,
 }
 
-/// Signs a user up, accepts their pending invitations, and starts a refresh family, atomically.
+/// Signs a user up, accepts the invitation it presents (if any), and starts a refresh family,
+/// atomically. An invitation is accepted only with its token: signing up with an invited email
+/// alone joins nothing. A presented invitation that cannot be accepted (unknown, used, revoked,
+/// replaced, expired, or for another email) refuses the whole signup.
+#[allow(clippy::too_many_arguments)]
 pub async fn sign_up(
     store: &EventStore,
     user_id: Uuid,
@@ -42,8 +60,10 @@ pub async fn sign_up(
     name: Name,
     password_hash: String,
     refresh: NewRefreshFamily,
+    invitation: Option<PresentedInvitation>,
     metadata: &EventMetadata,
-) -> Result<SignedUp, ExecuteError<UserError>> {
+) -> Result<SignedUp, ExecuteError<SignUpError>> {
+    let refused = |e: OrganizationError| ExecuteError::Domain(SignUpError::Invitation(e));
     let mut pauses = eventstore::ConflictPauses::new();
     for _ in 0..eventstore::MAX_RETRIES {
         let mut uow = UnitOfWork::new();
@@ -52,29 +72,34 @@ pub async fn sign_up(
                 email: email.clone(),
                 name: name.clone(),
             })
-            .map_err(ExecuteError::Domain)?;
+            .map_err(|e| ExecuteError::Domain(e.into()))?;
         uow.append::<User>(user_id.to_string(), 0, &events, metadata)?;
         uow.claim(KeyKind::UserEmail, email.as_str(), user_id);
         uow.set_credential(user_id, password_hash.clone());
         append_refresh_issue(&mut uow, user_id, &refresh, metadata)?;
 
         let mut joined = Vec::new();
-        let inviting = index::orgs_inviting(store.pool(), email.as_str()).await?;
-        uow.require(Precondition::EmailInvitedBy(
-            email.as_str().to_owned(),
-            inviting.clone(),
-        ));
-        for org_id in inviting {
+        if let Some(presented) = &invitation {
+            let hash = presented.token_hash.as_str();
+            let org_id = index::owner_of(store.pool(), KeyKind::InvitationToken, hash)
+                .await?
+                .ok_or_else(|| refused(OrganizationError::UnknownInvitation))?;
             let (org, version) = store.load::<Organization>(&org_id.to_string()).await?;
-            let Ok(events) = org.handle(OrganizationCommand::AcceptInvitation {
-                user_id,
-                email: email.clone(),
-            }) else {
-                continue;
-            };
+            let events = org
+                .handle(OrganizationCommand::AcceptInvitation {
+                    user_id,
+                    email: email.clone(),
+                    token_hash: hash.to_owned(),
+                    now: presented.now,
+                })
+                .map_err(|e| match e {
+                    OrganizationError::NotFound => refused(OrganizationError::UnknownInvitation),
+                    e => refused(e),
+                })?;
             let org_meta = metadata.clone().for_org(org_id);
             uow.append::<Organization>(org_id.to_string(), version, &events, &org_meta)?;
-            uow.remove_invitation(email.as_str(), org_id);
+            uow.release(KeyKind::InvitationToken, hash, org_id)
+                .remove_invitation(email.as_str(), org_id);
             joined.push(org_id);
         }
         match store.commit(uow).await {

@@ -1,9 +1,11 @@
-//! accounts: signup (joining the orgs that invited the email), logins and refresh families.
+//! accounts: signup (joining the org whose invitation token it presents), logins and refresh
+//! families.
 
 use crate::given::*;
 use chrono::{Duration, Utc};
 use commands::services::accounts::{self, Rotation};
 use commands::services::organizations;
+use domain::organization::OrganizationError;
 use domain::refresh_token::RefreshTokenError;
 use domain::values::Name;
 use eventstore::index::{self, KeyKind};
@@ -39,6 +41,7 @@ async fn a_signup_claims_its_email_and_stores_its_credential() {
         Name::parse("Impostor").unwrap(),
         "other".into(),
         refresh_family(),
+        None,
         &as_user(id),
     )
     .await;
@@ -59,17 +62,41 @@ async fn a_signup_claims_its_email_and_stores_its_credential() {
     );
 }
 
+async fn sign_up_newbie(
+    given: &Given,
+    newbie: Uuid,
+    address: &str,
+    token_hash: Option<&str>,
+) -> Result<accounts::SignedUp, ExecuteError<accounts::SignUpError>> {
+    accounts::sign_up(
+        &given.store,
+        newbie,
+        email(address),
+        Name::parse("Newbie").unwrap(),
+        "hash".into(),
+        refresh_family(),
+        token_hash.map(|h| accounts::PresentedInvitation {
+            token_hash: h.to_owned(),
+            now: Utc::now(),
+        }),
+        &as_user(newbie),
+    )
+    .await
+}
+
+/// Signing up with an invited email joins nothing without the invitation's token (it used to
+/// join every org that invited the email); with it, exactly the org that sent it.
 #[tokio::test]
-async fn a_signup_joins_every_org_that_invited_its_email_and_clears_the_invitations() {
+async fn a_signup_joins_only_the_org_whose_invitation_token_it_presents() {
     let given = Given::new().await;
     let owner = given.user("owner@acme.dev").await;
     let acme = given.org(owner, "owner@acme.dev", "acme").await;
     let globex = given.org(owner, "owner@acme.dev", "globex").await;
-    given
-        .member(acme, owner, "newbie@example.com", "admin")
+    let acme_token = given
+        .invite(acme, owner, "newbie@example.com", "admin")
         .await;
     given
-        .member(globex, owner, "newbie@example.com", "member")
+        .invite(globex, owner, "newbie@example.com", "member")
         .await;
     let mut inviting = vec![acme, globex];
     inviting.sort();
@@ -80,28 +107,64 @@ async fn a_signup_joins_every_org_that_invited_its_email_and_clears_the_invitati
         inviting
     );
 
-    let newbie = Uuid::new_v4();
-    let signed = accounts::sign_up(
-        &given.store,
-        newbie,
-        email("newbie@example.com"),
-        Name::parse("Newbie").unwrap(),
-        "hash".into(),
-        refresh_family(),
-        &as_user(newbie),
-    )
-    .await
-    .unwrap();
-    let mut joined = signed.joined_orgs.clone();
-    joined.sort();
-    assert_eq!(joined, inviting);
-    assert!(signed.last_cursor.is_some());
-    assert!(
-        index::orgs_inviting(given.store.pool(), "newbie@example.com")
+    // The invited email alone: an account, and no membership anywhere.
+    let squatter = Uuid::new_v4();
+    let signed = sign_up_newbie(&given, squatter, "newbie@example.com", None)
+        .await
+        .unwrap();
+    assert!(signed.joined_orgs.is_empty());
+    for org in [acme, globex] {
+        let org = organizations::load(&given.store, org)
             .await
             .unwrap()
-            .is_empty()
+            .unwrap();
+        assert_eq!(org.role_of(squatter), None);
+        assert!(org.invitations.contains_key("newbie@example.com"));
+    }
+
+    // With the token (another email's account cannot use it; the invited one's would): an
+    // account signing up with the token joins the org that sent it, with the invited role.
+    let other = Uuid::new_v4();
+    let refused = sign_up_newbie(&given, other, "other@example.com", Some(&acme_token)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ExecuteError::Domain(accounts::SignUpError::Invitation(
+                OrganizationError::InvitationForAnotherEmail
+            )))
+        ),
+        "{refused:?}"
     );
+    assert!(accounts::load_user(&given.store, other)
+        .await
+        .unwrap()
+        .is_none());
+    let unknown = sign_up_newbie(&given, other, "other@example.com", Some("no-such-hash")).await;
+    assert!(
+        matches!(
+            unknown,
+            Err(ExecuteError::Domain(accounts::SignUpError::Invitation(
+                OrganizationError::UnknownInvitation
+            )))
+        ),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_account_joins_with_the_token_and_the_invitation_is_then_used() {
+    let given = Given::new().await;
+    let owner = given.user("owner@acme.dev").await;
+    let acme = given.org(owner, "owner@acme.dev", "acme").await;
+    let token = given
+        .invite(acme, owner, "newbie@example.com", "admin")
+        .await;
+    let newbie = Uuid::new_v4();
+    let signed = sign_up_newbie(&given, newbie, "newbie@example.com", Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(signed.joined_orgs, [acme]);
+    assert!(signed.last_cursor.is_some());
     let acme_org = organizations::load(&given.store, acme)
         .await
         .unwrap()
@@ -111,11 +174,20 @@ async fn a_signup_joins_every_org_that_invited_its_email_and_clears_the_invitati
         Some(role("admin")),
         "the invited role"
     );
-    let globex_org = organizations::load(&given.store, globex)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(globex_org.role_of(newbie), Some(role("member")));
+    assert!(acme_org.invitations.is_empty());
+    assert!(
+        index::orgs_inviting(given.store.pool(), "newbie@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        index::owner_of(given.store.pool(), KeyKind::InvitationToken, &token)
+            .await
+            .unwrap(),
+        None,
+        "a used token is released"
+    );
 }
 
 async fn rotate(

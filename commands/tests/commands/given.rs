@@ -34,6 +34,7 @@ impl Given {
             Name::parse(address.split('@').next().unwrap()).unwrap(),
             format!("hash-of-{address}"),
             refresh_family(),
+            None,
             &as_user(id),
         )
         .await
@@ -58,15 +59,40 @@ impl Given {
         org
     }
 
-    /// Adds a signed-up user to an org.
-    pub async fn member(&self, org: Uuid, actor: Uuid, address: &str, as_role: &str) {
-        organizations::add_member(
+    /// Invites an email; returns the invitation token's hash (a week to accept it).
+    pub async fn invite(&self, org: Uuid, actor: Uuid, address: &str, as_role: &str) -> String {
+        let token_hash = format!("hash-{}", Uuid::new_v4());
+        organizations::invite(
             &self.store,
             org,
             actor,
             email(address),
             role(as_role),
+            organizations::NewInvitation {
+                token_hash: token_hash.clone(),
+                expires_at: Utc::now() + Duration::days(7),
+            },
             &as_user(actor),
+        )
+        .await
+        .unwrap();
+        token_hash
+    }
+
+    /// Adds a signed-up user to an org: invited, and accepting with the token.
+    pub async fn member(&self, org: Uuid, actor: Uuid, address: &str, as_role: &str) {
+        let token_hash = self.invite(org, actor, address, as_role).await;
+        let (user_id, _) = accounts::find_user_by_email(&self.store, &email(address))
+            .await
+            .unwrap()
+            .unwrap();
+        organizations::accept_invitation(
+            &self.store,
+            &token_hash,
+            user_id,
+            email(address),
+            Utc::now(),
+            &as_user(user_id),
         )
         .await
         .unwrap();

@@ -1,11 +1,12 @@
 //! organizations: slugs claimed platform-wide, and who may do what to members.
 
 use crate::given::*;
+use chrono::{DateTime, Duration, Utc};
 use commands::services::organizations;
 use domain::organization::{OrganizationError, OrganizationEvent};
 use domain::values::{Name, Slug};
 use eventstore::index::{self, KeyKind};
-use eventstore::ExecuteError;
+use eventstore::{ExecuteError, Executed};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -50,36 +51,195 @@ async fn an_org_slug_is_taken_platform_wide() {
         .is_none());
 }
 
+async fn invite(
+    given: &Given,
+    org: Uuid,
+    actor: Uuid,
+    address: &str,
+    as_role: &str,
+    token_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<Executed<OrganizationEvent>, ExecuteError<OrganizationError>> {
+    organizations::invite(
+        &given.store,
+        org,
+        actor,
+        email(address),
+        role(as_role),
+        organizations::NewInvitation {
+            token_hash: token_hash.to_owned(),
+            expires_at,
+        },
+        &as_user(actor),
+    )
+    .await
+}
+
+async fn accept(
+    given: &Given,
+    token_hash: &str,
+    user: Uuid,
+    address: &str,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, Executed<OrganizationEvent>), ExecuteError<OrganizationError>> {
+    organizations::accept_invitation(
+        &given.store,
+        token_hash,
+        user,
+        email(address),
+        now,
+        &as_user(user),
+    )
+    .await
+}
+
+fn refused<T: std::fmt::Debug>(
+    got: Result<T, ExecuteError<OrganizationError>>,
+) -> Option<OrganizationError> {
+    match got {
+        Err(ExecuteError::Domain(e)) => Some(e),
+        other => panic!("expected a domain refusal, got {other:?}"),
+    }
+}
+
+/// The finding: an account that existed before the invitation became an active owner at once
+/// when its email was invited as owner. Now the invitation alone grants nothing.
 #[tokio::test]
-async fn members_are_added_or_invited_and_only_managers_manage_them() {
+async fn an_existing_account_invited_as_owner_is_not_a_member_until_it_accepts() {
+    let given = Given::new().await;
+    let owner = given.user("owner@acme.dev").await;
+    let known = given.user("known@acme.dev").await;
+    let acme = given.org(owner, "owner@acme.dev", "acme").await;
+    let week = Utc::now() + Duration::days(7);
+    let invited = invite(&given, acme, owner, "known@acme.dev", "owner", "h1", week)
+        .await
+        .unwrap();
+    assert!(matches!(
+        &invited.events[..],
+        [OrganizationEvent::MemberInvited { token_hash: Some(h), .. }] if h == "h1"
+    ));
+    let org = organizations::load(&given.store, acme)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(org.role_of(known), None, "invited, not a member");
+    assert_eq!(
+        index::owner_of(given.store.pool(), KeyKind::InvitationToken, "h1")
+            .await
+            .unwrap(),
+        Some(acme)
+    );
+
+    let (joined, _) = accept(&given, "h1", known, "known@acme.dev", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(joined, acme);
+    let org = organizations::load(&given.store, acme)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(org.role_of(known), Some(role("owner")));
+    // Once only.
+    assert_eq!(
+        refused(accept(&given, "h1", known, "known@acme.dev", Utc::now()).await),
+        Some(OrganizationError::UnknownInvitation)
+    );
+}
+
+#[tokio::test]
+async fn expired_replaced_unknown_and_misaddressed_tokens_are_refused() {
+    let given = Given::new().await;
+    let owner = given.user("owner@acme.dev").await;
+    let known = given.user("known@acme.dev").await;
+    let acme = given.org(owner, "owner@acme.dev", "acme").await;
+    let globex_owner = given.user("owner@globex.dev").await;
+    let globex = given.org(globex_owner, "owner@globex.dev", "globex").await;
+    let soon = Utc::now() + Duration::hours(1);
+    invite(&given, acme, owner, "known@acme.dev", "admin", "h1", soon)
+        .await
+        .unwrap();
+
+    // Expired: judged by the time given.
+    let later = soon + Duration::seconds(1);
+    assert_eq!(
+        refused(accept(&given, "h1", known, "known@acme.dev", later).await),
+        Some(OrganizationError::InvitationExpired)
+    );
+    // For another email.
+    let stranger = given.user("stranger@example.com").await;
+    assert_eq!(
+        refused(accept(&given, "h1", stranger, "stranger@example.com", Utc::now()).await),
+        Some(OrganizationError::InvitationForAnotherEmail)
+    );
+    // Unknown, and another org's (globex's invitation of someone else): the same answer as a
+    // token never issued.
+    invite(
+        &given,
+        globex,
+        globex_owner,
+        "g@globex.dev",
+        "member",
+        "g1",
+        soon,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused(accept(&given, "nope", known, "known@acme.dev", Utc::now()).await),
+        Some(OrganizationError::UnknownInvitation)
+    );
+    // Replaced: inviting again releases the earlier token.
+    invite(&given, acme, owner, "known@acme.dev", "member", "h2", soon)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(accept(&given, "h1", known, "known@acme.dev", Utc::now()).await),
+        Some(OrganizationError::UnknownInvitation)
+    );
+    assert_eq!(
+        index::owner_of(given.store.pool(), KeyKind::InvitationToken, "h1")
+            .await
+            .unwrap(),
+        None
+    );
+    let org = organizations::load(&given.store, acme)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(org.role_of(known), None);
+    // Revoked: its token goes with it.
+    organizations::revoke_invitation(
+        &given.store,
+        acme,
+        owner,
+        email("known@acme.dev"),
+        &as_user(owner),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused(accept(&given, "h2", known, "known@acme.dev", Utc::now()).await),
+        Some(OrganizationError::UnknownInvitation)
+    );
+}
+
+#[tokio::test]
+async fn members_are_invited_and_only_managers_manage_them() {
     let given = Given::new().await;
     let owner = given.user("owner@acme.dev").await;
     let member = given.user("member@acme.dev").await;
     let acme = given.org(owner, "owner@acme.dev", "acme").await;
+    given.member(acme, owner, "member@acme.dev", "member").await;
+    let org = organizations::load(&given.store, acme)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(org.role_of(member), Some(role("member")));
 
-    let added = organizations::add_member(
-        &given.store,
-        acme,
-        owner,
-        email("member@acme.dev"),
-        role("member"),
-        &as_user(owner),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(&added.events[..], [OrganizationEvent::MemberAdded { user_id, .. }] if *user_id == member)
-    );
-    let invited = organizations::add_member(
-        &given.store,
-        acme,
-        owner,
-        email("later@acme.dev"),
-        role("admin"),
-        &as_user(owner),
-    )
-    .await
-    .unwrap();
+    let week = Utc::now() + Duration::days(7);
+    let invited = invite(&given, acme, owner, "later@acme.dev", "admin", "l1", week)
+        .await
+        .unwrap();
     assert!(matches!(
         &invited.events[..],
         [OrganizationEvent::MemberInvited { .. }]
@@ -91,26 +251,19 @@ async fn members_are_added_or_invited_and_only_managers_manage_them() {
         [acme]
     );
 
-    let twice = organizations::add_member(
-        &given.store,
-        acme,
-        owner,
-        email("member@acme.dev"),
-        role("member"),
-        &as_user(owner),
-    )
-    .await;
+    let twice = invite(&given, acme, owner, "member@acme.dev", "member", "m2", week).await;
     assert!(matches!(
         twice,
         Err(ExecuteError::Domain(OrganizationError::AlreadyMember))
     ));
-    let by_member = organizations::add_member(
-        &given.store,
+    let by_member = invite(
+        &given,
         acme,
         member,
-        email("friend@acme.dev"),
-        role("member"),
-        &as_user(member),
+        "friend@acme.dev",
+        "member",
+        "f1",
+        week,
     )
     .await;
     assert!(matches!(

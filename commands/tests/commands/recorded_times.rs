@@ -24,6 +24,7 @@ async fn every_commit_answers_the_time_its_events_were_recorded_at() {
         Name::parse("Owner").unwrap(),
         "hash".into(),
         refresh_family(),
+        None,
         &as_user(owner),
     )
     .await

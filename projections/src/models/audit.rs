@@ -395,7 +395,7 @@ fn organization(id: Uuid, event: &OrganizationEvent, names: &mut Names) -> Descr
             format!("added {email} as {}", role.as_str()),
             member(names, *user_id, email.as_str()),
         ),
-        E::MemberInvited { email, role } => (
+        E::MemberInvited { email, role, .. } => (
             format!("invited {email} as {}", role.as_str()),
             invitation(email.as_str()),
         ),
@@ -944,6 +944,8 @@ mod tests {
                 Audited::Organization(OrganizationEvent::MemberInvited {
                     email: email.clone(),
                     role: Role::Admin,
+                    token_hash: None,
+                    expires_at: None,
                 }),
                 Audited::Organization(OrganizationEvent::InvitationRevoked { email }),
             ],

@@ -106,7 +106,7 @@ impl Projection for OrganizationsProjection {
                         )
                         .await?;
                     }
-                    OrganizationEvent::MemberInvited { email, role } => {
+                    OrganizationEvent::MemberInvited { email, role, .. } => {
                         upsert_member(
                             conn,
                             &members,

@@ -24,6 +24,8 @@ async fn the_log_names_actor_action_target_and_summary_newest_first() {
             &[OrganizationEvent::MemberInvited {
                 email: email("new@acme.dev"),
                 role: role("admin"),
+                token_hash: None,
+                expires_at: None,
             }],
         )
         .await;

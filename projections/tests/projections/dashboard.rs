@@ -27,10 +27,14 @@ async fn counters_follow_members_invitations_and_servers() {
                 OrganizationEvent::MemberInvited {
                     email: email("a@acme.dev"),
                     role: role("member"),
+                    token_hash: None,
+                    expires_at: None,
                 },
                 OrganizationEvent::MemberInvited {
                     email: email("b@acme.dev"),
                     role: role("member"),
+                    token_hash: None,
+                    expires_at: None,
                 },
             ],
         )

@@ -23,6 +23,8 @@ async fn an_org_lists_its_owner_members_and_invitations_with_their_roles() {
                 OrganizationEvent::MemberInvited {
                     email: email("invited@acme.dev"),
                     role: role("admin"),
+                    token_hash: None,
+                    expires_at: None,
                 },
             ],
         )
@@ -92,10 +94,14 @@ async fn accepting_changing_roles_removing_and_revoking_update_the_member_list()
                 OrganizationEvent::MemberInvited {
                     email: email("joiner@acme.dev"),
                     role: role("member"),
+                    token_hash: None,
+                    expires_at: None,
                 },
                 OrganizationEvent::MemberInvited {
                     email: email("never@acme.dev"),
                     role: role("member"),
+                    token_hash: None,
+                    expires_at: None,
                 },
             ],
         )
@@ -195,6 +201,8 @@ async fn an_org_is_invisible_to_non_members_and_an_invitation_grants_nothing() {
             &[OrganizationEvent::MemberInvited {
                 email: email("stranger@other.dev"),
                 role: role("admin"),
+                token_hash: None,
+                expires_at: None,
             }],
         )
         .await;
@@ -232,6 +240,8 @@ async fn a_member_has_joined_at_and_an_invitation_invited_at_only() {
             &[OrganizationEvent::MemberInvited {
                 email: email("later@acme.dev"),
                 role: role("member"),
+                token_hash: None,
+                expires_at: None,
             }],
         )
         .await;

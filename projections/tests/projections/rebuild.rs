@@ -44,6 +44,8 @@ async fn every_projection_rebuilt_from_the_store_equals_the_live_one() {
             &[OrganizationEvent::MemberInvited {
                 email: email("later@acme.dev"),
                 role: role("member"),
+                token_hash: None,
+                expires_at: None,
             }],
         )
         .await;
