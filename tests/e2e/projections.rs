@@ -429,7 +429,9 @@ async fn before_the_outage(app: &TestApp) -> (User, String) {
     let mut legacy = Mcp::new(app.url("/s/acme-docs/t/early/mcp"));
     legacy.initialize("before").await;
     for _ in 0..3 {
-        let reply = legacy.call_tool("list_walkthroughs", json!({})).await;
+        let reply = legacy
+            .call_tool("get_support", json!({"title": "t", "description": "d"}))
+            .await;
         assert_eq!(reply.result()["isError"], false, "{}", reply.text);
     }
     (owner, org)
@@ -448,6 +450,7 @@ async fn during_the_outage(app: &TestApp, owner: &User, org: &str) {
     let mut legacy = Mcp::new(app.url("/s/acme-docs/t/early/mcp"));
     legacy.initialize("during").await;
     for n in 0..100 {
+        // A server with no walkthrough offers only `get_support` (a tool call and a ticket).
         let reply = if n % 10 == 0 {
             legacy
                 .call_tool(
@@ -458,7 +461,7 @@ async fn during_the_outage(app: &TestApp, owner: &User, org: &str) {
         } else {
             Mcp::new(app.url(&format!("/s/acme-docs/t/user-{}/mcp", n % 9)))
                 .modern()
-                .call_tool("list_walkthroughs", json!({}))
+                .call_tool("get_support", json!({"title": "t", "description": "d"}))
                 .await
         };
         assert_eq!(reply.result()["isError"], false, "{}", reply.text);
