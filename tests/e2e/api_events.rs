@@ -593,14 +593,7 @@ async fn only_owners_and_admins_see_client_ips_and_user_agents() {
     let member = app.signup("member@acme.dev").await;
     let org = app.create_org(&owner, "acme").await;
     for (user, role) in [(&admin, "admin"), (&member, "member")] {
-        let (status, body) = app
-            .post(
-                &format!("/api/v1/orgs/{org}/members"),
-                &owner.token,
-                json!({ "email": user.email, "role": role }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        app.add_member(&owner, &org, user, role).await;
     }
     // A change made from a browser, and an end user's tool call.
     let created = app

@@ -65,14 +65,7 @@ async fn assert_refused(resp: reqwest::Response, says: &str) {
 }
 
 async fn add_member(app: &TestApp, owner: &User, org: &str, member: &User) {
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &owner.token,
-            json!({"email": member.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.add_member(owner, org, member, "member").await;
     // The member sees the org once the read model has them (a busy machine may take longer
     // than the write waits).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
