@@ -3,9 +3,9 @@
 //!
 //! A single task tails the log in committed order (`read_after` from where it is, all orgs at
 //! once), woken by one NATS subscription to every event subject and, without NATS or when a
-//! wake is lost, by a slow poll. Each new event is serialized once and handed to its org's
-//! `tokio::sync::broadcast` channel; a stream holds a receiver of its org's channel and filters
-//! by type itself. While no stream is open the hub reads nothing; the first stream to open
+//! wake is lost, by a slow poll. Each new event's SSE frame is encoded once, and each read
+//! hands every org its events as one [`LiveBatch`] on the org's `tokio::sync::broadcast`
+//! channel; a stream holds a receiver of its org's channel and filters by type itself. While no stream is open the hub reads nothing; the first stream to open
 //! after that waits for it to restart from the head. So a thousand idle streams cost the
 //! database one small query per [`SAFETY_POLL`], and a busy org one read per batch of events,
 //! however many streams watch it. See `docs/design.md`, "Live event streams".
@@ -15,6 +15,7 @@
 //! sent: see [`Subscription`].
 
 use crate::error::{ApiError, ErrorCode};
+use bytes::{BufMut, Bytes, BytesMut};
 use domain::values::Role;
 use eventstore::nats::Topology;
 use eventstore::{Cursor, EventFilter, EventStore, StoredEvent};
@@ -36,8 +37,8 @@ const POLL_WITHOUT_NATS: Duration = Duration::from_millis(500);
 const MIN_READ_INTERVAL: Duration = Duration::from_millis(25);
 /// Events per read of the log, the hub's and a stream's backlog pages alike.
 pub const PAGE: i64 = 500;
-/// Events an org's channel keeps for a slow stream; one further behind catches up from
-/// Postgres.
+/// Batches (reads of the log) an org's channel keeps for a slow stream; one further behind
+/// catches up from Postgres.
 const CHANNEL_CAPACITY: usize = 1024;
 /// How long a stream's answer that the caller is a member of its org is trusted.
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(30);
@@ -71,43 +72,114 @@ pub enum Access {
     Unknown,
 }
 
-/// One event as every stream sends it: serialized once by the hub.
+/// One event as every stream sends it: its SSE frame, encoded once by the hub.
 #[derive(Debug)]
 pub struct LiveEvent {
     pub cursor: Cursor,
     pub event_type: String,
-    /// The event's JSON, the SSE `data`, as owners and admins see it.
-    pub json: String,
-    /// The JSON as other members see it (no client ip or user agent in the metadata), when
-    /// that differs.
-    pub member_json: Option<String>,
+    /// The whole SSE frame (`id`, `event`, `data`, blank line) as owners and admins see it.
+    pub frame: Bytes,
+    /// The frame as other members see it (no client ip or user agent in the metadata); the
+    /// same bytes when nothing differs.
+    pub member_frame: Bytes,
     /// For `MemberRemoved`: the member removed, whose streams of this org end here.
     pub removed_user: Option<Uuid>,
 }
 
-impl LiveEvent {
-    pub fn new(event: &StoredEvent) -> Self {
+/// What the hub hands an org's streams at once: the events of that org from one read of the
+/// log, in order, with their frames also laid end to end. A stream with no type filter that
+/// is not behind sends the whole batch as one chunk (a reference-counted slice, no copy): a
+/// thousand streams of a busy org cost a wake and a write each per read, not per event.
+#[derive(Debug)]
+pub struct LiveBatch {
+    pub events: Vec<LiveEvent>,
+    /// Every event's [`LiveEvent::frame`], concatenated.
+    pub frames: Bytes,
+    /// Every event's [`LiveEvent::member_frame`], concatenated.
+    pub member_frames: Bytes,
+}
+
+impl LiveBatch {
+    /// Encodes `events` (all of one org, in committed order) once.
+    pub fn new<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Self {
         #[derive(serde::Deserialize)]
         struct Removed {
             user_id: Uuid,
         }
-        let removed_user =
-            if event.aggregate_type == "organization" && event.event_type == "MemberRemoved" {
-                serde_json::from_str::<Removed>(event.payload.get())
-                    .ok()
-                    .map(|r| r.user_id)
-            } else {
-                None
-            };
+        let mut frames = BytesMut::new();
+        let mut member_frames = BytesMut::new();
+        // (cursor, type, removed, frame range, member frame range)
+        let mut parts = Vec::new();
+        for event in events {
+            let removed_user =
+                if event.aggregate_type == "organization" && event.event_type == "MemberRemoved" {
+                    serde_json::from_str::<Removed>(event.payload.get())
+                        .ok()
+                        .map(|r| r.user_id)
+                } else {
+                    None
+                };
+            let start = frames.len();
+            sse_frame(&mut frames, event);
+            let frame = start..frames.len();
+            let member_start = member_frames.len();
+            match crate::routes::events::without_client_details(event) {
+                Some(seen) => sse_frame(&mut member_frames, &seen),
+                None => member_frames.extend_from_slice(&frames[frame.clone()]),
+            }
+            let member_frame = member_start..member_frames.len();
+            parts.push((
+                event.cursor,
+                event.event_type.clone(),
+                removed_user,
+                frame,
+                member_frame,
+            ));
+        }
+        let frames = frames.freeze();
+        let member_frames = member_frames.freeze();
+        let events = parts
+            .into_iter()
+            .map(
+                |(cursor, event_type, removed_user, frame, member_frame)| LiveEvent {
+                    cursor,
+                    event_type,
+                    frame: frames.slice(frame),
+                    member_frame: member_frames.slice(member_frame),
+                    removed_user,
+                },
+            )
+            .collect();
         Self {
-            cursor: event.cursor,
-            event_type: event.event_type.clone(),
-            json: serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned()),
-            member_json: crate::routes::events::without_client_details(event)
-                .map(|seen| serde_json::to_string(&seen).unwrap_or_else(|_| "{}".to_owned())),
-            removed_user,
+            events,
+            frames,
+            member_frames,
         }
     }
+
+    /// The first event's cursor (a batch is never empty).
+    pub fn first(&self) -> Cursor {
+        self.events.first().map_or(Cursor::START, |e| e.cursor)
+    }
+
+    /// The last event's cursor.
+    pub fn last(&self) -> Cursor {
+        self.events.last().map_or(Cursor::START, |e| e.cursor)
+    }
+}
+
+/// Appends `event` as one server-sent event: its cursor as `id` (what `Last-Event-ID` sends
+/// back), its type as `event`, its JSON (one line: serde_json escapes every newline) as `data`.
+pub fn sse_frame(out: &mut BytesMut, event: &StoredEvent) {
+    use std::fmt::Write as _;
+    // Writing into a BytesMut cannot fail, nor can serializing a stored event.
+    let _ = write!(
+        out,
+        "id: {}\nevent: {}\ndata: ",
+        event.cursor, event.event_type
+    );
+    let _ = serde_json::to_writer((&mut *out).writer(), event);
+    out.extend_from_slice(b"\n\n");
 }
 
 #[derive(Default)]
@@ -121,7 +193,7 @@ struct Inner {
     store: EventStore,
     limits: StreamLimits,
     counts: Mutex<Counts>,
-    channels: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LiveEvent>>>>,
+    channels: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LiveBatch>>>>,
     /// Open subscriptions; the hub reads the log only while there are some.
     subscribers: AtomicUsize,
     /// Whether the hub is reading: false while it is idle, until it has restarted from the
@@ -366,15 +438,24 @@ impl LiveHub {
         }
     }
 
-    /// Hands each event to its org's channel, if a stream listens there.
+    /// Hands each org's events of `page` to its channel as one batch, if a stream listens
+    /// there.
     fn publish(&self, page: &[StoredEvent]) {
         let mut channels = lock(&self.inner.channels);
+        if channels.is_empty() {
+            return;
+        }
+        let mut by_org: HashMap<Uuid, Vec<&StoredEvent>> = HashMap::new();
         for event in page {
-            let Some(org) = event.org_id else { continue };
+            if let Some(org) = event.org_id.filter(|org| channels.contains_key(org)) {
+                by_org.entry(org).or_default().push(event);
+            }
+        }
+        for (org, events) in by_org {
             let Some(sender) = channels.get(&org) else {
                 continue;
             };
-            if sender.send(Arc::new(LiveEvent::new(event))).is_err() {
+            if sender.send(Arc::new(LiveBatch::new(events))).is_err() {
                 // Every receiver is gone: forget the channel.
                 channels.remove(&org);
             }
@@ -384,7 +465,7 @@ impl LiveHub {
 
 /// A stream's receiver of its org's events; counted while it lives.
 pub struct Subscription {
-    pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
+    pub receiver: broadcast::Receiver<Arc<LiveBatch>>,
     _guard: SubscriberGuard,
 }
 
@@ -452,29 +533,72 @@ impl ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_member_removed_event_names_the_member() {
-        let user = Uuid::new_v4();
-        let payload = serde_json::value::RawValue::from_string(format!(
-            r#"{{"user_id":"{user}","email":"a@b.c"}}"#
-        ))
-        .unwrap();
-        let event = StoredEvent {
+    fn stored(event_type: &str, payload: String, metadata: &str) -> StoredEvent {
+        StoredEvent {
             event_id: Uuid::new_v4(),
             cursor: Cursor::new(5, 7),
             aggregate_type: "organization".to_owned(),
             aggregate_id: Uuid::new_v4().to_string(),
             sequence: 3,
-            event_type: "MemberRemoved".to_owned(),
+            event_type: event_type.to_owned(),
             event_version: "1".to_owned(),
             org_id: Some(Uuid::new_v4()),
             recorded_at: chrono::Utc::now(),
-            payload,
-            metadata: serde_json::value::RawValue::from_string("{}".to_owned()).unwrap(),
-        };
-        let live = LiveEvent::new(&event);
+            payload: serde_json::value::RawValue::from_string(payload).unwrap(),
+            metadata: serde_json::value::RawValue::from_string(metadata.to_owned()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_member_removed_event_names_the_member() {
+        let user = Uuid::new_v4();
+        let event = stored(
+            "MemberRemoved",
+            format!(r#"{{"user_id":"{user}","email":"a@b.c"}}"#),
+            "{}",
+        );
+        let batch = LiveBatch::new([&event]);
+        let live = &batch.events[0];
         assert_eq!(live.removed_user, Some(user));
         assert_eq!(live.cursor, Cursor::new(5, 7));
-        assert!(live.json.contains("\"MemberRemoved\""));
+        assert_eq!(live.frame, live.member_frame);
+    }
+
+    #[test]
+    fn frames_are_whole_server_sent_events_laid_end_to_end() {
+        let mut first = stored(
+            "MemberAdded",
+            r#"{"text":"two\nlines"}"#.to_owned(),
+            r#"{"client_ip":"192.0.2.7","user_agent":"curl","request_id":"r1"}"#,
+        );
+        first.cursor = Cursor::new(5, 7);
+        let mut second = stored("OrgRenamed", r#"{"name":"x"}"#.to_owned(), "{}");
+        second.cursor = Cursor::new(6, 8);
+        let batch = LiveBatch::new([&first, &second]);
+        assert_eq!((batch.first(), batch.last()), (first.cursor, second.cursor));
+
+        let frame = std::str::from_utf8(&batch.events[0].frame).unwrap();
+        let lines: Vec<&str> = frame.split('\n').collect();
+        assert_eq!(lines[0], format!("id: {}", first.cursor));
+        assert_eq!(lines[1], "event: MemberAdded");
+        assert!(lines[2].starts_with("data: {"));
+        // The payload's newline stays escaped: the data is one line, and the frame ends with
+        // the blank line that ends an event.
+        assert_eq!(&lines[3..], ["", ""]);
+        let data: serde_json::Value = serde_json::from_str(&lines[2]["data: ".len()..]).unwrap();
+        assert_eq!(data["metadata"]["client_ip"], "192.0.2.7");
+
+        let member = std::str::from_utf8(&batch.events[0].member_frame).unwrap();
+        assert!(!member.contains("192.0.2.7") && !member.contains("curl"));
+        assert!(member.contains("\"request_id\":\"r1\""));
+
+        let joined = [&batch.events[0].frame[..], &batch.events[1].frame[..]].concat();
+        assert_eq!(&batch.frames[..], &joined[..]);
+        let joined = [
+            &batch.events[0].member_frame[..],
+            &batch.events[1].member_frame[..],
+        ]
+        .concat();
+        assert_eq!(&batch.member_frames[..], &joined[..]);
     }
 }

@@ -3,22 +3,22 @@
 
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{Membership, QueryPairs};
-use crate::live::{Access, StreamPermit, Subscription};
+use crate::live::{Access, LiveBatch, StreamPermit, Subscription};
 use crate::params::OrgPath;
 use crate::state::AppState;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::{Bytes, BytesMut};
 use domain::values::Role;
 use eventstore::{Cursor, EventFilter, StoredEvent};
-use futures::Stream;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 const NDJSON: &str = "application/x-ndjson";
 
@@ -194,7 +194,7 @@ pub async fn stream(
     Membership { user, org, role }: Membership,
     QueryPairs(pairs): QueryPairs,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let q = parse_query(&pairs)?;
     let last_event_id = headers
         .get("last-event-id")
@@ -215,21 +215,38 @@ pub async fn stream(
         role,
         expires_at: user.expires_at,
         last_access_check: tokio::time::Instant::now(),
+        last_sent: tokio::time::Instant::now(),
         types: q.types,
         // The hub's receiver starts at the head; a cursor asks for the backlog before it.
         backlog_from: last_event_id.or(q.after),
         position: None,
         buffer: VecDeque::new(),
+        ending: false,
     };
-    let events = futures::stream::unfold(tail, |mut tail| async move {
-        let event = tail.next().await?;
-        Some((Ok::<_, Infallible>(event), tail))
+    let chunks = futures::stream::unfold(tail, |mut tail| async move {
+        let chunk = tail.next().await?;
+        Some((Ok::<_, Infallible>(chunk), tail))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 /// How often a stream asks (the shared cache of) whether its caller is still a member.
 const ACCESS_CHECK: Duration = Duration::from_secs(5);
+/// After this long without an event, a stream sends a comment, so proxies and clients see it
+/// is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A stream gathers what its org's channel holds into one chunk (one write) up to this size.
+const MAX_CHUNK: usize = 256 * 1024;
 
 struct Tail {
     state: AppState,
@@ -241,79 +258,158 @@ struct Tail {
     role: Role,
     expires_at: i64,
     last_access_check: tokio::time::Instant,
+    last_sent: tokio::time::Instant,
     types: Vec<String>,
     /// Set while the stream has events to read from Postgres first: after this cursor.
     backlog_from: Option<Cursor>,
     /// How far the stream has gone: every event of the org at or before it was sent or left
     /// out by the type filter. The hub's events at or before it are skipped.
     position: Option<Cursor>,
-    buffer: VecDeque<Event>,
+    /// Backlog pages, each one chunk of frames.
+    buffer: VecDeque<Bytes>,
+    /// Set when the stream ends after the chunk it is sending.
+    ending: bool,
+}
+
+/// Whether a stream goes on after a batch.
+#[derive(PartialEq, Eq)]
+enum Taken {
+    More,
+    /// The batch removed the caller from the org: the stream ends after what came before.
+    Removed,
 }
 
 impl Tail {
-    /// The next event, or `None` when the stream ends: the caller's access token expired,
-    /// they stopped being a member, or the server is shutting down.
-    async fn next(&mut self) -> Option<Event> {
+    /// The next chunk of frames (or a keep-alive comment), or `None` when the stream ends: the
+    /// caller's access token expired, they stopped being a member, or the server is shutting
+    /// down.
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if !self.still_allowed().await {
+            if self.ending || !self.still_allowed().await {
                 return None;
             }
-            if let Some(event) = self.buffer.pop_front() {
-                return Some(event);
+            if let Some(chunk) = self.buffer.pop_front() {
+                return Some(self.sent(chunk));
             }
             if let Some(after) = self.backlog_from {
                 self.read_backlog(after).await?;
                 continue;
             }
-            let wait = self.until_next_check();
-            let received = match tokio::time::timeout(wait, self.subscription.receiver.recv()).await
-            {
-                Err(_) => continue,
-                Ok(received) => received,
-            };
-            match received {
-                Ok(event) => {
-                    if event.removed_user == Some(self.user_id) {
-                        self.state
-                            .live
-                            .forget_member(self.user_id, self.org.0)
-                            .await;
-                        return None;
+            let wait = self
+                .until_next_check()
+                .min(KEEP_ALIVE.saturating_sub(self.last_sent.elapsed()));
+            let mut received =
+                match tokio::time::timeout(wait, self.subscription.receiver.recv()).await {
+                    Ok(received) => received,
+                    Err(_) if self.last_sent.elapsed() >= KEEP_ALIVE => {
+                        return Some(self.sent(Bytes::from_static(b":\n\n")));
                     }
-                    if self.position.is_some_and(|at| event.cursor <= at) {
-                        continue;
+                    Err(_) => continue,
+                };
+            // Everything the channel holds now goes out as one chunk.
+            let mut chunk = Vec::new();
+            let mut size = 0;
+            loop {
+                match received {
+                    Ok(batch) => {
+                        if self.take(&batch, &mut chunk, &mut size) == Taken::Removed {
+                            self.state
+                                .live
+                                .forget_member(self.user_id, self.org.0)
+                                .await;
+                            self.ending = true;
+                            break;
+                        }
                     }
-                    self.position = Some(event.cursor);
-                    if !self.types.is_empty() && !self.types.contains(&event.event_type) {
-                        continue;
+                    // Too slow: the channel dropped batches this stream had not taken. Read
+                    // them from Postgres, then go on with the channel, skipping what was read.
+                    Err(RecvError::Lagged(_)) => {
+                        match self.position {
+                            Some(at) => self.backlog_from = Some(at),
+                            // A live stream lagging before its first event cannot say where it
+                            // was; it ends, and its client reconnects.
+                            None => self.ending = true,
+                        }
+                        break;
                     }
-                    let json = match &event.member_json {
-                        Some(json) if !self.role.sees_client_details() => json,
-                        _ => &event.json,
-                    };
-                    return Some(
-                        Event::default()
-                            .id(event.cursor.to_string())
-                            .event(event.event_type.clone())
-                            .data(json.as_str()),
-                    );
+                    Err(RecvError::Closed) => {
+                        self.ending = true;
+                        break;
+                    }
                 }
-                // Too slow: the channel dropped events this stream had not taken. Read them
-                // from Postgres, then go on with the channel, skipping what was read.
-                Err(RecvError::Lagged(_)) => match self.position {
-                    Some(at) => self.backlog_from = Some(at),
-                    // A live stream lagging before its first event cannot say where it was;
-                    // it ends, and its client reconnects.
-                    None => return None,
-                },
-                Err(RecvError::Closed) => return None,
+                if size >= MAX_CHUNK {
+                    break;
+                }
+                received = match self.subscription.receiver.try_recv() {
+                    Ok(batch) => Ok(batch),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                };
+            }
+            match chunk.len() {
+                0 => continue,
+                1 => return chunk.pop().map(|one| self.sent(one)),
+                _ => {
+                    let mut joined = BytesMut::with_capacity(size);
+                    for part in chunk {
+                        joined.extend_from_slice(&part);
+                    }
+                    return Some(self.sent(joined.freeze()));
+                }
             }
         }
     }
 
-    /// One page of the backlog after `after` into the buffer; the backlog ends with a page
-    /// that is not full. `None` when the database cannot be read: the stream ends, and its
-    /// client resumes with `Last-Event-ID`.
+    /// Adds what this stream sends of `batch` to `chunk`: the whole batch's frames when the
+    /// stream filters nothing and is not past its start (no copy), else event by event.
+    fn take(&mut self, batch: &LiveBatch, chunk: &mut Vec<Bytes>, size: &mut usize) -> Taken {
+        let member_view = !self.role.sees_client_details();
+        let removed = batch
+            .events
+            .iter()
+            .any(|e| e.removed_user == Some(self.user_id));
+        if !removed && self.types.is_empty() && self.position.is_none_or(|at| batch.first() > at) {
+            self.position = Some(batch.last());
+            let frames = if member_view {
+                &batch.member_frames
+            } else {
+                &batch.frames
+            };
+            *size += frames.len();
+            chunk.push(frames.clone());
+            return Taken::More;
+        }
+        for event in &batch.events {
+            if event.removed_user == Some(self.user_id) {
+                return Taken::Removed;
+            }
+            if self.position.is_some_and(|at| event.cursor <= at) {
+                continue;
+            }
+            self.position = Some(event.cursor);
+            if !self.types.is_empty() && !self.types.contains(&event.event_type) {
+                continue;
+            }
+            let frame = if member_view {
+                &event.member_frame
+            } else {
+                &event.frame
+            };
+            *size += frame.len();
+            chunk.push(frame.clone());
+        }
+        Taken::More
+    }
+
+    fn sent(&mut self, chunk: Bytes) -> Bytes {
+        self.last_sent = tokio::time::Instant::now();
+        chunk
+    }
+
+    /// One page of the backlog after `after` into the buffer, as one chunk; the backlog ends
+    /// with a page that is not full. `None` when the database cannot be read: the stream ends,
+    /// and its client resumes with `Last-Event-ID`.
     async fn read_backlog(&mut self, after: Cursor) -> Option<()> {
         let filter = EventFilter {
             org_id: Some(self.org.0),
@@ -339,9 +435,14 @@ impl Tail {
         };
         let reached = page.last().map_or(after, |last| last.cursor);
         self.position = Some(self.position.map_or(reached, |at| at.max(reached)));
-        let role = self.role;
-        self.buffer
-            .extend(page.into_iter().map(|e| sse_event(&as_seen_by(role, e))));
+        if !page.is_empty() {
+            let role = self.role;
+            let mut frames = BytesMut::new();
+            for event in page {
+                crate::live::sse_frame(&mut frames, &as_seen_by(role, event));
+            }
+            self.buffer.push_back(frames.freeze());
+        }
         Some(())
     }
 
@@ -403,14 +504,6 @@ pub(crate) fn without_client_details(event: &StoredEvent) -> Option<StoredEvent>
     // A map of JSON values always serializes; were it not to, `null` still shows nothing.
     seen.metadata = serde_json::value::to_raw_value(&metadata).unwrap_or_default();
     Some(seen)
-}
-
-fn sse_event(event: &StoredEvent) -> Event {
-    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
-    Event::default()
-        .id(event.cursor.to_string())
-        .event(event.event_type.clone())
-        .data(data)
 }
 
 #[cfg(test)]
