@@ -609,11 +609,12 @@ pub async fn sign_ins_since(
     .await
 }
 
-/// The SQL condition "the row's `end_user_id` is one of the person `$n`'s end users", for
-/// filters by end user (which mean the person it belongs to).
+/// The SQL condition "the row's `end_user_id` is the person `$n` or one of their end users",
+/// for filters by end user (which mean the person it belongs to). The person themselves is
+/// named apart, for rows whose end user the usage projection has not seen yet.
 pub fn of_person(param: usize) -> String {
     format!(
-        "end_user_id IN (SELECT p.end_user_id FROM rm_end_users p \
-         WHERE p.org_id = $1 AND p.person_id = ${param})"
+        "(end_user_id = ${param} OR end_user_id IN (SELECT p.end_user_id FROM rm_end_users p \
+         WHERE p.org_id = $1 AND p.person_id = ${param}))"
     )
 }
