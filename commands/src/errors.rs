@@ -120,6 +120,8 @@ pub enum ErrorCode {
     NothingToPublish,
     NotPublished,
     AlreadyAssigned,
+    NotMerged,
+    MergeLater,
     NoWalkthroughSelected,
     WalkthroughCompleted,
     StaleStep,
@@ -345,6 +347,15 @@ impl ErrorCode {
             AlreadyAssigned => (
                 K::Conflict,
                 "The walkthrough is already assigned to this server.",
+            ),
+            NotMerged => (
+                K::Conflict,
+                "The end user named in an unmerge was not merged into this person.",
+            ),
+            MergeLater => (
+                K::Conflict,
+                "The merge cannot be undone yet: the end user it merged into was merged into \
+                 another since; undo that later merge first (the detail names it).",
             ),
             NoWalkthroughSelected => (
                 K::Conflict,
@@ -637,6 +648,8 @@ fn owner_moved(kind: KeyKind) -> Failure {
         ),
         KeyKind::UserEmail
         | KeyKind::EndUserTracking
+        | KeyKind::EndUserSubject
+        | KeyKind::EndUserEmail
         | KeyKind::WalkthroughSelected
         | KeyKind::InvitationToken => concurrent_modification(),
     }
@@ -655,9 +668,11 @@ impl From<KeyKind> for Failure {
                 "this organization slug is already taken",
             ),
             KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
-            KeyKind::EndUserTracking | KeyKind::WalkthroughSelected | KeyKind::InvitationToken => {
-                (ErrorCode::Conflict, "already taken")
-            }
+            KeyKind::EndUserTracking
+            | KeyKind::EndUserSubject
+            | KeyKind::EndUserEmail
+            | KeyKind::WalkthroughSelected
+            | KeyKind::InvitationToken => (ErrorCode::Conflict, "already taken"),
         };
         Failure::new(code, detail)
     }
@@ -816,6 +831,15 @@ impl From<EndUserError> for Failure {
             // Another org's end user is not one this caller may see.
             EndUserError::NotFound | EndUserError::OtherOrg => {
                 Failure::not_found(ErrorCode::EndUserNotFound)
+            }
+            EndUserError::MergedAway { survivor } => Failure::new(
+                ErrorCode::MergeLater,
+                format!(
+                    "that end user was merged into {survivor} since; unmerge it from there first"
+                ),
+            ),
+            EndUserError::NotMerged | EndUserError::SameEndUser => {
+                Failure::new(ErrorCode::NotMerged, e.to_string())
             }
         }
     }

@@ -86,6 +86,7 @@ async fn every_documented_operation_is_served_and_every_route_is_documented() {
         ("post", "/api/v1/orgs/{org}/tickets/{ticket}/assign"),
         ("get", "/api/v1/orgs/{org}/users"),
         ("get", "/api/v1/orgs/{org}/users/{user}"),
+        ("post", "/api/v1/orgs/{org}/users/{user}/unmerge"),
         ("get", "/api/v1/orgs/{org}/sessions"),
         ("get", "/api/v1/orgs/{org}/sessions/{session}"),
         ("get", "/api/v1/orgs/{org}/tool-calls"),

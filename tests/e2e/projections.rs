@@ -14,6 +14,12 @@ const TABLES: &[(&str, &str)] = &[
     ("rm_audit_log", "org_id, transaction_id, global_position"),
     ("rm_audit_names", "kind, id"),
     ("rm_end_users", "org_id, end_user_id"),
+    ("rm_people", "org_id, person_id"),
+    (
+        "rm_end_user_identities",
+        "org_id, end_user_id, identity_key",
+    ),
+    ("rm_sign_ins_hourly", "org_id, hour"),
     ("rm_sessions", "org_id, session_id"),
     ("rm_tool_calls", "org_id, call_id"),
     ("rm_usage_hourly", "org_id, hour, server_id, tool"),
