@@ -8,6 +8,7 @@ mod given;
 
 mod accounts;
 mod organizations;
+mod outbound;
 mod recorded_times;
 mod servers;
 mod tickets;
