@@ -247,11 +247,11 @@ async fn the_stand_in_serves_discovery_and_signs_in_without_a_person() {
     let tokens: serde_json::Value = http
         .post(format!("{}/token", idp.issuer))
         .basic_auth("stand-in-client", Some("stand-in-secret-0123456789"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", "http://127.0.0.1:9/cb"),
-        ])
+        .header("content-type", "application/x-www-form-urlencoded")
+        // The code is base64url: nothing in it needs escaping.
+        .body(format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb"
+        ))
         .send()
         .await
         .unwrap()
