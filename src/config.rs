@@ -233,8 +233,8 @@ pub struct HttpArgs {
 /// redirect, with size and time limits.
 #[derive(Debug, Clone, Args)]
 pub struct OutboundArgs {
-    /// Networks (comma-separated CIDRs, such as `127.0.0.0/8`) exempt from the address rules,
-    /// which may also be reached over plain http. Empty by default.
+    /// Networks (comma-separated CIDRs, such as `127.0.0.0/8`) exempt from the address rules
+    /// and reachable over plain http, none by default.
     #[arg(long, env = "MCPLATFORM_OUTBOUND_ALLOW", default_value = "", value_parser = outbound_allow)]
     pub outbound_allow: OutboundAllow,
 

@@ -420,7 +420,13 @@ impl Outbound {
         };
         let plain = url.scheme() == "http";
         let port = url.port_or_known_default().unwrap_or(443);
-        match tokio::net::lookup_host((name, port)).await {
+        let lookup = tokio::time::timeout(
+            self.inner.config.connect_timeout,
+            tokio::net::lookup_host((name, port)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+        match lookup {
             Ok(addresses) => {
                 for address in addresses {
                     self.inner.rules.check(address.ip(), plain)?;

@@ -331,6 +331,28 @@ impl TestApp {
         joined
     }
 
+    /// Registers a plain OAuth 2.0 identity provider with loopback endpoints (nothing is
+    /// fetched when it is saved); returns its id. For servers in `oauth` mode.
+    pub async fn create_oauth2_provider(&self, user: &User, org: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org}/identity-providers"),
+                &user.token,
+                json!({
+                    "name": "Loopback OAuth",
+                    "kind": "oauth2",
+                    "authorization_endpoint": "http://127.0.0.1:9/authorize",
+                    "token_endpoint": "http://127.0.0.1:9/token",
+                    "userinfo_endpoint": "http://127.0.0.1:9/user",
+                    "client_id": "loopback-client",
+                    "client_secret": "loopback-client-secret",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create provider: {body}");
+        body["id"].as_str().expect("provider id").to_owned()
+    }
+
     /// Creates a server; returns its body.
     pub async fn create_server(&self, user: &User, org: &str, slug: &str) -> Value {
         let (status, body) = self

@@ -7,6 +7,7 @@
 mod given;
 
 mod accounts;
+mod identity_providers;
 mod organizations;
 mod outbound;
 mod recorded_times;
