@@ -68,6 +68,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(route!(invitations::accept))
         .routes(route!(servers::list, servers::create))
         .routes(route!(servers::get, servers::update, servers::archive))
+        .routes(route!(identity_providers::list, identity_providers::create))
+        .routes(route!(
+            identity_providers::get,
+            identity_providers::update,
+            identity_providers::delete
+        ))
         .routes(route!(tracking_secrets::list, tracking_secrets::create))
         .routes(route!(tracking_secrets::revoke))
         .routes(route!(tickets::list))

@@ -18,6 +18,7 @@ pub fn names_nothing(param: &str) -> ApiError {
         "user" => ErrorCode::EndUserNotFound,
         "session" => ErrorCode::SessionNotFound,
         "walkthrough" => ErrorCode::WalkthroughNotFound,
+        "provider" => ErrorCode::IdentityProviderNotFound,
         "step" => ErrorCode::StepNotFound,
         "token" => ErrorCode::InvitationNotFound,
         "code" => return ApiError::new(ErrorCode::RouteNotFound, "no such problem type"),
@@ -64,6 +65,16 @@ pub struct ServerPath {
     pub org: String,
     /// Server id or slug
     pub server: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdentityProviderPath {
+    /// Org id or slug
+    pub org: String,
+    /// Identity provider id
+    #[param(value_type = uuid::Uuid)]
+    pub provider: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -143,6 +154,10 @@ impl NamesSomething for InvitationPath {
 
 impl NamesSomething for ServerPath {
     const NOT_FOUND: &'static str = "No such server";
+}
+
+impl NamesSomething for IdentityProviderPath {
+    const NOT_FOUND: &'static str = "No such identity provider";
 }
 
 impl NamesSomething for TicketPath {

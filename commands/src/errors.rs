@@ -6,6 +6,7 @@
 //! lives here.
 
 use domain::end_user::EndUserError;
+use domain::identity_provider::ProviderError;
 use domain::login::LoginError;
 use domain::mcp_session::McpSessionError;
 use domain::organization::OrganizationError;
@@ -19,6 +20,7 @@ use domain::walkthrough_progress::ProgressError;
 use eventstore::{CommitError, ExecuteError, KeyKind, StoreError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use uuid::Uuid;
 
 /// What kind of refusal a code is; the REST edge maps each kind to one HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +101,7 @@ pub enum ErrorCode {
     StepNotFound,
     AssignmentNotFound,
     TrackingSecretNotFound,
+    IdentityProviderNotFound,
     MethodNotAllowed,
     Conflict,
     ConcurrentModification,
@@ -112,6 +115,8 @@ pub enum ErrorCode {
     LastOwner,
     TooManyTrackingSecrets,
     LastTrackingSecret,
+    IdentityProviderInUse,
+    ProviderDiscoveryFailed,
     ServerArchived,
     IllegalTransition,
     AmbiguousReference,
@@ -264,6 +269,10 @@ impl ErrorCode {
                 K::NotFound,
                 "No active tracking secret of the server has this id (it may have been revoked).",
             ),
+            IdentityProviderNotFound => (
+                K::NotFound,
+                "No identity provider of the organization has this id.",
+            ),
             MethodNotAllowed => (
                 K::MethodNotAllowed,
                 "The route does not take this method; the `Allow` header lists those it does.",
@@ -314,6 +323,17 @@ impl ErrorCode {
                 K::Conflict,
                 "The server requires signed tracking ids, so its last active tracking secret \
                  cannot be revoked: create the next one first, or stop requiring them.",
+            ),
+            IdentityProviderInUse => (
+                K::Conflict,
+                "Servers sign their end users in with this identity provider: move them to \
+                 another provider or auth mode first (the detail lists them).",
+            ),
+            ProviderDiscoveryFailed => (
+                K::Invalid,
+                "The issuer's OpenID discovery document could not be fetched through the \
+                 outbound guard, or it does not name the configured issuer; the detail says \
+                 why.",
             ),
             ServerArchived => (
                 K::Conflict,
@@ -423,6 +443,7 @@ impl ErrorCode {
             ErrorCode::StepNotFound => "step",
             ErrorCode::AssignmentNotFound => "assignment",
             ErrorCode::TrackingSecretNotFound => "tracking secret",
+            ErrorCode::IdentityProviderNotFound => "identity provider",
             ErrorCode::RouteNotFound => "route",
             _ => "resource",
         }
@@ -646,6 +667,8 @@ fn owner_moved(kind: KeyKind) -> Failure {
             ErrorCode::OrgNotFound,
             "the organization was archived or renamed; nothing was written",
         ),
+        // A server bound to a provider requires the provider's key owned by its org.
+        KeyKind::IdentityProvider => unknown_provider(),
         KeyKind::UserEmail
         | KeyKind::EndUserTracking
         | KeyKind::EndUserSubject
@@ -669,10 +692,16 @@ impl From<KeyKind> for Failure {
             ),
             KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
             KeyKind::EndUserTracking
+<<<<<<< HEAD
             | KeyKind::EndUserSubject
             | KeyKind::EndUserEmail
             | KeyKind::WalkthroughSelected
             | KeyKind::InvitationToken => (ErrorCode::Conflict, "already taken"),
+=======
+            | KeyKind::WalkthroughSelected
+            | KeyKind::InvitationToken
+            | KeyKind::IdentityProvider => (ErrorCode::Conflict, "already taken"),
+>>>>>>> wt-providers
         };
         Failure::new(code, detail)
     }
@@ -713,8 +742,36 @@ impl From<ServerError> for Failure {
                 return Failure::invalid("require_signed_tracking", e)
             }
             ServerError::LastTrackingSecret => ErrorCode::LastTrackingSecret,
+            ServerError::OauthNeedsProvider => return Failure::invalid("identity_provider_id", e),
+            ServerError::UnknownProvider => return unknown_provider(),
         };
         Failure::new(code, e.to_string())
+    }
+}
+
+/// A server named an identity provider its org does not have (another org's, or deleted).
+pub fn unknown_provider() -> Failure {
+    Failure::invalid(
+        "identity_provider_id",
+        "no identity provider of this organization has this id",
+    )
+}
+
+impl From<ProviderError> for Failure {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::NotFound => Failure::not_found(ErrorCode::IdentityProviderNotFound),
+            ProviderError::AlreadyExists => Failure::new(ErrorCode::Conflict, e.to_string()),
+            ProviderError::NotAllowed => Failure::new(ErrorCode::Forbidden, e.to_string()),
+            ProviderError::Invalid { field, reason } => Failure::invalid(field, reason),
+            ProviderError::InUse { ref servers } => {
+                let ids: Vec<String> = servers.iter().map(Uuid::to_string).collect();
+                Failure::new(
+                    ErrorCode::IdentityProviderInUse,
+                    format!("{e}: {}", ids.join(", ")),
+                )
+            }
+        }
     }
 }
 

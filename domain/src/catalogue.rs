@@ -29,6 +29,7 @@ pub const STREAM_KINDS: &[StreamKind] = &[
     kind::<crate::refresh_token::RefreshTokenFamily>(),
     kind::<crate::organization::Organization>(),
     kind::<crate::server::Server>(),
+    kind::<crate::identity_provider::IdentityProvider>(),
     kind::<crate::end_user::EndUser>(),
     kind::<crate::mcp_session::McpSession>(),
     kind::<crate::tool_call::ToolCall>(),

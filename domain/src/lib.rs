@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod catalogue;
 pub mod end_user;
+pub mod identity_provider;
 pub mod limit;
 pub mod login;
 pub mod mcp_session;

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// tracking secrets; unsigned or badly signed ones are refused. Needs an active secret.
     #[serde(default)]
     pub require_signed_tracking: bool,
+    /// The org's identity provider end users sign in with; `oauth` mode needs one.
+    #[serde(default)]
+    pub identity_provider_id: Option<Uuid>,
 }
 
 /// The fields a client asked to change; `None` leaves a field as it is.
@@ -34,6 +37,8 @@ pub struct ServerChanges {
     pub walkthrough_tools: Option<bool>,
     pub conformance_fixtures: Option<bool>,
     pub require_signed_tracking: Option<bool>,
+    /// `Some(None)` unbinds the provider.
+    pub identity_provider_id: Option<Option<Uuid>>,
 }
 
 /// How many tracking secrets a server holds at once: two, so one can be rotated with an
@@ -139,6 +144,13 @@ pub enum ServerError {
          revoked: create the next one first, or stop requiring them"
     )]
     LastTrackingSecret,
+    #[error(
+        "`auth_mode: oauth` needs `identity_provider_id`: one of the organization's identity \
+         providers (POST .../identity-providers)"
+    )]
+    OauthNeedsProvider,
+    #[error("no identity provider of the organization has this id")]
+    UnknownProvider,
 }
 
 impl Aggregate for Server {
@@ -164,6 +176,9 @@ impl Aggregate for Server {
                     // A new server has no tracking secret yet.
                     return Err(ServerError::SignedTrackingNeedsSecret);
                 }
+                if config.auth_mode == AuthMode::Oauth && config.identity_provider_id.is_none() {
+                    return Err(ServerError::OauthNeedsProvider);
+                }
                 Ok(vec![ServerEvent::ServerCreated { org_id, config }])
             }
             ServerCommand::Update {
@@ -171,6 +186,8 @@ impl Aggregate for Server {
                 changes,
             } => {
                 let current = self.live_config(actor_role)?;
+                let touches_auth =
+                    changes.auth_mode.is_some() || changes.identity_provider_id.is_some();
                 let next = ServerConfig {
                     name: changes.name.unwrap_or_else(|| current.name.clone()),
                     slug: changes.slug.unwrap_or_else(|| current.slug.clone()),
@@ -185,9 +202,20 @@ impl Aggregate for Server {
                     require_signed_tracking: changes
                         .require_signed_tracking
                         .unwrap_or(current.require_signed_tracking),
+                    identity_provider_id: changes
+                        .identity_provider_id
+                        .unwrap_or(current.identity_provider_id),
                 };
                 if &next == current {
                     return Ok(vec![]);
+                }
+                // A server set to `oauth` before providers existed keeps its other settings
+                // changeable; setting the mode or the provider needs a provider.
+                if touches_auth
+                    && next.auth_mode == AuthMode::Oauth
+                    && next.identity_provider_id.is_none()
+                {
+                    return Err(ServerError::OauthNeedsProvider);
                 }
                 if next.require_signed_tracking && self.tracking_secrets.is_empty() {
                     return Err(ServerError::SignedTrackingNeedsSecret);
@@ -272,6 +300,7 @@ mod tests {
             walkthrough_tools: true,
             conformance_fixtures: false,
             require_signed_tracking: false,
+            identity_provider_id: None,
         }
     }
 
@@ -333,6 +362,68 @@ mod tests {
             },
         );
         assert_eq!(noop, Ok(vec![]));
+    }
+
+    #[test]
+    fn oauth_needs_a_provider_and_unbinding_it_is_refused_while_in_oauth() {
+        let create = |provider: Option<Uuid>| {
+            given_when::<Server>(
+                &[],
+                ServerCommand::Create {
+                    org_id: Uuid::nil(),
+                    actor_role: Role::Owner,
+                    config: ServerConfig {
+                        auth_mode: AuthMode::Oauth,
+                        identity_provider_id: provider,
+                        ..config()
+                    },
+                },
+            )
+        };
+        assert_eq!(create(None).err(), Some(ServerError::OauthNeedsProvider));
+        assert!(create(Some(Uuid::from_u128(5))).is_ok());
+        let to_oauth = given_when::<Server>(
+            &created(),
+            ServerCommand::Update {
+                actor_role: Role::Admin,
+                changes: ServerChanges {
+                    auth_mode: Some(AuthMode::Oauth),
+                    ..ServerChanges::default()
+                },
+            },
+        );
+        assert_eq!(to_oauth.err(), Some(ServerError::OauthNeedsProvider));
+        let mut given = created();
+        given.push(ServerEvent::ServerUpdated {
+            config: ServerConfig {
+                auth_mode: AuthMode::Oauth,
+                identity_provider_id: Some(Uuid::from_u128(5)),
+                ..config()
+            },
+        });
+        let unbind = given_when::<Server>(
+            &given,
+            ServerCommand::Update {
+                actor_role: Role::Admin,
+                changes: ServerChanges {
+                    identity_provider_id: Some(None),
+                    ..ServerChanges::default()
+                },
+            },
+        );
+        assert_eq!(unbind.err(), Some(ServerError::OauthNeedsProvider));
+        let leave_oauth = given_when::<Server>(
+            &given,
+            ServerCommand::Update {
+                actor_role: Role::Admin,
+                changes: ServerChanges {
+                    auth_mode: Some(AuthMode::None),
+                    identity_provider_id: Some(None),
+                    ..ServerChanges::default()
+                },
+            },
+        );
+        assert!(leave_oauth.is_ok());
     }
 
     #[test]

@@ -562,6 +562,29 @@ async fn write_index(
                 .execute(&mut **tx)
                 .await?;
         }
+        IndexWrite::ProviderSecretSet {
+            provider_id,
+            org_id,
+            sealed,
+        } => {
+            sqlx::query(
+                "INSERT INTO identity_provider_secrets (provider_id, org_id, sealed) \
+                 VALUES ($1, $2, $3) ON CONFLICT (provider_id) DO UPDATE \
+                 SET sealed = EXCLUDED.sealed, updated_at = now() \
+                 WHERE identity_provider_secrets.org_id = EXCLUDED.org_id",
+            )
+            .bind(provider_id)
+            .bind(org_id)
+            .bind(sealed)
+            .execute(&mut **tx)
+            .await?;
+        }
+        IndexWrite::ProviderSecretRemoved { provider_id } => {
+            sqlx::query("DELETE FROM identity_provider_secrets WHERE provider_id = $1")
+                .bind(provider_id)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -31,10 +31,17 @@ pub enum KeyKind {
     /// The sha256 hash of a pending invitation's token → the org that sent it (released when
     /// the invitation is accepted, revoked or replaced). The token itself is never stored.
     InvitationToken,
+    /// An identity provider's id → its org, held while it exists: a server binding to it
+    /// requires this owner, so a provider deleted (or of another org) is never bound.
+    IdentityProvider,
 }
 
 impl KeyKind {
+<<<<<<< HEAD
     pub const ALL: [KeyKind; 8] = [
+=======
+    pub const ALL: [KeyKind; 7] = [
+>>>>>>> wt-providers
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,
@@ -43,6 +50,7 @@ impl KeyKind {
         KeyKind::EndUserEmail,
         KeyKind::WalkthroughSelected,
         KeyKind::InvitationToken,
+        KeyKind::IdentityProvider,
     ];
 
     /// The stored name (`unique_keys.kind`).
@@ -56,6 +64,7 @@ impl KeyKind {
             KeyKind::EndUserEmail => "end_user_email",
             KeyKind::WalkthroughSelected => "walkthrough_selected",
             KeyKind::InvitationToken => "invitation_token",
+            KeyKind::IdentityProvider => "identity_provider",
         }
     }
 }
@@ -77,6 +86,39 @@ pub async fn sealed_tracking_secrets(
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// An identity provider's sealed client secret, if it belongs to `org_id` (sealed by
+/// `commands::services::identity_providers`).
+pub async fn sealed_provider_secret(
+    pool: &PgPool,
+    org_id: Uuid,
+    provider_id: Uuid,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT sealed FROM identity_provider_secrets WHERE provider_id = $1 AND org_id = $2",
+    )
+    .bind(provider_id)
+    .bind(org_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The ids of every stream of one aggregate type of an org, from the event log itself
+/// (strongly consistent, unlike a read model): for a command that decides about all of an
+/// org's servers. Meant for types with few events per stream (servers, providers).
+pub async fn aggregate_ids_of_org(
+    pool: &PgPool,
+    org_id: Uuid,
+    aggregate_type: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events WHERE org_id = $1 AND aggregate_type = $2",
+    )
+    .bind(org_id)
+    .bind(aggregate_type)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The owner of a unique key, if claimed.

@@ -44,6 +44,15 @@ pub enum IndexWrite {
     },
     /// A revoked tracking secret is deleted.
     TrackingSecretRemoved { server_id: Uuid, secret_id: Uuid },
+    /// An identity provider's client secret, sealed (sent to the provider at each token
+    /// exchange, so it cannot be a hash); replaces the one before.
+    ProviderSecretSet {
+        provider_id: Uuid,
+        org_id: Uuid,
+        sealed: Vec<u8>,
+    },
+    /// A deleted provider's client secret is deleted with it.
+    ProviderSecretRemoved { provider_id: Uuid },
 }
 
 /// What must still hold when the unit commits, checked under a transaction-scoped lock on what
@@ -182,6 +191,26 @@ impl UnitOfWork {
             server_id,
             secret_id,
         });
+        self
+    }
+
+    pub fn set_provider_secret(
+        &mut self,
+        provider_id: Uuid,
+        org_id: Uuid,
+        sealed: Vec<u8>,
+    ) -> &mut Self {
+        self.index.push(IndexWrite::ProviderSecretSet {
+            provider_id,
+            org_id,
+            sealed,
+        });
+        self
+    }
+
+    pub fn remove_provider_secret(&mut self, provider_id: Uuid) -> &mut Self {
+        self.index
+            .push(IndexWrite::ProviderSecretRemoved { provider_id });
         self
     }
 

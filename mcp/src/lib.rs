@@ -53,6 +53,10 @@ pub struct McpConfig {
     /// Opens the servers' tracking secrets (sealed with a key derived from the platform
     /// secret), to verify signed tracking ids.
     pub tracking_seal: commands::tracking::TrackingSeal,
+    /// The one guard of every outbound fetch (client metadata documents, identity providers).
+    pub outbound: commands::outbound::Outbound,
+    /// Opens identity providers' client secrets (`commands::services::identity_providers`).
+    pub provider_seal: commands::sealing::Seal,
 }
 
 /// What the handler and the tools share.

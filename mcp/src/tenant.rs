@@ -33,6 +33,8 @@ pub struct Tenant {
     pub require_signed_tracking: bool,
     /// The server's active tracking secrets, opened (a revoked one is gone at the next load).
     pub tracking_keys: Vec<TrackingKey>,
+    /// The org's identity provider end users sign in with (`oauth` mode).
+    pub identity_provider_id: Option<Uuid>,
 }
 
 /// How long a resolved server is trusted, counted from when its look-up began (so a load that
@@ -181,6 +183,7 @@ async fn load(
         conformance_fixtures: config.conformance_fixtures,
         require_signed_tracking: config.require_signed_tracking,
         tracking_keys,
+        identity_provider_id: config.identity_provider_id,
     }))
 }
 

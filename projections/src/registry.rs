@@ -2,7 +2,8 @@
 //! waited for like the others.
 
 use crate::models::{
-    audit::AuditProjection, dashboard::DashboardProjection, organizations::OrganizationsProjection,
+    audit::AuditProjection, dashboard::DashboardProjection,
+    identity_providers::IdentityProvidersProjection, organizations::OrganizationsProjection,
     servers::ServersProjection, tickets::TicketsProjection, usage::UsageProjection,
     walkthrough_analytics::WalkthroughAnalyticsProjection,
     walkthrough_progress::WalkthroughProgressProjection, walkthroughs::WalkthroughsProjection,
@@ -14,6 +15,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(OrganizationsProjection),
         Arc::new(ServersProjection),
+        Arc::new(IdentityProvidersProjection),
         Arc::new(DashboardProjection),
         Arc::new(AuditProjection),
         Arc::new(UsageProjection),

@@ -18,6 +18,8 @@ struct Acme {
     bob_org: String,
     docs: Value,
     docs_id: String,
+    /// Acme's identity provider, which `oauth-one` signs in with.
+    provider_id: String,
 }
 
 impl Acme {
@@ -86,15 +88,18 @@ async fn acme_with_servers() -> Acme {
     assert_eq!(api["auth_mode"], "tracking");
     assert_eq!(api["support_tool"], false);
     assert_eq!(api["walkthrough_tools"], false);
+    let provider_id = app.create_oauth2_provider(&alice, &org).await;
     let (status, oauth) = app
         .post(
             &servers,
             &alice.token,
-            json!({ "name": "OAuth", "slug": "oauth-one", "auth_mode": "oauth" }),
+            json!({ "name": "OAuth", "slug": "oauth-one", "auth_mode": "oauth",
+                    "identity_provider_id": provider_id }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{oauth}");
     assert_eq!(oauth["auth_mode"], "oauth");
+    assert_eq!(oauth["identity_provider_id"], provider_id.as_str());
 
     Acme {
         app,
@@ -105,6 +110,7 @@ async fn acme_with_servers() -> Acme {
         bob_org,
         docs,
         docs_id,
+        provider_id,
     }
 }
 
@@ -244,7 +250,8 @@ async fn updates_and_renames(acme: &Acme) {
         .patch(
             &server_path(&docs_id),
             &alice.token,
-            json!({ "auth_mode": "oauth", "walkthrough_tools": false }),
+            json!({ "auth_mode": "oauth", "walkthrough_tools": false,
+                    "identity_provider_id": acme.provider_id }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");

@@ -15,6 +15,7 @@ async fn projections_list_and_status_describe_every_projection() {
     for name in [
         "organizations",
         "servers",
+        "identity_providers",
         "dashboard",
         "audit_log",
         "usage",
@@ -46,11 +47,12 @@ async fn projections_list_and_status_describe_every_projection() {
         },
     )
     .await;
-    assert_eq!(rows.as_array().unwrap().len(), 9);
+    assert_eq!(rows.as_array().unwrap().len(), 10);
     for row in rows.as_array().unwrap() {
         // These read only server and MCP streams, and there are none yet.
         let quiet = [
             "servers",
+            "identity_providers",
             "usage",
             "tickets",
             "walkthroughs",

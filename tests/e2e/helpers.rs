@@ -46,6 +46,8 @@ impl TestEnv {
             .env("MCPLATFORM_BIND", "127.0.0.1:0")
             .env("MCPLATFORM_DB_POOL", "8")
             .env("MCPLATFORM_METRICS_TOKEN", METRICS_TOKEN)
+            // Loopback stand-ins (an OpenID provider, client metadata documents) are fetched.
+            .env("MCPLATFORM_OUTBOUND_ALLOW", "127.0.0.0/8")
             .env("RUST_LOG", "warn");
         cmd
     }
@@ -327,6 +329,28 @@ impl TestApp {
         let (status, joined) = self.accept(user, token).await;
         assert_eq!(status, StatusCode::OK, "accept {}: {joined}", user.email);
         joined
+    }
+
+    /// Registers a plain OAuth 2.0 identity provider with loopback endpoints (nothing is
+    /// fetched when it is saved); returns its id. For servers in `oauth` mode.
+    pub async fn create_oauth2_provider(&self, user: &User, org: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org}/identity-providers"),
+                &user.token,
+                json!({
+                    "name": "Loopback OAuth",
+                    "kind": "oauth2",
+                    "authorization_endpoint": "http://127.0.0.1:9/authorize",
+                    "token_endpoint": "http://127.0.0.1:9/token",
+                    "userinfo_endpoint": "http://127.0.0.1:9/user",
+                    "client_id": "loopback-client",
+                    "client_secret": "loopback-client-secret",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create provider: {body}");
+        body["id"].as_str().expect("provider id").to_owned()
     }
 
     /// Creates a server; returns its body.

@@ -541,13 +541,16 @@ async fn tracking_ids_identify_end_users_and_auth_modes_are_enforced() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
 
-    // OAuth mode is for a later release: a clear 401, not a hang or a 500.
-    app.patch(
-        &format!("/api/v1/orgs/{org}/servers/acme-docs"),
-        &owner.token,
-        json!({ "auth_mode": "oauth" }),
-    )
-    .await;
+    // OAuth mode without a token: a clear 401, not a hang or a 500.
+    let provider_id = app.create_oauth2_provider(&owner, &org).await;
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/servers/acme-docs"),
+            &owner.token,
+            json!({ "auth_mode": "oauth", "identity_provider_id": provider_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let oauth = eventually("oauth mode in force", Duration::from_secs(5), || async {
         let r = Mcp::new(app.url("/s/acme-docs/t/user-42/mcp"))
             .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())

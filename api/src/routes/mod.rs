@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod end_users;
 pub mod events;
 pub mod health;
+pub mod identity_providers;
 pub mod invitations;
 pub mod orgs;
 pub mod problems;

@@ -36,6 +36,10 @@ pub struct CreateServerBody {
     /// A new server has none, so this can only be turned on later.
     #[serde(default)]
     require_signed_tracking: Option<bool>,
+    /// One of the org's identity providers, which end users sign in with; `auth_mode: oauth`
+    /// needs one.
+    #[serde(default)]
+    identity_provider_id: Option<Uuid>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -57,6 +61,13 @@ pub struct UpdateServerBody {
     /// active tracking secrets; needs one.
     #[serde(default)]
     require_signed_tracking: Option<bool>,
+    /// One of the org's identity providers (`oauth` mode needs one); `null` unbinds it.
+    #[serde(
+        default,
+        deserialize_with = "crate::routes::walkthroughs::double_option"
+    )]
+    #[schema(value_type = Option<Uuid>)]
+    identity_provider_id: Option<Option<Uuid>>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -91,6 +102,7 @@ pub struct PendingServer {
     walkthrough_tools: bool,
     conformance_fixtures: bool,
     require_signed_tracking: bool,
+    identity_provider_id: Option<Uuid>,
     /// `active` or `archived`.
     status: &'static str,
     #[serde(with = "domain::time::rfc3339")]
@@ -152,6 +164,7 @@ async fn written(
         walkthrough_tools: config.walkthrough_tools,
         conformance_fixtures: config.conformance_fixtures,
         require_signed_tracking: config.require_signed_tracking,
+        identity_provider_id: config.identity_provider_id,
         status: if server.archived {
             "archived"
         } else {
@@ -222,6 +235,7 @@ pub async fn create(
         walkthrough_tools: body.walkthrough_tools.unwrap_or(true),
         conformance_fixtures: body.conformance_fixtures.unwrap_or(false),
         require_signed_tracking: body.require_signed_tracking.unwrap_or(false),
+        identity_provider_id: body.identity_provider_id,
     };
     let server_id = Uuid::new_v4();
     let done = servers::create(
@@ -279,6 +293,7 @@ pub async fn update(
         walkthrough_tools: body.walkthrough_tools,
         conformance_fixtures: body.conformance_fixtures,
         require_signed_tracking: body.require_signed_tracking,
+        identity_provider_id: body.identity_provider_id,
     };
     let current = fetch(&state, org, &server).await?;
     let done = servers::update(

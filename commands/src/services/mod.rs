@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod end_users;
+pub mod identity_providers;
 pub mod mcp_sessions;
 pub mod organizations;
 pub mod servers;

@@ -1,6 +1,6 @@
 //! Hosted MCP servers of an org.
 
-use crate::services::organizations;
+use crate::services::{identity_providers, organizations};
 use crate::tracking::{self, NewTrackingSecret, TrackingKey, TrackingSeal};
 use domain::server::{
     Server, ServerChanges, ServerCommand, ServerConfig, ServerError, ServerEvent, TrackingSecretRef,
@@ -26,6 +26,23 @@ async fn actor_role(
         .ok_or(ExecuteError::Domain(ServerError::NotFound))
 }
 
+/// A server binding `provider_id` needs it to be a live provider of its org; the commit then
+/// requires the provider's key still owned by the org (not deleted meanwhile).
+async fn check_provider(
+    store: &EventStore,
+    org_id: Uuid,
+    provider_id: Option<Uuid>,
+) -> std::result::Result<(), ExecuteError<ServerError>> {
+    let Some(provider_id) = provider_id else {
+        return Ok(());
+    };
+    match identity_providers::exists(store, org_id, provider_id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ExecuteError::Domain(ServerError::UnknownProvider)),
+        Err(e) => Err(ExecuteError::Store(e)),
+    }
+}
+
 pub async fn create(
     store: &EventStore,
     org_id: Uuid,
@@ -37,6 +54,10 @@ pub async fn create(
     let actor_role = actor_role(store, org_id, actor_id).await?;
     let metadata = metadata.clone().for_org(org_id);
     let slug = config.slug.as_str().to_owned();
+    let provider = config.identity_provider_id;
+    if actor_role.can_manage() {
+        check_provider(store, org_id, provider).await?;
+    }
     store
         .execute::<Server, _, _>(
             &server_id.to_string(),
@@ -50,6 +71,9 @@ pub async fn create(
             },
             |_, _, uow| {
                 uow.claim(KeyKind::ServerSlug, slug.clone(), server_id);
+                if let Some(provider) = provider {
+                    uow.require_owner(KeyKind::IdentityProvider, provider.to_string(), org_id);
+                }
             },
         )
         .await
@@ -65,6 +89,9 @@ pub async fn update(
 ) -> Result {
     let actor_role = actor_role(store, org_id, actor_id).await?;
     let metadata = metadata.clone().for_org(org_id);
+    if actor_role.can_manage() {
+        check_provider(store, org_id, changes.identity_provider_id.flatten()).await?;
+    }
     store
         .execute::<Server, _, _>(
             &server_id.to_string(),
@@ -81,8 +108,18 @@ pub async fn update(
             |before, events, uow| {
                 // A new slug is claimed and the old one released in the same commit.
                 let old = before.config.as_ref().map(|c| c.slug.as_str().to_owned());
+                let old_provider = before.config.as_ref().and_then(|c| c.identity_provider_id);
                 for event in events {
                     if let ServerEvent::ServerUpdated { config } = event {
+                        if let Some(provider) = config.identity_provider_id {
+                            if old_provider != Some(provider) {
+                                uow.require_owner(
+                                    KeyKind::IdentityProvider,
+                                    provider.to_string(),
+                                    org_id,
+                                );
+                            }
+                        }
                         if old.as_deref() != Some(config.slug.as_str()) {
                             if let Some(old) = &old {
                                 uow.release(KeyKind::ServerSlug, old.clone(), server_id);

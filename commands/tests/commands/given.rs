@@ -137,5 +137,6 @@ pub fn config(slug: &str) -> ServerConfig {
         walkthrough_tools: true,
         conformance_fixtures: false,
         require_signed_tracking: false,
+        identity_provider_id: None,
     }
 }

@@ -7,8 +7,13 @@
 mod given;
 
 mod accounts;
+<<<<<<< HEAD
 mod end_users;
+=======
+mod identity_providers;
+>>>>>>> wt-providers
 mod organizations;
+mod outbound;
 mod recorded_times;
 mod servers;
 mod tickets;

@@ -8,6 +8,7 @@
 
 use crate::projection::{Projection, ProjectionError, Reads, Tables};
 use chrono::{DateTime, Utc};
+use domain::identity_provider::{IdentityProvider, ProviderEvent};
 use domain::organization::{Organization, OrganizationEvent};
 use domain::server::{Server, ServerEvent};
 use domain::ticket::{Ticket, TicketEvent};
@@ -174,6 +175,7 @@ pub enum Audited {
     Walkthrough(WalkthroughEvent),
     Ticket(TicketEvent),
     User(UserEvent),
+    IdentityProvider(ProviderEvent),
     /// An event of an org this log has no sentence for: its entry reads as its type.
     Other(String),
 }
@@ -193,6 +195,8 @@ impl Audited {
             Audited::Ticket(e.decode()?)
         } else if t == User::TYPE {
             Audited::User(e.decode()?)
+        } else if t == IdentityProvider::TYPE {
+            Audited::IdentityProvider(e.decode()?)
         } else if e.org_id.is_some() {
             Audited::Other(e.event_type.clone())
         } else {
@@ -207,6 +211,7 @@ impl Audited {
         match self {
             Audited::Organization(_) => vec![(Organization::TYPE, id)],
             Audited::Server(_) => vec![(Server::TYPE, id)],
+            Audited::IdentityProvider(_) => vec![(IdentityProvider::TYPE, id)],
             Audited::Walkthrough(event) => {
                 let mut keys = vec![(Walkthrough::TYPE, id)];
                 if let WalkthroughEvent::WalkthroughAssigned { server_id, .. }
@@ -335,6 +340,7 @@ pub fn describe(id: Uuid, event: &Audited, names: &mut Names) -> Described {
     match event {
         Audited::Organization(event) => organization(id, event, names),
         Audited::Server(event) => server(id, event, names),
+        Audited::IdentityProvider(event) => identity_provider(id, event, names),
         Audited::Walkthrough(event) => walkthrough(id, event, names),
         Audited::Ticket(event) => ticket(id, event, names),
         Audited::User(UserEvent::UserSignedUp { email, .. }) => {
@@ -472,6 +478,39 @@ fn server(id: Uuid, event: &ServerEvent, names: &mut Names) -> Described {
     Described {
         summary,
         target_name: names.get(Server::TYPE, id).map(str::to_owned),
+        related: None,
+    }
+}
+
+fn identity_provider(id: Uuid, event: &ProviderEvent, names: &mut Names) -> Described {
+    let summary = match event {
+        ProviderEvent::IdentityProviderCreated { config, .. } => {
+            names.set(IdentityProvider::TYPE, id, config.name.as_str());
+            format!(
+                "added identity provider {} ({})",
+                config.name.as_str(),
+                config.kind.as_str()
+            )
+        }
+        ProviderEvent::IdentityProviderUpdated {
+            config,
+            client_secret_changed,
+        } => {
+            names.set(IdentityProvider::TYPE, id, config.name.as_str());
+            let secret = if *client_secret_changed {
+                ", with a new client secret"
+            } else {
+                ""
+            };
+            format!("updated identity provider {}{secret}", config.name.as_str())
+        }
+        ProviderEvent::IdentityProviderDeleted { name } => {
+            format!("deleted identity provider {}", name.as_str())
+        }
+    };
+    Described {
+        summary,
+        target_name: names.get(IdentityProvider::TYPE, id).map(str::to_owned),
         related: None,
     }
 }
@@ -736,6 +775,7 @@ mod tests {
             walkthrough_tools: true,
             conformance_fixtures: false,
             require_signed_tracking: false,
+            identity_provider_id: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod dashboard;
+pub mod identity_providers;
 pub mod organizations;
 pub mod people;
 pub mod servers;

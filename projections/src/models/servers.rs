@@ -47,12 +47,13 @@ impl Projection for ServersProjection {
                             walkthrough_tools,
                             conformance_fixtures,
                             require_signed_tracking,
+                            identity_provider_id,
                         } = config;
                         sqlx::query(&format!(
                             "INSERT INTO {servers} (server_id, org_id, name, slug, auth_mode, \
                              support_tool, walkthrough_tools, conformance_fixtures, status, created_at, updated_at, \
-                             require_signed_tracking) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', $8, $8, $10) \
+                             require_signed_tracking, identity_provider_id) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, 'active', $8, $8, $10, $11) \
                              ON CONFLICT DO NOTHING"
                         ))
                         .bind(server_id)
@@ -65,6 +66,7 @@ impl Projection for ServersProjection {
                         .bind(at)
                         .bind(conformance_fixtures)
                         .bind(require_signed_tracking)
+                        .bind(identity_provider_id)
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -72,8 +74,8 @@ impl Projection for ServersProjection {
                         sqlx::query(&format!(
                             "UPDATE {servers} SET name = $2, slug = $3, auth_mode = $4, \
                              support_tool = $5, walkthrough_tools = $6, updated_at = $7, \
-                             conformance_fixtures = $8, require_signed_tracking = $9 \
-                             WHERE server_id = $1"
+                             conformance_fixtures = $8, require_signed_tracking = $9, \
+                             identity_provider_id = $10 WHERE server_id = $1"
                         ))
                         .bind(server_id)
                         .bind(config.name.as_str())
@@ -84,6 +86,7 @@ impl Projection for ServersProjection {
                         .bind(at)
                         .bind(config.conformance_fixtures)
                         .bind(config.require_signed_tracking)
+                        .bind(config.identity_provider_id)
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -118,6 +121,8 @@ pub struct ServerRow {
     pub conformance_fixtures: bool,
     /// Tracking ids must be signed with one of the server's tracking secrets.
     pub require_signed_tracking: bool,
+    /// The org's identity provider end users sign in with (`oauth` mode).
+    pub identity_provider_id: Option<Uuid>,
     pub status: String,
     #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -126,8 +131,8 @@ pub struct ServerRow {
 }
 
 const COLUMNS: &str = "server_id AS id, org_id, name, slug, auth_mode, support_tool, \
-    walkthrough_tools, conformance_fixtures, require_signed_tracking, status, created_at, \
-    updated_at";
+    walkthrough_tools, conformance_fixtures, require_signed_tracking, identity_provider_id, \
+    status, created_at, updated_at";
 
 /// An org's servers, oldest first; archived ones only when asked.
 pub async fn list(

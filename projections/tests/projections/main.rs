@@ -9,6 +9,7 @@ mod given;
 
 mod audit;
 mod dashboard;
+mod identity_providers;
 mod organizations;
 mod people;
 mod rebuild;

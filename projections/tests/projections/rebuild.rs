@@ -5,6 +5,9 @@ use crate::given::*;
 use crate::walkthrough_progress::walkthrough;
 use crate::walkthroughs::step;
 use domain::end_user::{EndUser, EndUserEvent, TrackingId};
+use domain::identity_provider::{
+    IdentityProvider, ProviderConfig, ProviderEvent, ProviderKind, ProviderOptions,
+};
 use domain::organization::OrganizationEvent;
 use domain::ticket::{Ticket, TicketEvent};
 use domain::tool_call::{Outcome, ToolCall, ToolCallEvent, ToolCallRecord};
@@ -143,6 +146,28 @@ async fn every_projection_rebuilt_from_the_store_equals_the_live_one() {
                 description: "Please".into(),
                 email: None,
                 context: None,
+            }],
+        )
+        .await;
+    // An identity provider, so its table is reached too.
+    given
+        .append::<IdentityProvider>(
+            Uuid::new_v4(),
+            &by(owner, run.org.0),
+            &[ProviderEvent::IdentityProviderCreated {
+                org_id: run.org.0,
+                config: ProviderConfig {
+                    name: domain::values::Name::parse("Corp SSO").unwrap(),
+                    kind: ProviderKind::Oauth2,
+                    issuer: None,
+                    authorization_endpoint: "https://idp.example.com/authorize".into(),
+                    token_endpoint: "https://idp.example.com/token".into(),
+                    userinfo_endpoint: Some("https://idp.example.com/user".into()),
+                    jwks_uri: None,
+                    client_id: "platform".into(),
+                    scopes: vec!["read:user".into()],
+                    options: ProviderOptions::default(),
+                },
             }],
         )
         .await;
