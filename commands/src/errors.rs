@@ -692,16 +692,11 @@ impl From<KeyKind> for Failure {
             ),
             KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
             KeyKind::EndUserTracking
-<<<<<<< HEAD
             | KeyKind::EndUserSubject
             | KeyKind::EndUserEmail
             | KeyKind::WalkthroughSelected
-            | KeyKind::InvitationToken => (ErrorCode::Conflict, "already taken"),
-=======
-            | KeyKind::WalkthroughSelected
             | KeyKind::InvitationToken
             | KeyKind::IdentityProvider => (ErrorCode::Conflict, "already taken"),
->>>>>>> wt-providers
         };
         Failure::new(code, detail)
     }

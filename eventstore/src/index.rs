@@ -37,11 +37,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-<<<<<<< HEAD
-    pub const ALL: [KeyKind; 8] = [
-=======
-    pub const ALL: [KeyKind; 7] = [
->>>>>>> wt-providers
+    pub const ALL: [KeyKind; 9] = [
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,

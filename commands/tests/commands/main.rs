@@ -7,11 +7,8 @@
 mod given;
 
 mod accounts;
-<<<<<<< HEAD
 mod end_users;
-=======
 mod identity_providers;
->>>>>>> wt-providers
 mod organizations;
 mod outbound;
 mod recorded_times;
