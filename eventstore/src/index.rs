@@ -26,16 +26,27 @@ pub enum KeyKind {
     /// The sha256 hash of a pending invitation's token → the org that sent it (released when
     /// the invitation is accepted, revoked or replaced). The token itself is never stored.
     InvitationToken,
+    /// The sha256 hash of an authorization code of ours → its grant (kept after redemption, so
+    /// a replayed code finds the grant it must revoke).
+    OauthCode,
+    /// The sha256 hash of a live access token of ours → its grant (released at rotation).
+    OauthAccessToken,
+    /// The sha256 hash of a refresh token of ours → its grant (kept when rotated away, so a
+    /// reused one finds its family).
+    OauthRefreshToken,
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 6] = [
+    pub const ALL: [KeyKind; 9] = [
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,
         KeyKind::EndUserTracking,
         KeyKind::WalkthroughSelected,
         KeyKind::InvitationToken,
+        KeyKind::OauthCode,
+        KeyKind::OauthAccessToken,
+        KeyKind::OauthRefreshToken,
     ];
 
     /// The stored name (`unique_keys.kind`).
@@ -47,6 +58,9 @@ impl KeyKind {
             KeyKind::EndUserTracking => "end_user_tracking",
             KeyKind::WalkthroughSelected => "walkthrough_selected",
             KeyKind::InvitationToken => "invitation_token",
+            KeyKind::OauthCode => "oauth_code",
+            KeyKind::OauthAccessToken => "oauth_access_token",
+            KeyKind::OauthRefreshToken => "oauth_refresh_token",
         }
     }
 }

@@ -143,6 +143,11 @@ impl Runtime {
                 .to_vec(),
                 guard,
                 tracking_seal,
+                oauth_rotation_key: api::auth::tokens::derive_key(
+                    secret.expose_secret().as_bytes(),
+                    "oauth refresh rotation",
+                )?
+                .to_vec(),
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the
