@@ -77,6 +77,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(route!(tickets::assign))
         .routes(route!(end_users::list))
         .routes(route!(end_users::get))
+        .routes(route!(end_users::unmerge))
         .routes(route!(sessions::list))
         .routes(route!(sessions::get))
         .routes(route!(tool_calls::list))

@@ -120,6 +120,8 @@ pub enum ErrorCode {
     NothingToPublish,
     NotPublished,
     AlreadyAssigned,
+    NotMerged,
+    MergeLater,
     NoWalkthroughSelected,
     WalkthroughCompleted,
     StaleStep,
@@ -345,6 +347,15 @@ impl ErrorCode {
             AlreadyAssigned => (
                 K::Conflict,
                 "The walkthrough is already assigned to this server.",
+            ),
+            NotMerged => (
+                K::Conflict,
+                "The end user named in an unmerge was not merged into this person.",
+            ),
+            MergeLater => (
+                K::Conflict,
+                "The merge cannot be undone yet: the end user it merged into was merged into \
+                 another since; undo that later merge first (the detail names it).",
             ),
             NoWalkthroughSelected => (
                 K::Conflict,
@@ -637,6 +648,8 @@ fn owner_moved(kind: KeyKind) -> Failure {
         ),
         KeyKind::UserEmail
         | KeyKind::EndUserTracking
+        | KeyKind::EndUserSubject
+        | KeyKind::EndUserEmail
         | KeyKind::WalkthroughSelected
         | KeyKind::InvitationToken
         | KeyKind::OauthCode
@@ -659,6 +672,8 @@ impl From<KeyKind> for Failure {
             ),
             KeyKind::ServerSlug => (ErrorCode::SlugTaken, "this server slug is already taken"),
             KeyKind::EndUserTracking
+            | KeyKind::EndUserSubject
+            | KeyKind::EndUserEmail
             | KeyKind::WalkthroughSelected
             | KeyKind::InvitationToken
             | KeyKind::OauthCode
@@ -822,6 +837,15 @@ impl From<EndUserError> for Failure {
             // Another org's end user is not one this caller may see.
             EndUserError::NotFound | EndUserError::OtherOrg => {
                 Failure::not_found(ErrorCode::EndUserNotFound)
+            }
+            EndUserError::MergedAway { survivor } => Failure::new(
+                ErrorCode::MergeLater,
+                format!(
+                    "that end user was merged into {survivor} since; unmerge it from there first"
+                ),
+            ),
+            EndUserError::NotMerged | EndUserError::SameEndUser => {
+                Failure::new(ErrorCode::NotMerged, e.to_string())
             }
         }
     }

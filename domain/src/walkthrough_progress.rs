@@ -48,12 +48,22 @@ pub struct WalkthroughProgress {
 }
 
 impl WalkthroughProgress {
-    /// The event after which nothing earlier matters: a start replaces the whole state, so
-    /// loading may begin at the stream's last one (restarts never make loads slower).
-    pub fn reset_event() -> &'static str {
-        ProgressEventType::WalkthroughStarted.into()
+    /// The events after which nothing earlier matters: a start (or a run carried over from a
+    /// merged end user) replaces the whole state, so loading may begin at the stream's last one
+    /// (restarts never make loads slower).
+    pub fn reset_events() -> &'static [&'static str] {
+        RESET_EVENTS
+    }
+
+    /// How far this run got, for choosing between two runs of one walkthrough when two end
+    /// users are merged: a completed run beats any other, then the one with more steps done.
+    pub fn reach(&self) -> Option<(bool, usize)> {
+        self.run.as_ref().map(|r| (r.is_completed(), r.current))
     }
 }
+
+/// The names of [`WalkthroughProgress::reset_events`] (a test checks them against the variants).
+const RESET_EVENTS: &[&str] = &["WalkthroughStarted", "ProgressCarriedOver"];
 
 /// The version a new run starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +90,16 @@ pub enum ProgressCommand {
         expected_step_id: Option<Uuid>,
         server_id: Uuid,
         at: DateTime<Utc>,
+    },
+    /// Identity stitching: `from` (the merged end user's progress on this walkthrough) went
+    /// further than this stream's, so this end user (the survivor) continues from there.
+    /// Nothing is recorded when this stream's run went as far or further.
+    CarryOver {
+        org_id: Uuid,
+        walkthrough_id: Uuid,
+        end_user_id: Uuid,
+        from_end_user_id: Uuid,
+        from: Run,
     },
 }
 
@@ -143,6 +163,26 @@ pub enum ProgressEvent {
         duration_ms: u64,
         #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
+    },
+    /// The run of a merged end user, carried over to the survivor because it went further:
+    /// replaces the whole state, like a start. Not a start, step or completion for analytics
+    /// (those were counted when the merged end user made them).
+    ProgressCarriedOver {
+        org_id: Uuid,
+        walkthrough_id: Uuid,
+        end_user_id: Uuid,
+        from_end_user_id: Uuid,
+        server_id: Uuid,
+        version: u32,
+        steps: Vec<Uuid>,
+        /// Steps completed.
+        current: u32,
+        #[serde(with = "crate::time::rfc3339")]
+        started_at: DateTime<Utc>,
+        #[serde(with = "crate::time::rfc3339")]
+        shown_at: DateTime<Utc>,
+        #[serde(default, with = "crate::time::rfc3339_option")]
+        completed_at: Option<DateTime<Utc>>,
     },
 }
 
@@ -260,6 +300,31 @@ impl Aggregate for WalkthroughProgress {
                 }
                 Ok(events)
             }
+            ProgressCommand::CarryOver {
+                org_id,
+                walkthrough_id,
+                end_user_id,
+                from_end_user_id,
+                from,
+            } => {
+                let theirs = Some((from.is_completed(), from.current));
+                if self.reach() >= theirs {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ProgressEvent::ProgressCarriedOver {
+                    org_id,
+                    walkthrough_id,
+                    end_user_id,
+                    from_end_user_id,
+                    server_id: from.server_id,
+                    version: from.version,
+                    current: u32::try_from(from.current).unwrap_or(u32::MAX),
+                    steps: from.steps,
+                    started_at: from.started_at,
+                    shown_at: from.shown_at,
+                    completed_at: from.completed_at,
+                }])
+            }
         }
     }
 
@@ -299,6 +364,32 @@ impl Aggregate for WalkthroughProgress {
                 if let Some(run) = &mut self.run {
                     run.completed_at = Some(*at);
                 }
+            }
+            ProgressEvent::ProgressCarriedOver {
+                org_id,
+                walkthrough_id,
+                end_user_id,
+                server_id,
+                version,
+                steps,
+                current,
+                started_at,
+                shown_at,
+                completed_at,
+                ..
+            } => {
+                self.org_id = Some(*org_id);
+                self.walkthrough_id = Some(*walkthrough_id);
+                self.end_user_id = Some(*end_user_id);
+                self.run = Some(Run {
+                    version: *version,
+                    steps: steps.clone(),
+                    current: usize::try_from(*current).unwrap_or(usize::MAX),
+                    server_id: *server_id,
+                    started_at: *started_at,
+                    shown_at: *shown_at,
+                    completed_at: *completed_at,
+                });
             }
         }
     }
@@ -404,7 +495,7 @@ mod tests {
         history.extend(given_when::<WalkthroughProgress>(&history, next(None, 12)).unwrap());
         let last_start = history
             .iter()
-            .rposition(|e| e.event_type() == WalkthroughProgress::reset_event())
+            .rposition(|e| WalkthroughProgress::reset_events().contains(&e.event_type()))
             .unwrap();
         let full = replay::<WalkthroughProgress>(&history);
         let tail = replay::<WalkthroughProgress>(&history[last_start..]);
@@ -431,5 +522,60 @@ mod tests {
             &restarted[0],
             ProgressEvent::WalkthroughStarted { version: 2, restarted_from: Some(LeftRun { version: 1, step_id: Some(s) }), .. } if *s == id(11)
         ));
+    }
+
+    #[test]
+    fn reset_events_are_variant_names() {
+        let started: &str = ProgressEventType::WalkthroughStarted.into();
+        let carried: &str = ProgressEventType::ProgressCarriedOver.into();
+        assert_eq!(WalkthroughProgress::reset_events(), &[started, carried]);
+    }
+
+    fn carry(from: &WalkthroughProgress) -> ProgressCommand {
+        ProgressCommand::CarryOver {
+            org_id: id(1),
+            walkthrough_id: id(2),
+            end_user_id: id(30),
+            from_end_user_id: id(3),
+            from: from.run.clone().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_further_run_wins_a_merge_and_continues_where_it_was() {
+        let further = run(vec![
+            select(true, 1, &[10, 11, 12], 0),
+            next(None, 5),
+            next(None, 7),
+        ]);
+        let behind = run(vec![select(true, 1, &[10, 11, 12], 0), next(None, 5)]);
+        let further_state = replay::<WalkthroughProgress>(&further);
+        // Behind (or nowhere): the further run is carried over and replaces the state.
+        for given in [behind.clone(), vec![]] {
+            let carried = given_when::<WalkthroughProgress>(&given, carry(&further_state)).unwrap();
+            assert_eq!(carried.len(), 1);
+            let mut after = given.clone();
+            after.extend(carried.clone());
+            let state = replay::<WalkthroughProgress>(&after);
+            assert_eq!(state.run.as_ref().unwrap().current_step(), Some(id(12)));
+            assert_eq!(state.end_user_id, Some(id(30)));
+            // Loading from the carried-over event on gives the same state.
+            assert_eq!(replay::<WalkthroughProgress>(&carried).run, state.run);
+            // It continues: the next step completes the walkthrough.
+            let done = given_when::<WalkthroughProgress>(&after, next(Some(12), 9)).unwrap();
+            assert!(matches!(
+                done.last(),
+                Some(ProgressEvent::WalkthroughCompleted { .. })
+            ));
+        }
+        // As far or further: nothing is carried.
+        assert_eq!(
+            given_when::<WalkthroughProgress>(&further, carry(&replay(&behind))),
+            Ok(vec![])
+        );
+        assert_eq!(
+            given_when::<WalkthroughProgress>(&further, carry(&further_state)),
+            Ok(vec![])
+        );
     }
 }

@@ -20,6 +20,11 @@ pub enum KeyKind {
     /// `{org id}/{tracking id}` → the end user: tracking ids are unique per org, not
     /// platform-wide.
     EndUserTracking,
+    /// `{org id}/{provider id}/{subject}` → the end user who signed in as that subject of one of
+    /// the org's identity providers (per org: a person is never matched across orgs).
+    EndUserSubject,
+    /// `{org id}/{email}` → the end user whose verified email it is, in that org.
+    EndUserEmail,
     /// `{org id}/{end user id}` → the walkthrough the end user selected last (a pointer,
     /// claimed again on every new selection).
     WalkthroughSelected,
@@ -37,11 +42,13 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 9] = [
+    pub const ALL: [KeyKind; 11] = [
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,
         KeyKind::EndUserTracking,
+        KeyKind::EndUserSubject,
+        KeyKind::EndUserEmail,
         KeyKind::WalkthroughSelected,
         KeyKind::InvitationToken,
         KeyKind::OauthCode,
@@ -56,6 +63,8 @@ impl KeyKind {
             KeyKind::OrgSlug => "org_slug",
             KeyKind::ServerSlug => "server_slug",
             KeyKind::EndUserTracking => "end_user_tracking",
+            KeyKind::EndUserSubject => "end_user_subject",
+            KeyKind::EndUserEmail => "end_user_email",
             KeyKind::WalkthroughSelected => "walkthrough_selected",
             KeyKind::InvitationToken => "invitation_token",
             KeyKind::OauthCode => "oauth_code",

@@ -137,24 +137,24 @@ impl EventStore {
         self.store_id
     }
 
-    /// Loads an aggregate from the last `reset_event` of its stream on: for aggregates where
-    /// that event replaces the whole state, so what came before it need not be read. The
+    /// Loads an aggregate from the last of its stream's `reset_events` on: for aggregates
+    /// where those events replace the whole state, so what came before need not be read. The
     /// version is the stream's last sequence, as with [`EventStore::load`].
     pub async fn load_since_reset<A: Aggregate>(
         &self,
         aggregate_id: &str,
-        reset_event: &'static str,
+        reset_events: &'static [&'static str],
     ) -> Result<(A, i64), StoreError> {
         let rows = sqlx::query(
             "SELECT sequence, event_type, payload FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= COALESCE(( \
                  SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-                 AND event_type = $3 ORDER BY sequence DESC LIMIT 1), 1) \
+                 AND event_type = ANY($3) ORDER BY sequence DESC LIMIT 1), 1) \
              ORDER BY sequence",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
-        .bind(reset_event)
+        .bind(reset_events)
         .fetch_all(&self.pool)
         .await?;
         self.replay_rows::<A>(aggregate_id, rows)

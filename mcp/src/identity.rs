@@ -19,8 +19,13 @@ pub struct Caller {
 /// Bound on remembered tracking ids (a miss costs one index read).
 const MAX_CACHED: u64 = 100_000;
 
-/// Tracking id → end user, per org. The mapping never changes once made, so it is cached until
-/// evicted; the first calls of a new tracking id that arrive together identify it once.
+/// How long a tracking id's end user is remembered. A merge (identity stitching) moves a
+/// tracking id to the survivor: every instance names the survivor within this time, and this
+/// process at once when the merge went through [`Identities::forget`].
+pub const REMEMBERED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tracking id → end user, per org, remembered for [`REMEMBERED_FOR`]; the first calls of a new
+/// tracking id that arrive together identify it once.
 pub struct Identities {
     known: Cache<(Uuid, TrackingId), Uuid>,
 }
@@ -28,7 +33,10 @@ pub struct Identities {
 impl Default for Identities {
     fn default() -> Self {
         Self {
-            known: Cache::new(MAX_CACHED),
+            known: Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(REMEMBERED_FOR)
+                .build(),
         }
     }
 }
@@ -50,6 +58,11 @@ impl Identities {
             self.known.insert(key, id).await;
         }
         Ok(found)
+    }
+
+    /// Forgets what a tracking id names (after a merge moved it to another end user).
+    pub async fn forget(&self, org_id: Uuid, tracking_id: &TrackingId) {
+        self.known.invalidate(&(org_id, tracking_id.clone())).await;
     }
 
     pub async fn end_user(

@@ -115,6 +115,11 @@ fn org_routes(victim: &User, server_id: &str, server_slug: &str) -> Vec<Route> {
         ),
         route(M::GET, "/users", None),
         route(M::GET, format!("/users/{SOME_ID}"), None),
+        route(
+            M::POST,
+            format!("/users/{SOME_ID}/unmerge"),
+            Some(json!({ "merged": SOME_ID })),
+        ),
         route(M::GET, "/sessions", None),
         route(M::GET, format!("/sessions/{SOME_ID}"), None),
         route(M::GET, "/tool-calls", None),

@@ -21,6 +21,7 @@ mod cli;
 mod event_store;
 mod faults;
 mod hostile_inputs;
+mod identity_stitching;
 mod limits;
 mod live_streams;
 mod mcp_clients;

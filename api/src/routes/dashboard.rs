@@ -12,7 +12,7 @@ use domain::values::Role;
 use eventstore::Cursor;
 use projections::models::audit::AuditEntry;
 use projections::models::{
-    audit, dashboard, organizations, servers, tickets, usage, walkthrough_analytics,
+    audit, dashboard, organizations, people, servers, tickets, usage, walkthrough_analytics,
     walkthrough_progress,
 };
 use serde::{Deserialize, Serialize};
@@ -59,7 +59,16 @@ pub struct Counters {
     events: i64,
     #[serde(with = "domain::time::rfc3339_option")]
     last_activity_at: Option<DateTime<Utc>>,
+    /// People: end users merged by identity stitching count once.
     end_users: i64,
+    /// People who signed in with one of the org's identity providers.
+    end_users_identified: i64,
+    /// People known only by tracking ids (and emails they typed).
+    end_users_anonymous: i64,
+    /// End users' sign-ins in the last 24 hours, counted by the hour.
+    sign_ins_24h: i64,
+    /// End users' sign-ins in the last 7 days, counted by the hour.
+    sign_ins_7d: i64,
     sessions: i64,
     /// Tool calls in the last 24 hours, counted by the hour.
     tool_calls_24h: i64,
@@ -84,7 +93,11 @@ pub async fn overview(
         .ok_or_else(|| ApiError::not_found(ErrorCode::OrgNotFound))?;
     let counters = dashboard::counters(&state.pool, org).await?;
     let now = chrono::Utc::now();
-    let end_users = usage::count_end_users(&state.pool, org).await?;
+    let people_counts = people::counts(&state.pool, org).await?;
+    let sign_ins_24h =
+        people::sign_ins_since(&state.pool, org, now - chrono::Duration::hours(24)).await?;
+    let sign_ins_7d =
+        people::sign_ins_since(&state.pool, org, now - chrono::Duration::days(7)).await?;
     let sessions = usage::count_sessions(&state.pool, org).await?;
     let calls_24h = usage::calls_since(&state.pool, org, now - chrono::Duration::hours(24)).await?;
     let calls_7d = usage::calls_since(&state.pool, org, now - chrono::Duration::days(7)).await?;
@@ -118,7 +131,11 @@ pub async fn overview(
             invitations_pending: counters.invitations_pending,
             events: counters.events_total,
             last_activity_at: counters.last_event_at,
-            end_users,
+            end_users: people_counts.people,
+            end_users_identified: people_counts.identified,
+            end_users_anonymous: people_counts.people - people_counts.identified,
+            sign_ins_24h,
+            sign_ins_7d,
             sessions,
             tool_calls_24h: calls_24h,
             tool_calls_7d: calls_7d,

@@ -25,7 +25,8 @@ pub struct Outcome {
     pub events: Vec<ProgressEvent>,
 }
 
-fn pointer_key(org_id: Uuid, end_user_id: Uuid) -> String {
+/// The key of an end user's walkthrough selection (`walkthrough_selected`).
+pub fn pointer_key(org_id: Uuid, end_user_id: Uuid) -> String {
     format!("{org_id}/{end_user_id}")
 }
 
@@ -154,7 +155,7 @@ pub async fn current(
                  WHERE aggregate_type = $3 AND aggregate_id = k.owner_id::text || ':' || $4 \
                  AND sequence > CASE WHEN k.owner_id = $6 THEN $7 ELSE COALESCE(( \
                      SELECT sequence FROM events WHERE aggregate_type = $3 \
-                     AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = $5 \
+                     AND aggregate_id = k.owner_id::text || ':' || $4 AND event_type = ANY($5) \
                      ORDER BY sequence DESC LIMIT 1), 1) - 1 END \
              ) e ON true \
              WHERE k.kind = $1 AND k.key = $2 ORDER BY e.sequence",
@@ -163,7 +164,7 @@ pub async fn current(
         .bind(&key)
         .bind(WalkthroughProgress::TYPE)
         .bind(&end_user)
-        .bind(WalkthroughProgress::reset_event())
+        .bind(WalkthroughProgress::reset_events())
         .bind(cached_id)
         .bind(cached_version)
         .fetch_all(&mut conn)
@@ -199,7 +200,7 @@ async fn load_stream(
     stream: &str,
 ) -> std::result::Result<(WalkthroughProgress, i64), eventstore::StoreError> {
     store
-        .load_since_reset::<WalkthroughProgress>(stream, WalkthroughProgress::reset_event())
+        .load_since_reset::<WalkthroughProgress>(stream, WalkthroughProgress::reset_events())
         .await
 }
 

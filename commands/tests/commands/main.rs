@@ -7,6 +7,7 @@
 mod given;
 
 mod accounts;
+mod end_users;
 mod organizations;
 mod recorded_times;
 mod servers;

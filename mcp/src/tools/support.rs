@@ -7,7 +7,7 @@ use commands::errors::{ErrorCode, Failure};
 use commands::limits::TicketKey;
 use commands::services::{end_users, tickets};
 use domain::limit::Refusal;
-use domain::values::Email;
+use domain::values::{Email, OrgId};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use rmcp::ErrorData;
 use serde_json::json;
@@ -111,6 +111,28 @@ pub async fn call(
         {
             // The ticket carries the email too, so the team can still reply.
             tracing::warn!(error = %e, "recording the end user's email failed");
+        }
+        // Identity stitching: the email of a signed-in end user's verified address makes this
+        // (anonymous) end user part of that person.
+        match end_users::stitch_ticket_email(
+            cx.store,
+            cx.metadata,
+            OrgId(cx.tenant.org_id),
+            end_user_id,
+            email,
+        )
+        .await
+        {
+            Ok(Some(_)) => {
+                if let Some(tracking_id) = &cx.caller.tracking_id {
+                    cx.core
+                        .identities
+                        .forget(cx.tenant.org_id, tracking_id)
+                        .await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "merging the ticket's end user failed"),
         }
     }
     let reference = domain::ticket::reference(ticket_id);

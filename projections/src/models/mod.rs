@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod dashboard;
 pub mod organizations;
+pub mod people;
 pub mod servers;
 pub mod tickets;
 pub mod usage;

@@ -167,9 +167,10 @@ pub async fn list(
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM rm_tickets WHERE org_id = $1 \
          AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR server_id = $3) \
-         AND ($4::uuid IS NULL OR end_user_id = $4) \
+         AND ($4::uuid IS NULL OR {person}) \
          AND ($5::timestamptz IS NULL OR (created_at, ticket_id) < ($5, $6)) \
-         ORDER BY created_at DESC, ticket_id DESC LIMIT $7"
+         ORDER BY created_at DESC, ticket_id DESC LIMIT $7",
+        person = super::people::of_person(4)
     ))
     .bind(org.0)
     .bind(&filter.status)

@@ -90,6 +90,9 @@ impl Projection for UsageProjection {
             "rm_sessions",
             "rm_tool_calls",
             "rm_usage_hourly",
+            "rm_people",
+            "rm_end_user_identities",
+            "rm_sign_ins_hourly",
         ]
     }
 
@@ -100,6 +103,7 @@ impl Projection for UsageProjection {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
+            let t_names = super::people::Names::of(t);
             let end_users = t.name("rm_end_users");
             let sessions = t.name("rm_sessions");
             let tool_calls = t.name("rm_tool_calls");
@@ -121,34 +125,9 @@ impl Projection for UsageProjection {
                 match event.aggregate_type.as_str() {
                     t if t == EndUser::TYPE => {
                         let end_user_id: Uuid = event.aggregate_id.parse().unwrap_or_default();
-                        match event.decode::<EndUserEvent>()? {
-                            EndUserEvent::EndUserIdentified { tracking_id, .. } => {
-                                sqlx::query(&format!(
-                                    "INSERT INTO {end_users} AS u (org_id, end_user_id, first_seen, \
-                                     last_seen, tracking_ids) VALUES ($1, $2, $3, $3, ARRAY[$4]) \
-                                     ON CONFLICT (org_id, end_user_id) DO UPDATE SET tracking_ids = \
-                                     CASE WHEN $4 = ANY(u.tracking_ids) THEN u.tracking_ids \
-                                     ELSE array_append(u.tracking_ids, $4) END"
-                                ))
-                                .bind(org_id)
-                                .bind(end_user_id)
-                                .bind(at)
-                                .bind(tracking_id.as_str())
-                                .execute(&mut *conn)
-                                .await?;
-                            }
-                            EndUserEvent::EndUserEmailRecorded { email } => {
-                                sqlx::query(&format!(
-                                    "UPDATE {end_users} SET emails = array_append(emails, $3) \
-                                     WHERE org_id = $1 AND end_user_id = $2 AND NOT ($3 = ANY(emails))"
-                                ))
-                                .bind(org_id)
-                                .bind(end_user_id)
-                                .bind(email.as_str())
-                                .execute(&mut *conn)
-                                .await?;
-                            }
-                        }
+                        let event = event.decode::<EndUserEvent>()?;
+                        super::people::apply(conn, &t_names, org_id, end_user_id, at, &event)
+                            .await?;
                     }
                     t if t == McpSession::TYPE => match event.decode::<McpSessionEvent>()? {
                         McpSessionEvent::McpSessionStarted(start) => {
@@ -363,6 +342,27 @@ impl Projection for UsageProjection {
                 .bind(&seen)
                 .execute(&mut *conn)
                 .await?;
+                // The people these end users belong to (after merges), in one statement too.
+                let people = &t_names.people;
+                sqlx::query(&format!(
+                    "UPDATE {people} AS p SET tool_calls = p.tool_calls + d.calls, \
+                     sessions = p.sessions + d.sessions, \
+                     last_seen = GREATEST(p.last_seen, COALESCE(d.seen, p.last_seen)) \
+                     FROM (SELECT e.org_id, e.person_id, sum(u.calls) AS calls, \
+                     sum(u.sessions) AS sessions, max(u.seen) AS seen \
+                     FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], \
+                     $5::timestamptz[]) AS u(org_id, end_user_id, calls, sessions, seen) \
+                     JOIN {end_users} e ON e.org_id = u.org_id AND e.end_user_id = u.end_user_id \
+                     GROUP BY e.org_id, e.person_id) AS d \
+                     WHERE p.org_id = d.org_id AND p.person_id = d.person_id"
+                ))
+                .bind(&orgs)
+                .bind(&ids)
+                .bind(&calls_n)
+                .bind(&sessions_n)
+                .bind(&seen)
+                .execute(&mut *conn)
+                .await?;
             }
             if !hourly_deltas.is_empty() {
                 let mut orgs = Vec::new();
@@ -560,6 +560,7 @@ const SESSION_COLUMNS: &str = "session_id AS id, server_id, end_user_id, trackin
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
     pub server_id: Option<Uuid>,
+    /// An end user: the sessions of the person it belongs to.
     pub end_user_id: Option<Uuid>,
 }
 
@@ -574,9 +575,10 @@ pub async fn sessions(
     let (at, id) = before.unzip();
     sqlx::query_as(&format!(
         "SELECT {SESSION_COLUMNS} FROM rm_sessions WHERE org_id = $1 \
-         AND ($2::uuid IS NULL OR server_id = $2) AND ($3::uuid IS NULL OR end_user_id = $3) \
+         AND ($2::uuid IS NULL OR server_id = $2) AND ($3::uuid IS NULL OR {person}) \
          AND ($4::timestamptz IS NULL OR (started_at, session_id) < ($4, $5)) \
-         ORDER BY started_at DESC, session_id DESC LIMIT $6"
+         ORDER BY started_at DESC, session_id DESC LIMIT $6",
+        person = super::people::of_person(3)
     ))
     .bind(org.0)
     .bind(filter.server_id)
@@ -662,6 +664,7 @@ const CALL_COLUMNS: &str = "call_id AS id, server_id, session_id, end_user_id, t
 pub struct ToolCallFilter {
     pub server_id: Option<Uuid>,
     pub tool: Option<String>,
+    /// An end user: the calls of the person it belongs to.
     pub end_user_id: Option<Uuid>,
     pub session_id: Option<String>,
     pub outcome: Option<String>,
@@ -681,11 +684,12 @@ pub async fn tool_calls(
     sqlx::query_as(&format!(
         "SELECT {CALL_COLUMNS} FROM rm_tool_calls WHERE org_id = $1 \
          AND ($2::uuid IS NULL OR server_id = $2) AND ($3::text IS NULL OR tool = $3) \
-         AND ($4::uuid IS NULL OR end_user_id = $4) AND ($5::text IS NULL OR session_id = $5) \
+         AND ($4::uuid IS NULL OR {person}) AND ($5::text IS NULL OR session_id = $5) \
          AND ($6::text IS NULL OR outcome = $6) \
          AND ($7::timestamptz IS NULL OR called_at >= $7) AND ($8::timestamptz IS NULL OR called_at < $8) \
          AND ($9::timestamptz IS NULL OR (called_at, call_id) < ($9, $10)) \
-         ORDER BY called_at DESC, call_id DESC LIMIT $11"
+         ORDER BY called_at DESC, call_id DESC LIMIT $11",
+        person = super::people::of_person(4)
     ))
     .bind(org.0)
     .bind(filter.server_id)

@@ -191,6 +191,8 @@ impl Batch {
                     .or_default()
                     .completions += 1;
             }
+            // Counted when the merged end user made those starts, steps and completions.
+            ProgressEvent::ProgressCarriedOver { .. } => {}
         }
     }
 }

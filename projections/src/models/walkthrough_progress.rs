@@ -140,6 +140,45 @@ impl Projection for WalkthroughProgressProjection {
                         }
                         None => completed_alone.push((org_id, walkthrough_id, end_user_id, at)),
                     },
+                    // A merged end user's run, carried over to the survivor: replaces the row
+                    // like a start (and counts as one of the survivor's runs).
+                    ProgressEvent::ProgressCarriedOver {
+                        walkthrough_id,
+                        end_user_id,
+                        server_id,
+                        version,
+                        steps,
+                        current,
+                        started_at,
+                        shown_at,
+                        completed_at,
+                        ..
+                    } => {
+                        let runs = folds.get(event.aggregate_id.as_str()).map_or(0, |f| f.runs);
+                        let index = usize::try_from(current).unwrap_or(usize::MAX);
+                        folds.insert(
+                            &event.aggregate_id,
+                            Fold {
+                                org_id,
+                                walkthrough_id,
+                                end_user_id,
+                                server_id,
+                                version: count(version),
+                                status: if completed_at.is_some() {
+                                    "completed"
+                                } else {
+                                    "in_progress"
+                                },
+                                current_step_id: steps.get(index).copied(),
+                                steps_completed: count(current),
+                                step_count: i32::try_from(steps.len()).unwrap_or(i32::MAX),
+                                runs: runs + 1,
+                                started_at: Some(started_at),
+                                completed_at,
+                                last_activity_at: completed_at.unwrap_or(shown_at).max(shown_at),
+                            },
+                        );
+                    }
                 }
             }
             // These precede anything folded for the same run in this batch, so they go first.

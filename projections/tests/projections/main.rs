@@ -10,6 +10,7 @@ mod given;
 mod audit;
 mod dashboard;
 mod organizations;
+mod people;
 mod rebuild;
 mod servers;
 mod tickets;

@@ -9,7 +9,7 @@ use domain::organization::OrganizationEvent;
 use domain::ticket::{Ticket, TicketEvent};
 use domain::tool_call::{Outcome, ToolCall, ToolCallEvent, ToolCallRecord};
 use domain::walkthrough::{Walkthrough, WalkthroughEvent};
-use domain::walkthrough_progress::LeftRun;
+use domain::walkthrough_progress::{LeftRun, ProgressEvent};
 use projections::{rebuild, registry};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -146,6 +146,60 @@ async fn every_projection_rebuilt_from_the_store_equals_the_live_one() {
             }],
         )
         .await;
+    given.project().await;
+    // Identity stitching: a sign-in, a merge that carries a run over, and one undone.
+    let signed = Uuid::new_v4();
+    given
+        .append::<EndUser>(
+            signed,
+            &end_user(signed, run.org.0),
+            &[EndUserEvent::EndUserSignedIn {
+                org_id: run.org.0,
+                server_id: run.server,
+                provider_id: Uuid::new_v4(),
+                subject: "sub-1".into(),
+                email: Some(email("walker@acme.dev")),
+                email_verified: true,
+                name: Some("Walker".into()),
+                email_keyed: true,
+            }],
+        )
+        .await;
+    given.project().await;
+    crate::people::merge(&mut given, run.org, signed, a, "walker-a").await;
+    run.walk(
+        &mut given,
+        signed,
+        &[ProgressEvent::ProgressCarriedOver {
+            org_id: run.org.0,
+            walkthrough_id: run.wt,
+            end_user_id: signed,
+            from_end_user_id: a,
+            server_id: run.server,
+            version: 1,
+            steps: run.steps.to_vec(),
+            current: 2,
+            started_at: t0,
+            shown_at: t0,
+            completed_at: Some(t0),
+        }],
+    )
+    .await;
+    given.project().await;
+    let c = Uuid::new_v4();
+    given
+        .append::<EndUser>(
+            c,
+            &end_user(c, run.org.0),
+            &[EndUserEvent::EndUserIdentified {
+                org_id: run.org.0,
+                server_id: run.server,
+                tracking_id: TrackingId::parse("walker-c").unwrap(),
+            }],
+        )
+        .await;
+    crate::people::merge(&mut given, run.org, signed, c, "walker-c").await;
+    crate::people::unmerge(&mut given, run.org, signed, c, "walker-c").await;
     given.project().await;
 
     let live = dump(given.pool()).await;

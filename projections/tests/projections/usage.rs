@@ -82,6 +82,8 @@ async fn a_protocol_session_counts_its_calls_and_errors_and_ends() {
             &end_user(user, t.org.0),
             &[EndUserEvent::EndUserEmailRecorded {
                 email: email("walker@example.com"),
+                verified: false,
+                source: domain::end_user::EmailSource::GetSupport,
             }],
         )
         .await;
