@@ -136,6 +136,27 @@ impl RequestScope {
                             self.moved.store(true, Ordering::Release);
                         }
                     })?;
+                // Signed in and tracked: both, one person; the caller is the signed-in one.
+                let id = match self.signed_in {
+                    Some(signed_in) => {
+                        let metadata = EventMetadata {
+                            actor: Actor::EndUser { id: signed_in },
+                            ..self.metadata.clone()
+                        };
+                        core.identities
+                            .merge_signed_in(
+                                &self.store,
+                                self.tenant.org_id,
+                                signed_in,
+                                id,
+                                tracking_id,
+                                &metadata,
+                            )
+                            .await;
+                        signed_in
+                    }
+                    None => id,
+                };
                 Ok(Identified {
                     caller: Caller {
                         end_user_id: Some(id),

@@ -647,3 +647,47 @@ async fn a_revocation_is_honoured_by_every_instance_within_a_second() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_signed_in_client_with_a_tracking_id_is_both_one_person() {
+    let t = tenant().await;
+    let app = &t.app;
+    let client = t.dcr_client("guide").await;
+    let code = t.code(0, &client, &["mcp"]).await;
+    let (_, tokens) = t.redeem("guide", &client, &code).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    // An anonymous visitor known by tracking id first.
+    let pool = app.env.pool().await;
+    let metadata = EventMetadata::by(domain::Actor::System).for_org(t.org_id());
+    let visitor = commands::services::end_users::identify(
+        &t.store,
+        t.org_id(),
+        t.servers[0].0,
+        &TrackingId::parse("visitor-7").unwrap(),
+        &metadata,
+    )
+    .await
+    .unwrap();
+
+    // The signed-in client calls with the visitor's tracking id, twice.
+    for _ in 0..2 {
+        let mut mcp = Mcp::new(app.url("/s/guide/t/visitor-7/mcp")).with_bearer(&access);
+        let reply = mcp.initialize("both").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let merges: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, payload FROM events WHERE event_type = 'EndUsersMerged'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    let payload = &merges[0].1;
+    assert_eq!(
+        payload["EndUsersMerged"]["merged"]
+            .as_str()
+            .or(payload["merged"].as_str()),
+        Some(visitor.to_string().as_str()),
+        "{payload}"
+    );
+}
