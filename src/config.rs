@@ -223,6 +223,55 @@ pub struct HttpArgs {
 
     #[command(flatten)]
     pub streams: StreamArgs,
+
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+}
+
+/// The one guard of every outbound fetch (client metadata documents, identity providers):
+/// https only, no private, loopback, link-local or metadata address after resolution or on a
+/// redirect, with size and time limits.
+#[derive(Debug, Clone, Args)]
+pub struct OutboundArgs {
+    /// Networks (comma-separated CIDRs, such as `127.0.0.0/8`) exempt from the address rules,
+    /// which may also be reached over plain http. Empty by default.
+    #[arg(long, env = "MCPLATFORM_OUTBOUND_ALLOW", default_value = "", value_parser = outbound_allow)]
+    pub outbound_allow: OutboundAllow,
+
+    /// Time to connect to an outbound address.
+    #[arg(long, env = "MCPLATFORM_OUTBOUND_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub outbound_connect_timeout: Duration,
+
+    /// Time for a whole outbound exchange, redirects and body included.
+    #[arg(long, env = "MCPLATFORM_OUTBOUND_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub outbound_timeout: Duration,
+
+    /// Largest outbound answer read, in bytes.
+    #[arg(long, env = "MCPLATFORM_OUTBOUND_MAX_BYTES", default_value_t = 1024 * 1024,
+        value_parser = clap::value_parser!(u32).range(1024..))]
+    pub outbound_max_bytes: u32,
+}
+
+/// The parsed allow list (a newtype so clap takes the whole list as one value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboundAllow(pub Vec<ipnet::IpNet>);
+
+fn outbound_allow(s: &str) -> Result<OutboundAllow, String> {
+    commands::outbound::parse_allow(s).map(OutboundAllow)
+}
+
+impl OutboundArgs {
+    /// The guard these settings describe, built once per process.
+    pub fn guard(&self) -> anyhow::Result<commands::outbound::Outbound> {
+        commands::outbound::Outbound::new(commands::outbound::OutboundConfig {
+            allow: self.outbound_allow.0.clone(),
+            connect_timeout: self.outbound_connect_timeout,
+            timeout: self.outbound_timeout,
+            max_body_bytes: usize::try_from(self.outbound_max_bytes).unwrap_or(usize::MAX),
+            ..commands::outbound::OutboundConfig::default()
+        })
+        .context("building the outbound HTTP guard")
+    }
 }
 
 /// Caps on open live event streams (`/api/v1/orgs/{org}/events/stream`); one more is refused
@@ -443,6 +492,18 @@ mod tests {
         assert!(!refused.contains("short-token"), "{refused}");
         let probe = Probe::parse_from(["probe", "--metrics-token", "metrics-token-0123456789"]);
         assert!(!format!("{probe:?}").contains("metrics-token-0123456789"));
+    }
+
+    #[test]
+    fn the_outbound_allow_list_is_empty_by_default_and_parsed() {
+        let probe = Probe::parse_from(["probe"]);
+        assert_eq!(
+            probe.serve.http.outbound.outbound_allow,
+            OutboundAllow::default()
+        );
+        let probe = Probe::parse_from(["probe", "--outbound-allow", "127.0.0.0/8,::1/128"]);
+        assert_eq!(probe.serve.http.outbound.outbound_allow.0.len(), 2);
+        assert!(Probe::try_parse_from(["probe", "--outbound-allow", "10.0.0.0/99"]).is_err());
     }
 
     #[test]

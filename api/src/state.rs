@@ -40,6 +40,10 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Seals servers' tracking secrets at rest (key derived from the platform secret).
     pub tracking_seal: commands::tracking::TrackingSeal,
+    /// The one guard of every outbound fetch (`commands::outbound`).
+    pub outbound: commands::outbound::Outbound,
+    /// Seals identity providers' client secrets at rest (`commands::sealing`).
+    pub provider_seal: commands::sealing::Seal,
 }
 
 impl AppState {

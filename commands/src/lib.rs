@@ -4,5 +4,7 @@
 
 pub mod errors;
 pub mod limits;
+pub mod outbound;
+pub mod sealing;
 pub mod services;
 pub mod tracking;

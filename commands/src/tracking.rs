@@ -3,13 +3,13 @@
 //!
 //! The platform must hold the secret itself to verify a signature, so it cannot keep only a
 //! hash: a secret is sealed (ChaCha20-Poly1305, with a key derived from the platform secret and
-//! the server's id as associated data) in the write-side table `tracking_secrets`, and opened
+//! the server's id as associated data; see `crate::sealing`) in the write-side table `tracking_secrets`, and opened
 //! by the MCP edge when it loads the server. Events only say that a secret with some id and
 //! prefix was created or revoked.
 
+use crate::sealing::{Purpose, Seal};
 use chacha20poly1305::aead::rand_core::RngCore;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::aead::OsRng;
 use domain::end_user::TrackingId;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -29,9 +29,6 @@ const SHOWN_PREFIX_LEN: usize = SECRET_PREFIX.len() + 6;
 
 /// Length of a signature: 32 bytes of HMAC-SHA256 in unpadded base64url.
 pub const SIGNATURE_LEN: usize = 43;
-
-/// Length of a ChaCha20-Poly1305 nonce, stored before the ciphertext.
-const NONCE_LEN: usize = 12;
 
 /// A new tracking secret: `mcpts_` and 256 random bits in base64url. The HMAC key is the
 /// secret's text itself (its UTF-8 bytes), so a backend uses it as it was shown.
@@ -161,59 +158,36 @@ pub fn check(raw: &str, required: bool, keys: &[TrackingKey]) -> Presented {
     }
 }
 
-/// Seals tracking secrets at rest: ChaCha20-Poly1305 under a key derived from the platform
-/// secret, bound to the server (its id is the associated data, so a sealed secret copied to
-/// another server's row does not open).
-#[derive(Clone)]
+/// Seals tracking secrets at rest (`crate::sealing`, purpose `TrackingSecrets`), bound to the
+/// server (its id is the associated data, so a sealed secret copied to another server's row
+/// does not open).
+#[derive(Clone, Debug)]
 pub struct TrackingSeal {
-    cipher: ChaCha20Poly1305,
+    seal: Seal,
 }
 
-impl fmt::Debug for TrackingSeal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TrackingSeal(..)")
-    }
-}
-
-/// A sealed secret could not be opened: the platform secret changed, or the row was altered.
-#[derive(Debug, thiserror::Error)]
-#[error("a tracking secret could not be opened (was the platform secret changed?)")]
-pub struct OpenError;
+pub use crate::sealing::OpenError;
 
 impl TrackingSeal {
     /// `key`: 32 bytes derived from the platform secret for this purpose only.
     pub fn new(key: [u8; 32]) -> Self {
         Self {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            seal: Seal::new(key),
         }
+    }
+
+    /// The tracking seal keyed from the platform secret.
+    pub fn derive(platform_secret: &[u8]) -> Result<Self, crate::sealing::DeriveError> {
+        Seal::derive(platform_secret, Purpose::TrackingSecrets).map(|seal| Self { seal })
     }
 
     /// The nonce followed by the ciphertext and its tag.
     pub fn seal(&self, server_id: Uuid, secret: &str) -> Vec<u8> {
-        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let payload = Payload {
-            msg: secret.as_bytes(),
-            aad: server_id.as_bytes(),
-        };
-        // Encryption fails only past ChaCha20's message limit (256 GiB).
-        let sealed = self.cipher.encrypt(&nonce, payload).unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        out
+        self.seal.seal(server_id.as_bytes(), secret.as_bytes())
     }
 
     pub fn open(&self, server_id: Uuid, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(OpenError);
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: server_id.as_bytes(),
-        };
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), payload)
-            .map_err(|_| OpenError)
+        self.seal.open(server_id.as_bytes(), sealed)
     }
 }
 

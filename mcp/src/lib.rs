@@ -57,6 +57,10 @@ pub struct McpConfig {
     /// Key (derived from the platform secret) that refresh-token rotations derive new pairs
     /// with, so every instance derives the same.
     pub oauth_rotation_key: Vec<u8>,
+    /// The one guard of every outbound fetch (client metadata documents, identity providers).
+    pub outbound: commands::outbound::Outbound,
+    /// Opens identity providers' client secrets (`commands::services::identity_providers`).
+    pub provider_seal: commands::sealing::Seal,
 }
 
 /// What the hosted servers' authorization servers share.

@@ -95,10 +95,15 @@ impl Runtime {
             }
         });
         // Servers' tracking secrets are sealed at rest under a key of their own.
-        let tracking_seal = commands::tracking::TrackingSeal::new(api::auth::tokens::derive_key(
+        let tracking_seal =
+            commands::tracking::TrackingSeal::derive(secret.expose_secret().as_bytes())?;
+        // Identity providers' client secrets, under a key of their own.
+        let provider_seal = commands::sealing::Seal::derive(
             secret.expose_secret().as_bytes(),
-            "tracking secrets at rest",
-        )?);
+            commands::sealing::Purpose::ProviderClientSecrets,
+        )?;
+        // The one guard of every outbound fetch, shared by both edges.
+        let outbound = http.outbound.guard()?;
         let live = api::live::LiveHub::start(
             self.store.clone(),
             Some(self.nats.clone()),
@@ -115,6 +120,8 @@ impl Runtime {
             argon: Arc::new(ArgonGate::default()),
             guard: guard.clone(),
             tracking_seal: tracking_seal.clone(),
+            outbound: outbound.clone(),
+            provider_seal: provider_seal.clone(),
             live: live.clone(),
             config: Arc::new(api::ApiConfig {
                 base_domain: http.base_domain.clone(),
@@ -148,6 +155,8 @@ impl Runtime {
                     "oauth refresh rotation",
                 )?
                 .to_vec(),
+                outbound,
+                provider_seal,
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the

@@ -46,6 +46,8 @@ impl TestEnv {
             .env("MCPLATFORM_BIND", "127.0.0.1:0")
             .env("MCPLATFORM_DB_POOL", "8")
             .env("MCPLATFORM_METRICS_TOKEN", METRICS_TOKEN)
+            // Loopback stand-ins (an OpenID provider, client metadata documents) are fetched.
+            .env("MCPLATFORM_OUTBOUND_ALLOW", "127.0.0.0/8")
             .env("RUST_LOG", "warn");
         cmd
     }

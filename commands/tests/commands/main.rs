@@ -9,6 +9,7 @@ mod given;
 mod accounts;
 mod end_users;
 mod organizations;
+mod outbound;
 mod recorded_times;
 mod servers;
 mod tickets;
