@@ -23,8 +23,9 @@ pub enum RegisteredVia {
     Cimd,
 }
 
-/// A client registered by DCR with one hosted server. (CIMD clients are documents, fetched and
-/// cached; they are not aggregates.)
+/// A client known to one hosted server: registered by DCR (its id a UUID), or first seen through
+/// its client id metadata document (the stream `{server id}/cimd/{sha256 of the URL}`; the
+/// document itself is fetched and cached, never stored).
 #[derive(Debug, Default, Clone)]
 pub struct OauthClient {
     pub org_id: Option<Uuid>,
@@ -41,6 +42,7 @@ pub enum OauthClientCommand {
     Register {
         org_id: Uuid,
         server_id: Uuid,
+        via: RegisteredVia,
         client_name: Option<String>,
         client_uri: Option<String>,
         redirect_uris: Vec<String>,
@@ -98,6 +100,7 @@ impl Aggregate for OauthClient {
             OauthClientCommand::Register {
                 org_id,
                 server_id,
+                via,
                 client_name,
                 client_uri,
                 redirect_uris,
@@ -113,7 +116,7 @@ impl Aggregate for OauthClient {
                 Ok(vec![OauthClientEvent::OauthClientRegistered {
                     org_id,
                     server_id,
-                    via: RegisteredVia::Dcr,
+                    via,
                     client_name,
                     client_uri,
                     redirect_uris,

@@ -68,6 +68,8 @@ pub struct OauthCore {
     /// Access tokens' validations, briefly cached.
     pub tokens: oauth::bearer::AccessTokens,
     pub rotation: commands::services::oauth::RotationKey,
+    /// Client id metadata documents, cached as HTTP caching says.
+    pub documents: oauth::cimd::Documents,
 }
 
 /// What the handler and the tools share.
@@ -120,7 +122,11 @@ impl McpEdge {
             walkthroughs: Default::default(),
             runs: Default::default(),
             config,
-            oauth: OauthCore { tokens, rotation },
+            oauth: OauthCore {
+                tokens,
+                rotation,
+                documents: Default::default(),
+            },
         });
         let shutdown = CancellationToken::new();
         // A finished call's SSE stream is kept only briefly for a client to resume it (rmcp's

@@ -691,3 +691,117 @@ async fn a_signed_in_client_with_a_tracking_id_is_both_one_person() {
         "{payload}"
     );
 }
+
+/// A loopback origin serving client metadata documents (an allowed test network:
+/// `MCPLATFORM_OUTBOUND_ALLOW=127.0.0.0/8`), good and bad.
+async fn document_origin(failing: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let doc = |id: String| {
+        json!({
+            "client_id": id,
+            "client_name": "Doc Client",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string()
+    };
+    let (b1, b2) = (base.clone(), base.clone());
+    let router = axum::Router::new()
+        .route(
+            "/client.json",
+            get(move || {
+                let (base, failing) = (b1.clone(), failing.clone());
+                async move {
+                    if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
+                    (
+                        [
+                            ("cache-control", "no-cache"),
+                            ("content-type", "application/json"),
+                        ],
+                        doc(format!("{base}/client.json")),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/wrong.json",
+            get(move || {
+                let base = b2.clone();
+                async move { doc(format!("{base}/client.json")) }
+            }),
+        )
+        .route("/big.json", get(|| async { "x".repeat(10 * 1024) }))
+        .route(
+            "/slow.json",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                "{}"
+            }),
+        )
+        .route(
+            "/redirect.json",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [("location", "http://169.254.169.254/latest/meta-data")],
+                )
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    base
+}
+
+#[tokio::test]
+async fn client_id_metadata_documents_are_fetched_guarded_and_cached() {
+    let t = tenant().await;
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let origin = document_origin(failing.clone()).await;
+    let client = format!("{origin}/client.json");
+
+    let code = t.code(0, &client, &["mcp"]).await;
+    let (status, tokens) = t.redeem("guide", &client, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // The origin fails now: the stale copy is served.
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let code = t.code(0, &client, &["mcp"]).await;
+    let (status, tokens) = t.redeem("guide", &client, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // Refused: a document naming another client id, too large, too slow, redirecting to a
+    // metadata address, on a private address, not a document at all.
+    for bad in [
+        format!("{origin}/wrong.json"),
+        format!("{origin}/big.json"),
+        format!("{origin}/slow.json"),
+        format!("{origin}/redirect.json"),
+        "http://10.1.2.3/client.json".to_owned(),
+        "https://192.168.0.1/client.json".to_owned(),
+        format!("{origin}/"),
+    ] {
+        let (status, body) = t.redeem("guide", &bad, "mcp_ac_whatever").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{bad}");
+    }
+
+    let pool = t.app.env.pool().await;
+    let registered: Vec<Value> =
+        sqlx::query_scalar("SELECT payload FROM events WHERE event_type = 'OauthClientRegistered'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert!(
+        registered[0].to_string().contains("cimd"),
+        "{}",
+        registered[0]
+    );
+}

@@ -148,6 +148,7 @@ pub async fn register_client(
             OauthClientCommand::Register {
                 org_id,
                 server_id,
+                via: domain::oauth::RegisteredVia::Dcr,
                 client_name: registration.client_name.clone(),
                 client_uri: registration.client_uri.clone(),
                 redirect_uris: registration.redirect_uris.clone(),
@@ -166,6 +167,41 @@ pub async fn register_client(
             _ => OauthFailure::unavailable(),
         })?;
     Ok(client_id)
+}
+
+/// Records that a client id metadata document was first accepted for this server
+/// (`OauthClientRegistered` via `cimd`, once per server and URL).
+pub async fn cimd_client_seen(
+    store: &EventStore,
+    metadata: &EventMetadata,
+    org_id: Uuid,
+    server_id: Uuid,
+    url: &str,
+    registration: Registration,
+    now: DateTime<Utc>,
+) -> Result<(), OauthFailure> {
+    let stream = format!("{server_id}/cimd/{}", token_hash(url));
+    let outcome = store
+        .run::<OauthClient>(&stream, metadata, |_| OauthClientCommand::Register {
+            org_id,
+            server_id,
+            via: domain::oauth::RegisteredVia::Cimd,
+            client_name: registration.client_name.clone(),
+            client_uri: Some(url.to_owned()),
+            redirect_uris: registration.redirect_uris.clone(),
+            refused_redirect_uris: registration.refused_redirect_uris.clone(),
+            now,
+        })
+        .await;
+    match outcome {
+        Ok(_) | Err(ExecuteError::Domain(OauthClientError::AlreadyRegistered)) => Ok(()),
+        Err(ExecuteError::Domain(OauthClientError::NoRedirectUri)) => Err(OauthFailure::new(
+            OauthErrorCode::InvalidClient,
+            "none of the client metadata document's redirect URIs is acceptable",
+        )),
+        Err(ExecuteError::Store(e)) => Err(e.into()),
+        Err(_) => Err(OauthFailure::unavailable()),
+    }
 }
 
 /// A DCR client of this server, if it exists and has not expired unused.

@@ -2,7 +2,7 @@
 //! token (RFC 6749 §3.2, OAuth 2.1), revocation (RFC 7009) and userinfo. Every refusal is an
 //! RFC 6749 error object; every token answer is `Cache-Control: no-store`.
 
-use super::{bearer, no_store, oauth_error, redirects, Site};
+use super::{bearer, cimd, no_store, oauth_error, redirects, Site};
 use crate::McpEdge;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request};
@@ -123,11 +123,43 @@ fn invalid_client() -> OauthFailure {
     )
 }
 
-/// The client, known to this server: a DCR registration that has not expired.
-async fn known_client(edge: &McpEdge, site: &Site, client_id: &str) -> Result<(), OauthFailure> {
+/// The client, known to this server: a DCR registration that has not expired, or a client id
+/// metadata document (fetched or cached; its first acceptance here is recorded).
+pub(crate) async fn known_client(
+    edge: &McpEdge,
+    site: &Site,
+    client_id: &str,
+    metadata: &EventMetadata,
+) -> Result<Vec<String>, OauthFailure> {
     let store = &edge.core.store;
+    if cimd::is_document_id(client_id) {
+        let (document, fetched) = edge
+            .core
+            .oauth
+            .documents
+            .resolve(&edge.core.config.outbound, client_id)
+            .await?;
+        if fetched {
+            oauth::cimd_client_seen(
+                store,
+                metadata,
+                site.tenant.org_id,
+                site.tenant.server_id,
+                client_id,
+                Registration {
+                    client_name: document.client_name.clone(),
+                    client_uri: None,
+                    redirect_uris: document.redirect_uris.clone(),
+                    refused_redirect_uris: document.refused_redirect_uris.clone(),
+                },
+                Utc::now(),
+            )
+            .await?;
+        }
+        return Ok(document.redirect_uris.clone());
+    }
     match oauth::dcr_client(store, site.tenant.server_id, client_id, Utc::now()).await? {
-        Some(_) => Ok(()),
+        Some(client) => Ok(client.redirect_uris),
         None => Err(invalid_client()),
     }
 }
@@ -280,7 +312,7 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
         let server_id = site.tenant.server_id;
         match grant_type {
             "authorization_code" => {
-                known_client(edge, &site, &client_id).await?;
+                known_client(edge, &site, &client_id, &metadata).await?;
                 let code = required(&params, "code")?;
                 let redirect_uri = required(&params, "redirect_uri")?;
                 let verifier = required(&params, "code_verifier")?;
@@ -297,7 +329,7 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
                 .await
             }
             "refresh_token" => {
-                known_client(edge, &site, &client_id).await?;
+                known_client(edge, &site, &client_id, &metadata).await?;
                 let token = required(&params, "refresh_token")?;
                 oauth::refresh(
                     store,
@@ -331,7 +363,7 @@ pub async fn revoke(edge: &McpEdge, site: Site, request: Request) -> Response {
         let params = form(&headers, &bytes)?;
         let metadata = metadata(&headers, peer, &site);
         let client_id = client_id(&headers, &params).ok_or_else(invalid_client)?;
-        known_client(edge, &site, &client_id).await?;
+        known_client(edge, &site, &client_id, &metadata).await?;
         let token = required(&params, "token")?;
         oauth::revoke(
             &edge.core.store,

@@ -13,6 +13,7 @@
 //! bound to the server (any of its URL forms names it) and to its org.
 
 pub mod bearer;
+pub mod cimd;
 pub mod discovery;
 pub mod endpoints;
 pub mod redirects;
