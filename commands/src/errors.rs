@@ -674,7 +674,10 @@ fn owner_moved(kind: KeyKind) -> Failure {
         | KeyKind::EndUserSubject
         | KeyKind::EndUserEmail
         | KeyKind::WalkthroughSelected
-        | KeyKind::InvitationToken => concurrent_modification(),
+        | KeyKind::InvitationToken
+        | KeyKind::OauthCode
+        | KeyKind::OauthAccessToken
+        | KeyKind::OauthRefreshToken => concurrent_modification(),
     }
 }
 
@@ -696,7 +699,10 @@ impl From<KeyKind> for Failure {
             | KeyKind::EndUserEmail
             | KeyKind::WalkthroughSelected
             | KeyKind::InvitationToken
-            | KeyKind::IdentityProvider => (ErrorCode::Conflict, "already taken"),
+            | KeyKind::IdentityProvider
+            | KeyKind::OauthCode
+            | KeyKind::OauthAccessToken
+            | KeyKind::OauthRefreshToken => (ErrorCode::Conflict, "already taken"),
         };
         Failure::new(code, detail)
     }
@@ -1101,5 +1107,126 @@ mod tests {
             !f.detail.contains("encoded"),
             "the cause is never the detail"
         );
+    }
+}
+
+/// The errors the OAuth endpoints of the hosted servers' authorization servers answer, with the
+/// wire names RFC 6749 (§4.1.2.1, §5.2), RFC 6750 (§3.1), RFC 7591 (§3.2.2) and RFC 8707 define.
+/// They are answered as `{"error", "error_description"}`, never as problems: OAuth clients read
+/// these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum OauthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    /// RFC 8707: the `resource` names no resource of this authorization server.
+    InvalidTarget,
+    /// RFC 7591.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    /// RFC 6750: the bearer token is missing, expired, revoked or malformed.
+    InvalidToken,
+    /// RFC 6750: the token lacks a scope the request needs (step-up).
+    InsufficientScope,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OauthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The HTTP status a token, registration or revocation endpoint answers it with.
+    pub fn status(self) -> u16 {
+        match self {
+            OauthErrorCode::InvalidClient | OauthErrorCode::InvalidToken => 401,
+            OauthErrorCode::InsufficientScope | OauthErrorCode::AccessDenied => 403,
+            OauthErrorCode::ServerError => 500,
+            OauthErrorCode::TemporarilyUnavailable => 503,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for OauthErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth refusal: its code and a description for the client's developer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OauthFailure {
+    pub code: OauthErrorCode,
+    pub description: String,
+}
+
+impl OauthFailure {
+    pub fn new(code: OauthErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// The store could not be reached (logged by the caller).
+    pub fn unavailable() -> Self {
+        Self::new(
+            OauthErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable; retry shortly",
+        )
+    }
+}
+
+impl fmt::Display for OauthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.description)
+    }
+}
+
+impl std::error::Error for OauthFailure {}
+
+impl From<domain::oauth::OauthGrantError> for OauthFailure {
+    fn from(e: domain::oauth::OauthGrantError) -> Self {
+        use domain::oauth::OauthGrantError as E;
+        let code = match e {
+            E::AlreadyIssued => OauthErrorCode::InvalidRequest,
+            E::InvalidCode
+            | E::WrongVerifier
+            | E::RedirectMismatch
+            | E::InvalidRefresh
+            | E::Revoked => OauthErrorCode::InvalidGrant,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl<E> From<ExecuteError<E>> for OauthFailure
+where
+    E: Into<OauthFailure>,
+{
+    fn from(e: ExecuteError<E>) -> Self {
+        match e {
+            ExecuteError::Domain(e) => e.into(),
+            ExecuteError::Store(e) => e.into(),
+            // A conflict that outlasted the retries, or a key that moved: retrying may succeed.
+            ExecuteError::Conflict
+            | ExecuteError::KeyTaken { .. }
+            | ExecuteError::OwnerMoved { .. } => Self::unavailable(),
+        }
+    }
+}
+
+impl From<StoreError> for OauthFailure {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %Chain(&e), "OAuth endpoint could not read the store");
+        Self::unavailable()
     }
 }

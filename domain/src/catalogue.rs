@@ -37,6 +37,8 @@ pub const STREAM_KINDS: &[StreamKind] = &[
     kind::<crate::walkthrough::Walkthrough>(),
     kind::<crate::walkthrough_progress::WalkthroughProgress>(),
     kind::<crate::limit::LimitRefusal>(),
+    kind::<crate::oauth::OauthClient>(),
+    kind::<crate::oauth::OauthGrant>(),
 ];
 
 /// Every event type name, sorted.

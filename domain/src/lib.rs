@@ -11,6 +11,7 @@ pub mod limit;
 pub mod login;
 pub mod mcp_session;
 pub mod metadata;
+pub mod oauth;
 pub mod organization;
 pub mod refresh_token;
 pub mod server;

@@ -34,10 +34,18 @@ pub enum KeyKind {
     /// An identity provider's id → its org, held while it exists: a server binding to it
     /// requires this owner, so a provider deleted (or of another org) is never bound.
     IdentityProvider,
+    /// The sha256 hash of an authorization code of ours → its grant (kept after redemption, so
+    /// a replayed code finds the grant it must revoke).
+    OauthCode,
+    /// The sha256 hash of a live access token of ours → its grant (released at rotation).
+    OauthAccessToken,
+    /// The sha256 hash of a refresh token of ours → its grant (kept when rotated away, so a
+    /// reused one finds its family).
+    OauthRefreshToken,
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 9] = [
+    pub const ALL: [KeyKind; 12] = [
         KeyKind::UserEmail,
         KeyKind::OrgSlug,
         KeyKind::ServerSlug,
@@ -47,6 +55,9 @@ impl KeyKind {
         KeyKind::WalkthroughSelected,
         KeyKind::InvitationToken,
         KeyKind::IdentityProvider,
+        KeyKind::OauthCode,
+        KeyKind::OauthAccessToken,
+        KeyKind::OauthRefreshToken,
     ];
 
     /// The stored name (`unique_keys.kind`).
@@ -61,6 +72,9 @@ impl KeyKind {
             KeyKind::WalkthroughSelected => "walkthrough_selected",
             KeyKind::InvitationToken => "invitation_token",
             KeyKind::IdentityProvider => "identity_provider",
+            KeyKind::OauthCode => "oauth_code",
+            KeyKind::OauthAccessToken => "oauth_access_token",
+            KeyKind::OauthRefreshToken => "oauth_refresh_token",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! tracking id names is resolved only once rmcp has accepted the request (see `RequestScope`).
 
 use crate::coalesce;
+use crate::oauth::bearer;
 use crate::sessions::{InFlightId, RequestScope, SessionCheck, SCOPE};
 use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
 use crate::{McpEdge, MAX_BODY_BYTES};
@@ -26,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use uuid::Uuid;
 
 const PARSE_ERROR: i32 = -32700;
 const INVALID_REQUEST: i32 = -32600;
@@ -227,25 +229,10 @@ fn parse_tracking_id(tenant: &Tenant, raw: Option<&str>) -> Result<Option<Tracki
     }
 }
 
-/// The server's auth mode against what the request brings.
+/// The server's auth mode against what the request brings (`oauth` is checked by
+/// [`McpEdge::check_bearer`]).
 fn check_auth_mode(tenant: &Tenant, has_tracking_id: bool) -> Result<(), Refused> {
     match tenant.auth_mode {
-        AuthMode::Oauth => {
-            let mut response = refuse(
-                StatusCode::UNAUTHORIZED,
-                INVALID_REQUEST,
-                format!(
-                    "{} requires signing in through its OAuth provider, which mcplatform does \
-                     not offer yet; ask the server's owner to switch its auth mode to tracking \
-                     or none",
-                    tenant.name
-                ),
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
-        }
         AuthMode::Tracking if !has_tracking_id => Err(refuse(
             StatusCode::FORBIDDEN,
             INVALID_REQUEST,
@@ -256,6 +243,33 @@ fn check_auth_mode(tenant: &Tenant, has_tracking_id: bool) -> Result<(), Refused
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+/// What a request to a server in `oauth` mode presents, read before anything is awaited (a
+/// request is not `Sync`).
+struct Bearer {
+    token: Option<String>,
+    in_query: bool,
+    /// Where the protected resource metadata of the endpoint the request names is.
+    resource_metadata: String,
+}
+
+impl Bearer {
+    fn of(request: &Request) -> Self {
+        let host_header = header_str(request, header::HOST)
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        Self {
+            token: bearer::bearer(request).map(str::to_owned),
+            in_query: bearer::token_in_query(request),
+            resource_metadata: format!(
+                "{}://{}/.well-known/oauth-protected-resource{}",
+                request_scheme(request),
+                host_header.trim(),
+                request.uri().path()
+            ),
+        }
     }
 }
 
@@ -318,7 +332,13 @@ impl McpEdge {
         let host = self.check_host_and_origin(&request)?;
         let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
         let tracking_id = parse_tracking_id(&tenant, tracking_id.as_deref())?;
-        check_auth_mode(&tenant, tracking_id.is_some())?;
+        let signed_in = if tenant.auth_mode == AuthMode::Oauth {
+            let presented = Bearer::of(&request);
+            Some(self.check_bearer(presented, &tenant).await?)
+        } else {
+            check_auth_mode(&tenant, tracking_id.is_some())?;
+            None
+        };
         // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
         let metadata = request_metadata(&request, &tenant);
         if let Some(tracking_id) = &tracking_id {
@@ -342,14 +362,38 @@ impl McpEdge {
                 in_flight = claimed;
             }
         }
-        let scope = Arc::new(RequestScope::new(
-            &self.core.store,
-            tenant,
-            tracking_id,
-            metadata,
-        ));
+        let mut scope = RequestScope::new(&self.core.store, tenant, tracking_id, metadata);
+        scope.signed_in = signed_in;
+        let scope = Arc::new(scope);
         request.extensions_mut().insert(scope.clone());
         Ok((request, scope, in_flight))
+    }
+
+    /// A server in `oauth` mode admits only a bearer token of ours, in the `Authorization`
+    /// header, live, issued for this server and org, with the `mcp` scope: the end user it
+    /// signed in. Anything else is answered with the challenge clients discover the
+    /// authorization server from.
+    async fn check_bearer(&self, presented: Bearer, tenant: &Tenant) -> Result<Uuid, Refused> {
+        let refused = |r| Box::new(bearer::refused(r, &presented.resource_metadata));
+        if presented.in_query {
+            return Err(refused(bearer::Refusal::InQuery));
+        }
+        let Some(token) = &presented.token else {
+            return Err(refused(bearer::Refusal::Missing));
+        };
+        let grant = match self
+            .core
+            .oauth
+            .tokens
+            .resolve(&self.core.store, token)
+            .await
+        {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return Err(refused(bearer::Refusal::Invalid)),
+            Err(e) => return Err(unavailable(e)),
+        };
+        bearer::admits(&grant, tenant).map_err(refused)?;
+        Ok(grant.end_user_id)
     }
 
     /// A JSON-RPC request in a session claims its id until it is answered; one that reuses an

@@ -1,7 +1,7 @@
 //! Who is calling: the end user a tracking id names, created on first sight.
 
 use commands::services::end_users;
-use domain::end_user::{EndUserError, TrackingId};
+use domain::end_user::{EndUserError, MergeReason, TrackingId};
 use domain::values::OrgId;
 use domain::EventMetadata;
 use eventstore::{EventStore, ExecuteError, StoreError};
@@ -28,6 +28,9 @@ pub const REMEMBERED_FOR: std::time::Duration = std::time::Duration::from_secs(5
 /// tracking id that arrive together identify it once.
 pub struct Identities {
     known: Cache<(Uuid, TrackingId), Uuid>,
+    /// (signed-in end user, tracking id's end user) pairs already made one person here, so a
+    /// signed-in client calling with a tracking id costs the merge's reads once, not per call.
+    merged: Cache<(Uuid, Uuid), ()>,
 }
 
 impl Default for Identities {
@@ -37,6 +40,7 @@ impl Default for Identities {
                 .max_capacity(MAX_CACHED)
                 .time_to_live(REMEMBERED_FOR)
                 .build(),
+            merged: Cache::new(MAX_CACHED),
         }
     }
 }
@@ -63,6 +67,47 @@ impl Identities {
     /// Forgets what a tracking id names (after a merge moved it to another end user).
     pub async fn forget(&self, org_id: Uuid, tracking_id: &TrackingId) {
         self.known.invalidate(&(org_id, tracking_id.clone())).await;
+    }
+
+    /// A client signed in as `signed_in` that also calls with a tracking id naming `tracked` is
+    /// both: the two are made one person (`SignedInWithTrackingId`), once per pair and process
+    /// (a merge of a pair that is one person already writes nothing). A failure is logged and
+    /// the merge tried again on the next call: it never fails the call itself.
+    pub async fn merge_signed_in(
+        &self,
+        store: &EventStore,
+        org_id: Uuid,
+        signed_in: Uuid,
+        tracked: Uuid,
+        tracking_id: &TrackingId,
+        metadata: &EventMetadata,
+    ) {
+        if signed_in == tracked || self.merged.contains_key(&(signed_in, tracked)) {
+            return;
+        }
+        let outcome = self
+            .merged
+            .try_get_with((signed_in, tracked), async {
+                end_users::merge(
+                    store,
+                    metadata,
+                    OrgId(org_id),
+                    signed_in,
+                    tracked,
+                    MergeReason::SignedInWithTrackingId,
+                )
+                .await
+                .map(|_| ())
+            })
+            .await;
+        match outcome {
+            // The tracking id names the survivor now.
+            Ok(()) => self.forget(org_id, tracking_id).await,
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not merge a signed-in end user with their tracking id"
+            ),
+        }
     }
 
     pub async fn end_user(

@@ -10,6 +10,7 @@ mod edge;
 pub mod handler;
 pub mod identity;
 pub mod metrics;
+pub mod oauth;
 pub mod recording;
 pub mod sessions;
 pub mod tenant;
@@ -22,7 +23,7 @@ use crate::tenant::TenantCache;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::response::Response;
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
 use domain::server::Server;
 use eventstore::EventStore;
@@ -53,10 +54,22 @@ pub struct McpConfig {
     /// Opens the servers' tracking secrets (sealed with a key derived from the platform
     /// secret), to verify signed tracking ids.
     pub tracking_seal: commands::tracking::TrackingSeal,
+    /// Key (derived from the platform secret) that refresh-token rotations derive new pairs
+    /// with, so every instance derives the same.
+    pub oauth_rotation_key: Vec<u8>,
     /// The one guard of every outbound fetch (client metadata documents, identity providers).
     pub outbound: commands::outbound::Outbound,
     /// Opens identity providers' client secrets (`commands::services::identity_providers`).
     pub provider_seal: commands::sealing::Seal,
+}
+
+/// What the hosted servers' authorization servers share.
+pub struct OauthCore {
+    /// Access tokens' validations, briefly cached.
+    pub tokens: oauth::bearer::AccessTokens,
+    pub rotation: commands::services::oauth::RotationKey,
+    /// Client id metadata documents, cached as HTTP caching says.
+    pub documents: oauth::cimd::Documents,
 }
 
 /// What the handler and the tools share.
@@ -70,6 +83,7 @@ pub struct Core {
     pub walkthroughs: tools::walkthroughs::Catalog,
     /// End users' walkthrough runs as last read or committed here (see `RunCache`).
     pub runs: Arc<commands::services::walkthrough_progress::RunCache>,
+    pub oauth: OauthCore,
 }
 
 pub struct McpEdge {
@@ -90,17 +104,29 @@ impl McpEdge {
         // again at once; other processes' changes reach us within the cache's TTL.
         let invalidated = tenants.clone();
         store.on_commit_of::<Server>(move || invalidated.invalidate_all());
+        // A grant revoked or rotated through this process is looked up again at once; other
+        // processes' revocations reach us within the token cache's TTL (1 s).
+        let tokens = oauth::bearer::AccessTokens::default();
+        let rotation =
+            commands::services::oauth::RotationKey::new(config.oauth_rotation_key.clone());
+        let invalidated = tokens.clone();
+        store.on_commit_of::<domain::oauth::OauthGrant>(move || invalidated.invalidate_all());
         let request_states =
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let core = Arc::new(Core {
             request_states,
             store,
-            config,
             tenants,
             identities: Identities::default(),
             sessions: sessions.clone(),
             walkthroughs: Default::default(),
             runs: Default::default(),
+            config,
+            oauth: OauthCore {
+                tokens,
+                rotation,
+                documents: Default::default(),
+            },
         });
         let shutdown = CancellationToken::new();
         // A finished call's SSE stream is kept only briefly for a client to resume it (rmcp's
@@ -145,12 +171,171 @@ impl McpEdge {
 }
 
 pub fn router(edge: Arc<McpEdge>) -> Router {
+    const PRM: &str = "/.well-known/oauth-protected-resource";
+    const ASM: &str = "/.well-known/oauth-authorization-server";
+    const OIDC: &str = "/.well-known/openid-configuration";
     Router::new()
         .route("/mcp", any(by_host))
         .route("/t/{tracking_id}/mcp", any(by_host_tracked))
         .route("/s/{slug}/mcp", any(by_path))
         .route("/s/{slug}/t/{tracking_id}/mcp", any(by_path_tracked))
+        // Protected resource metadata: RFC 9728 inserts the well-known segment before the
+        // resource's path; the bare form answers for the host form's `/mcp`.
+        .route(PRM, get(oauth_routes::prm_host))
+        .route(&format!("{PRM}/mcp"), get(oauth_routes::prm_host))
+        .route(
+            &format!("{PRM}/t/{{tracking_id}}/mcp"),
+            get(oauth_routes::prm_host_tracked),
+        )
+        .route(
+            &format!("{PRM}/s/{{slug}}/mcp"),
+            get(oauth_routes::prm_path),
+        )
+        .route(
+            &format!("{PRM}/s/{{slug}}/t/{{tracking_id}}/mcp"),
+            get(oauth_routes::prm_path_tracked),
+        )
+        // Authorization server metadata, where RFC 8414 and OpenID discovery put it for an
+        // issuer without a path (host form) and with one (`/s/{slug}`), and both of OpenID's
+        // placements of a path.
+        .route(ASM, get(oauth_routes::asm_host))
+        .route(OIDC, get(oauth_routes::asm_host))
+        .route(&format!("{ASM}/s/{{slug}}"), get(oauth_routes::asm_path))
+        .route(&format!("{OIDC}/s/{{slug}}"), get(oauth_routes::asm_path))
+        .route(&format!("/s/{{slug}}{OIDC}"), get(oauth_routes::asm_path))
+        .route(&format!("/s/{{slug}}{ASM}"), get(oauth_routes::asm_path))
+        .route("/oauth/{endpoint}", any(oauth_routes::endpoint_host))
+        .route(
+            "/s/{slug}/oauth/{endpoint}",
+            any(oauth_routes::endpoint_path),
+        )
         .with_state(edge)
+}
+
+/// The authorization servers' routes, in both URL forms.
+mod oauth_routes {
+    use super::*;
+    use crate::oauth::{discovery, endpoints};
+    use axum::extract::Path;
+    use axum::http::{Method, StatusCode};
+    use axum::response::IntoResponse;
+
+    /// (Only the request's head is held across the look-up: its body is not `Sync`.)
+    async fn site(
+        edge: &McpEdge,
+        slug: Option<&str>,
+        head: (axum::http::HeaderMap, axum::http::Uri),
+    ) -> Result<oauth::Site, Response> {
+        edge.site(slug, &head.0, &head.1).await
+    }
+
+    fn head(request: &Request) -> (axum::http::HeaderMap, axum::http::Uri) {
+        (request.headers().clone(), request.uri().clone())
+    }
+
+    pub async fn prm_host(State(edge): State<Arc<McpEdge>>, request: Request) -> Response {
+        match site(&edge, None, head(&request)).await {
+            Ok(site) => discovery::protected_resource(&site, None),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn prm_host_tracked(
+        State(edge): State<Arc<McpEdge>>,
+        Path(tracking_id): Path<String>,
+        request: Request,
+    ) -> Response {
+        match site(&edge, None, head(&request)).await {
+            Ok(site) => discovery::protected_resource(&site, Some(&tracking_id)),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn prm_path(
+        State(edge): State<Arc<McpEdge>>,
+        Path(slug): Path<String>,
+        request: Request,
+    ) -> Response {
+        match site(&edge, Some(&slug), head(&request)).await {
+            Ok(site) => discovery::protected_resource(&site, None),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn prm_path_tracked(
+        State(edge): State<Arc<McpEdge>>,
+        Path((slug, tracking_id)): Path<(String, String)>,
+        request: Request,
+    ) -> Response {
+        match site(&edge, Some(&slug), head(&request)).await {
+            Ok(site) => discovery::protected_resource(&site, Some(&tracking_id)),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn asm_host(State(edge): State<Arc<McpEdge>>, request: Request) -> Response {
+        match site(&edge, None, head(&request)).await {
+            Ok(site) => discovery::authorization_server(&site),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn asm_path(
+        State(edge): State<Arc<McpEdge>>,
+        Path(slug): Path<String>,
+        request: Request,
+    ) -> Response {
+        match site(&edge, Some(&slug), head(&request)).await {
+            Ok(site) => discovery::authorization_server(&site),
+            Err(refused) => refused,
+        }
+    }
+
+    pub async fn endpoint_host(
+        State(edge): State<Arc<McpEdge>>,
+        Path(endpoint_name): Path<String>,
+        request: Request,
+    ) -> Response {
+        endpoint(&edge, None, &endpoint_name, request).await
+    }
+
+    pub async fn endpoint_path(
+        State(edge): State<Arc<McpEdge>>,
+        Path((slug, endpoint_name)): Path<(String, String)>,
+        request: Request,
+    ) -> Response {
+        endpoint(&edge, Some(&slug), &endpoint_name, request).await
+    }
+
+    async fn endpoint(
+        edge: &McpEdge,
+        slug: Option<&str>,
+        name: &str,
+        request: Request,
+    ) -> Response {
+        let head = head(&request);
+        let site = match site(edge, slug, head).await {
+            Ok(site) => site,
+            Err(refused) => return refused,
+        };
+        let method = request.method().clone();
+        match (name, method) {
+            ("register", Method::POST) => endpoints::register(edge, site, request).await,
+            ("token", Method::POST) => endpoints::token(edge, site, request).await,
+            ("revoke", Method::POST) => endpoints::revoke(edge, site, request).await,
+            ("userinfo", Method::GET | Method::POST) => {
+                endpoints::userinfo(edge, site, request).await
+            }
+            ("register" | "token" | "revoke" | "userinfo", _) => {
+                StatusCode::METHOD_NOT_ALLOWED.into_response()
+            }
+            _ => oauth::oauth_error(commands::errors::OauthFailure::new(
+                commands::errors::OauthErrorCode::InvalidRequest,
+                format!("no OAuth endpoint named {name:?}"),
+            ))
+            .into_response(),
+        }
+    }
 }
 
 /// The path's parameters as the router decoded them, in order. A segment that is not UTF-8

@@ -41,6 +41,8 @@ pub struct RequestScope {
     /// the edge then answers as for an unknown server (see [`RequestScope::tenant_moved`]).
     pub store: EventStore,
     pub tracking_id: Option<TrackingId>,
+    /// The end user a bearer token of ours signed in (servers in `oauth` mode).
+    pub signed_in: Option<Uuid>,
     /// Who and where the request comes from, before the caller is known (anonymous actor).
     pub metadata: EventMetadata,
     identified: OnceCell<Identified>,
@@ -75,6 +77,7 @@ impl RequestScope {
             store: store.for_owner_of(KeyKind::ServerSlug, tenant.slug.clone(), tenant.server_id),
             tenant,
             tracking_id,
+            signed_in: None,
             metadata,
             identified: OnceCell::new(),
             store_failed: AtomicBool::new(false),
@@ -99,9 +102,21 @@ impl RequestScope {
         self.identified
             .get_or_try_init(|| async {
                 let Some(tracking_id) = &self.tracking_id else {
+                    let Some(id) = self.signed_in else {
+                        return Ok(Identified {
+                            caller: Caller::default(),
+                            metadata: Arc::new(self.metadata.clone()),
+                        });
+                    };
                     return Ok(Identified {
-                        caller: Caller::default(),
-                        metadata: Arc::new(self.metadata.clone()),
+                        caller: Caller {
+                            end_user_id: Some(id),
+                            tracking_id: None,
+                        },
+                        metadata: Arc::new(EventMetadata {
+                            actor: Actor::EndUser { id },
+                            ..self.metadata.clone()
+                        }),
                     });
                 };
                 let id = core
@@ -121,6 +136,27 @@ impl RequestScope {
                             self.moved.store(true, Ordering::Release);
                         }
                     })?;
+                // Signed in and tracked: both, one person; the caller is the signed-in one.
+                let id = match self.signed_in {
+                    Some(signed_in) => {
+                        let metadata = EventMetadata {
+                            actor: Actor::EndUser { id: signed_in },
+                            ..self.metadata.clone()
+                        };
+                        core.identities
+                            .merge_signed_in(
+                                &self.store,
+                                self.tenant.org_id,
+                                signed_in,
+                                id,
+                                tracking_id,
+                                &metadata,
+                            )
+                            .await;
+                        signed_in
+                    }
+                    None => id,
+                };
                 Ok(Identified {
                     caller: Caller {
                         end_user_id: Some(id),

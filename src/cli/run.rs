@@ -150,6 +150,11 @@ impl Runtime {
                 .to_vec(),
                 guard,
                 tracking_seal,
+                oauth_rotation_key: api::auth::tokens::derive_key(
+                    secret.expose_secret().as_bytes(),
+                    "oauth refresh rotation",
+                )?
+                .to_vec(),
                 outbound,
                 provider_seal,
             },

@@ -29,6 +29,7 @@ mod mcp_clients;
 mod mcp_protocol;
 mod mcp_refusals;
 mod mcp_tickets;
+mod oauth_tokens;
 mod oidc;
 mod openapi;
 mod openapi_routes;

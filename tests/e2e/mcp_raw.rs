@@ -57,6 +57,8 @@ pub struct Mcp {
     pub host: Option<String>,
     pub session_id: Option<String>,
     pub version: &'static str,
+    /// An OAuth access token sent as `Authorization: Bearer`.
+    pub bearer: Option<String>,
     next_id: std::sync::atomic::AtomicI64,
 }
 
@@ -71,12 +73,18 @@ impl Mcp {
             host: None,
             session_id: None,
             version: LEGACY,
+            bearer: None,
             next_id: std::sync::atomic::AtomicI64::new(1),
         }
     }
 
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
+        self
+    }
+
+    pub fn with_bearer(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
         self
     }
 
@@ -95,6 +103,9 @@ impl Mcp {
         }
         if let Some(id) = &self.session_id {
             req = req.header("mcp-session-id", id);
+        }
+        if let Some(token) = &self.bearer {
+            req = req.bearer_auth(token);
         }
         req
     }

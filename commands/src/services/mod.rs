@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod end_users;
 pub mod identity_providers;
 pub mod mcp_sessions;
+pub mod oauth;
 pub mod organizations;
 pub mod servers;
 pub mod tickets;
