@@ -226,6 +226,7 @@ mod tests {
                 conformance_fixtures: false,
                 require_signed_tracking: false,
                 tracking_keys: vec![],
+                identity_provider_id: None,
             }),
             origin: origin.into(),
             prefix: prefix.into(),
