@@ -3,12 +3,14 @@
 //!
 //! A single task tails the log in committed order (`read_after` from where it is, all orgs at
 //! once), woken by one NATS subscription to every event subject and, without NATS or when a
-//! wake is lost, by a slow poll. Each new event's SSE frame is encoded once, and each read
-//! hands every org its events as one [`LiveBatch`] on the org's `tokio::sync::broadcast`
-//! channel; a stream holds a receiver of its org's channel and filters by type itself. While no stream is open the hub reads nothing; the first stream to open
-//! after that waits for it to restart from the head. So a thousand idle streams cost the
-//! database one small query per [`SAFETY_POLL`], and a busy org one read per batch of events,
-//! however many streams watch it. See `docs/design.md`, "Live event streams".
+//! wake is lost, by a slow poll. Each new event's SSE frame is encoded once. Streams of one
+//! org with the same type filter share a `tokio::sync::broadcast` channel, and each read hands
+//! every channel the events it takes as one [`LiveBatch`], or nothing: a stream whose filter
+//! takes none of a read's events is not even woken. While no stream is open the hub reads
+//! nothing; the first stream to open after that waits for it to restart from the head. So a
+//! thousand idle streams cost the database one small query per [`SAFETY_POLL`], and a busy org
+//! one read per batch of events, however many streams watch it. See `docs/design.md`, "Live
+//! event streams".
 //!
 //! A stream that starts from a cursor reads its backlog from Postgres (bounded pages) after
 //! subscribing, then takes events from the hub, skipping those at or before the last one it
@@ -82,17 +84,19 @@ pub struct LiveEvent {
     /// The frame as other members see it (no client ip or user agent in the metadata); the
     /// same bytes when nothing differs.
     pub member_frame: Bytes,
-    /// For `MemberRemoved`: the member removed, whose streams of this org end here.
-    pub removed_user: Option<Uuid>,
 }
 
-/// What the hub hands an org's streams at once: the events of that org from one read of the
-/// log, in order, with their frames also laid end to end. A stream with no type filter that
-/// is not behind sends the whole batch as one chunk (a reference-counted slice, no copy): a
-/// thousand streams of a busy org cost a wake and a write each per read, not per event.
+/// What the hub hands a channel's streams at once: the events of one org from one read of the
+/// log that the channel's type filter takes, in order, with their frames also laid end to
+/// end. A stream that is not behind sends the whole batch as one chunk (a reference-counted
+/// slice, no copy): a thousand streams of a busy org cost a wake and a write each per read,
+/// not per event, and streams whose filter takes none of a read's events are not woken.
 #[derive(Debug)]
 pub struct LiveBatch {
     pub events: Vec<LiveEvent>,
+    /// Members removed from the org in this read, and where: their streams of the org end
+    /// there, whatever their filter.
+    pub removed: Vec<(Uuid, Cursor)>,
     /// Every event's [`LiveEvent::frame`], concatenated.
     pub frames: Bytes,
     /// Every event's [`LiveEvent::member_frame`], concatenated.
@@ -108,17 +112,15 @@ impl LiveBatch {
         }
         let mut frames = BytesMut::new();
         let mut member_frames = BytesMut::new();
-        // (cursor, type, removed, frame range, member frame range)
+        let mut removed = Vec::new();
+        // (cursor, type, frame range, member frame range)
         let mut parts = Vec::new();
         for event in events {
-            let removed_user =
-                if event.aggregate_type == "organization" && event.event_type == "MemberRemoved" {
-                    serde_json::from_str::<Removed>(event.payload.get())
-                        .ok()
-                        .map(|r| r.user_id)
-                } else {
-                    None
-                };
+            if event.aggregate_type == "organization" && event.event_type == "MemberRemoved" {
+                if let Ok(r) = serde_json::from_str::<Removed>(event.payload.get()) {
+                    removed.push((r.user_id, event.cursor));
+                }
+            }
             let start = frames.len();
             sse_frame(&mut frames, event);
             let frame = start..frames.len();
@@ -128,44 +130,91 @@ impl LiveBatch {
                 None => member_frames.extend_from_slice(&frames[frame.clone()]),
             }
             let member_frame = member_start..member_frames.len();
-            parts.push((
-                event.cursor,
-                event.event_type.clone(),
-                removed_user,
-                frame,
-                member_frame,
-            ));
+            parts.push((event.cursor, event.event_type.clone(), frame, member_frame));
         }
         let frames = frames.freeze();
         let member_frames = member_frames.freeze();
         let events = parts
             .into_iter()
-            .map(
-                |(cursor, event_type, removed_user, frame, member_frame)| LiveEvent {
-                    cursor,
-                    event_type,
-                    frame: frames.slice(frame),
-                    member_frame: member_frames.slice(member_frame),
-                    removed_user,
-                },
-            )
+            .map(|(cursor, event_type, frame, member_frame)| LiveEvent {
+                cursor,
+                event_type,
+                frame: frames.slice(frame),
+                member_frame: member_frames.slice(member_frame),
+            })
             .collect();
         Self {
             events,
+            removed,
             frames,
             member_frames,
         }
     }
 
-    /// The first event's cursor (a batch is never empty).
-    pub fn first(&self) -> Cursor {
-        self.events.first().map_or(Cursor::START, |e| e.cursor)
+    /// The part of this batch a stream filtered to `types` takes (the removals always), or
+    /// `None` when that is nothing. No event is encoded again: the frames are copied.
+    pub fn only(&self, types: &[String]) -> Option<Self> {
+        let events: Vec<&LiveEvent> = self
+            .events
+            .iter()
+            .filter(|e| types.contains(&e.event_type))
+            .collect();
+        if events.is_empty() && self.removed.is_empty() {
+            return None;
+        }
+        let mut frames = BytesMut::new();
+        let mut member_frames = BytesMut::new();
+        let mut ranges = Vec::with_capacity(events.len());
+        for event in &events {
+            let start = (frames.len(), member_frames.len());
+            frames.extend_from_slice(&event.frame);
+            member_frames.extend_from_slice(&event.member_frame);
+            ranges.push((start.0..frames.len(), start.1..member_frames.len()));
+        }
+        let frames = frames.freeze();
+        let member_frames = member_frames.freeze();
+        Some(Self {
+            events: events
+                .iter()
+                .zip(ranges)
+                .map(|(event, (frame, member_frame))| LiveEvent {
+                    cursor: event.cursor,
+                    event_type: event.event_type.clone(),
+                    frame: frames.slice(frame),
+                    member_frame: member_frames.slice(member_frame),
+                })
+                .collect(),
+            removed: self.removed.clone(),
+            frames,
+            member_frames,
+        })
+    }
+
+    /// The first event's cursor, if the batch has events (one with only removals has none).
+    pub fn first(&self) -> Option<Cursor> {
+        self.events.first().map(|e| e.cursor)
     }
 
     /// The last event's cursor.
-    pub fn last(&self) -> Cursor {
-        self.events.last().map_or(Cursor::START, |e| e.cursor)
+    pub fn last(&self) -> Option<Cursor> {
+        self.events.last().map(|e| e.cursor)
     }
+
+    /// Where `user` was removed from the org in this batch, if they were.
+    pub fn removal_of(&self, user: Uuid) -> Option<Cursor> {
+        self.removed
+            .iter()
+            .find(|(removed, _)| *removed == user)
+            .map(|(_, at)| *at)
+    }
+}
+
+/// A broadcast channel's key: the org, and the event types its streams take (sorted; empty
+/// for all). Streams with the same filter share a channel, so the hub filters once per read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChannelKey {
+    org: Uuid,
+    types: Vec<String>,
 }
 
 /// Appends `event` as one server-sent event: its cursor as `id` (what `Last-Event-ID` sends
@@ -193,7 +242,7 @@ struct Inner {
     store: EventStore,
     limits: StreamLimits,
     counts: Mutex<Counts>,
-    channels: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LiveBatch>>>>,
+    channels: Mutex<HashMap<ChannelKey, broadcast::Sender<Arc<LiveBatch>>>>,
     /// Open subscriptions; the hub reads the log only while there are some.
     subscribers: AtomicUsize,
     /// Whether the hub is reading: false while it is idle, until it has restarted from the
@@ -283,22 +332,26 @@ impl LiveHub {
         })
     }
 
-    /// A receiver of every event of `org` the hub reads from now on. Once this returns, the
-    /// hub's position is at or before what a read of the log would see now: a backlog read
-    /// after it, together with the receiver, misses nothing.
-    pub async fn subscribe(&self, org: Uuid) -> Option<Subscription> {
+    /// A receiver of every event of `org` that `types` takes (all when empty) the hub reads
+    /// from now on. Once this returns, the hub's position is at or before what a read of the
+    /// log would see now: a backlog read after it, together with the receiver, misses nothing.
+    pub async fn subscribe(&self, org: Uuid, types: &[String]) -> Option<Subscription> {
         if *self.inner.closed.borrow() {
             return None;
         }
+        let mut types = types.to_vec();
+        types.sort();
+        types.dedup();
+        let key = ChannelKey { org, types };
         self.inner.subscribers.fetch_add(1, Ordering::SeqCst);
-        let guard = SubscriberGuard {
-            hub: self.inner.clone(),
-            org,
-        };
         let receiver = lock(&self.inner.channels)
-            .entry(org)
+            .entry(key.clone())
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
             .subscribe();
+        let guard = SubscriberGuard {
+            hub: self.inner.clone(),
+            key,
+        };
         self.inner.wake.notify_one();
         let mut reading = self.inner.reading.subscribe();
         let mut closed = self.inner.closed.subscribe();
@@ -438,8 +491,8 @@ impl LiveHub {
         }
     }
 
-    /// Hands each org's events of `page` to its channel as one batch, if a stream listens
-    /// there.
+    /// Hands each channel the events of `page` it takes, as one batch, if it takes any: each
+    /// event is encoded once, for all of its org's channels.
     fn publish(&self, page: &[StoredEvent]) {
         let mut channels = lock(&self.inner.channels);
         if channels.is_empty() {
@@ -447,19 +500,29 @@ impl LiveHub {
         }
         let mut by_org: HashMap<Uuid, Vec<&StoredEvent>> = HashMap::new();
         for event in page {
-            if let Some(org) = event.org_id.filter(|org| channels.contains_key(org)) {
+            if let Some(org) = event.org_id {
                 by_org.entry(org).or_default().push(event);
             }
         }
-        for (org, events) in by_org {
-            let Some(sender) = channels.get(&org) else {
-                continue;
+        let mut batches: HashMap<Uuid, Arc<LiveBatch>> = HashMap::new();
+        channels.retain(|key, sender| {
+            let Some(events) = by_org.get(&key.org) else {
+                return true;
             };
-            if sender.send(Arc::new(LiveBatch::new(events))).is_err() {
-                // Every receiver is gone: forget the channel.
-                channels.remove(&org);
-            }
-        }
+            let all = batches
+                .entry(key.org)
+                .or_insert_with(|| Arc::new(LiveBatch::new(events.iter().copied())));
+            let batch = if key.types.is_empty() {
+                all.clone()
+            } else {
+                match all.only(&key.types) {
+                    Some(batch) => Arc::new(batch),
+                    None => return true,
+                }
+            };
+            // An error means every receiver is gone: the channel is forgotten.
+            sender.send(batch).is_ok()
+        });
     }
 }
 
@@ -473,17 +536,17 @@ pub struct Subscription {
 /// its last receiver.
 struct SubscriberGuard {
     hub: Arc<Inner>,
-    org: Uuid,
+    key: ChannelKey,
 }
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         let mut channels = lock(&self.hub.channels);
         if channels
-            .get(&self.org)
+            .get(&self.key)
             .is_some_and(|sender| sender.receiver_count() == 0)
         {
-            channels.remove(&self.org);
+            channels.remove(&self.key);
         }
         drop(channels);
         self.hub.subscribers.fetch_sub(1, Ordering::SeqCst);
@@ -559,9 +622,38 @@ mod tests {
         );
         let batch = LiveBatch::new([&event]);
         let live = &batch.events[0];
-        assert_eq!(live.removed_user, Some(user));
-        assert_eq!(live.cursor, Cursor::new(5, 7));
+        assert_eq!(batch.removal_of(user), Some(Cursor::new(5, 7)));
+        assert_eq!(batch.removal_of(Uuid::new_v4()), None);
         assert_eq!(live.frame, live.member_frame);
+        // A stream filtered to other types still learns of the removal, without the event.
+        let only = batch
+            .only(&["TicketOpened".to_owned()])
+            .expect("the removal");
+        assert!(only.events.is_empty() && only.frames.is_empty());
+        assert_eq!(only.removal_of(user), Some(Cursor::new(5, 7)));
+    }
+
+    #[test]
+    fn a_filtered_batch_keeps_the_frames_of_the_types_it_takes() {
+        let mut first = stored("OrgRenamed", r#"{"name":"a"}"#.to_owned(), "{}");
+        first.cursor = Cursor::new(5, 7);
+        let mut second = stored(
+            "MemberAdded",
+            r#"{"x":1}"#.to_owned(),
+            r#"{"client_ip":"192.0.2.7"}"#,
+        );
+        second.cursor = Cursor::new(6, 8);
+        let batch = LiveBatch::new([&first, &second]);
+        assert!(batch.only(&["TicketOpened".to_owned()]).is_none());
+        let only = batch.only(&["MemberAdded".to_owned()]).expect("one event");
+        assert_eq!(only.events.len(), 1);
+        assert_eq!(
+            (only.first(), only.last()),
+            (Some(second.cursor), Some(second.cursor))
+        );
+        assert_eq!(only.frames, batch.events[1].frame);
+        assert_eq!(only.member_frames, batch.events[1].member_frame);
+        assert_ne!(only.frames, only.member_frames);
     }
 
     #[test]
@@ -575,7 +667,10 @@ mod tests {
         let mut second = stored("OrgRenamed", r#"{"name":"x"}"#.to_owned(), "{}");
         second.cursor = Cursor::new(6, 8);
         let batch = LiveBatch::new([&first, &second]);
-        assert_eq!((batch.first(), batch.last()), (first.cursor, second.cursor));
+        assert_eq!(
+            (batch.first(), batch.last()),
+            (Some(first.cursor), Some(second.cursor))
+        );
 
         let frame = std::str::from_utf8(&batch.events[0].frame).unwrap();
         let lines: Vec<&str> = frame.split('\n').collect();

@@ -203,7 +203,7 @@ pub async fn stream(
     let permit = state.live.admit(user.user_id, org.0)?;
     let subscription = state
         .live
-        .subscribe(org.0)
+        .subscribe(org.0, &q.types)
         .await
         .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the server is shutting down"))?;
     let tail = Tail {
@@ -361,16 +361,22 @@ impl Tail {
         }
     }
 
-    /// Adds what this stream sends of `batch` to `chunk`: the whole batch's frames when the
-    /// stream filters nothing and is not past its start (no copy), else event by event.
+    /// Adds what this stream sends of `batch` (already filtered by the hub to the stream's
+    /// types) to `chunk`: the whole batch's frames when the stream is not past its start (no
+    /// copy), else event by event.
     fn take(&mut self, batch: &LiveBatch, chunk: &mut Vec<Bytes>, size: &mut usize) -> Taken {
         let member_view = !self.role.sees_client_details();
-        let removed = batch
-            .events
-            .iter()
-            .any(|e| e.removed_user == Some(self.user_id));
-        if !removed && self.types.is_empty() && self.position.is_none_or(|at| batch.first() > at) {
-            self.position = Some(batch.last());
+        let removal = batch.removal_of(self.user_id);
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            // Only removals, none of which filter-matching events came with.
+            return if removal.is_some() {
+                Taken::Removed
+            } else {
+                Taken::More
+            };
+        };
+        if removal.is_none() && self.position.is_none_or(|at| first > at) {
+            self.position = Some(last);
             let frames = if member_view {
                 &batch.member_frames
             } else {
@@ -381,16 +387,13 @@ impl Tail {
             return Taken::More;
         }
         for event in &batch.events {
-            if event.removed_user == Some(self.user_id) {
-                return Taken::Removed;
+            if removal.is_some_and(|at| event.cursor >= at) {
+                break;
             }
             if self.position.is_some_and(|at| event.cursor <= at) {
                 continue;
             }
             self.position = Some(event.cursor);
-            if !self.types.is_empty() && !self.types.contains(&event.event_type) {
-                continue;
-            }
             let frame = if member_view {
                 &event.member_frame
             } else {
@@ -399,7 +402,11 @@ impl Tail {
             *size += frame.len();
             chunk.push(frame.clone());
         }
-        Taken::More
+        if removal.is_some() {
+            Taken::Removed
+        } else {
+            Taken::More
+        }
     }
 
     fn sent(&mut self, chunk: Bytes) -> Bytes {
