@@ -353,6 +353,46 @@ impl TestApp {
         body["id"].as_str().expect("provider id").to_owned()
     }
 
+    /// Registers an OpenID Connect identity provider (discovered from `issuer`, fetched through
+    /// the outbound guard: loopback is allowed in the tests); returns its id.
+    pub async fn create_oidc_provider(
+        &self,
+        user: &User,
+        org: &str,
+        issuer: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/orgs/{org}/identity-providers"),
+                &user.token,
+                json!({
+                    "name": "Loopback OpenID",
+                    "kind": "oidc",
+                    "issuer": issuer,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                    "scopes": ["email", "profile"],
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create oidc provider: {body}");
+        body["id"].as_str().expect("provider id").to_owned()
+    }
+
+    /// Puts a server in `oauth` mode, signing in with `provider`.
+    pub async fn require_sign_in(&self, user: &User, org: &str, slug: &str, provider: &str) {
+        let (status, body) = self
+            .patch(
+                &format!("/api/v1/orgs/{org}/servers/{slug}"),
+                &user.token,
+                json!({ "auth_mode": "oauth", "identity_provider_id": provider }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "oauth mode for {slug}: {body}");
+    }
+
     /// Creates a server; returns its body.
     pub async fn create_server(&self, user: &User, org: &str, slug: &str) -> Value {
         let (status, body) = self

@@ -35,6 +35,7 @@ mod openapi;
 mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
+mod sdk_oauth;
 mod secrets_at_rest;
 mod signed_tracking;
 mod slow_clients;

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = std::env::var_os("MCPL_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".tools/venv/bin/python"));
