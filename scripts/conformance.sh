@@ -103,6 +103,7 @@ ISSUER="$BASE/s/signin"
 # The identity provider: one confidential client (the platform, redirecting to the sign-in
 # server's callback) and one account, signed in without a person.
 OIDC_LOG="$RESULTS/oidc.log"
+: >"$OIDC_LOG"
 node "$ROOT/tests/support/oidc_provider.mjs" "$OIDC_PORT" "$("$TOOLS/venv/bin/python" - "$ISSUER" <<'PY'
 import json, sys
 print(json.dumps({

@@ -55,7 +55,8 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-NPX = ["npx", "--no-install", "conformance"]
+# The suite's CLI run by node itself (not through npx), so stopping it stops the suite.
+CLI = ["node", "node_modules/@modelcontextprotocol/conformance/dist/index.js"]
 
 
 def load_yaml(suite: str, path: str) -> dict:
@@ -67,7 +68,7 @@ def load_yaml(suite: str, path: str) -> dict:
 
 def listed_scenarios(suite: str) -> tuple[list[str], list[str]]:
     """(authorization-server scenarios, auth/* client scenarios) as `conformance list` names them."""
-    out = subprocess.run(NPX + ["list"], cwd=suite, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(CLI + ["list"], cwd=suite, check=True, capture_output=True, text=True).stdout
     section, servers, clients = None, [], []
     for line in out.splitlines():
         if line.startswith("Authorization server scenarios"):
@@ -87,7 +88,7 @@ def listed_scenarios(suite: str) -> tuple[list[str], list[str]]:
 
 
 async def run_suite(ns: argparse.Namespace) -> int:
-    args = NPX + [
+    args = CLI + [
         "authorization", "--url", ns.issuer, "--client-id", ns.client_id,
         "--port", str(ns.port), "--output-dir", ns.output_dir,
     ]
@@ -115,7 +116,8 @@ async def run_suite(ns: argparse.Namespace) -> int:
                     outcome = await browser.authorize(line.strip(), redirect_uri)
                 except BrowserError as e:
                     print(f"[browser] the flow did not reach the suite's callback: {e}", flush=True)
-                    proc.terminate()
+                    # The suite would wait five minutes for a person.
+                    proc.kill()
                     break
                 print(f"[browser] {len(outcome.steps)} steps, {len(outcome.consent_pages)} consent page(s); "
                       f"delivering the redirect to the suite", flush=True)
