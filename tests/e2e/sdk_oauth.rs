@@ -22,6 +22,7 @@
 
 use crate::helpers::*;
 use crate::mcp_clients::{python, repo};
+use crate::mcp_raw::Mcp;
 use crate::oidc::{OidcAccount, OidcClient, OidcProvider};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -42,6 +43,12 @@ struct SignIn {
 }
 
 async fn sign_in_tenant(slugs: &[&str]) -> SignIn {
+    sign_in_tenant_after(slugs, None).await
+}
+
+/// Like [`sign_in_tenant`]; with `visitor`, an anonymous end user first calls the first server
+/// through that tracking id, while the server does not sign anyone in yet.
+async fn sign_in_tenant_after(slugs: &[&str], visitor: Option<&str>) -> SignIn {
     let app = spawn_app().await;
     let base = app.proc.base().to_owned();
     let callbacks: Vec<String> = slugs
@@ -59,8 +66,19 @@ async fn sign_in_tenant(slugs: &[&str]) -> SignIn {
     let provider = app
         .create_oidc_provider(&owner, &org, &idp.issuer, IDP_CLIENT, IDP_SECRET)
         .await;
-    for slug in slugs {
+    for (i, slug) in slugs.iter().enumerate() {
         app.create_server(&owner, &org, slug).await;
+        if let (0, Some(tracking)) = (i, visitor) {
+            let mut client = Mcp::new(app.url(&format!("/s/{slug}/t/{tracking}/mcp")));
+            client.initialize("anonymous-visitor").await;
+            let reply = client
+                .call_tool(
+                    "get_support",
+                    json!({ "title": "Before signing in", "description": "anonymous" }),
+                )
+                .await;
+            assert_eq!(reply.result()["isError"], false, "{}", reply.text);
+        }
         app.require_sign_in(&owner, &org, slug, &provider).await;
     }
     SignIn {
@@ -292,10 +310,12 @@ async fn the_python_sdk_signs_in_with_dynamic_registration_refreshes_and_is_reme
     );
 }
 
+/// Also: the 2026-07-28 era, and a server URL with a tracking id whose anonymous end user
+/// becomes the signed-in person (the protected resource, and so `resource`, is that URL).
 #[tokio::test]
 async fn the_python_sdk_signs_in_with_a_client_id_metadata_document() {
-    let t = sign_in_tenant(&["guide"]).await;
-    let url = t.app.url("/s/guide/mcp");
+    let t = sign_in_tenant_after(&["guide"], Some("visitor-7")).await;
+    let url = t.app.url("/s/guide/t/visitor-7/mcp");
     let issuer = t.app.url("/s/guide");
 
     let report = py_oauth(&[
@@ -343,8 +363,22 @@ async fn the_python_sdk_signs_in_with_a_client_id_metadata_document() {
     assert_eq!(report["protocol_version"], "2026-07-28");
     assert_eq!(report["results"][0]["is_error"], false, "{report}");
 
-    let person = signed_in_person(&t).await;
+    // One person: the visitor's tracking id and the provider's identity, both calls.
+    let person = eventually("the visitor merged", Duration::from_secs(15), || async {
+        let person = signed_in_person(&t).await;
+        (person["tool_calls"] == 2).then_some(person)
+    })
+    .await;
     assert_eq!(person["emails"], json!([EMAIL]), "{person}");
+    assert_eq!(person["tracking_ids"], json!(["visitor-7"]), "{person}");
+    let (_, anonymous) = t
+        .app
+        .get(
+            &format!("/api/v1/orgs/{}/users?identified=false", t.org),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(anonymous["items"], json!([]), "{anonymous}");
 
     // The first acceptance of the document was recorded as a CIMD registration.
     let pool = t.app.env.pool().await;
