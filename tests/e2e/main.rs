@@ -37,6 +37,7 @@ mod projections;
 mod request_ids_and_metrics;
 mod sdk_oauth;
 mod secrets_at_rest;
+mod sign_in;
 mod signed_tracking;
 mod slow_clients;
 mod walkthroughs;

@@ -471,7 +471,7 @@ async fn our_tokens_admit_their_server_only_and_codes_are_single_use() {
     );
 
     // A token without the `mcp` scope: step-up.
-    let code = t.code(0, &client, &["openid"]).await;
+    let code = t.code(0, &client, &["email"]).await;
     let (_, tokens) = t.redeem("guide", &client, &code).await;
     let narrow = tokens["access_token"].as_str().unwrap();
     let resp = app

@@ -10,6 +10,9 @@
 //   "auto_login": "<sub>" | null   // who an interaction signs in when nothing else says
 // }
 //
+// GET /_test/issued answers every code and token the provider issued, for tests that search
+// the platform's storage for them.
+//
 // Interactions (GET /interaction/:uid):
 //   - login: the account named by, in order, a `POST /_test/login {"sub": ..}` made before
 //     (kept for the following interactions), the authorization request's `login_hint`, or
@@ -88,6 +91,13 @@ const provider = new Provider(issuer, {
   },
 });
 
+// Every code and token the provider issued (opaque: the value is the jti), for tests that
+// search the platform's storage for them (GET /_test/issued).
+const issued = [];
+for (const kind of ['access_token', 'refresh_token', 'authorization_code']) {
+  provider.on(`${kind}.saved`, (token) => issued.push(token.jti));
+}
+
 function send(res, status, type, body) {
   res.writeHead(status, { 'content-type': type });
   res.end(body);
@@ -140,6 +150,9 @@ const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
   try {
     if (url.pathname.startsWith('/interaction/')) return await interaction(req, res, url);
+    if (url.pathname === '/_test/issued') {
+      return send(res, 200, 'application/json', JSON.stringify(issued));
+    }
     if (url.pathname === '/_test/login' && req.method === 'POST') {
       const body = JSON.parse((await readBody(req)) || '{}');
       nextLogin = body.sub ?? null;
