@@ -209,6 +209,10 @@ async fn the_python_sdk_signs_in_with_dynamic_registration_refreshes_and_is_reme
         "get_support",
         "--args",
         r#"{"title":"Signed in","description":"via the Python SDK's OAuth client"}"#,
+        // The SDK asks for `offline_access` (and so sends `prompt=consent`) only when the
+        // client declares the refresh_token grant; without it the second authorization finds
+        // the consent remembered. Refresh tokens come all the same.
+        "--no-offline-access",
         "--refresh",
         "--reauthorize",
     ]);
@@ -240,6 +244,10 @@ async fn the_python_sdk_signs_in_with_dynamic_registration_refreshes_and_is_reme
     let text = consent["text"].as_str().unwrap();
     assert!(text.contains("Py DCR Client"), "names the client: {text}");
     check_authorization(&authorizations[1], &issuer, &url, client_id, false);
+    for a in authorizations {
+        assert_eq!(a["params"]["scope"], "mcp", "{a}");
+        assert!(a["params"]["prompt"].is_null(), "{a}");
+    }
 
     // The MCP calls went through with our token.
     assert_eq!(report["tools"], json!(["get_support"]));
@@ -282,7 +290,8 @@ async fn the_python_sdk_signs_in_with_dynamic_registration_refreshes_and_is_reme
         "{token_requests:?}"
     );
 
-    // Our userinfo knows who signed in, from the provider.
+    // Our userinfo names the signed-in person (their email only with the `email` scope,
+    // which this client did not ask for).
     let me: Value = t
         .app
         .http
@@ -294,10 +303,11 @@ async fn the_python_sdk_signs_in_with_dynamic_registration_refreshes_and_is_reme
         .json()
         .await
         .unwrap();
-    assert_eq!(me["email"], EMAIL, "{me}");
+    assert!(me["email"].is_null(), "{me}");
 
     // The person is identified, with the provider's verified email, and owns the tool call.
     let person = signed_in_person(&t).await;
+    assert_eq!(me["sub"], person["id"], "{me} {person}");
     assert_eq!(person["status"], "identified", "{person}");
     assert_eq!(person["emails"], json!([EMAIL]), "{person}");
     assert!(
@@ -330,6 +340,7 @@ async fn the_python_sdk_signs_in_with_a_client_id_metadata_document() {
         "get_support",
         "--args",
         r#"{"title":"Signed in","description":"with a client id metadata document"}"#,
+        "--reauthorize",
     ]);
 
     assert_eq!(report["registration"], "cimd");
@@ -350,9 +361,15 @@ async fn the_python_sdk_signs_in_with_a_client_id_metadata_document() {
         "{fetches:?}"
     );
 
+    // The SDK asks for `offline_access` here, which OpenID pairs with `prompt=consent`: the
+    // second authorization, in the same browser, is asked again.
     let authorizations = report["authorizations"].as_array().unwrap();
-    assert_eq!(authorizations.len(), 1, "{report}");
-    check_authorization(&authorizations[0], &issuer, &url, cimd_url, true);
+    assert_eq!(authorizations.len(), 2, "{report}");
+    for a in authorizations {
+        check_authorization(a, &issuer, &url, cimd_url, true);
+        assert_eq!(a["params"]["scope"], "mcp offline_access", "{a}");
+        assert_eq!(a["params"]["prompt"], "consent", "{a}");
+    }
     let text = authorizations[0]["consent_pages"][0]["text"]
         .as_str()
         .unwrap();
@@ -361,6 +378,7 @@ async fn the_python_sdk_signs_in_with_a_client_id_metadata_document() {
         "names the client of the document: {text}"
     );
     assert_eq!(report["protocol_version"], "2026-07-28");
+    assert_eq!(report["reauthorized_tools"], json!(["get_support"]));
     assert_eq!(report["results"][0]["is_error"], false, "{report}");
 
     // One person: the visitor's tracking id and the provider's identity, both calls.

@@ -120,7 +120,9 @@ async function finishConsent(req, res, details) {
     grant.addResourceScope(indicator, scopes.join(' '));
   }
   const grantId = await grant.save();
-  const result = details.grantId ? {} : { consent: { grantId } };
+  // A `consent` result even when the grant existed: without one, a request with
+  // `prompt=consent` never counts as consented and the interaction loops.
+  const result = { consent: details.grantId ? {} : { grantId } };
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 

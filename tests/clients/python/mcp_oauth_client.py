@@ -13,7 +13,7 @@ gets the redirect back to the client (nothing listens on the redirect URI).
     python mcp_oauth_client.py --url http://127.0.0.1:PORT/s/SLUG/mcp \
         [--cimd] [--redirect-uri URI] [--era 2025|2026] [--list-tools] \
         [--call TOOL [--args JSON]]... [--refresh] [--reauthorize] [--decision allow|deny] \
-        [--client-name NAME] [--timeout S]
+        [--client-name NAME] [--no-offline-access] [--timeout S]
 
 Registration:
   default  dynamic client registration at the advertised registration_endpoint.
@@ -32,7 +32,8 @@ Phases, in order, each on a fresh MCP connection through the same provider and b
   2. --refresh: the access token is made stale; the SDK refreshes it (refresh_token grant)
      before the next request, then tools/list;
   3. --reauthorize: the tokens are forgotten (client registration kept); the SDK authorizes
-     again in the same browser, whose cookie remembers the consent, then tools/list.
+     again in the same browser, whose cookie remembers the consent (unless the SDK sends
+     prompt=consent, which it does when it asks for offline_access), then tools/list.
 
 --decision deny: the browser denies on the consent page; the report carries the error
 redirect (`authorization_error`) instead of tools and results, and the exit code is 0.
@@ -196,6 +197,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refresh", action="store_true", help="make the access token stale; the SDK refreshes it")
     p.add_argument("--reauthorize", action="store_true", help="forget the tokens; authorize again in the same browser")
     p.add_argument("--decision", choices=["allow", "deny"], default="allow")
+    p.add_argument(
+        "--no-offline-access",
+        action="store_true",
+        help="declare only the authorization_code grant: the SDK then asks for no offline_access "
+        "and so sends no prompt=consent (it adds both when the server offers offline_access and "
+        "the client declares refresh_token)",
+    )
     p.add_argument("--timeout", type=float, default=60.0)
     ns = p.parse_args(argv)
     ns.calls = [(tool, args if args is not None else {}) for tool, args in (getattr(ns, "calls", None) or [])]
@@ -275,10 +283,11 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
     person = Person(ns.redirect_uri, ns.decision)
     storage = MemoryStorage()
     cimd = CimdOrigin(ns.redirect_uri, ns.client_name) if ns.cimd else None
+    grant_types = ["authorization_code"] if ns.no_offline_access else ["authorization_code", "refresh_token"]
     metadata = OAuthClientMetadata(
         client_name=ns.client_name,
         redirect_uris=[ns.redirect_uri],
-        grant_types=["authorization_code", "refresh_token"],
+        grant_types=grant_types,
         response_types=["code"],
         token_endpoint_auth_method="none",
     )
