@@ -532,6 +532,29 @@ pub async fn revoke(
     Ok(())
 }
 
+/// Revokes a grant (its whole token family), whoever holds its tokens: when the end user's
+/// identity provider no longer signs them in.
+pub async fn revoke_grant(
+    store: &EventStore,
+    metadata: &EventMetadata,
+    grant_id: Uuid,
+    reason: GrantRevokeReason,
+) -> Result<(), OauthFailure> {
+    store
+        .execute::<OauthGrant, _, _>(
+            &grant_id.to_string(),
+            metadata,
+            |grant| grant.handle(OauthGrantCommand::Revoke { reason }),
+            |grant, events, uow| {
+                if !events.is_empty() {
+                    release_live(grant, uow, grant_id);
+                }
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// What a valid access token of ours grants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessGrant {
