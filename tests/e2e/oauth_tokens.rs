@@ -806,3 +806,57 @@ async fn client_id_metadata_documents_are_fetched_guarded_and_cached() {
         registered[0]
     );
 }
+
+#[tokio::test]
+async fn registrations_from_one_address_are_limited() {
+    let env = TestEnv::new();
+    let proc = env.start_with(
+        &["up"],
+        &[(
+            "MCPLATFORM_LIMIT_CLIENT_REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            "2",
+        )],
+    );
+    let app = TestApp {
+        proc,
+        env,
+        http: reqwest::Client::new(),
+    };
+    let owner = app.signup("owner@acme.test").await;
+    let org = app.create_org(&owner, "acme").await;
+    let provider = app.create_oauth2_provider(&owner, &org).await;
+    app.create_server(&owner, &org, "guide").await;
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/servers/guide"),
+            &owner.token,
+            json!({ "auth_mode": "oauth", "identity_provider_id": provider }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let register = || async {
+        app.http
+            .post(app.url("/s/guide/oauth/register"))
+            .json(&json!({ "redirect_uris": ["http://127.0.0.1/callback"] }))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(register().await.status(), StatusCode::CREATED);
+    }
+    let refused = register().await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let pool = app.env.pool().await;
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'LimitRefused' \
+         AND payload->>'limit' = 'client_registrations_per_address'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 1);
+}

@@ -194,6 +194,44 @@ struct RegistrationRequest {
 /// `POST …/oauth/register` (RFC 7591 §3).
 pub async fn register(edge: &McpEdge, site: Site, request: Request) -> Response {
     let peer = peer(&request);
+    let address = peer.map(|p| p.ip().to_string());
+    if let Err(refused) = edge
+        .core
+        .config
+        .guard
+        .client_registration(address.as_deref())
+    {
+        let event_metadata = metadata(request.headers(), peer, &site);
+        let refusal = domain::limit::Refusal {
+            limit: refused.limit,
+            allowed: refused.allowed,
+            org_id: Some(site.tenant.org_id),
+            server_id: Some(site.tenant.server_id),
+            end_user_id: None,
+            user_id: None,
+            retry_after_secs: Some(refused.retry_after_secs),
+        };
+        edge.core
+            .config
+            .guard
+            .record(
+                &edge.core.store,
+                refusal,
+                address.as_deref().unwrap_or_default(),
+                &event_metadata,
+            )
+            .await;
+        let mut response = oauth_error(OauthFailure::new(
+            OauthErrorCode::TemporarilyUnavailable,
+            "too many client registrations from this address: reuse a registration, or use a \
+             client id metadata document",
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = refused.retry_after_secs.to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let result = async {
         let (headers, bytes) = body(request).await?;
         let metadata = metadata(&headers, peer, &site);
