@@ -604,6 +604,27 @@ async fn a_revocation_is_honoured_by_every_instance_within_a_second() {
         "{info}"
     );
 
+    // Another client cannot revoke it (RFC 7009 §2.1), and is told so.
+    let intruder = t.dcr_client("guide").await;
+    let resp = app
+        .http
+        .post(app.url("/s/guide/oauth/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("token", access.as_str()),
+            ("client_id", intruder.as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+    assert_eq!(
+        tools_list(app.url("/s/guide/mcp"), &access).await,
+        StatusCode::OK
+    );
+
     // Revoked through the first instance (RFC 7009: 200).
     let resp = app
         .http
