@@ -1084,3 +1084,65 @@ async fn a_session_is_its_signed_in_end_users_and_refused_tokens_are_recorded_on
     .unwrap();
     assert!(orgs.iter().all(|o| o.as_deref() == Some(t.org.as_str())));
 }
+
+#[tokio::test]
+async fn one_person_signing_in_on_two_servers_of_the_org_is_one_end_user() {
+    let t =
+        SignInTenant::start(&[OidcAccount::verified("alice", "alice@example.com", "Alice")]).await;
+    let browser = Browser::new();
+    for slug in ["guide", "other"] {
+        let client_id = t.register(slug).await;
+        let url = t.authorize_url(slug, &client_id, &[]).replace(
+            &form_body(&[("resource", &t.app.url("/s/guide/mcp"))]),
+            &form_body(&[("resource", &t.app.url(&format!("/s/{slug}/mcp")))]),
+        );
+        // Consent is per server and client: the second server asks again.
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, StatusCode::OK, "{slug}: consent asked");
+        let back = browser
+            .follow(&url, "http://127.0.0.1:43117/", "allow")
+            .await
+            .unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
+        let code = query(&back)["code"].clone();
+        let resp = t
+            .app
+            .http
+            .post(t.app.url(&format!("/s/{slug}/oauth/token")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", &client_id),
+                ("redirect_uri", CLIENT_REDIRECT),
+                ("code_verifier", VERIFIER),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{slug}");
+    }
+    let pool = t.app.env.pool().await;
+    let people: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT payload->>'end_user_id' FROM events WHERE event_type = 'SignInCompleted'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(people.len(), 1, "one person: {people:?}");
+    let users = eventually(
+        "the person listed once",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = t
+                .app
+                .get(
+                    &format!("/api/v1/orgs/{}/users?identified=true", t.org),
+                    &t.owner.token,
+                )
+                .await;
+            (status == StatusCode::OK && items(&body).len() == 1).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(items(&users)[0]["id"], people[0].as_str());
+}
