@@ -164,6 +164,9 @@ pub enum GrantRevokeReason {
     CodeReplayed,
     /// A rotated refresh token was presented outside the reuse window.
     RefreshReused,
+    /// The end user's identity provider refused to refresh its own tokens: they are no longer
+    /// signed in there (disabled, signed out, access withdrawn).
+    ProviderRefused,
 }
 
 /// A token pair as hashes, with the access token's and the refresh token's ends.

@@ -247,15 +247,21 @@ pub struct SignInTenant {
 
 impl SignInTenant {
     pub async fn start(accounts: &[OidcAccount]) -> Self {
+        Self::start_with(accounts, json!({}), &["openid", "email", "profile"]).await
+    }
+
+    /// With the stand-in's settings and the scopes the platform asks the provider for.
+    pub async fn start_with(accounts: &[OidcAccount], settings: Value, scopes: &[&str]) -> Self {
         let app = spawn_app().await;
         let callbacks: Vec<String> = ["guide", "other"]
             .iter()
             .map(|slug| app.url(&format!("/s/{slug}/oauth/callback")))
             .collect();
         let callbacks: Vec<&str> = callbacks.iter().map(String::as_str).collect();
-        let idp = OidcProvider::start(
+        let idp = OidcProvider::start_with(
             &[OidcClient::new("platform", PROVIDER_SECRET, &callbacks)],
             accounts,
+            settings,
         )
         .await;
         let owner = app.signup("owner@acme.test").await;
@@ -270,7 +276,7 @@ impl SignInTenant {
                     "issuer": idp.issuer,
                     "client_id": "platform",
                     "client_secret": PROVIDER_SECRET,
-                    "scopes": ["openid", "email", "profile"],
+                    "scopes": scopes,
                     "options": { "send_resource": false, "audience": null, "drop_prompt": false },
                 }),
             )
@@ -890,4 +896,253 @@ async fn after_a_full_sign_in_no_token_or_secret_is_stored_in_plaintext() {
         .unwrap();
     assert_eq!(kept, 1);
     assert_no_plaintext(&t.app, &secrets).await;
+}
+
+#[tokio::test]
+async fn the_providers_tokens_are_refreshed_when_ours_are_and_a_sign_out_there_ends_our_grant() {
+    let t = SignInTenant::start_with(
+        &[OidcAccount::verified("alice", "alice@example.com", "Alice")],
+        json!({ "access_token_ttl": 2 }),
+        &["openid", "email", "offline_access"],
+    )
+    .await;
+    let client_id = t.register("guide").await;
+    let browser = Browser::new();
+    // The provider grants offline_access (a refresh token) only when consent is asked for.
+    let url = t.authorize_url("guide", &client_id, &[("prompt", Some("consent"))]);
+    let back = browser
+        .follow(&url, "http://127.0.0.1:43117/", "allow")
+        .await
+        .unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
+    let code = query(&back)["code"].clone();
+    let (status, tokens) = t.redeem("guide", &client_id, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let pool = t.app.env.pool().await;
+    let kept = || async {
+        sqlx::query_as::<_, (Vec<u8>, Option<chrono::DateTime<chrono::Utc>>)>(
+            "SELECT sealed, access_expires_at FROM provider_tokens",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("provider tokens kept")
+    };
+    let (sealed, expires) = kept().await;
+    assert!(expires.is_some());
+
+    let refresh = |token: String| {
+        let t = &t;
+        let client_id = client_id.clone();
+        async move {
+            let resp = t
+                .app
+                .http
+                .post(t.app.url("/s/guide/oauth/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_body(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &token),
+                    ("client_id", &client_id),
+                ]))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The provider's access token expires; our refresh renews it there too.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, rotated) = refresh(tokens["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (renewed, renewed_expiry) = kept().await;
+    assert_ne!(renewed, sealed, "renewed and sealed again");
+    assert!(renewed_expiry > expires);
+
+    // Signed out at the provider: the next refresh of ours is refused and the grant ends.
+    let signed_out = reqwest::Client::new()
+        .post(format!("{}/_test/sign-out", t.idp.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert!(signed_out.status().is_success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, refused) = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant");
+    let list = Mcp::new(t.app.url("/s/guide/mcp"))
+        .modern()
+        .with_bearer(rotated["access_token"].as_str().unwrap())
+        .call("tools/list", json!({}))
+        .await;
+    assert_eq!(
+        list.status,
+        StatusCode::UNAUTHORIZED,
+        "the grant's access token ends too"
+    );
+    let revoked = t.last_payload("OauthGrantRevoked").await.expect("revoked");
+    assert_eq!(revoked["reason"], "provider_refused");
+}
+
+/// Signs `sub` in through a fresh browser and redeems the code: our tokens for them.
+async fn tokens_for(t: &SignInTenant, client_id: &str, sub: &str) -> Value {
+    t.idp.login_as(sub).await;
+    let browser = Browser::new();
+    let back = browser
+        .follow(
+            &t.authorize_url("guide", client_id, &[]),
+            "http://127.0.0.1:43117/",
+            "allow",
+        )
+        .await
+        .unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
+    let (status, tokens) = t.redeem("guide", client_id, &query(&back)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    tokens
+}
+
+#[tokio::test]
+async fn a_session_is_its_signed_in_end_users_and_refused_tokens_are_recorded_once() {
+    let t = SignInTenant::start(&[
+        OidcAccount::verified("alice", "alice@example.com", "Alice"),
+        OidcAccount::verified("bob", "bob@example.com", "Bob"),
+    ])
+    .await;
+    let client_id = t.register("guide").await;
+    let alice = tokens_for(&t, &client_id, "alice").await;
+    let bob = tokens_for(&t, &client_id, "bob").await;
+    let alice_at = alice["access_token"].as_str().unwrap();
+    let bob_at = bob["access_token"].as_str().unwrap();
+
+    // Alice's 2025-era session answers her token only; bob's valid token finds no session.
+    let mut session = Mcp::new(t.app.url("/s/guide/mcp")).with_bearer(alice_at);
+    session.initialize("alice-ide").await;
+    assert_eq!(
+        session.call("tools/list", json!({})).await.status,
+        StatusCode::OK
+    );
+    let mut hijack = Mcp::new(t.app.url("/s/guide/mcp")).with_bearer(bob_at);
+    hijack.session_id = session.session_id.clone();
+    assert_eq!(
+        hijack.call("tools/list", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        session.call("tools/list", json!({})).await.status,
+        StatusCode::OK
+    );
+
+    // A forged token, many times: refused each time, recorded once.
+    for _ in 0..5 {
+        let forged = Mcp::new(t.app.url("/s/guide/mcp"))
+            .modern()
+            .with_bearer("mcp_at_forged0000000000000000000000000000000000")
+            .call("tools/list", json!({}))
+            .await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    }
+    // A wrong PKCE verifier at the token endpoint.
+    let resp = t
+        .app
+        .http
+        .post(t.app.url("/s/guide/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("grant_type", "authorization_code"),
+            ("code", "mcp_ac_not-a-code-of-ours-0000000000000000000000"),
+            ("client_id", &client_id),
+            ("redirect_uri", CLIENT_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let pool = t.app.env.pool().await;
+    let refusals: Vec<Value> = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE event_type = 'OauthRequestRefused' ORDER BY global_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mcp_refusals: Vec<_> = refusals.iter().filter(|r| r["endpoint"] == "mcp").collect();
+    assert_eq!(mcp_refusals.len(), 1, "{refusals:?}");
+    assert_eq!(mcp_refusals[0]["error"], "invalid_token");
+    let token_refusal = refusals
+        .iter()
+        .find(|r| r["endpoint"] == "token")
+        .unwrap_or_else(|| panic!("{refusals:?}"));
+    assert_eq!(token_refusal["error"], "invalid_grant");
+    assert_eq!(token_refusal["client_id"], client_id.as_str());
+    // The refusals are the org's, and name no token.
+    let text = serde_json::to_string(&refusals).unwrap();
+    assert!(!text.contains("mcp_at_forged") && !text.contains("mcp_ac_not"));
+    let orgs: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT metadata->>'org_id' FROM events WHERE event_type = 'OauthRequestRefused'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(orgs.iter().all(|o| o.as_deref() == Some(t.org.as_str())));
+}
+
+#[tokio::test]
+async fn one_person_signing_in_on_two_servers_of_the_org_is_one_end_user() {
+    let t =
+        SignInTenant::start(&[OidcAccount::verified("alice", "alice@example.com", "Alice")]).await;
+    let browser = Browser::new();
+    for slug in ["guide", "other"] {
+        let client_id = t.register(slug).await;
+        let url = t.authorize_url(slug, &client_id, &[]).replace(
+            &form_body(&[("resource", &t.app.url("/s/guide/mcp"))]),
+            &form_body(&[("resource", &t.app.url(&format!("/s/{slug}/mcp")))]),
+        );
+        // Consent is per server and client: the second server asks again.
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, StatusCode::OK, "{slug}: consent asked");
+        let back = browser
+            .follow(&url, "http://127.0.0.1:43117/", "allow")
+            .await
+            .unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
+        let code = query(&back)["code"].clone();
+        let resp = t
+            .app
+            .http
+            .post(t.app.url(&format!("/s/{slug}/oauth/token")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", &client_id),
+                ("redirect_uri", CLIENT_REDIRECT),
+                ("code_verifier", VERIFIER),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{slug}");
+    }
+    let pool = t.app.env.pool().await;
+    let people: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT payload->>'end_user_id' FROM events WHERE event_type = 'SignInCompleted'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(people.len(), 1, "one person: {people:?}");
+    let users = eventually(
+        "the person listed once",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = t
+                .app
+                .get(
+                    &format!("/api/v1/orgs/{}/users?identified=true", t.org),
+                    &t.owner.token,
+                )
+                .await;
+            (status == StatusCode::OK && items(&body).len() == 1).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(items(&users)[0]["id"], people[0].as_str());
 }

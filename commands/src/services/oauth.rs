@@ -510,6 +510,18 @@ pub async fn revoke(
     let Some(grant_id) = grant_id else {
         return Ok(());
     };
+    let (grant, _) = store.load::<OauthGrant>(&grant_id.to_string()).await?;
+    if grant.server_id != Some(server_id) {
+        // Another server's token is no token of this authorization server (RFC 7009: 200).
+        return Ok(());
+    }
+    if grant.client_id != client_id {
+        // RFC 7009 §2.1: a token issued to another client is refused, and the client told.
+        return Err(OauthFailure::new(
+            OauthErrorCode::UnauthorizedClient,
+            "the token was not issued to this client",
+        ));
+    }
     store
         .execute::<OauthGrant, _, _>(
             &grant_id.to_string(),
@@ -522,6 +534,29 @@ pub async fn revoke(
                     reason: GrantRevokeReason::Revoked,
                 })
             },
+            |grant, events, uow| {
+                if !events.is_empty() {
+                    release_live(grant, uow, grant_id);
+                }
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes a grant (its whole token family), whoever holds its tokens: when the end user's
+/// identity provider no longer signs them in.
+pub async fn revoke_grant(
+    store: &EventStore,
+    metadata: &EventMetadata,
+    grant_id: Uuid,
+    reason: GrantRevokeReason,
+) -> Result<(), OauthFailure> {
+    store
+        .execute::<OauthGrant, _, _>(
+            &grant_id.to_string(),
+            metadata,
+            |grant| grant.handle(OauthGrantCommand::Revoke { reason }),
             |grant, events, uow| {
                 if !events.is_empty() {
                     release_live(grant, uow, grant_id);

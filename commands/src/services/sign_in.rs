@@ -859,6 +859,117 @@ impl SignIns {
     }
 }
 
+/// Where an end user's sign-in at their provider stands, as far as their tokens there tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderStanding {
+    /// The provider's access token is still valid, or cannot be refreshed (no refresh token).
+    Current,
+    /// It had expired and was refreshed.
+    Refreshed,
+    /// The provider refused the refresh (`invalid_grant`): the end user is signed out there.
+    Refused(String),
+    /// Nothing kept, or the provider could not be asked now (not held against the end user).
+    Unknown,
+}
+
+/// A provider's access token is refreshed when it has less than this left.
+const PROVIDER_REFRESH_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
+
+impl SignIns {
+    /// Refreshes an end user's provider tokens when the access token has expired (or is about
+    /// to), and keeps the new ones sealed. Asked when the client refreshes our tokens: an end
+    /// user the provider has signed out stops being able to renew ours.
+    pub async fn refresh_provider_tokens(
+        &self,
+        store: &EventStore,
+        org: OrgId,
+        provider_id: Uuid,
+        end_user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ProviderStanding {
+        let row =
+            match eventstore::index::provider_tokens(store.pool(), org.0, provider_id, end_user_id)
+                .await
+            {
+                Ok(Some(row)) => row,
+                Ok(None) => return ProviderStanding::Unknown,
+                Err(e) => {
+                    tracing::warn!(error = %e, "provider tokens could not be read");
+                    return ProviderStanding::Unknown;
+                }
+            };
+        let (sealed, expires_at) = row;
+        if expires_at.is_none_or(|at| at - PROVIDER_REFRESH_MARGIN > now) {
+            return ProviderStanding::Current;
+        }
+        let Ok(opened) = self
+            .token_seal
+            .open(&token_aad(org.0, provider_id, end_user_id), &sealed)
+        else {
+            tracing::warn!("provider tokens could not be opened");
+            return ProviderStanding::Unknown;
+        };
+        let Ok(tokens) = serde_json::from_slice::<ProviderTokens>(&opened) else {
+            return ProviderStanding::Unknown;
+        };
+        let Some(refresh_token) = tokens.refresh_token.clone() else {
+            return ProviderStanding::Current;
+        };
+        let Ok(provider) =
+            identity_providers::for_sign_in(store, &self.provider_seal, org, provider_id).await
+        else {
+            return ProviderStanding::Unknown;
+        };
+        let Ok(token_url) = TokenUrl::new(provider.token_endpoint.clone()) else {
+            return ProviderStanding::Unknown;
+        };
+        let client = oauth2::basic::BasicClient::new(ClientId::new(provider.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                provider.client_secret.expose_secret().to_owned(),
+            ))
+            .set_token_uri(token_url);
+        let http = self.outbound.oauth();
+        let answer = client
+            .exchange_refresh_token(&oauth2::RefreshToken::new(refresh_token.clone()))
+            .request_async(&http)
+            .await;
+        match answer {
+            Ok(response) => {
+                let renewed = ProviderTokens {
+                    access_token: response.access_token().secret().to_owned(),
+                    refresh_token: Some(
+                        response
+                            .refresh_token()
+                            .map(|t| t.secret().to_owned())
+                            .unwrap_or(refresh_token),
+                    ),
+                    id_token: tokens.id_token,
+                };
+                let expires_at = response
+                    .expires_in()
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| now + d);
+                if let Err(e) = self
+                    .keep_tokens(store, org.0, provider_id, end_user_id, renewed, expires_at)
+                    .await
+                {
+                    tracing::warn!(error = %e, "refreshed provider tokens could not be kept");
+                }
+                ProviderStanding::Refreshed
+            }
+            Err(oauth2::RequestTokenError::ServerResponse(response))
+                if *response.error() == oauth2::basic::BasicErrorResponseType::InvalidGrant =>
+            {
+                ProviderStanding::Refused(clip(&response.to_string(), 300))
+            }
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "the provider could not refresh its tokens now");
+                ProviderStanding::Unknown
+            }
+        }
+    }
+}
+
 struct Exchanged {
     identity: ProviderIdentity,
     tokens: ProviderTokens,

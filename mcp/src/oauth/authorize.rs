@@ -604,6 +604,7 @@ pub async fn authorize_get(edge: &McpEdge, site: Site, request: Request) -> Resp
         client_name: judged.client_name.as_deref(),
         client_id: &judged.request.client_id,
         redirect_host: &redirect_host,
+        resource: &judged.request.resource,
         scopes: &judged.request.scopes,
         provider_name: provider_name
             .as_deref()

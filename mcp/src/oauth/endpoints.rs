@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use commands::errors::{OauthErrorCode, OauthFailure};
 use commands::services::oauth::{self, IssuedTokens, Registration};
+use commands::services::sign_in::ProviderStanding;
 use domain::end_user::EndUser;
 use domain::{Actor, EventMetadata};
 use serde::Deserialize;
@@ -193,6 +194,44 @@ struct RegistrationRequest {
 /// `POST …/oauth/register` (RFC 7591 §3).
 pub async fn register(edge: &McpEdge, site: Site, request: Request) -> Response {
     let peer = peer(&request);
+    let address = peer.map(|p| p.ip().to_string());
+    if let Err(refused) = edge
+        .core
+        .config
+        .guard
+        .client_registration(address.as_deref())
+    {
+        let event_metadata = metadata(request.headers(), peer, &site);
+        let refusal = domain::limit::Refusal {
+            limit: refused.limit,
+            allowed: refused.allowed,
+            org_id: Some(site.tenant.org_id),
+            server_id: Some(site.tenant.server_id),
+            end_user_id: None,
+            user_id: None,
+            retry_after_secs: Some(refused.retry_after_secs),
+        };
+        edge.core
+            .config
+            .guard
+            .record(
+                &edge.core.store,
+                refusal,
+                address.as_deref().unwrap_or_default(),
+                &event_metadata,
+            )
+            .await;
+        let mut response = oauth_error(OauthFailure::new(
+            OauthErrorCode::TemporarilyUnavailable,
+            "too many client registrations from this address: reuse a registration, or use a \
+             client id metadata document",
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = refused.retry_after_secs.to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let result = async {
         let (headers, bytes) = body(request).await?;
         let metadata = metadata(&headers, peer, &site);
@@ -366,7 +405,7 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
             "refresh_token" => {
                 known_client(edge, &site, &client_id, &metadata).await?;
                 let token = required(&params, "refresh_token")?;
-                oauth::refresh(
+                let issued = oauth::refresh(
                     store,
                     &edge.core.oauth.rotation,
                     &metadata,
@@ -375,7 +414,9 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
                     &client_id,
                     Utc::now(),
                 )
-                .await
+                .await?;
+                provider_still_signs_in(edge, &site, &metadata, &issued).await?;
+                Ok(issued)
             }
             other => Err(OauthFailure::new(
                 OauthErrorCode::UnsupportedGrantType,
@@ -401,6 +442,54 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
             oauth_error(failure)
         }
     }
+}
+
+/// Our refresh goes only as far as the end user's sign-in at their provider: their provider
+/// tokens are refreshed when expired, and a provider that refuses (the end user was disabled
+/// or signed out there) ends our grant too.
+async fn provider_still_signs_in(
+    edge: &McpEdge,
+    site: &Site,
+    metadata: &EventMetadata,
+    issued: &IssuedTokens,
+) -> Result<(), OauthFailure> {
+    let Some(provider_id) = site.tenant.identity_provider_id else {
+        return Ok(());
+    };
+    let store = &edge.core.store;
+    let (grant, _) = store
+        .load::<domain::oauth::OauthGrant>(&issued.grant_id.to_string())
+        .await?;
+    let Some(end_user_id) = grant.end_user_id else {
+        return Ok(());
+    };
+    let standing = edge
+        .core
+        .oauth
+        .sign_ins
+        .refresh_provider_tokens(
+            store,
+            domain::values::OrgId(site.tenant.org_id),
+            provider_id,
+            end_user_id,
+            Utc::now(),
+        )
+        .await;
+    if let ProviderStanding::Refused(why) = standing {
+        tracing::info!(%why, "the identity provider refused to refresh: the grant ends");
+        oauth::revoke_grant(
+            store,
+            metadata,
+            issued.grant_id,
+            domain::oauth::GrantRevokeReason::ProviderRefused,
+        )
+        .await?;
+        return Err(OauthFailure::new(
+            OauthErrorCode::InvalidGrant,
+            "the identity provider no longer signs this end user in: sign in again",
+        ));
+    }
+    Ok(())
 }
 
 /// `POST …/oauth/revoke` (RFC 7009): 200 whether or not the token was known.

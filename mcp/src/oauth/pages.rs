@@ -79,6 +79,8 @@ pub struct Consent<'a> {
     pub client_name: Option<&'a str>,
     pub client_id: &'a str,
     pub redirect_host: &'a str,
+    /// The MCP endpoint the tokens will be for.
+    pub resource: &'a str,
     pub scopes: &'a [String],
     pub provider_name: &'a str,
     /// Where the form posts: `{issuer}/oauth/authorize`.
@@ -128,8 +130,8 @@ pub fn consent(consent: &Consent<'_>) -> Response {
     let body = format!(
         "<h1>Allow access to {server}?</h1>\
          <p>{client} wants to sign you in to <strong>{server}</strong> and:</p><ul>{scopes}</ul>\
-         <p class=\"muted\">After you allow it, you sign in with {provider}, then return to \
-         <code>{host}</code>. Client id: <code>{client_id}</code>.</p>\
+         <p class=\"muted\">For <code>{resource}</code>. After you allow it, you sign in with \
+         {provider}, then return to <code>{host}</code>. Client id: <code>{client_id}</code>.</p>\
          <p class=\"muted\">Only allow applications you started yourself.</p>\
          <form method=\"post\" action=\"{action}\">{hidden}<div class=\"actions\">\
          <button class=\"allow\" type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
@@ -137,6 +139,7 @@ pub fn consent(consent: &Consent<'_>) -> Response {
         server = escape(consent.server_name),
         provider = escape(consent.provider_name),
         host = escape(consent.redirect_host),
+        resource = escape(consent.resource),
         client_id = escape(consent.client_id),
         action = escape(consent.action),
     );
@@ -175,6 +178,7 @@ mod tests {
             client_name: Some("<img src=x onerror=alert(1)>"),
             client_id: "c",
             redirect_host: "127.0.0.1",
+            resource: "http://a/s/acme/mcp",
             scopes: &["mcp".into()],
             provider_name: "Okta",
             action: "http://a/oauth/authorize",
