@@ -301,8 +301,9 @@ impl McpEdge {
             }
             return *too_large();
         }
-        match self.admit(slug_in_path, tracking_id, request).await {
-            Ok((request, scope, in_flight)) => {
+        let mut request = request;
+        match self.admit(slug_in_path, tracking_id, &mut request).await {
+            Ok((scope, in_flight)) => {
                 let response = self.forward(request, scope.clone()).await;
                 if let Some(method) = scope.method.get() {
                     self.metrics.record(*method, started.elapsed());
@@ -314,7 +315,15 @@ impl McpEdge {
                     None => response,
                 }
             }
-            Err(refused) => *refused,
+            Err(refused) => {
+                // What is left of the body is read before the refusal is answered, so the
+                // connection stays usable: a client that writes the body after the headers
+                // (httpx does) would otherwise find it closed under its next request (the
+                // discovery that follows a 401, say). Bounded like the 413 above, and by the
+                // accept loop's body timeout.
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+                *refused
+            }
         }
     }
 
@@ -327,15 +336,15 @@ impl McpEdge {
         &self,
         slug_in_path: Option<String>,
         tracking_id: Option<String>,
-        mut request: Request,
-    ) -> Result<(Request, Arc<RequestScope>, Option<InFlightId>), Refused> {
-        let host = self.check_host_and_origin(&request)?;
+        request: &mut Request,
+    ) -> Result<(Arc<RequestScope>, Option<InFlightId>), Refused> {
+        let host = self.check_host_and_origin(request)?;
         let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
         let tracking_id = parse_tracking_id(&tenant, tracking_id.as_deref())?;
         // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
-        let metadata = request_metadata(&request, &tenant);
+        let metadata = request_metadata(request, &tenant);
         let signed_in = if tenant.auth_mode == AuthMode::Oauth {
-            let presented = Bearer::of(&request);
+            let presented = Bearer::of(request);
             Some(self.check_bearer(presented, &tenant, &metadata).await?)
         } else {
             check_auth_mode(&tenant, tracking_id.is_some())?;
@@ -346,19 +355,23 @@ impl McpEdge {
                 .await?;
         }
         let mut in_flight = None;
-        if is_stateless_era(&request) {
+        if is_stateless_era(request) {
             // The 2026-07-28 revision has no sessions: a session id such a request names is
             // dropped before rmcp sees it, so the request can neither enter nor change any
             // session (rmcp serves an `initialize` in the session it names, whatever the
             // header says), nor is it recorded under one.
             request.headers_mut().remove("mcp-session-id");
-        } else if let Some(session_id) = header_str(&request, "mcp-session-id").map(str::to_owned) {
+        } else if let Some(session_id) = header_str(request, "mcp-session-id").map(str::to_owned) {
             let tracking_id = tracking_id.as_ref().map(|t| t.as_str());
             self.check_session(&session_id, &tenant, tracking_id, signed_in)
                 .await?;
             if request.method() == Method::POST {
-                let claimed;
-                (request, claimed) = self.claim_request_id(&session_id, request).await?;
+                // The claim reads the body (and hands it back); a refusal after that has
+                // nothing left to drain.
+                let (read, claimed) = self
+                    .claim_request_id(&session_id, std::mem::take(request))
+                    .await?;
+                *request = read;
                 in_flight = claimed;
             }
         }
@@ -366,7 +379,7 @@ impl McpEdge {
         scope.signed_in = signed_in;
         let scope = Arc::new(scope);
         request.extensions_mut().insert(scope.clone());
-        Ok((request, scope, in_flight))
+        Ok((scope, in_flight))
     }
 
     /// A server in `oauth` mode admits only a bearer token of ours, in the `Authorization`

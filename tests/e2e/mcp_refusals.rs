@@ -289,3 +289,37 @@ async fn methods_the_server_refuses_create_no_end_user() {
     assert!(reply.result()["messages"].is_array(), "{}", reply.text);
     t.only_end_user_is("accepted").await;
 }
+
+/// A refused request whose body arrives after its headers (as httpx writes it) leaves the
+/// connection usable: the body is read before the refusal is answered.
+#[tokio::test]
+async fn a_refusal_keeps_the_connection_usable_when_the_body_comes_late() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let address = app.proc.base().trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let head = format!(
+        "POST /s/nobody-here/mcp HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(body.as_bytes()).await.unwrap();
+    async fn read_answer(socket: &mut tokio::net::TcpStream) -> String {
+        let mut buffer = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
+            .await
+            .expect("an answer")
+            .expect("read");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    }
+    let first = read_answer(&mut socket).await;
+    assert!(first.starts_with("HTTP/1.1 404"), "{first}");
+    // The same connection serves the next request.
+    let next = format!("GET /healthz HTTP/1.1\r\nhost: {address}\r\n\r\n");
+    socket.write_all(next.as_bytes()).await.unwrap();
+    let second = read_answer(&mut socket).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
