@@ -30,6 +30,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -53,6 +54,8 @@ pub(crate) struct Options {
     pub rounds: usize,
     pub revocations: usize,
     pub analyze: bool,
+    /// Sign-ins per second at the token endpoint during a third kind of round (0: none).
+    pub sign_ins: f64,
 }
 
 /// The org, its identity provider, and the two servers.
@@ -151,11 +154,31 @@ impl Setup {
     /// the authorization server's callback and token endpoint mint one: sign-in, a code for the
     /// bench's client, the code redeemed with its PKCE verifier.
     async fn mint(&self, store: &EventStore, n: usize) -> anyhow::Result<String> {
+        let end_user = self.sign_in(store, n).await?;
+        let code = self.code(store, end_user).await?;
+        let metadata = EventMetadata::by(Actor::System).for_org(self.org);
+        let tokens = oauth::redeem_code(
+            store,
+            &metadata,
+            self.oauth_server,
+            &code,
+            &self.client_id,
+            REDIRECT,
+            VERIFIER,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("redeeming the code: {e}"))?;
+        Ok(tokens.access_token)
+    }
+
+    /// End user `n`, signed in with the provider (found again on a second sign-in).
+    async fn sign_in(&self, store: &EventStore, n: usize) -> anyhow::Result<Uuid> {
         let metadata = EventMetadata::by(Actor::System).for_org(self.org);
         let subject = format!("bench-{}-{n}", &self.oauth_slug);
         let email = Email::parse(&format!("{subject}@example.com"))
             .map_err(|e| anyhow::anyhow!("bench email: {e:?}"))?;
-        let end_user = end_users::sign_in(
+        end_users::sign_in(
             store,
             &metadata,
             end_users::SignIn {
@@ -169,7 +192,12 @@ impl Setup {
             },
         )
         .await
-        .map_err(|e| anyhow::anyhow!("signing in end user {n}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("signing in end user {n}: {e}"))
+    }
+
+    /// A code for the bench's client, as the sign-in callback issues one.
+    async fn code(&self, store: &EventStore, end_user: Uuid) -> anyhow::Result<String> {
+        let metadata = EventMetadata::by(Actor::System).for_org(self.org);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(VERIFIER.as_bytes()));
         let (_, code) = oauth::issue_code(
@@ -189,26 +217,63 @@ impl Setup {
         )
         .await
         .map_err(|e| anyhow::anyhow!("issuing a code: {e}"))?;
-        let tokens = oauth::redeem_code(
-            store,
-            &metadata,
-            self.oauth_server,
-            &code,
-            &self.client_id,
-            REDIRECT,
-            VERIFIER,
-            Utc::now(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("redeeming the code: {e}"))?;
-        Ok(tokens.access_token)
+        Ok(code)
     }
+
+    /// Redeems a code at the server's token endpoint, as an MCP client finishing its sign-in
+    /// does: the grant is committed through the server.
+    async fn redeem_over_http(&self, http: &Client, code: &str) -> anyhow::Result<()> {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("code_verifier", VERIFIER)
+            .finish();
+        let resp = http
+            .post(format!("{}/s/{}/oauth/token", self.base, self.oauth_slug))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("the token endpoint answered {}", resp.status());
+        }
+        Ok(())
+    }
+}
+
+/// Sign-ins finished at the token endpoint at `per_second` until `stop`: the churn of a server
+/// whose end users keep signing in while others call. Returns how many were made.
+async fn churn(
+    setup: Arc<Setup>,
+    store: EventStore,
+    per_second: f64,
+    stop: Instant,
+) -> anyhow::Result<u64> {
+    let http = Client::new();
+    let end_user = setup.sign_in(&store, 2_000_000).await?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut made = 0;
+    while Instant::now() < stop {
+        tick.tick().await;
+        let code = setup.code(&store, end_user).await?;
+        setup.redeem_over_http(&http, &code).await?;
+        made += 1;
+    }
+    Ok(made)
 }
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     None,
     Oauth,
+    /// `none` while end users of the `oauth` server finish signing in at its token endpoint:
+    /// what the sign-ins themselves cost.
+    NoneChurn,
+    /// `oauth` while other end users finish signing in at the token endpoint.
+    Churn,
 }
 
 impl Mode {
@@ -216,23 +281,44 @@ impl Mode {
         match self {
             Mode::None => "none",
             Mode::Oauth => "oauth",
+            Mode::NoneChurn => "none+s",
+            Mode::Churn => "oauth+s",
         }
     }
 }
 
 /// One round: every virtual client initializes a session of its own, then calls [`TOOL`] in a
-/// loop for `seconds`.
-async fn round(setup: &Setup, tokens: &[String], mode: Mode, seconds: u64) -> anyhow::Result<Row> {
+/// loop for `seconds` (with sign-ins at `sign_ins` per second meanwhile in [`Mode::Churn`]).
+async fn round(
+    setup: &Arc<Setup>,
+    store: &EventStore,
+    tokens: &[String],
+    mode: Mode,
+    seconds: u64,
+    sign_ins: f64,
+) -> anyhow::Result<Row> {
     let mut sessions = Vec::with_capacity(tokens.len());
     for (n, token) in tokens.iter().enumerate() {
         sessions.push(match mode {
-            Mode::None => VirtualClient::connect(&setup.open_url(n), n).await?,
-            Mode::Oauth => {
+            Mode::None | Mode::NoneChurn => VirtualClient::connect(&setup.open_url(n), n).await?,
+            Mode::Oauth | Mode::Churn => {
                 VirtualClient::connect_as(&setup.oauth_url(&setup.base), n, Some(token)).await?
             }
         });
     }
-    Ok(mcp_load::drive(sessions, seconds, TOOL, "{}").await)
+    let churning = matches!(mode, Mode::Churn | Mode::NoneChurn).then(|| {
+        let stop = Instant::now() + Duration::from_secs(seconds);
+        tokio::spawn(churn(setup.clone(), store.clone(), sign_ins, stop))
+    });
+    let row = mcp_load::drive(sessions, seconds, TOOL, "{}").await;
+    if let Some(churning) = churning {
+        let made = churning.await??;
+        eprintln!(
+            "  ({made} sign-ins finished at the token endpoint during the round: {:.1}/s)",
+            made as f64 / seconds as f64
+        );
+    }
+    Ok(row)
 }
 
 pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
@@ -246,6 +332,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         .map(|u| u.trim_end_matches('/').to_owned());
     let http = Client::new();
     let (setup, _) = set_up(&http, &base).await?;
+    let setup = Arc::new(setup);
     // Small: the server's pools and everyone else's share Postgres's 100 connections.
     let pool = PgPoolOptions::new()
         .max_connections(4)
@@ -263,8 +350,8 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let minted = minting.elapsed();
 
     // Warm-up of both (sessions, caches, plans), then the database analyzed as autovacuum would.
-    round(&setup, &tokens, Mode::None, 2).await?;
-    round(&setup, &tokens, Mode::Oauth, 2).await?;
+    round(&setup, &store, &tokens, Mode::None, 2, 0.0).await?;
+    round(&setup, &store, &tokens, Mode::Oauth, 2, 0.0).await?;
     if options.analyze {
         super::analyze(Some(&options.database_url)).await?;
     }
@@ -282,7 +369,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("{}", machine::describe());
     println!(
-        "{:<6} {:<6} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13} {:>11}",
+        "{:<6} {:<7} {:>8} {:>12} {:>10} {:>10} {:>8} {:>13} {:>11}",
         "round",
         "mode",
         "clients",
@@ -293,20 +380,34 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         "cpu µs/call",
         "oauth/none"
     );
-    let mut totals: [(f64, Vec<Duration>, Vec<Duration>); 2] = Default::default();
+    let mut totals: [(f64, Vec<Duration>, Vec<Duration>); 4] = Default::default();
+    let mut modes = vec![Mode::None, Mode::Oauth];
+    if options.sign_ins > 0.0 {
+        modes.extend([Mode::NoneChurn, Mode::Churn]);
+    }
     for r in 1..=options.rounds {
         let mut open_rate = 0.0;
-        for mode in [Mode::None, Mode::Oauth] {
-            let row = round(&setup, &tokens, mode, options.seconds).await?;
+        for &mode in &modes {
+            let row = round(
+                &setup,
+                &store,
+                &tokens,
+                mode,
+                options.seconds,
+                options.sign_ins,
+            )
+            .await?;
             let ratio = match mode {
                 Mode::None => {
                     open_rate = row.per_second;
                     String::new()
                 }
-                Mode::Oauth => format!("{:.3}x", row.per_second / open_rate.max(1e-9)),
+                Mode::Oauth | Mode::NoneChurn | Mode::Churn => {
+                    format!("{:.3}x", row.per_second / open_rate.max(1e-9))
+                }
             };
             println!(
-                "{:<6} {:<6} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13} {:>11}",
+                "{:<6} {:<7} {:>8} {:>12.0} {:>10.2} {:>10.2} {:>8} {:>13} {:>11}",
                 r,
                 mode.name(),
                 options.clients,
@@ -329,16 +430,27 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         v.sort_unstable();
         percentile(&v, 0.5)
     };
-    let (none, oauth) = (&totals[Mode::None as usize], &totals[Mode::Oauth as usize]);
-    println!(
-        "oauth/none: throughput {:.3}x (mean of rounds: {:.0} vs {:.0} calls/s), p50 {:.2}x, \
-         p99 {:.2}x (medians of rounds)",
-        mean(Mode::Oauth) / mean(Mode::None).max(1e-9),
-        mean(Mode::Oauth),
-        mean(Mode::None),
-        ms(median(&oauth.1)) / ms(median(&none.1)).max(1e-9),
-        ms(median(&oauth.2)) / ms(median(&none.2)).max(1e-9),
-    );
+    let none = &totals[Mode::None as usize];
+    for &mode in &modes[1..] {
+        let other = &totals[mode as usize];
+        println!(
+            "{}/none: throughput {:.3}x (mean of rounds: {:.0} vs {:.0} calls/s), p50 {:.2}x, \
+             p99 {:.2}x (medians of rounds)",
+            mode.name(),
+            mean(mode) / mean(Mode::None).max(1e-9),
+            mean(mode),
+            mean(Mode::None),
+            ms(median(&other.1)) / ms(median(&none.1)).max(1e-9),
+            ms(median(&other.2)) / ms(median(&none.2)).max(1e-9),
+        );
+    }
+    if options.sign_ins > 0.0 {
+        println!(
+            "(+s: while other end users finish signing in at the oauth server's token endpoint, \
+             {}/s)",
+            options.sign_ins
+        );
+    }
 
     if options.revocations > 0 {
         revocations(

@@ -112,6 +112,10 @@ enum Bench {
         /// Analyze the server's database after the warm-up, as a long-running deployment's is.
         #[arg(long)]
         analyze: bool,
+        /// Also rounds of `oauth` while other end users finish signing in at the token
+        /// endpoint, this many per second (0: no such rounds).
+        #[arg(long, default_value_t = 0.0)]
+        sign_ins: f64,
     },
     /// Walkthroughs: `next_walkthrough_step` against a running mcplatform, then analytics and
     /// sankey query latency over a million stored step completions (scratch database).
@@ -248,7 +252,11 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             revocations,
             analyze,
+            sign_ins,
         } => {
+            if !(0.0..=1000.0).contains(&sign_ins) {
+                anyhow::bail!("--sign-ins {sign_ins}: give sign-ins per second, 0 to 1000");
+            }
             auth_load::run(auth_load::Options {
                 url,
                 second_url,
@@ -258,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
                 rounds,
                 revocations,
                 analyze,
+                sign_ins,
             })
             .await
         }
