@@ -357,6 +357,10 @@ pub struct LimitArgs {
     /// Login attempts for one account from one client address per minute.
     #[arg(long, env = "MCPLATFORM_LIMIT_LOGINS_PER_ACCOUNT_AND_ADDRESS_PER_MINUTE", default_value_t = Limits::default().logins_per_account_and_address_per_minute)]
     pub limit_logins_per_account_and_address_per_minute: u32,
+
+    /// Dynamic client registrations (RFC 7591) from one client address per hour.
+    #[arg(long, env = "MCPLATFORM_LIMIT_CLIENT_REGISTRATIONS_PER_ADDRESS_PER_HOUR", default_value_t = Limits::default().client_registrations_per_address_per_hour)]
+    pub limit_client_registrations_per_address_per_hour: u32,
 }
 
 impl LimitArgs {
@@ -371,6 +375,8 @@ impl LimitArgs {
             logins_per_address_per_minute: self.limit_logins_per_address_per_minute,
             logins_per_account_and_address_per_minute: self
                 .limit_logins_per_account_and_address_per_minute,
+            client_registrations_per_address_per_hour: self
+                .limit_client_registrations_per_address_per_hour,
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct Limits {
     pub logins_per_address_per_minute: u32,
     /// Login attempts for one account from one client address per minute.
     pub logins_per_account_and_address_per_minute: u32,
+    /// Dynamic client registrations (RFC 7591) from one client address per hour, across
+    /// servers: clients that register on every connection stay far below it.
+    pub client_registrations_per_address_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -53,6 +56,7 @@ impl Default for Limits {
             signups_per_address_per_hour: 20,
             logins_per_address_per_minute: 30,
             logins_per_account_and_address_per_minute: 5,
+            client_registrations_per_address_per_hour: 100,
         }
     }
 }
@@ -143,6 +147,7 @@ pub struct Guard {
     new_end_users_per_server: Rate<Uuid>,
     new_end_users_per_address: Rate<String>,
     signups_per_address: Rate<String>,
+    client_registrations_per_address: Rate<String>,
     recorded: Rate<(LimitKind, String)>,
 }
 
@@ -161,6 +166,10 @@ impl Guard {
             new_end_users_per_server: Rate::new(limits.new_end_users_per_server_per_hour, HOUR),
             new_end_users_per_address: Rate::new(limits.new_end_users_per_address_per_hour, HOUR),
             signups_per_address: Rate::new(limits.signups_per_address_per_hour, HOUR),
+            client_registrations_per_address: Rate::new(
+                limits.client_registrations_per_address_per_hour,
+                HOUR,
+            ),
             recorded: Rate::new(1, RECORD_EVERY),
             limits,
         }
@@ -206,6 +215,19 @@ impl Guard {
             ))
     }
 
+    /// One more dynamic client registration from this address.
+    pub fn client_registration(&self, address: Option<&str>) -> Result<(), Refused> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        self.client_registrations_per_address
+            .check(&address.to_owned())
+            .map_err(refused(
+                LimitKind::ClientRegistrationsPerAddress,
+                self.client_registrations_per_address.allowed(),
+            ))
+    }
+
     /// Records a refusal as a `LimitRefused` event (with the org's id in its metadata when it
     /// has one), unless one was recorded for this limit and `key` within the last minute.
     /// Never fails the request: a refusal that cannot be recorded is logged.
@@ -239,6 +261,7 @@ impl Guard {
         self.new_end_users_per_server.shrink();
         self.new_end_users_per_address.shrink();
         self.signups_per_address.shrink();
+        self.client_registrations_per_address.shrink();
         self.recorded.shrink();
     }
 }

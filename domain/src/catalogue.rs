@@ -39,6 +39,8 @@ pub const STREAM_KINDS: &[StreamKind] = &[
     kind::<crate::limit::LimitRefusal>(),
     kind::<crate::oauth::OauthClient>(),
     kind::<crate::oauth::OauthGrant>(),
+    kind::<crate::oauth::OauthRefusalRecord>(),
+    kind::<crate::sign_in::SignInFlow>(),
 ];
 
 /// Every event type name, sorted.

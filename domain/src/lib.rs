@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod organization;
 pub mod refresh_token;
 pub mod server;
+pub mod sign_in;
 pub mod text;
 pub mod ticket;
 pub mod time;

@@ -43,6 +43,8 @@ pub enum LimitKind {
     LoginsPerAddress,
     /// Login attempts for one account from one client address.
     LoginsPerAccountAndAddress,
+    /// Dynamic client registrations from one client address.
+    ClientRegistrationsPerAddress,
 }
 
 /// What was refused, by which limit, for whom.

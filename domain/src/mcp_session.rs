@@ -20,6 +20,11 @@ pub struct SessionStart {
     pub end_user_id: Option<Uuid>,
     #[serde(default)]
     pub tracking_id: Option<String>,
+    /// The end user whose access token started the session (a server in `oauth` mode): every
+    /// request on it must carry a token of theirs (MCP security best practices, session
+    /// hijacking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in: Option<Uuid>,
     pub protocol_version: String,
     #[serde(default)]
     pub client_name: Option<String>,
@@ -136,6 +141,7 @@ mod tests {
             server_id: Uuid::nil(),
             end_user_id: None,
             tracking_id: None,
+            signed_in: None,
             protocol_version: "2025-11-25".into(),
             client_name: Some("cursor".into()),
             client_version: None,

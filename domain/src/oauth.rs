@@ -164,6 +164,9 @@ pub enum GrantRevokeReason {
     CodeReplayed,
     /// A rotated refresh token was presented outside the reuse window.
     RefreshReused,
+    /// The end user's identity provider refused to refresh its own tokens: they are no longer
+    /// signed in there (disabled, signed out, access withdrawn).
+    ProviderRefused,
 }
 
 /// A token pair as hashes, with the access token's and the refresh token's ends.
@@ -505,6 +508,58 @@ impl Aggregate for OauthGrant {
             }
             OauthGrantEvent::OauthGrantRevoked { reason } => self.revoked = Some(*reason),
         }
+    }
+}
+
+/// A request to a server's authorization server, or a bearer token at its MCP endpoint,
+/// refused: what a security team looks for (forged or replayed codes and tokens, PKCE and
+/// redirect mismatches, foreign resources, consent posted without its CSRF token, unknown
+/// callback states). Each is a one-event stream, recorded at most once a minute per server,
+/// client and reason by the caller, so a flood of bad requests cannot flood the log. Never
+/// carries a code or token.
+#[derive(Debug, Default, Clone)]
+pub struct OauthRefusalRecord {
+    pub recorded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OauthRefusal {
+    pub server_id: Uuid,
+    /// `authorize`, `consent`, `callback`, `token`, `revoke`, `register` or `mcp`.
+    pub endpoint: String,
+    /// The OAuth error answered (RFC 6749 / 6750 name), or `page` when a page was shown.
+    pub error: String,
+    /// Why, in words (no token, no code).
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
+pub enum OauthRefusalEvent {
+    OauthRequestRefused(OauthRefusal),
+}
+
+impl DomainEvent for OauthRefusalEvent {
+    fn event_type(&self) -> &'static str {
+        self.into()
+    }
+}
+
+impl Aggregate for OauthRefusalRecord {
+    const TYPE: &'static str = "oauth_refusal";
+    type Command = OauthRefusal;
+    type Event = OauthRefusalEvent;
+    type Error = std::convert::Infallible;
+
+    fn handle(&self, refusal: OauthRefusal) -> Result<Vec<OauthRefusalEvent>, Self::Error> {
+        Ok(vec![OauthRefusalEvent::OauthRequestRefused(refusal)])
+    }
+
+    fn apply(&mut self, _: &OauthRefusalEvent) {
+        self.recorded = true;
     }
 }
 

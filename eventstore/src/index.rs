@@ -5,6 +5,7 @@
 //! find the stream an email, a slug or a tracking id belongs to.
 
 use crate::error::StoreError;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -110,6 +111,51 @@ pub async fn sealed_provider_secret(
     )
     .bind(provider_id)
     .bind(org_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Keeps an end user's sealed provider tokens (sealed by `commands::services::sign_in`),
+/// replacing what was there.
+pub async fn put_provider_tokens(
+    pool: &PgPool,
+    org_id: Uuid,
+    provider_id: Uuid,
+    end_user_id: Uuid,
+    sealed: &[u8],
+    access_expires_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO provider_tokens (org_id, provider_id, end_user_id, sealed, access_expires_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id, provider_id, end_user_id) DO UPDATE \
+         SET sealed = EXCLUDED.sealed, access_expires_at = EXCLUDED.access_expires_at, \
+             updated_at = now()",
+    )
+    .bind(org_id)
+    .bind(provider_id)
+    .bind(end_user_id)
+    .bind(sealed)
+    .bind(access_expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// An end user's sealed provider tokens of `org_id`, with when the access token expires.
+pub async fn provider_tokens(
+    pool: &PgPool,
+    org_id: Uuid,
+    provider_id: Uuid,
+    end_user_id: Uuid,
+) -> Result<Option<(Vec<u8>, Option<DateTime<Utc>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT sealed, access_expires_at FROM provider_tokens \
+         WHERE org_id = $1 AND provider_id = $2 AND end_user_id = $3",
+    )
+    .bind(org_id)
+    .bind(provider_id)
+    .bind(end_user_id)
     .fetch_optional(pool)
     .await?)
 }

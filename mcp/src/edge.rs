@@ -332,15 +332,15 @@ impl McpEdge {
         let host = self.check_host_and_origin(&request)?;
         let tenant = self.tenant(slug_in_path.as_deref(), &host).await?;
         let tracking_id = parse_tracking_id(&tenant, tracking_id.as_deref())?;
+        // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
+        let metadata = request_metadata(&request, &tenant);
         let signed_in = if tenant.auth_mode == AuthMode::Oauth {
             let presented = Bearer::of(&request);
-            Some(self.check_bearer(presented, &tenant).await?)
+            Some(self.check_bearer(presented, &tenant, &metadata).await?)
         } else {
             check_auth_mode(&tenant, tracking_id.is_some())?;
             None
         };
-        // (Nothing borrowed from the request is held across an await: its body is not `Sync`.)
-        let metadata = request_metadata(&request, &tenant);
         if let Some(tracking_id) = &tracking_id {
             self.check_new_end_user(&tenant, tracking_id, &metadata)
                 .await?;
@@ -354,7 +354,7 @@ impl McpEdge {
             request.headers_mut().remove("mcp-session-id");
         } else if let Some(session_id) = header_str(&request, "mcp-session-id").map(str::to_owned) {
             let tracking_id = tracking_id.as_ref().map(|t| t.as_str());
-            self.check_session(&session_id, &tenant, tracking_id)
+            self.check_session(&session_id, &tenant, tracking_id, signed_in)
                 .await?;
             if request.method() == Method::POST {
                 let claimed;
@@ -373,9 +373,31 @@ impl McpEdge {
     /// header, live, issued for this server and org, with the `mcp` scope: the end user it
     /// signed in. Anything else is answered with the challenge clients discover the
     /// authorization server from.
-    async fn check_bearer(&self, presented: Bearer, tenant: &Tenant) -> Result<Uuid, Refused> {
+    async fn check_bearer(
+        &self,
+        presented: Bearer,
+        tenant: &Tenant,
+        metadata: &EventMetadata,
+    ) -> Result<Uuid, Refused> {
         let refused = |r| Box::new(bearer::refused(r, &presented.resource_metadata));
+        // A token refused for what it is (forged, expired, revoked, another server's, in the
+        // URL) is recorded; a missing one is how every client starts, and is not.
+        let record = |reason: &'static str, error: &'static str| {
+            self.core.oauth.refusals.record(
+                &self.core.store,
+                metadata,
+                tenant.org_id,
+                domain::oauth::OauthRefusal {
+                    server_id: tenant.server_id,
+                    endpoint: "mcp".to_owned(),
+                    error: error.to_owned(),
+                    reason: reason.to_owned(),
+                    client_id: None,
+                },
+            )
+        };
         if presented.in_query {
+            record("an access token in the query string", "invalid_request").await;
             return Err(refused(bearer::Refusal::InQuery));
         }
         let Some(token) = &presented.token else {
@@ -389,10 +411,25 @@ impl McpEdge {
             .await
         {
             Ok(Some(grant)) => grant,
-            Ok(None) => return Err(refused(bearer::Refusal::Invalid)),
+            Ok(None) => {
+                record("a token that is not ours, or revoked", "invalid_token").await;
+                return Err(refused(bearer::Refusal::Invalid));
+            }
             Err(e) => return Err(unavailable(e)),
         };
-        bearer::admits(&grant, tenant).map_err(refused)?;
+        if let Err(refusal) = bearer::admits(&grant, tenant) {
+            let reason = match refusal {
+                bearer::Refusal::InsufficientScope => "a token without the mcp scope",
+                _ if grant.server_id != tenant.server_id => "a token of another server",
+                _ => "an expired token",
+            };
+            let error = match refusal {
+                bearer::Refusal::InsufficientScope => "insufficient_scope",
+                _ => "invalid_token",
+            };
+            record(reason, error).await;
+            return Err(refused(refusal));
+        }
         Ok(grant.end_user_id)
     }
 
@@ -572,6 +609,7 @@ impl McpEdge {
         session_id: &str,
         tenant: &Tenant,
         tracking_id: Option<&str>,
+        signed_in: Option<Uuid>,
     ) -> Result<(), Refused> {
         let not_found = || {
             refuse(
@@ -584,7 +622,7 @@ impl McpEdge {
         match self
             .core
             .sessions
-            .check(session_id, tenant.server_id, tracking_id)
+            .check(session_id, tenant.server_id, tracking_id, signed_in)
             .await
         {
             Ok(SessionCheck::Live) => Ok(()),

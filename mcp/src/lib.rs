@@ -61,6 +61,11 @@ pub struct McpConfig {
     pub outbound: commands::outbound::Outbound,
     /// Opens identity providers' client secrets (`commands::services::identity_providers`).
     pub provider_seal: commands::sealing::Seal,
+    /// Seals the tokens identity providers issue for end users.
+    pub provider_token_seal: commands::sealing::Seal,
+    /// Key (derived from the platform secret) of the sign-in flows' derived values, consent
+    /// cookies and CSRF tokens, so every instance agrees.
+    pub sign_in_key: Vec<u8>,
 }
 
 /// What the hosted servers' authorization servers share.
@@ -70,6 +75,10 @@ pub struct OauthCore {
     pub rotation: commands::services::oauth::RotationKey,
     /// Client id metadata documents, cached as HTTP caching says.
     pub documents: oauth::cimd::Documents,
+    /// End users signing in through the customers' identity providers.
+    pub sign_ins: commands::services::sign_in::SignIns,
+    /// Refused requests, recorded (throttled).
+    pub refusals: commands::services::oauth::Refusals,
 }
 
 /// What the handler and the tools share.
@@ -113,6 +122,12 @@ impl McpEdge {
         store.on_commit_of::<domain::oauth::OauthGrant>(move || invalidated.invalidate_all());
         let request_states =
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
+        let sign_ins = commands::services::sign_in::SignIns::new(
+            commands::services::sign_in::SignInKey::new(config.sign_in_key.clone()),
+            config.provider_seal.clone(),
+            config.provider_token_seal.clone(),
+            config.outbound.clone(),
+        );
         let core = Arc::new(Core {
             request_states,
             store,
@@ -126,6 +141,8 @@ impl McpEdge {
                 tokens,
                 rotation,
                 documents: Default::default(),
+                sign_ins,
+                refusals: Default::default(),
             },
         });
         let shutdown = CancellationToken::new();
@@ -215,7 +232,7 @@ pub fn router(edge: Arc<McpEdge>) -> Router {
 /// The authorization servers' routes, in both URL forms.
 mod oauth_routes {
     use super::*;
-    use crate::oauth::{discovery, endpoints};
+    use crate::oauth::{authorize, discovery, endpoints};
     use axum::extract::Path;
     use axum::http::{Method, StatusCode};
     use axum::response::IntoResponse;
@@ -326,8 +343,20 @@ mod oauth_routes {
             ("userinfo", Method::GET | Method::POST) => {
                 endpoints::userinfo(edge, site, request).await
             }
-            ("register" | "token" | "revoke" | "userinfo", _) => {
-                StatusCode::METHOD_NOT_ALLOWED.into_response()
+            ("authorize", Method::GET) => authorize::authorize_get(edge, site, request).await,
+            ("authorize", Method::POST) => authorize::authorize_post(edge, site, request).await,
+            ("callback", Method::GET) => authorize::callback(edge, site, request).await,
+            ("register" | "token" | "revoke" | "userinfo" | "authorize" | "callback", _) => {
+                let allow = match name {
+                    "userinfo" | "authorize" => "GET, POST",
+                    "callback" => "GET",
+                    _ => "POST",
+                };
+                (
+                    [(axum::http::header::ALLOW, allow)],
+                    StatusCode::METHOD_NOT_ALLOWED,
+                )
+                    .into_response()
             }
             _ => oauth::oauth_error(commands::errors::OauthFailure::new(
                 commands::errors::OauthErrorCode::InvalidRequest,

@@ -182,13 +182,15 @@ pub const SESSION_RECHECK: Duration = Duration::from_secs(1);
 
 const MAX_CACHED: u64 = 100_000;
 
-/// Whose a live session is: the server it was started on and the end user its URL named (the
-/// tracking id, or none). A request on the session must come the same way: one end user's
-/// session id used under another tracking id would file their calls under the wrong person.
+/// Whose a live session is: the server it was started on, the end user its URL named (the
+/// tracking id, or none) and the end user whose access token started it (in `oauth` mode). A
+/// request on the session must come the same way: one end user's session id used under
+/// another tracking id, or with another end user's token, would act as the wrong person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionOwner {
     pub server_id: Uuid,
     pub tracking_id: Option<String>,
+    pub signed_in: Option<Uuid>,
 }
 
 impl SessionOwner {
@@ -196,11 +198,14 @@ impl SessionOwner {
         Self {
             server_id: start.server_id,
             tracking_id: start.tracking_id.clone(),
+            signed_in: start.signed_in,
         }
     }
 
-    fn is(&self, server_id: Uuid, tracking_id: Option<&str>) -> bool {
-        self.server_id == server_id && self.tracking_id.as_deref() == tracking_id
+    fn is(&self, server_id: Uuid, tracking_id: Option<&str>, signed_in: Option<Uuid>) -> bool {
+        self.server_id == server_id
+            && self.tracking_id.as_deref() == tracking_id
+            && self.signed_in == signed_in
     }
 }
 
@@ -244,12 +249,14 @@ impl Sessions {
         }
     }
 
-    /// Whether `session_id` is a live session of `server_id` started for `tracking_id`.
+    /// Whether `session_id` is a live session of `server_id` started for `tracking_id` by
+    /// `signed_in`.
     pub async fn check(
         &self,
         session_id: &str,
         server_id: Uuid,
         tracking_id: Option<&str>,
+        signed_in: Option<Uuid>,
     ) -> Result<SessionCheck, Arc<Miss>> {
         let owner = self
             .live
@@ -261,7 +268,7 @@ impl Sessions {
             })
             .await;
         match owner {
-            Ok(owner) if owner.is(server_id, tracking_id) => Ok(SessionCheck::Live),
+            Ok(owner) if owner.is(server_id, tracking_id, signed_in) => Ok(SessionCheck::Live),
             Ok(_) => Ok(SessionCheck::NotYours),
             Err(miss) if matches!(*miss, Miss::Gone) => Ok(SessionCheck::Gone),
             Err(miss) => Err(miss),
@@ -384,7 +391,7 @@ impl SessionStore for EventSourcedSessionStore {
         };
         let owner = SessionOwner::of(&start);
         let tracking_id = scope.tracking_id.as_ref().map(|t| t.as_str());
-        if !owner.is(scope.tenant.server_id, tracking_id) {
+        if !owner.is(scope.tenant.server_id, tracking_id, scope.signed_in) {
             return Ok(None);
         }
         let params: InitializeRequestParams = serde_json::from_value(start.initialize_params)?;
@@ -409,6 +416,7 @@ impl SessionStore for EventSourcedSessionStore {
             server_id: scope.tenant.server_id,
             end_user_id: identified.caller.end_user_id,
             tracking_id: scope.tracking_id.as_ref().map(|t| t.as_str().to_owned()),
+            signed_in: scope.signed_in,
             protocol_version: params.protocol_version.to_string(),
             client_name: Some(params.client_info.name.clone()),
             client_version: Some(params.client_info.version.clone()),

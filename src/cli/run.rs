@@ -157,6 +157,15 @@ impl Runtime {
                 .to_vec(),
                 outbound,
                 provider_seal,
+                provider_token_seal: commands::sealing::Seal::derive(
+                    secret.expose_secret().as_bytes(),
+                    commands::sealing::Purpose::ProviderTokens,
+                )?,
+                sign_in_key: api::auth::tokens::derive_key(
+                    secret.expose_secret().as_bytes(),
+                    "oauth sign-in flows",
+                )?
+                .to_vec(),
             },
         );
         // What `/metrics` shows of the event store and the projections, read in the

@@ -36,6 +36,7 @@ mod openapi_routes;
 mod projections;
 mod request_ids_and_metrics;
 mod secrets_at_rest;
+mod sign_in;
 mod signed_tracking;
 mod slow_clients;
 mod walkthroughs;

@@ -471,7 +471,7 @@ async fn our_tokens_admit_their_server_only_and_codes_are_single_use() {
     );
 
     // A token without the `mcp` scope: step-up.
-    let code = t.code(0, &client, &["openid"]).await;
+    let code = t.code(0, &client, &["email"]).await;
     let (_, tokens) = t.redeem("guide", &client, &code).await;
     let narrow = tokens["access_token"].as_str().unwrap();
     let resp = app
@@ -602,6 +602,27 @@ async fn a_revocation_is_honoured_by_every_instance_within_a_second() {
     assert!(
         Uuid::parse_str(info["sub"].as_str().unwrap()).is_ok(),
         "{info}"
+    );
+
+    // Another client cannot revoke it (RFC 7009 §2.1), and is told so.
+    let intruder = t.dcr_client("guide").await;
+    let resp = app
+        .http
+        .post(app.url("/s/guide/oauth/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("token", access.as_str()),
+            ("client_id", intruder.as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+    assert_eq!(
+        tools_list(app.url("/s/guide/mcp"), &access).await,
+        StatusCode::OK
     );
 
     // Revoked through the first instance (RFC 7009: 200).
@@ -805,4 +826,58 @@ async fn client_id_metadata_documents_are_fetched_guarded_and_cached() {
         "{}",
         registered[0]
     );
+}
+
+#[tokio::test]
+async fn registrations_from_one_address_are_limited() {
+    let env = TestEnv::new();
+    let proc = env.start_with(
+        &["up"],
+        &[(
+            "MCPLATFORM_LIMIT_CLIENT_REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            "2",
+        )],
+    );
+    let app = TestApp {
+        proc,
+        env,
+        http: reqwest::Client::new(),
+    };
+    let owner = app.signup("owner@acme.test").await;
+    let org = app.create_org(&owner, "acme").await;
+    let provider = app.create_oauth2_provider(&owner, &org).await;
+    app.create_server(&owner, &org, "guide").await;
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/orgs/{org}/servers/guide"),
+            &owner.token,
+            json!({ "auth_mode": "oauth", "identity_provider_id": provider }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let register = || async {
+        app.http
+            .post(app.url("/s/guide/oauth/register"))
+            .json(&json!({ "redirect_uris": ["http://127.0.0.1/callback"] }))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(register().await.status(), StatusCode::CREATED);
+    }
+    let refused = register().await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let pool = app.env.pool().await;
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'LimitRefused' \
+         AND payload->>'limit' = 'client_registrations_per_address'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 1);
 }

@@ -90,6 +90,15 @@ impl OidcProvider {
     /// Starts the provider with these clients and accounts; the first account signs in by
     /// default (see [`OidcProvider::login_as`] to choose another).
     pub async fn start(clients: &[OidcClient], accounts: &[OidcAccount]) -> Self {
+        Self::start_with(clients, accounts, json!({})).await
+    }
+
+    /// As [`OidcProvider::start`], with more of the stand-in's settings (`access_token_ttl`).
+    pub async fn start_with(
+        clients: &[OidcClient],
+        accounts: &[OidcAccount],
+        settings: serde_json::Value,
+    ) -> Self {
         let root = repo_root();
         let node = root.join(".tools/bin/node");
         assert!(
@@ -99,11 +108,14 @@ impl OidcProvider {
                     .exists(),
             "oidc-provider is not installed: run scripts/setup-test-clients.sh"
         );
-        let config = json!({
+        let mut config = json!({
             "clients": clients,
             "accounts": accounts,
             "auto_login": accounts.first().map(|account| account.sub.clone()),
         });
+        if let (Some(config), Some(settings)) = (config.as_object_mut(), settings.as_object()) {
+            config.extend(settings.clone());
+        }
         // A port taken between the probe and the bind is retried on another.
         for _ in 0..3 {
             let port = free_port();

@@ -10,6 +10,10 @@
 //   "auto_login": "<sub>" | null   // who an interaction signs in when nothing else says
 // }
 //
+// GET /_test/issued answers every code and token the provider issued, for tests that search
+// the platform's storage for them; POST /_test/sign-out destroys every refresh token issued.
+// config.access_token_ttl (seconds) shortens the access tokens' life.
+//
 // Interactions (GET /interaction/:uid):
 //   - login: the account named by, in order, a `POST /_test/login {"sub": ..}` made before
 //     (kept for the following interactions), the authorization request's `login_hint`, or
@@ -67,6 +71,8 @@ const provider = new Provider(issuer, {
   // whose access token is for another audience (`resource`) still learns who signed in.
   conformIdTokenClaims: false,
   cookies: { keys: ['oidc-stand-in-cookie-key-0123456789'] },
+  // A short access token life lets a test see the platform refresh it.
+  ...(config.access_token_ttl ? { ttl: { AccessToken: config.access_token_ttl } } : {}),
   features: {
     devInteractions: { enabled: false },
     resourceIndicators: {
@@ -87,6 +93,13 @@ const provider = new Provider(issuer, {
     ctx.body = out;
   },
 });
+
+// Every code and token the provider issued (opaque: the value is the jti), for tests that
+// search the platform's storage for them (GET /_test/issued).
+const issued = [];
+for (const kind of ['access_token', 'refresh_token', 'authorization_code']) {
+  provider.on(`${kind}.saved`, (token) => issued.push(token.jti));
+}
 
 function send(res, status, type, body) {
   res.writeHead(status, { 'content-type': type });
@@ -140,6 +153,17 @@ const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
   try {
     if (url.pathname.startsWith('/interaction/')) return await interaction(req, res, url);
+    if (url.pathname === '/_test/sign-out' && req.method === 'POST') {
+      // Every refresh token issued is destroyed: the end users are signed out here.
+      for (const jti of issued) {
+        const token = await provider.RefreshToken.find(jti);
+        if (token) await token.destroy();
+      }
+      return send(res, 200, 'application/json', '{}');
+    }
+    if (url.pathname === '/_test/issued') {
+      return send(res, 200, 'application/json', JSON.stringify(issued));
+    }
     if (url.pathname === '/_test/login' && req.method === 'POST') {
       const body = JSON.parse((await readBody(req)) || '{}');
       nextLogin = body.sub ?? null;

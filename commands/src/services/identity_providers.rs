@@ -613,6 +613,18 @@ pub async fn exists(
     Ok(provider.of_org(org_id).is_some())
 }
 
+/// The name of a live provider of `org_id` (for the consent page).
+pub async fn name_of(
+    store: &EventStore,
+    org_id: Uuid,
+    provider_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let (provider, _) = store
+        .load::<IdentityProvider>(&provider_id.to_string())
+        .await?;
+    Ok(provider.of_org(org_id).map(|c| c.name.as_str().to_owned()))
+}
+
 /// The provider a server of `org` signs its end users in with, its client secret opened: for
 /// the authorization server's redirect to the provider and its callback. Another org's
 /// provider, or a deleted one, is `identity_provider_not_found`.

@@ -8,6 +8,7 @@ pub mod mcp_sessions;
 pub mod oauth;
 pub mod organizations;
 pub mod servers;
+pub mod sign_in;
 pub mod tickets;
 pub mod tool_calls;
 pub mod walkthrough_progress;

@@ -33,8 +33,10 @@ pub const REFRESH_PREFIX: &str = "mcp_rt_";
 
 /// The scope every MCP request needs.
 pub const SCOPE_MCP: &str = "mcp";
-/// Every scope a hosted server's authorization server knows.
-pub const SCOPES_SUPPORTED: &[&str] = &[SCOPE_MCP, "openid", "email", "profile", "offline_access"];
+/// Every scope a hosted server's authorization server knows: `mcp` for the server's tools,
+/// `email` for the end user's email at `/oauth/userinfo`, `offline_access` (granted, with no
+/// effect: every grant has a refresh token). No `openid`: we issue no ID tokens.
+pub const SCOPES_SUPPORTED: &[&str] = &[SCOPE_MCP, "email", "offline_access"];
 
 /// How long a DCR registration that was never used to sign anyone in stays valid: clients that
 /// register on every connection leave registrations that expire on their own.
@@ -508,6 +510,18 @@ pub async fn revoke(
     let Some(grant_id) = grant_id else {
         return Ok(());
     };
+    let (grant, _) = store.load::<OauthGrant>(&grant_id.to_string()).await?;
+    if grant.server_id != Some(server_id) {
+        // Another server's token is no token of this authorization server (RFC 7009: 200).
+        return Ok(());
+    }
+    if grant.client_id != client_id {
+        // RFC 7009 §2.1: a token issued to another client is refused, and the client told.
+        return Err(OauthFailure::new(
+            OauthErrorCode::UnauthorizedClient,
+            "the token was not issued to this client",
+        ));
+    }
     store
         .execute::<OauthGrant, _, _>(
             &grant_id.to_string(),
@@ -520,6 +534,29 @@ pub async fn revoke(
                     reason: GrantRevokeReason::Revoked,
                 })
             },
+            |grant, events, uow| {
+                if !events.is_empty() {
+                    release_live(grant, uow, grant_id);
+                }
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Revokes a grant (its whole token family), whoever holds its tokens: when the end user's
+/// identity provider no longer signs them in.
+pub async fn revoke_grant(
+    store: &EventStore,
+    metadata: &EventMetadata,
+    grant_id: Uuid,
+    reason: GrantRevokeReason,
+) -> Result<(), OauthFailure> {
+    store
+        .execute::<OauthGrant, _, _>(
+            &grant_id.to_string(),
+            metadata,
+            |grant| grant.handle(OauthGrantCommand::Revoke { reason }),
             |grant, events, uow| {
                 if !events.is_empty() {
                     release_live(grant, uow, grant_id);
@@ -610,5 +647,70 @@ mod tests {
         assert_ne!(key.rotated_pair("mcp_rt_y").1, r1);
         assert_ne!(RotationKey::new(vec![8; 32]).rotated_pair("mcp_rt_x").1, r1);
         assert_eq!(token_hash("abc").len(), 64);
+    }
+}
+
+/// Records refusals (`OauthRequestRefused`), at most one a minute per server, endpoint,
+/// client and reason: the first of a flood is what a security team needs, not the flood.
+#[derive(Clone)]
+pub struct Refusals {
+    recent: moka::sync::Cache<String, ()>,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self {
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+        }
+    }
+}
+
+impl fmt::Debug for Refusals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refusals").finish_non_exhaustive()
+    }
+}
+
+impl Refusals {
+    /// Records a refusal unless the same was recorded within the minute. Never fails the
+    /// request: a refusal that cannot be recorded is logged.
+    pub async fn record(
+        &self,
+        store: &EventStore,
+        metadata: &EventMetadata,
+        org_id: Uuid,
+        refusal: domain::oauth::OauthRefusal,
+    ) {
+        let key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}",
+            refusal.server_id,
+            refusal.endpoint,
+            refusal.client_id.as_deref().unwrap_or(""),
+            refusal.reason
+        );
+        tracing::info!(
+            endpoint = %refusal.endpoint,
+            error = %refusal.error,
+            reason = %refusal.reason,
+            "OAuth request refused"
+        );
+        if self.recent.contains_key(&key) {
+            return;
+        }
+        self.recent.insert(key, ());
+        let mut refusal = refusal;
+        refusal.reason = refusal.reason.chars().take(300).collect();
+        refusal.client_id = refusal.client_id.map(|c| c.chars().take(300).collect());
+        let metadata = metadata.clone().for_org(org_id);
+        let id = Uuid::now_v7().to_string();
+        if let Err(e) = store
+            .run::<domain::oauth::OauthRefusalRecord>(&id, &metadata, |_| refusal.clone())
+            .await
+        {
+            tracing::warn!(error = %e, "recording an OAuth refusal failed");
+        }
     }
 }

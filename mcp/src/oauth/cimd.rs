@@ -1,14 +1,16 @@
 //! Client ID Metadata Documents (MCP authorization 2025-11-25; draft-ietf-oauth-client-id-
 //! metadata-document): a client whose id is an https URL publishes its metadata there. The
 //! document is fetched through the one outbound guard (https only, no private, loopback,
-//! link-local or metadata address after resolution and on every redirect; networks in
-//! `MCPLATFORM_OUTBOUND_ALLOW` excepted, which tests use), capped in size and time, and must name
-//! its own URL as `client_id`. It is cached as HTTP caching says (`max-age`, `no-store`), and a
-//! copy past its freshness is still served when a refetch fails.
+//! link-local or metadata address after resolution; networks in `MCPLATFORM_OUTBOUND_ALLOW`
+//! excepted, which tests use), never through a redirect, answered 200 only, capped in size and
+//! time, and must name its own URL as `client_id` and a `client_name`. It is cached as HTTP
+//! caching says (`max-age`, `no-store`); a copy past its freshness is still served when the
+//! origin cannot answer (a connection failure, a timeout, a 5xx), but not when it answers that
+//! the document is gone or broken.
 
 use super::redirects;
 use commands::errors::{OauthErrorCode, OauthFailure};
-use commands::outbound::{Options, Outbound};
+use commands::outbound::{Options, Outbound, OutboundError};
 use moka::future::Cache;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -91,7 +93,9 @@ fn freshness(cache_control: Option<&str>) -> Option<Duration> {
 #[derive(Deserialize)]
 struct Raw {
     client_id: String,
-    client_name: Option<String>,
+    /// Required by MCP authorization ("MUST include at least client_id, client_name,
+    /// redirect_uris").
+    client_name: String,
     #[serde(default)]
     redirect_uris: Vec<serde_json::Value>,
     token_endpoint_auth_method: Option<String>,
@@ -129,11 +133,20 @@ fn read(url: &str, body: &[u8]) -> Result<ClientDocument, OauthFailure> {
             "none of the client metadata document's redirect URIs is acceptable",
         ));
     }
+    let client_name: String = raw
+        .client_name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if client_name.trim().is_empty() {
+        return Err(refused(
+            "the client metadata document's client_name is empty",
+        ));
+    }
     Ok(ClientDocument {
         client_id: raw.client_id,
-        client_name: raw
-            .client_name
-            .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect()),
+        client_name: Some(client_name),
         redirect_uris: accepted,
         refused_redirect_uris: refused_uris,
     })
@@ -187,13 +200,19 @@ impl Documents {
                 }
                 Ok((document, true))
             }
-            Err(failure) => match cached {
+            // A copy goes stale-if-error only when the origin could not answer; an answer that
+            // withdraws or breaks the document is the owner's word and is followed.
+            Err(Fetch::Transient(failure)) => match cached {
                 Some(stale) => {
                     tracing::warn!(client_id, error = %failure, "client metadata document refetch failed; serving the stale copy");
                     Ok((stale.document, false))
                 }
                 None => Err(failure),
             },
+            Err(Fetch::Final(failure)) => {
+                self.entries.invalidate(client_id).await;
+                Err(failure)
+            }
         }
     }
 
@@ -201,32 +220,47 @@ impl Documents {
         &self,
         outbound: &Outbound,
         url: &str,
-    ) -> Result<(ClientDocument, Option<Duration>), OauthFailure> {
+    ) -> Result<(ClientDocument, Option<Duration>), Fetch> {
         let request = axum::http::Request::get(url)
             .header(axum::http::header::ACCEPT, "application/json")
             .body(Vec::new())
-            .map_err(|_| refused("the client id is not a valid URL"))?;
+            .map_err(|_| Fetch::Final(refused("the client id is not a valid URL")))?;
+        // The document is fetched from its own URL, never through a redirect (CIMD §3).
         let options = Options {
-            follow_redirects: true,
+            follow_redirects: false,
             max_body_bytes: Some(MAX_DOCUMENT_BYTES),
         };
         let response = tokio::time::timeout(FETCH_TIMEOUT, outbound.send(request, options))
             .await
             .map_err(|_| {
-                refused(format!(
+                Fetch::Transient(refused(format!(
                     "the client metadata document did not arrive within {FETCH_TIMEOUT:?}"
-                ))
+                )))
             })?
             .map_err(|e| {
-                refused(format!(
+                let failure = refused(format!(
                     "the client metadata document could not be fetched: {e}"
-                ))
+                ));
+                match e {
+                    OutboundError::Connect(_)
+                    | OutboundError::Timeout(_)
+                    | OutboundError::Transport(_)
+                    | OutboundError::Unresolvable(_) => Fetch::Transient(failure),
+                    _ => Fetch::Final(failure),
+                }
             })?;
-        if !response.status().is_success() {
-            return Err(refused(format!(
-                "the client metadata document's URL answered HTTP {}",
-                response.status().as_u16()
-            )));
+        let status = response.status();
+        if status != axum::http::StatusCode::OK {
+            let failure = refused(format!(
+                "the client metadata document's URL answered HTTP {} (only 200 is taken, \
+                 redirects are not followed)",
+                status.as_u16()
+            ));
+            return Err(if status.is_server_error() {
+                Fetch::Transient(failure)
+            } else {
+                Fetch::Final(failure)
+            });
         }
         let max_age = freshness(
             response
@@ -234,8 +268,15 @@ impl Documents {
                 .get(axum::http::header::CACHE_CONTROL)
                 .and_then(|v| v.to_str().ok()),
         );
-        Ok((read(url, response.body())?, max_age))
+        Ok((read(url, response.body()).map_err(Fetch::Final)?, max_age))
     }
+}
+
+/// Why a fetch failed: the origin could not answer (a stale copy may stand in), or it answered
+/// and the answer is not a document (nothing stands in).
+enum Fetch {
+    Transient(OauthFailure),
+    Final(OauthFailure),
 }
 
 #[cfg(test)]

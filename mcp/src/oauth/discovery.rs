@@ -20,7 +20,8 @@ pub fn protected_resource(site: &Site, tracking: Option<&str>) -> Response {
 }
 
 /// RFC 8414 §2 (also answered at the OpenID discovery paths: the same document, which is all
-/// an MCP client reads there).
+/// an MCP client reads there; it claims nothing of OpenID Connect, since we issue no ID
+/// tokens).
 pub fn authorization_server(site: &Site) -> Response {
     axum::Json(json!({
         "issuer": site.issuer(),
@@ -38,7 +39,6 @@ pub fn authorization_server(site: &Site) -> Response {
         "revocation_endpoint_auth_methods_supported": ["none"],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
-        "subject_types_supported": ["public"],
     }))
     .into_response()
 }

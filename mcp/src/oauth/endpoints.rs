@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use commands::errors::{OauthErrorCode, OauthFailure};
 use commands::services::oauth::{self, IssuedTokens, Registration};
+use commands::services::sign_in::ProviderStanding;
 use domain::end_user::EndUser;
 use domain::{Actor, EventMetadata};
 use serde::Deserialize;
@@ -50,7 +51,7 @@ fn peer(request: &Request) -> Option<SocketAddr> {
         .map(|c| c.0)
 }
 
-async fn body(request: Request) -> Result<(HeaderMap, Bytes), OauthFailure> {
+pub(crate) async fn body(request: Request) -> Result<(HeaderMap, Bytes), OauthFailure> {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
@@ -123,6 +124,12 @@ fn invalid_client() -> OauthFailure {
     )
 }
 
+/// A client as this server knows it.
+pub(crate) struct KnownClient {
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+}
+
 /// The client, known to this server: a DCR registration that has not expired, or a client id
 /// metadata document (fetched or cached; its first acceptance here is recorded).
 pub(crate) async fn known_client(
@@ -130,7 +137,7 @@ pub(crate) async fn known_client(
     site: &Site,
     client_id: &str,
     metadata: &EventMetadata,
-) -> Result<Vec<String>, OauthFailure> {
+) -> Result<KnownClient, OauthFailure> {
     let store = &edge.core.store;
     if cimd::is_document_id(client_id) {
         let (document, fetched) = edge
@@ -156,10 +163,16 @@ pub(crate) async fn known_client(
             )
             .await?;
         }
-        return Ok(document.redirect_uris.clone());
+        return Ok(KnownClient {
+            client_name: document.client_name.clone(),
+            redirect_uris: document.redirect_uris.clone(),
+        });
     }
     match oauth::dcr_client(store, site.tenant.server_id, client_id, Utc::now()).await? {
-        Some(client) => Ok(client.redirect_uris),
+        Some(client) => Ok(KnownClient {
+            client_name: client.client_name,
+            redirect_uris: client.redirect_uris,
+        }),
         None => Err(invalid_client()),
     }
 }
@@ -181,6 +194,44 @@ struct RegistrationRequest {
 /// `POST …/oauth/register` (RFC 7591 §3).
 pub async fn register(edge: &McpEdge, site: Site, request: Request) -> Response {
     let peer = peer(&request);
+    let address = peer.map(|p| p.ip().to_string());
+    if let Err(refused) = edge
+        .core
+        .config
+        .guard
+        .client_registration(address.as_deref())
+    {
+        let event_metadata = metadata(request.headers(), peer, &site);
+        let refusal = domain::limit::Refusal {
+            limit: refused.limit,
+            allowed: refused.allowed,
+            org_id: Some(site.tenant.org_id),
+            server_id: Some(site.tenant.server_id),
+            end_user_id: None,
+            user_id: None,
+            retry_after_secs: Some(refused.retry_after_secs),
+        };
+        edge.core
+            .config
+            .guard
+            .record(
+                &edge.core.store,
+                refusal,
+                address.as_deref().unwrap_or_default(),
+                &event_metadata,
+            )
+            .await;
+        let mut response = oauth_error(OauthFailure::new(
+            OauthErrorCode::TemporarilyUnavailable,
+            "too many client registrations from this address: reuse a registration, or use a \
+             client id metadata document",
+        ));
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(value) = refused.retry_after_secs.to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let result = async {
         let (headers, bytes) = body(request).await?;
         let metadata = metadata(&headers, peer, &site);
@@ -251,7 +302,9 @@ pub async fn register(edge: &McpEdge, site: Site, request: Request) -> Response 
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
-            "scope": asked.scope.unwrap_or_else(|| oauth::SCOPE_MCP.to_owned()),
+            // What a request may be granted: the asked scopes this server knows (RFC 7591
+            // §3.2.1 answers the registration as it stands).
+            "scope": registered_scope(asked.scope.as_deref()),
         }))
     }
     .await;
@@ -262,6 +315,20 @@ pub async fn register(edge: &McpEdge, site: Site, request: Request) -> Response 
             response
         }
         Err(failure) => oauth_error(failure),
+    }
+}
+
+/// The scopes a registration asked for that this server knows, `mcp` when none.
+fn registered_scope(asked: Option<&str>) -> String {
+    let known: Vec<&str> = asked
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| oauth::SCOPES_SUPPORTED.contains(s))
+        .collect();
+    if known.is_empty() {
+        oauth::SCOPE_MCP.to_owned()
+    } else {
+        known.join(" ")
     }
 }
 
@@ -294,14 +361,21 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
 /// `POST …/oauth/token`: `authorization_code` and `refresh_token`.
 pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
     let peer = peer(&request);
+    let seen = metadata(request.headers(), peer, &site);
+    let mut named_client = None;
     let result = async {
         let (headers, bytes) = body(request).await?;
         let params = form(&headers, &bytes)?;
-        let metadata = metadata(&headers, peer, &site);
+        let metadata = seen.clone();
+        named_client = client_id(&headers, &params);
         let grant_type = required(&params, "grant_type")?;
         let client_id = client_id(&headers, &params).ok_or_else(invalid_client)?;
         if let Some(resource) = params.get("resource") {
-            if !site.names_this_server(resource, &edge.core.config.base_domain) {
+            if !site.names_this_server(
+                resource,
+                &edge.core.config.base_domain,
+                &edge.core.config.extra_hosts,
+            ) {
                 return Err(OauthFailure::new(
                     OauthErrorCode::InvalidTarget,
                     "the resource does not name this server",
@@ -331,7 +405,7 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
             "refresh_token" => {
                 known_client(edge, &site, &client_id, &metadata).await?;
                 let token = required(&params, "refresh_token")?;
-                oauth::refresh(
+                let issued = oauth::refresh(
                     store,
                     &edge.core.oauth.rotation,
                     &metadata,
@@ -340,7 +414,9 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
                     &client_id,
                     Utc::now(),
                 )
-                .await
+                .await?;
+                provider_still_signs_in(edge, &site, &metadata, &issued).await?;
+                Ok(issued)
             }
             other => Err(OauthFailure::new(
                 OauthErrorCode::UnsupportedGrantType,
@@ -351,17 +427,79 @@ pub async fn token(edge: &McpEdge, site: Site, request: Request) -> Response {
     .await;
     match result {
         Ok(tokens) => token_answer(tokens),
-        Err(failure) => oauth_error(failure),
+        Err(failure) => {
+            if failure.code != OauthErrorCode::TemporarilyUnavailable {
+                edge.record_refusal(
+                    &site,
+                    &seen,
+                    "token",
+                    failure.code.as_str(),
+                    &failure.description,
+                    named_client.as_deref(),
+                )
+                .await;
+            }
+            oauth_error(failure)
+        }
     }
+}
+
+/// Our refresh goes only as far as the end user's sign-in at their provider: their provider
+/// tokens are refreshed when expired, and a provider that refuses (the end user was disabled
+/// or signed out there) ends our grant too.
+async fn provider_still_signs_in(
+    edge: &McpEdge,
+    site: &Site,
+    metadata: &EventMetadata,
+    issued: &IssuedTokens,
+) -> Result<(), OauthFailure> {
+    let Some(provider_id) = site.tenant.identity_provider_id else {
+        return Ok(());
+    };
+    let store = &edge.core.store;
+    let (grant, _) = store
+        .load::<domain::oauth::OauthGrant>(&issued.grant_id.to_string())
+        .await?;
+    let Some(end_user_id) = grant.end_user_id else {
+        return Ok(());
+    };
+    let standing = edge
+        .core
+        .oauth
+        .sign_ins
+        .refresh_provider_tokens(
+            store,
+            domain::values::OrgId(site.tenant.org_id),
+            provider_id,
+            end_user_id,
+            Utc::now(),
+        )
+        .await;
+    if let ProviderStanding::Refused(why) = standing {
+        tracing::info!(%why, "the identity provider refused to refresh: the grant ends");
+        oauth::revoke_grant(
+            store,
+            metadata,
+            issued.grant_id,
+            domain::oauth::GrantRevokeReason::ProviderRefused,
+        )
+        .await?;
+        return Err(OauthFailure::new(
+            OauthErrorCode::InvalidGrant,
+            "the identity provider no longer signs this end user in: sign in again",
+        ));
+    }
+    Ok(())
 }
 
 /// `POST …/oauth/revoke` (RFC 7009): 200 whether or not the token was known.
 pub async fn revoke(edge: &McpEdge, site: Site, request: Request) -> Response {
     let peer = peer(&request);
+    let seen = metadata(request.headers(), peer, &site);
     let result = async {
         let (headers, bytes) = body(request).await?;
         let params = form(&headers, &bytes)?;
-        let metadata = metadata(&headers, peer, &site);
+        let metadata = seen.clone();
         let client_id = client_id(&headers, &params).ok_or_else(invalid_client)?;
         known_client(edge, &site, &client_id, &metadata).await?;
         let token = required(&params, "token")?;
@@ -381,7 +519,20 @@ pub async fn revoke(edge: &McpEdge, site: Site, request: Request) -> Response {
             no_store(&mut response);
             response
         }
-        Err(failure) => oauth_error(failure),
+        Err(failure) => {
+            if failure.code != OauthErrorCode::TemporarilyUnavailable {
+                edge.record_refusal(
+                    &site,
+                    &seen,
+                    "revoke",
+                    failure.code.as_str(),
+                    &failure.description,
+                    None,
+                )
+                .await;
+            }
+            oauth_error(failure)
+        }
     }
 }
 
@@ -417,8 +568,14 @@ pub async fn userinfo(edge: &McpEdge, site: Site, request: Request) -> Response 
         .store
         .load::<EndUser>(&grant.end_user_id.to_string())
         .await;
+    // The email only to a client the end user allowed to see it.
+    let email_allowed = grant.scopes.iter().any(|s| s == "email");
     let email = match end_user {
-        Ok((user, _)) => user.emails.first().map(|e| e.as_str().to_owned()),
+        Ok((user, _)) => user
+            .emails
+            .first()
+            .filter(|_| email_allowed)
+            .map(|e| e.as_str().to_owned()),
         Err(e) => {
             tracing::error!(error = %e, "userinfo could not reach the store");
             return oauth_error(OauthFailure::unavailable());

@@ -12,10 +12,12 @@
 //! authorization server's metadata (RFC 8414) at each place a client looks for it. Tokens are
 //! bound to the server (any of its URL forms names it) and to its org.
 
+pub mod authorize;
 pub mod bearer;
 pub mod cimd;
 pub mod discovery;
 pub mod endpoints;
+pub mod pages;
 pub mod redirects;
 
 use crate::tenant::{host_name, is_platform_host, slug_from_host, Tenant};
@@ -66,10 +68,17 @@ impl Site {
         format!("{}/.well-known/oauth-protected-resource{path}", self.origin)
     }
 
-    /// Whether `resource` (RFC 8707) names this server: one of its MCP URLs on one of our
-    /// hosts, in either form, with or without a tracking id. Compared without case in the
-    /// scheme and host, exactly in the path.
-    pub fn names_this_server(&self, resource: &str, base_domain: &str) -> bool {
+    /// Whether `resource` (RFC 8707) names this server: one of its MCP URLs, with or without a
+    /// tracking id, in the host form (`{slug}.{base}`) or the path form on one of our hosts,
+    /// with the scheme and port the client reached us on. Compared without case in the scheme
+    /// and host, exactly in the path. A URL on any other host is another resource, however its
+    /// path reads: a token for it would be a token a foreign server could replay here.
+    pub fn names_this_server(
+        &self,
+        resource: &str,
+        base_domain: &str,
+        extra_hosts: &[String],
+    ) -> bool {
         let Ok(url) = url::Url::parse(resource) else {
             return false;
         };
@@ -79,8 +88,12 @@ impl Site {
         let Some(host) = url.host_str() else {
             return false;
         };
-        let own = url::Url::parse(&self.origin).ok();
-        if own.as_ref().map(|o| o.scheme()) != Some(url.scheme()) {
+        let Ok(own) = url::Url::parse(&self.origin) else {
+            return false;
+        };
+        if own.scheme() != url.scheme()
+            || own.port_or_known_default() != url.port_or_known_default()
+        {
             return false;
         }
         let host = host_name(host);
@@ -93,12 +106,16 @@ impl Site {
                         .is_some_and(|id| !id.is_empty() && !id.contains('/'))
                 })
         };
-        if slug_from_host(&host, base_domain) == Some(slug.as_str()) {
-            return mcp_path(path);
+        match slug_from_host(&host, base_domain) {
+            Some(named) => named == slug.as_str() && mcp_path(path),
+            None => {
+                is_platform_host(&host, base_domain, extra_hosts)
+                    && path
+                        .strip_prefix("/s/")
+                        .and_then(|rest| rest.strip_prefix(slug.as_str()))
+                        .is_some_and(mcp_path)
+            }
         }
-        path.strip_prefix("/s/")
-            .and_then(|rest| rest.strip_prefix(slug.as_str()))
-            .is_some_and(mcp_path)
     }
 }
 
@@ -157,6 +174,34 @@ fn not_found(message: impl Into<String>) -> Response {
 }
 
 impl McpEdge {
+    /// Records a refused OAuth request of this site (throttled; see `oauth::Refusals`).
+    pub(crate) async fn record_refusal(
+        &self,
+        site: &Site,
+        metadata: &domain::EventMetadata,
+        endpoint: &str,
+        error: &str,
+        reason: &str,
+        client_id: Option<&str>,
+    ) {
+        self.core
+            .oauth
+            .refusals
+            .record(
+                &self.core.store,
+                metadata,
+                site.tenant.org_id,
+                domain::oauth::OauthRefusal {
+                    server_id: site.tenant.server_id,
+                    endpoint: endpoint.to_owned(),
+                    error: error.to_owned(),
+                    reason: reason.to_owned(),
+                    client_id: client_id.map(str::to_owned),
+                },
+            )
+            .await;
+    }
+
     /// The authorization server a request is for: our host, an active server in `oauth` mode
     /// named by the path (`/s/{slug}`) or the host.
     pub(crate) async fn site(
@@ -254,15 +299,20 @@ mod tests {
     fn a_resource_names_this_server_in_either_form() {
         let s = site("/s/acme", "http://127.0.0.1:8080");
         let base = "localhost";
-        assert!(s.names_this_server("http://127.0.0.1:8080/s/acme/mcp", base));
-        assert!(s.names_this_server("http://acme.localhost:8080/mcp", base));
-        assert!(s.names_this_server("http://127.0.0.1:8080/s/acme/t/u1/mcp", base));
-        assert!(!s.names_this_server("http://127.0.0.1:8080/s/acme/mcp/", base));
-        assert!(!s.names_this_server("http://127.0.0.1:8080/s/other/mcp", base));
-        assert!(!s.names_this_server("http://127.0.0.1:8080/s/acmex/mcp", base));
-        assert!(!s.names_this_server("http://other.localhost:8080/mcp", base));
-        assert!(!s.names_this_server("https://127.0.0.1:8080/s/acme/mcp", base));
-        assert!(!s.names_this_server("http://127.0.0.1:8080/s/acme/mcp#x", base));
-        assert!(!s.names_this_server("not a url", base));
+        let s = |resource: &str| s.names_this_server(resource, base, &[]);
+        assert!(s("http://127.0.0.1:8080/s/acme/mcp"));
+        // Another host with our path is another resource; so is another port.
+        assert!(!s("http://evil.example:8080/s/acme/mcp"));
+        assert!(!s("http://127.0.0.1:9090/s/acme/mcp"));
+        assert!(!s("http://acme.localhost:9090/mcp"));
+        assert!(s("http://acme.localhost:8080/mcp"));
+        assert!(s("http://127.0.0.1:8080/s/acme/t/u1/mcp"));
+        assert!(!s("http://127.0.0.1:8080/s/acme/mcp/"));
+        assert!(!s("http://127.0.0.1:8080/s/other/mcp"));
+        assert!(!s("http://127.0.0.1:8080/s/acmex/mcp"));
+        assert!(!s("http://other.localhost:8080/mcp"));
+        assert!(!s("https://127.0.0.1:8080/s/acme/mcp"));
+        assert!(!s("http://127.0.0.1:8080/s/acme/mcp#x"));
+        assert!(!s("not a url"));
     }
 }

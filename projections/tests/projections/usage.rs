@@ -96,6 +96,7 @@ async fn a_protocol_session_counts_its_calls_and_errors_and_ends() {
                 server_id: t.server,
                 end_user_id: Some(user),
                 tracking_id: Some("tracked-1".into()),
+                signed_in: None,
                 protocol_version: "2025-11-25".into(),
                 client_name: Some("claude".into()),
                 client_version: Some("1.0".into()),
