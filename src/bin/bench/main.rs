@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 mod abuse;
+mod auth_load;
 mod machine;
 mod mcp_load;
 mod walkthrough_load;
@@ -76,6 +77,45 @@ enum Bench {
         /// The server's database: analyzed after a warm-up, as a long-running deployment's is.
         #[arg(long, env = "BENCH_SERVER_DATABASE_URL")]
         analyze: Option<String>,
+    },
+    /// Signed-in end users: `tools/call` throughput of clients with OAuth access tokens against
+    /// the same server in `none` mode (alternating rounds, one run), then how long after a
+    /// revocation each instance refuses the token.
+    Auth {
+        /// Base URL of a running mcplatform (`mcplatform up`).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Another instance on the same database and NATS (`mcplatform serve`), to show a
+        /// revocation through `--url` honoured there too.
+        #[arg(long)]
+        second_url: Option<String>,
+        /// The server's database: the bench mints its clients' tokens in it through the
+        /// authorization server's command services.
+        #[arg(
+            long,
+            env = "BENCH_SERVER_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/mcplatform"
+        )]
+        database_url: String,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent virtual clients (each its own end user, with a token of its own).
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Rounds per mode, alternating none and oauth.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Tokens revoked while in use (0 skips the revocation measurement).
+        #[arg(long, default_value_t = 10)]
+        revocations: usize,
+        /// Analyze the server's database after the warm-up, as a long-running deployment's is.
+        #[arg(long)]
+        analyze: bool,
+        /// Also rounds of `oauth` while other end users finish signing in at the token
+        /// endpoint, this many per second (0: no such rounds).
+        #[arg(long, default_value_t = 0.0)]
+        sign_ins: f64,
     },
     /// Walkthroughs: `next_walkthrough_step` against a running mcplatform, then analytics and
     /// sankey query latency over a million stored step completions (scratch database).
@@ -203,6 +243,33 @@ async fn main() -> anyhow::Result<()> {
             clients,
             analyze,
         } => mcp_load::run(&url, seconds, &clients, analyze.as_deref()).await,
+        Bench::Auth {
+            url,
+            second_url,
+            database_url,
+            seconds,
+            clients,
+            rounds,
+            revocations,
+            analyze,
+            sign_ins,
+        } => {
+            if !(0.0..=1000.0).contains(&sign_ins) {
+                anyhow::bail!("--sign-ins {sign_ins}: give sign-ins per second, 0 to 1000");
+            }
+            auth_load::run(auth_load::Options {
+                url,
+                second_url,
+                database_url,
+                seconds,
+                clients,
+                rounds,
+                revocations,
+                analyze,
+                sign_ins,
+            })
+            .await
+        }
         Bench::Walkthroughs {
             url,
             seconds,

@@ -135,10 +135,22 @@ pub(crate) struct VirtualClient {
     path: String,
     session: String,
     next_id: u64,
+    /// `Authorization` header value (`Bearer mcp_at_…`) of a client signed in by OAuth.
+    authorization: Option<String>,
 }
 
 impl VirtualClient {
     pub(crate) async fn connect(url: &str, n: usize) -> anyhow::Result<Self> {
+        Self::connect_as(url, n, None).await
+    }
+
+    /// A virtual client that presents `access_token` (ours, `mcp_at_…`) on every request, as an
+    /// MCP client signed in to a server in `oauth` mode does.
+    pub(crate) async fn connect_as(
+        url: &str,
+        n: usize,
+        access_token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let uri: hyper::Uri = url.parse().context("virtual client URL")?;
         let authority = uri
             .authority()
@@ -155,6 +167,7 @@ impl VirtualClient {
             path: uri.path().to_owned(),
             session: String::new(),
             next_id: 1,
+            authorization: access_token.map(|t| format!("Bearer {t}")),
         };
         let initialize = json!({
             "jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -175,6 +188,18 @@ impl VirtualClient {
 
     /// Posts one JSON-RPC message; the response headers and body of a 2xx answer.
     async fn exchange(&mut self, body: String) -> anyhow::Result<(hyper::HeaderMap, Bytes)> {
+        let (parts, body) = self.send(body).await?;
+        if !parts.status.is_success() {
+            bail!("{}: {}", parts.status, String::from_utf8_lossy(&body));
+        }
+        Ok((parts.headers, body))
+    }
+
+    /// Posts one JSON-RPC message; the response, whatever its status.
+    async fn send(
+        &mut self,
+        body: String,
+    ) -> anyhow::Result<(hyper::http::response::Parts, Bytes)> {
         let mut request = hyper::Request::post(self.path.as_str())
             .header("host", self.authority.as_str())
             .header("accept", "application/json, text/event-stream")
@@ -183,6 +208,9 @@ impl VirtualClient {
         if !self.session.is_empty() {
             request = request.header("mcp-session-id", self.session.as_str());
         }
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization.as_str());
+        }
         let request = request.body(Full::new(Bytes::from(body)))?;
         let answered = async {
             self.sender.ready().await?;
@@ -190,13 +218,24 @@ impl VirtualClient {
             let (parts, body) = response.into_parts();
             Ok::<_, hyper::Error>((parts, body.collect().await?.to_bytes()))
         };
-        let (parts, body) = tokio::time::timeout(Duration::from_secs(30), answered)
+        Ok(tokio::time::timeout(Duration::from_secs(30), answered)
             .await
-            .context("no answer within 30 s")??;
-        if !parts.status.is_success() {
-            bail!("{}: {}", parts.status, String::from_utf8_lossy(&body));
-        }
-        Ok((parts.headers, body))
+            .context("no answer within 30 s")??)
+    }
+
+    /// The HTTP status a `tools/call` is answered with (the revocation probe: 200 while the
+    /// token is honoured, 401 once it is refused).
+    pub(crate) async fn call_status(
+        &mut self,
+        tool: &str,
+        arguments: &str,
+    ) -> anyhow::Result<hyper::StatusCode> {
+        self.next_id += 1;
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#,
+            self.next_id
+        );
+        Ok(self.send(body).await?.0.status)
     }
 
     /// Calls a tool with arguments given as a JSON object's text; its structured content
@@ -232,6 +271,16 @@ async fn measure(
     for n in 0..clients {
         sessions.push(VirtualClient::connect(&tenant.mcp_url, n).await?);
     }
+    Ok(drive(sessions, seconds, tool, arguments).await)
+}
+
+/// Each initialized client calls `tool` in a loop for `seconds`, as fast as it is answered.
+pub(crate) async fn drive(
+    sessions: Vec<VirtualClient>,
+    seconds: u64,
+    tool: &'static str,
+    arguments: &str,
+) -> Row {
     let failed = Arc::new(AtomicU64::new(0));
     let arguments: Arc<str> = arguments.into();
     let cpu = BusyCpu::now();
@@ -257,7 +306,7 @@ async fn measure(
             latencies
         }));
     }
-    Ok(Row::from_clients(tasks, started, &failed, cpu).await)
+    Row::from_clients(tasks, started, &failed, cpu).await
 }
 
 /// Waits until the org's dashboard counts `expected` recorded tool calls.
