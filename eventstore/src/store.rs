@@ -48,23 +48,35 @@ struct RequiredOwner {
     moved: AtomicBool,
 }
 
-/// What to run after a commit that appended events of an aggregate type (in this process).
-type Watcher = Arc<dyn Fn() + Send + Sync>;
+/// What to run after a commit that appended events of an aggregate type (in this process),
+/// told each such event's stream id and event type.
+type Watcher = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
 
 #[derive(Default)]
 struct Watchers(RwLock<Vec<(&'static str, Watcher)>>);
 
+/// The watchers a unit wakes, with the events (stream id, event type) each is told of.
+type Woken = Vec<(Watcher, Vec<(String, &'static str)>)>;
+
 impl Watchers {
-    /// The watchers of the aggregate types `uow` appends to (none, without allocating, for
-    /// the usual unit nobody watches).
-    fn of(&self, uow: &UnitOfWork) -> Vec<Watcher> {
+    /// The watchers of the aggregate types `uow` appends to, with those events (none, without
+    /// allocating, for the usual unit nobody watches).
+    fn of(&self, uow: &UnitOfWork) -> Woken {
         let Ok(watchers) = self.0.read() else {
             return Vec::new();
         };
         watchers
             .iter()
             .filter(|(kind, _)| uow.events.iter().any(|e| e.aggregate_type == *kind))
-            .map(|(_, watcher)| watcher.clone())
+            .map(|(kind, watcher)| {
+                let events = uow
+                    .events
+                    .iter()
+                    .filter(|e| e.aggregate_type == *kind)
+                    .map(|e| (e.aggregate_id.clone(), e.event_type))
+                    .collect();
+                (watcher.clone(), events)
+            })
             .collect()
     }
 }
@@ -118,6 +130,15 @@ impl EventStore {
     /// Runs `watcher` after every commit, through this store or any handle of it, that appends
     /// events of `A`: in this process only (other processes' commits are not seen).
     pub fn on_commit_of<A: Aggregate>(&self, watcher: impl Fn() + Send + Sync + 'static) {
+        self.on_events_of::<A>(move |_, _| watcher());
+    }
+
+    /// Runs `watcher` for each event of `A` a commit appended (its stream id and event type),
+    /// through this store or any handle of it, in this process only.
+    pub fn on_events_of<A: Aggregate>(
+        &self,
+        watcher: impl Fn(&str, &'static str) + Send + Sync + 'static,
+    ) {
         if let Ok(mut watchers) = self.watchers.0.write() {
             watchers.push((A::TYPE, Arc::new(watcher)));
         }
@@ -262,7 +283,13 @@ impl EventStore {
             .map_err(|_| StoreError::Closed)?;
         let result = rx.await.map_err(|_| StoreError::Closed)?;
         match &result {
-            Ok(_) => watchers.iter().for_each(|watcher| watcher()),
+            Ok(_) => {
+                for (watcher, events) in &watchers {
+                    for (id, event_type) in events {
+                        watcher(id, event_type);
+                    }
+                }
+            }
             Err(CommitError::OwnerMoved { kind, key }) => {
                 if let Some(owner) = &self.owner {
                     if owner.claim.kind == *kind && owner.claim.key == *key {

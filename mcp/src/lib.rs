@@ -118,8 +118,19 @@ impl McpEdge {
         let tokens = oauth::bearer::AccessTokens::default();
         let rotation =
             commands::services::oauth::RotationKey::new(config.oauth_rotation_key.clone());
+        // Only a change to a live family matters (a rotation, a revocation); a code or a first
+        // pair issued cannot have been cached yet.
         let invalidated = tokens.clone();
-        store.on_commit_of::<domain::oauth::OauthGrant>(move || invalidated.invalidate_all());
+        store.on_events_of::<domain::oauth::OauthGrant>(move |grant_id, event_type| {
+            if matches!(
+                event_type,
+                "OauthTokensRefreshed" | "OauthGrantRevoked" | "OauthReuseDetected"
+            ) {
+                if let Ok(grant_id) = uuid::Uuid::parse_str(grant_id) {
+                    invalidated.grant_changed(grant_id);
+                }
+            }
+        });
         let request_states =
             rmcp::model::RequestStateCodec::new_unchecked(config.request_state_key.clone());
         let sign_ins = commands::services::sign_in::SignIns::new(

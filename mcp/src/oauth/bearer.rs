@@ -17,9 +17,9 @@ use commands::services::oauth::{self, AccessGrant, SCOPE_MCP};
 use eventstore::{EventStore, StoreError};
 use moka::future::Cache;
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// How long a validated (or refused) token is trusted without asking the store again.
 pub const TOKEN_TTL: Duration = Duration::from_secs(1);
@@ -30,14 +30,19 @@ const MAX_CACHED: u64 = 100_000;
 struct Cached {
     grant: Option<Arc<AccessGrant>>,
     read_at: Instant,
-    generation: u64,
 }
 
 /// Access token (by hash) → the grant it is live in, briefly cached. Clones share the cache.
+///
+/// A grant that changes through this process (rotated, revoked) is noted with when; a cached
+/// validation of that grant read before the change is not used again. So a revocation here is
+/// honoured at once, and issuing tokens (every sign-in, every refresh) does not empty the
+/// cache of everyone else's tokens, which it did when any grant's commit cleared it all.
 #[derive(Clone)]
 pub struct AccessTokens {
     entries: Cache<String, Cached>,
-    generation: Arc<AtomicU64>,
+    /// Grants changed here within the TTL, and when.
+    changed: moka::sync::Cache<Uuid, Instant>,
 }
 
 impl Default for AccessTokens {
@@ -47,7 +52,10 @@ impl Default for AccessTokens {
                 .max_capacity(MAX_CACHED)
                 .time_to_live(TOKEN_TTL)
                 .build(),
-            generation: Arc::default(),
+            changed: moka::sync::Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(TOKEN_TTL)
+                .build(),
         }
     }
 }
@@ -65,18 +73,19 @@ impl AccessTokens {
                 .entries
                 .try_get_with_by_ref(&key, async {
                     let read_at = Instant::now();
-                    let generation = self.generation.load(Ordering::Acquire);
                     let grant = oauth::access_grant(store, token).await?;
                     Ok::<_, StoreError>(Cached {
                         grant: grant.map(Arc::new),
                         read_at,
-                        generation,
                     })
                 })
                 .await?;
-            if cached.read_at.elapsed() < TOKEN_TTL
-                && cached.generation == self.generation.load(Ordering::Acquire)
-            {
+            let changed_since = cached.grant.as_ref().is_some_and(|grant| {
+                self.changed
+                    .get(&grant.grant_id)
+                    .is_some_and(|at| at >= cached.read_at)
+            });
+            if cached.read_at.elapsed() < TOKEN_TTL && !changed_since {
                 return Ok(cached.grant);
             }
             self.entries.invalidate(&key).await;
@@ -84,11 +93,10 @@ impl AccessTokens {
         Ok(oauth::access_grant(store, token).await?.map(Arc::new))
     }
 
-    /// Forgets every token, including look-ups under way (a grant changed through this
-    /// process: a revocation must not be outlived by a cached validation).
-    pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+    /// A grant changed through this process (a rotation, a revocation): validations of its
+    /// tokens read before now, including look-ups under way, are not used again.
+    pub fn grant_changed(&self, grant_id: Uuid) {
+        self.changed.insert(grant_id, Instant::now());
     }
 }
 
