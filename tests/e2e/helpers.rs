@@ -512,3 +512,32 @@ pub async fn expect_counters(app: &TestApp, user: &User, org: &str, expected: Va
         "dashboard counters: expected {expected:?}, got {last}"
     );
 }
+
+/// Every table of the database (the event log among them) as text: none of `secrets` in it,
+/// nor their bytes as hex.
+pub async fn assert_no_plaintext(app: &TestApp, secrets: &[&str]) {
+    let pool = app.env.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(table_name) FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("tables");
+    assert!(tables.iter().any(|t| t == "events"));
+    for secret in secrets {
+        assert!(secret.len() >= 16, "a secret worth searching for: {secret}");
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        for table in &tables {
+            let found: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {table} t WHERE t::text LIKE $1 OR t::text LIKE $2"
+            ))
+            .bind(format!("%{secret}%"))
+            .bind(format!("%{hex}%"))
+            .fetch_one(&pool)
+            .await
+            .expect("search");
+            assert_eq!(found, 0, "{secret} found in {table}");
+        }
+    }
+}

@@ -378,6 +378,25 @@ impl SignInTenant {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Refreshes at the token endpoint.
+    pub async fn refresh(&self, slug: &str, client_id: &str, token: &str) -> (StatusCode, Value) {
+        let resp = self
+            .app
+            .http
+            .post(self.app.url(&format!("/s/{slug}/oauth/token")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("client_id", client_id),
+            ]))
+            .send()
+            .await
+            .expect("token");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Event types of the org, in order.
     pub async fn event_types(&self) -> Vec<String> {
         let pool = self.app.env.pool().await;
@@ -803,34 +822,6 @@ async fn a_callback_is_refused_unless_its_state_is_this_browsers_live_flow() {
     assert!(!t.event_types().await.iter().any(|t| t == "EndUserSignedIn"));
 }
 
-/// Every table and every event payload, as text: none of `secrets` in it (nor as hex).
-pub async fn assert_no_plaintext(app: &TestApp, secrets: &[String]) {
-    let pool = app.env.pool().await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT quote_ident(table_name) FROM information_schema.tables \
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("tables");
-    assert!(tables.iter().any(|t| t == "events") && tables.iter().any(|t| t == "provider_tokens"));
-    for secret in secrets {
-        assert!(secret.len() >= 16, "a secret worth searching for: {secret}");
-        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
-        for table in &tables {
-            let found: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM {table} t WHERE t::text LIKE $1 OR t::text LIKE $2"
-            ))
-            .bind(format!("%{secret}%"))
-            .bind(format!("%{hex}%"))
-            .fetch_one(&pool)
-            .await
-            .expect("search");
-            assert_eq!(found, 0, "{secret} found in {table}");
-        }
-    }
-}
-
 #[tokio::test]
 async fn after_a_full_sign_in_no_token_or_secret_is_stored_in_plaintext() {
     let t =
@@ -849,21 +840,8 @@ async fn after_a_full_sign_in_no_token_or_secret_is_stored_in_plaintext() {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     // A refresh, so the rotated pair is searched for too.
-    let resp = t
-        .app
-        .http
-        .post(t.app.url("/s/guide/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &client_id),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let rotated: Value = resp.json().await.unwrap();
+    let (status, rotated) = t.refresh("guide", &client_id, &refresh).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
 
     let issued_by_provider: Vec<String> = reqwest::get(format!("{}/_test/issued", t.idp.issuer))
         .await
@@ -895,6 +873,7 @@ async fn after_a_full_sign_in_no_token_or_secret_is_stored_in_plaintext() {
         .await
         .unwrap();
     assert_eq!(kept, 1);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_no_plaintext(&t.app, &secrets).await;
 }
 
@@ -929,30 +908,15 @@ async fn the_providers_tokens_are_refreshed_when_ours_are_and_a_sign_out_there_e
     let (sealed, expires) = kept().await;
     assert!(expires.is_some());
 
-    let refresh = |token: String| {
-        let t = &t;
-        let client_id = client_id.clone();
-        async move {
-            let resp = t
-                .app
-                .http
-                .post(t.app.url("/s/guide/oauth/token"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form_body(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &token),
-                    ("client_id", &client_id),
-                ]))
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status();
-            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
     // The provider's access token expires; our refresh renews it there too.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, rotated) = refresh(tokens["refresh_token"].as_str().unwrap().to_owned()).await;
+    let (status, rotated) = t
+        .refresh(
+            "guide",
+            &client_id,
+            tokens["refresh_token"].as_str().unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let (renewed, renewed_expiry) = kept().await;
     assert_ne!(renewed, sealed, "renewed and sealed again");
@@ -966,7 +930,13 @@ async fn the_providers_tokens_are_refreshed_when_ours_are_and_a_sign_out_there_e
         .unwrap();
     assert!(signed_out.status().is_success());
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, refused) = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
+    let (status, refused) = t
+        .refresh(
+            "guide",
+            &client_id,
+            rotated["refresh_token"].as_str().unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["error"], "invalid_grant");
     let list = Mcp::new(t.app.url("/s/guide/mcp"))
@@ -1104,22 +1074,8 @@ async fn one_person_signing_in_on_two_servers_of_the_org_is_one_end_user() {
             .await
             .unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
         let code = query(&back)["code"].clone();
-        let resp = t
-            .app
-            .http
-            .post(t.app.url(&format!("/s/{slug}/oauth/token")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("client_id", &client_id),
-                ("redirect_uri", CLIENT_REDIRECT),
-                ("code_verifier", VERIFIER),
-            ]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{slug}");
+        let (status, tokens) = t.redeem(slug, &client_id, &code).await;
+        assert_eq!(status, StatusCode::OK, "{slug}: {tokens}");
     }
     let pool = t.app.env.pool().await;
     let people: Vec<String> = sqlx::query_scalar(

@@ -737,10 +737,7 @@ impl SignIns {
                 }
                 Ok(Exchanged {
                     identity,
-                    expires_at: response
-                        .expires_in()
-                        .and_then(|d| chrono::Duration::from_std(d).ok())
-                        .map(|d| Utc::now() + d),
+                    expires_at: expiry(response.expires_in(), Utc::now()),
                     tokens: ProviderTokens {
                         access_token,
                         refresh_token: response.refresh_token().map(|t| t.secret().to_owned()),
@@ -768,10 +765,7 @@ impl SignIns {
                 let identity = self.user_api(userinfo, &access_token).await?;
                 Ok(Exchanged {
                     identity,
-                    expires_at: response
-                        .expires_in()
-                        .and_then(|d| chrono::Duration::from_std(d).ok())
-                        .map(|d| Utc::now() + d),
+                    expires_at: expiry(response.expires_in(), Utc::now()),
                     tokens: ProviderTokens {
                         access_token,
                         refresh_token: response.refresh_token().map(|t| t.secret().to_owned()),
@@ -945,10 +939,7 @@ impl SignIns {
                     ),
                     id_token: tokens.id_token,
                 };
-                let expires_at = response
-                    .expires_in()
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| now + d);
+                let expires_at = expiry(response.expires_in(), now);
                 if let Err(e) = self
                     .keep_tokens(store, org.0, provider_id, end_user_id, renewed, expires_at)
                     .await
@@ -974,6 +965,13 @@ struct Exchanged {
     identity: ProviderIdentity,
     tokens: ProviderTokens,
     expires_at: Option<DateTime<Utc>>,
+}
+
+/// When a provider's token expires, from the `expires_in` it answered.
+fn expiry(expires_in: Option<Duration>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    expires_in
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| now + d)
 }
 
 /// The associated data a provider token row is sealed with: a row copied to another end user
