@@ -101,8 +101,13 @@ fn scope_words(scope: &str) -> &'static str {
 }
 
 pub fn consent(consent: &Consent<'_>) -> Response {
+    // The name is the application's own word (a registration or its metadata document says
+    // it); where it sends you back is what we can vouch for, so both are shown.
     let client = match consent.client_name {
-        Some(name) if !name.trim().is_empty() => format!("<strong>{}</strong>", escape(name)),
+        Some(name) if !name.trim().is_empty() => format!(
+            "<strong>{}</strong> <span class=\"muted\">(the name it gives itself)</span>",
+            escape(name)
+        ),
         _ => "An application that did not give its name".to_owned(),
     };
     let scopes: String = consent
