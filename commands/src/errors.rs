@@ -1203,6 +1203,7 @@ impl From<domain::oauth::OauthGrantError> for OauthFailure {
             | E::RedirectMismatch
             | E::InvalidRefresh
             | E::Revoked => OauthErrorCode::InvalidGrant,
+            E::OtherClient => OauthErrorCode::UnauthorizedClient,
         };
         Self::new(code, e.to_string())
     }

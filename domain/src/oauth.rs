@@ -307,6 +307,8 @@ pub enum OauthGrantError {
     InvalidRefresh,
     #[error("the grant has been revoked")]
     Revoked,
+    #[error("the token was not issued to this client")]
+    OtherClient,
 }
 
 impl OauthGrant {

@@ -510,25 +510,20 @@ pub async fn revoke(
     let Some(grant_id) = grant_id else {
         return Ok(());
     };
-    let (grant, _) = store.load::<OauthGrant>(&grant_id.to_string()).await?;
-    if grant.server_id != Some(server_id) {
-        // Another server's token is no token of this authorization server (RFC 7009: 200).
-        return Ok(());
-    }
-    if grant.client_id != client_id {
-        // RFC 7009 §2.1: a token issued to another client is refused, and the client told.
-        return Err(OauthFailure::new(
-            OauthErrorCode::UnauthorizedClient,
-            "the token was not issued to this client",
-        ));
-    }
     store
         .execute::<OauthGrant, _, _>(
             &grant_id.to_string(),
             metadata,
             |grant| {
-                if grant.server_id != Some(server_id) || grant.client_id != client_id {
+                if grant.server_id != Some(server_id) {
+                    // Another server's token is no token of this authorization server (RFC
+                    // 7009: 200).
                     return Ok(vec![]);
+                }
+                if grant.client_id != client_id {
+                    // RFC 7009 §2.1: a token issued to another client is refused, and the
+                    // client told.
+                    return Err(domain::oauth::OauthGrantError::OtherClient);
                 }
                 grant.handle(OauthGrantCommand::Revoke {
                     reason: GrantRevokeReason::Revoked,

@@ -185,6 +185,43 @@ pub struct ToClient {
 }
 
 impl ToClient {
+    /// An answer to the client: `params`, then the client's `state` (if it sent one) and our
+    /// `iss` (RFC 9207), which every answer carries, errors too.
+    pub fn new(
+        redirect_uri: &str,
+        client_state: Option<&str>,
+        issuer: &str,
+        mut params: Vec<(String, String)>,
+    ) -> Self {
+        if let Some(state) = client_state {
+            params.push(("state".into(), state.to_owned()));
+        }
+        params.push(("iss".into(), issuer.to_owned()));
+        Self {
+            redirect_uri: redirect_uri.to_owned(),
+            params,
+        }
+    }
+
+    /// An error answer (RFC 6749 §4.1.2.1).
+    pub fn error(
+        redirect_uri: &str,
+        client_state: Option<&str>,
+        issuer: &str,
+        code: OauthErrorCode,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            redirect_uri,
+            client_state,
+            issuer,
+            vec![
+                ("error".into(), code.as_str().to_owned()),
+                ("error_description".into(), description.into()),
+            ],
+        )
+    }
+
     /// The redirect URI with the answer's parameters added to its query (RFC 6749 §4.1.2).
     pub fn location(&self) -> String {
         match url::Url::parse(&self.redirect_uri) {
@@ -432,15 +469,12 @@ impl SignIns {
             return Err(CallbackRefused::OtherBrowser);
         }
         let answer = |params: Vec<(String, String)>| {
-            let mut params = params;
-            if let Some(state) = &request.client_state {
-                params.push(("state".into(), state.clone()));
-            }
-            params.push(("iss".into(), request.issuer.clone()));
-            ToClient {
-                redirect_uri: request.redirect_uri.clone(),
+            ToClient::new(
+                &request.redirect_uri,
+                request.client_state.as_deref(),
+                &request.issuer,
                 params,
-            }
+            )
         };
         let fail = |failed: Failed| {
             let answer = &answer;

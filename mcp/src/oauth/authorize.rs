@@ -15,10 +15,10 @@
 //! browser, which the callback requires: a callback link sent to someone else does not sign
 //! them in.
 
-use super::endpoints::{self, known_client, metadata};
+use super::endpoints::{self, known_client, metadata, peer};
 use super::{pages, Site};
 use crate::McpEdge;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -29,7 +29,6 @@ use commands::services::sign_in::{Callback, CallbackRefused, SignInKey, Start, T
 use domain::sign_in::{AuthorizationRequest, ConsentVia};
 use domain::values::OrgId;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 /// How long a remembered consent lasts.
 const CONSENT_DAYS: i64 = 30;
@@ -115,7 +114,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// A query string or form body as parameters; one given twice is refused (RFC 6749 §3.1).
-fn parameters(raw: &[u8]) -> Result<HashMap<String, String>, String> {
+pub(crate) fn parameters(raw: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut params = HashMap::new();
     for (name, value) in form_urlencoded::parse(raw) {
         if params.insert(name.to_string(), value.to_string()).is_some() {
@@ -278,18 +277,13 @@ async fn judge(
     }
     let state = get("state").map(str::to_owned);
     let to_client = |code: OauthErrorCode, description: &str| {
-        let mut params = vec![
-            ("error".to_owned(), code.as_str().to_owned()),
-            ("error_description".to_owned(), description.to_owned()),
-        ];
-        if let Some(state) = &state {
-            params.push(("state".into(), state.clone()));
-        }
-        params.push(("iss".into(), site.issuer()));
-        Refused::ToClient(ToClient {
-            redirect_uri: redirect_uri.to_owned(),
-            params,
-        })
+        Refused::ToClient(ToClient::error(
+            redirect_uri,
+            state.as_deref(),
+            &site.issuer(),
+            code,
+            description,
+        ))
     };
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE) {
         return Err(to_client(
@@ -396,13 +390,6 @@ async fn judge(
     })
 }
 
-fn peer(request: &Request) -> Option<SocketAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-}
-
 /// Starts the sign-in (consent known) and sends the browser to the provider, with the cookie
 /// binding the flow to this browser.
 async fn to_provider(
@@ -445,18 +432,13 @@ async fn to_provider(
     let started = match started {
         Ok(started) => started,
         Err(failure) => {
-            let mut params = vec![
-                ("error".to_owned(), failure.code.as_str().to_owned()),
-                ("error_description".to_owned(), failure.description),
-            ];
-            if let Some(state) = &request.client_state {
-                params.push(("state".into(), state.clone()));
-            }
-            params.push(("iss".into(), site.issuer()));
-            return Err(Refused::ToClient(ToClient {
-                redirect_uri: request.redirect_uri,
-                params,
-            }));
+            return Err(Refused::ToClient(ToClient::error(
+                &request.redirect_uri,
+                request.client_state.as_deref(),
+                &site.issuer(),
+                failure.code,
+                failure.description,
+            )));
         }
     };
     let mut response = see_other(&started.provider_url);
@@ -535,26 +517,19 @@ pub async fn authorize_get(edge: &McpEdge, site: Site, request: Request) -> Resp
         .is_some_and(|p| p.split(' ').any(|p| p == "none"))
     {
         // No page may be shown, and consent is not known.
-        return Refused::ToClient(ToClient {
-            redirect_uri: judged.request.redirect_uri.clone(),
-            params: [
-                ("error".to_owned(), "consent_required".to_owned()),
+        // (`consent_required` is OpenID Connect's, not among RFC 6749's codes.)
+        return Refused::ToClient(ToClient::new(
+            &judged.request.redirect_uri,
+            judged.request.client_state.as_deref(),
+            &site.issuer(),
+            vec![
+                ("error".into(), "consent_required".into()),
                 (
-                    "error_description".to_owned(),
-                    "the end user has not allowed this client yet".to_owned(),
+                    "error_description".into(),
+                    "the end user has not allowed this client yet".into(),
                 ),
-            ]
-            .into_iter()
-            .chain(
-                judged
-                    .request
-                    .client_state
-                    .clone()
-                    .map(|s| ("state".into(), s)),
-            )
-            .chain([("iss".to_owned(), site.issuer())])
-            .collect(),
-        })
+            ],
+        ))
         .into_response();
     }
     // A browser keeps one random CSRF cookie; each form's token is tied to it and the client.
@@ -700,25 +675,14 @@ pub async fn authorize_post(edge: &McpEdge, site: Site, request: Request) -> Res
     match params.get("decision").map(String::as_str) {
         Some("allow") => {}
         Some("deny") => {
-            let mut params = vec![
-                (
-                    "error".to_owned(),
-                    OauthErrorCode::AccessDenied.as_str().to_owned(),
-                ),
-                (
-                    "error_description".to_owned(),
-                    "the end user did not allow this client".to_owned(),
-                ),
-            ];
-            if let Some(state) = &judged.request.client_state {
-                params.push(("state".into(), state.clone()));
-            }
-            params.push(("iss".into(), site.issuer()));
             return see_other(
-                &ToClient {
-                    redirect_uri: judged.request.redirect_uri,
-                    params,
-                }
+                &ToClient::error(
+                    &judged.request.redirect_uri,
+                    judged.request.client_state.as_deref(),
+                    &site.issuer(),
+                    OauthErrorCode::AccessDenied,
+                    "the end user did not allow this client",
+                )
                 .location(),
             );
         }

@@ -44,7 +44,7 @@ pub(crate) fn metadata(
     .for_org(site.tenant.org_id)
 }
 
-fn peer(request: &Request) -> Option<SocketAddr> {
+pub(crate) fn peer(request: &Request) -> Option<SocketAddr> {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -81,16 +81,8 @@ fn form(headers: &HeaderMap, bytes: &[u8]) -> Result<HashMap<String, String>, Oa
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let mut params = HashMap::new();
-    for (name, value) in form_urlencoded::parse(bytes) {
-        if params.insert(name.to_string(), value.to_string()).is_some() {
-            return Err(OauthFailure::new(
-                OauthErrorCode::InvalidRequest,
-                format!("the parameter {name:?} is given more than once"),
-            ));
-        }
-    }
-    Ok(params)
+    super::authorize::parameters(bytes)
+        .map_err(|message| OauthFailure::new(OauthErrorCode::InvalidRequest, message))
 }
 
 /// The client a token or revocation request authenticates as: a public client names itself
